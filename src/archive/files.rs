@@ -1,0 +1,50 @@
+//! The table of ARC files any worker may read from: file id -> path and a read-only
+//! descriptor, shared by all workers (each file is written by one worker only).
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// An ARC file that hits can be served from.
+#[derive(Debug)]
+pub struct ArcFile {
+    pub id: u32,
+    pub path: PathBuf,
+    /// Buffered (not O_DIRECT) read-only descriptor, used by sendfile and cold reads.
+    pub fd: OwnedFd,
+}
+
+/// All readable ARC files, by id. Read-mostly: one insert per file opened.
+#[derive(Debug, Default)]
+pub struct FileTable {
+    next_id: AtomicU32,
+    files: papaya::HashMap<u32, Arc<ArcFile>>,
+}
+
+impl FileTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a file and returns its id.
+    pub fn insert(&self, path: PathBuf, fd: OwnedFd) -> u32 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.files
+            .pin()
+            .insert(id, Arc::new(ArcFile { id, path, fd }));
+        id
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<ArcFile>> {
+        self.files.pin().get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

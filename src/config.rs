@@ -1,0 +1,243 @@
+//! The command line (every flag also `LIVEWEB_<FLAG>` in the environment), its unit parsers,
+//! and the validated `Config` the server runs on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::policy::Cidr;
+
+/// How a reply is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// The reply body is the stored ARC record (gzip member), status mirrors the origin.
+    Liveweb,
+    /// A classic caching forward proxy (not yet available).
+    Forward,
+}
+
+/// liveweb: a thread-per-core archiving HTTP proxy. Send it `GET http://host/path` (as to any
+/// forward proxy) and it answers with an ARC record of the live response, stored on disk.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "liveweb", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on; every worker binds it with SO_REUSEPORT. Port 0 picks a free port
+    /// (printed at start).
+    #[arg(long, env = "LIVEWEB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for ARC files; worker N writes DATA/N/.
+    #[arg(long, env = "LIVEWEB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Worker threads, each pinned to a CPU with its own io_uring runtime [default: CPUs].
+    #[arg(long, env = "LIVEWEB_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Reply shape: `liveweb` (the ARC record) or `forward` (the origin's response; arrives
+    /// in a later release and is refused for now).
+    #[arg(long, env = "LIVEWEB_MODE", value_enum, default_value = "liveweb")]
+    pub mode: Mode,
+
+    /// How long a stored record answers repeats before the URL is fetched again.
+    #[arg(long, env = "LIVEWEB_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// How long an archived upstream failure answers repeats.
+    #[arg(long, env = "LIVEWEB_ERROR_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub error_ttl: Duration,
+
+    /// Largest response body archived; a bigger one is answered 502 E40.
+    #[arg(long, env = "LIVEWEB_MAX_BODY", default_value = "100MB", value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// Time allowed to connect to the origin (and to resolve its name).
+    #[arg(long, env = "LIVEWEB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Longest silence allowed from the origin, before its first byte and between reads.
+    #[arg(long, env = "LIVEWEB_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Total time allowed for one fetch, connect to last byte.
+    #[arg(long, env = "LIVEWEB_FETCH_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub fetch_timeout: Duration,
+
+    /// How long an idle client keep-alive connection is kept open.
+    #[arg(long, env = "LIVEWEB_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_idle_timeout: Duration,
+
+    /// User-Agent sent upstream when the client sent none [default: liveweb/<version>].
+    #[arg(long, env = "LIVEWEB_USER_AGENT")]
+    pub user_agent: Option<String>,
+
+    /// Lift the default deny (loopback, private, link-local, ...) for an upstream range, e.g.
+    /// 127.0.0.0/8. Repeatable; in the environment, comma-separated.
+    #[arg(long, env = "LIVEWEB_ALLOW_UPSTREAM", value_delimiter = ',')]
+    pub allow_upstream: Vec<Cidr>,
+
+    /// Memory for hot records, split evenly across workers.
+    #[arg(long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
+    pub mem_cache: u64,
+
+    /// gzip level for ARC records, 0 (store) to 9 (smallest).
+    #[arg(long, env = "LIVEWEB_GZIP_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub gzip_level: u32,
+
+    /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
+    #[arg(long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
+    pub prefix: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: cross-field rules and not-yet-available features.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mode == Mode::Forward {
+            return Err("--mode forward is not available yet; use --mode liveweb".into());
+        }
+        if self.workers == Some(0) {
+            return Err("--workers must be at least 1".into());
+        }
+        if self.fetch_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.read_timeout.is_zero()
+        {
+            return Err("timeouts must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    /// Worker count after defaulting to the number of CPUs.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    pub fn user_agent(&self) -> String {
+        self.user_agent
+            .clone()
+            .unwrap_or_else(|| format!("liveweb/{}", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h`, `7d`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1h, 7d"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: use ms, s, m, h or d"
+            ))
+        }
+    };
+    n.checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+/// Parses `4096`, `64KB`, `100MB`, `2GB` (powers of 1024; `KiB` spellings too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64KB, 100MB"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?}: use B, KB, MB, GB or TB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "invalid prefix {s:?}: use 1-64 letters, digits, '_' or '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64KB"), Ok(64 * 1024));
+        assert_eq!(parse_size("100MB"), Ok(100 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1 mb"), Ok(1 << 20));
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("99999999999TB").is_err());
+    }
+
+    #[test]
+    fn cli_defaults_and_validation() {
+        let c = Config::try_parse_from(["liveweb"]).expect("defaults parse");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_body, 100 << 20);
+        assert_eq!(c.fetch_timeout, Duration::from_secs(120));
+        assert!(c.validate().is_ok());
+        let f = Config::try_parse_from(["liveweb", "--mode", "forward"]).expect("parses");
+        assert!(f.validate().unwrap_err().contains("forward"));
+        assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
+        assert!(Config::try_parse_from(["liveweb", "--prefix", "a/b"]).is_err());
+        let a = Config::try_parse_from([
+            "liveweb",
+            "--allow-upstream",
+            "127.0.0.0/8",
+            "--allow-upstream",
+            "::1",
+        ])
+        .expect("parses");
+        assert_eq!(a.allow_upstream.len(), 2);
+    }
+}

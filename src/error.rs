@@ -1,0 +1,209 @@
+//! The one error type: what went wrong, which side it came from, its liveweb code and its
+//! HTTP status. This is the only place that maps failures to statuses.
+
+use std::fmt;
+
+/// Where a failure came from; decides who is told and how it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something we cannot serve.
+    Client,
+    /// The origin (or the way to it) failed.
+    Upstream,
+    /// Our own disk failed.
+    Storage,
+    /// A bug or an impossible state inside liveweb.
+    Internal,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Storage => "storage",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+/// Every failure liveweb reports. `detail` strings are for the log and the error body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("absolute URL required")]
+    AbsoluteUrlRequired,
+    #[error("invalid URL: {0}")]
+    InvalidUrl(&'static str),
+    #[error("unsupported URL scheme")]
+    UnsupportedScheme,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body too large")]
+    RequestBodyTooLarge,
+    #[error("URI too long")]
+    UriTooLong,
+    #[error("request header fields too large")]
+    HeadTooLarge,
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    #[error("not cached (only-if-cached)")]
+    NotCached,
+    #[error("upstream address not allowed: {0}")]
+    AddressNotAllowed(String),
+    #[error("DNS failure: {0}")]
+    Dns(String),
+    #[error("DNS timeout")]
+    DnsTimeout,
+    #[error("connection refused: {0}")]
+    Refused(String),
+    #[error("connect timeout")]
+    ConnectTimeout,
+    #[error("first-byte timeout")]
+    FirstByteTimeout,
+    #[error("read timeout: {0}")]
+    ReadTimeout(&'static str),
+    #[error("connection dropped mid-response: {0}")]
+    Dropped(String),
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    #[error("response too big: over {0} bytes")]
+    TooBig(u64),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// How a failure is presented on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Error {
+    pub fn side(&self) -> Side {
+        use Error::*;
+        match self {
+            BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme
+            | MethodNotAllowed | RequestBodyTooLarge | UriTooLong | HeadTooLarge
+            | NotImplemented(_) | NotCached => Side::Client,
+            AddressNotAllowed(_) | Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
+            | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
+                Side::Upstream
+            }
+            Storage(_) => Side::Storage,
+            Internal(_) => Side::Internal,
+        }
+    }
+
+    /// The liveweb code and its short name, e.g. `E30 connection refused`; `None` for plain
+    /// client errors that have no code.
+    pub fn code_line(&self) -> Option<&'static str> {
+        use Error::*;
+        Some(match self {
+            InvalidUrl(_) => "E10 invalid URL",
+            AddressNotAllowed(_) => "E11 upstream address not allowed",
+            Dns(_) => "E20 DNS failure",
+            DnsTimeout => "E21 DNS timeout",
+            Refused(_) => "E30 connection refused",
+            ConnectTimeout => "E31 connect timeout",
+            FirstByteTimeout => "E32 first-byte timeout",
+            ReadTimeout(_) => "E33 read timeout",
+            Dropped(_) => "E34 connection dropped",
+            InvalidResponse(_) => "E35 invalid response",
+            TooBig(_) => "E40 too big",
+            Storage(_) => "E50 storage failure",
+            _ => return None,
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        use Error::*;
+        let (code, reason) = match self {
+            BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme => {
+                (400, "Bad Request")
+            }
+            AddressNotAllowed(_) => (403, "Forbidden"),
+            MethodNotAllowed => (405, "Method Not Allowed"),
+            RequestBodyTooLarge => (413, "Content Too Large"),
+            UriTooLong => (414, "URI Too Long"),
+            HeadTooLarge => (431, "Request Header Fields Too Large"),
+            NotImplemented(_) => (501, "Not Implemented"),
+            NotCached | DnsTimeout | ConnectTimeout | FirstByteTimeout | ReadTimeout(_) => {
+                (504, "Gateway Timeout")
+            }
+            Dns(_) | Refused(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
+                (502, "Bad Gateway")
+            }
+            Storage(_) => (503, "Service Unavailable"),
+            Internal(_) => (500, "Internal Server Error"),
+        };
+        Status { code, reason }
+    }
+
+    /// Whether the failure is recorded as an ARC record and cached for `--error-ttl`: the
+    /// origin was tried and failed. A policy refusal (E11) never reached the origin.
+    pub fn is_archived_failure(&self) -> bool {
+        self.side() == Side::Upstream && !matches!(self, Error::AddressNotAllowed(_))
+    }
+
+    /// One line for the log and the body of a text error reply.
+    pub fn message(&self) -> String {
+        match self.code_line() {
+            Some(code) => format!("{code}: {self}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// `Display` helper for the access/error log: `side code message`.
+pub struct LogLine<'a>(pub &'a Error);
+
+impl fmt::Display for LogLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.0.status();
+        write!(
+            f,
+            "{} {} {}",
+            self.0.side().as_str(),
+            status.code,
+            self.0.message()
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_504_and_other_upstream_failures_502() {
+        assert_eq!(Error::DnsTimeout.status().code, 504);
+        assert_eq!(Error::ConnectTimeout.status().code, 504);
+        assert_eq!(Error::FirstByteTimeout.status().code, 504);
+        assert_eq!(Error::ReadTimeout("idle").status().code, 504);
+        assert_eq!(Error::Refused("x".into()).status().code, 502);
+        assert_eq!(Error::Dns("x".into()).status().code, 502);
+        assert_eq!(Error::TooBig(1).status().code, 502);
+        assert_eq!(
+            Error::AddressNotAllowed("127.0.0.1".into()).status().code,
+            403
+        );
+    }
+
+    #[test]
+    fn code_lines_and_archiving() {
+        let e = Error::Refused("127.0.0.1:1".into());
+        assert_eq!(e.code_line(), Some("E30 connection refused"));
+        assert!(e.message().starts_with("E30 connection refused: "));
+        assert!(e.is_archived_failure());
+        assert!(!Error::AddressNotAllowed("10.0.0.1".into()).is_archived_failure());
+        assert!(!Error::UriTooLong.is_archived_failure());
+        assert_eq!(Error::UriTooLong.code_line(), None);
+    }
+}

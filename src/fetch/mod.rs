@@ -1,0 +1,8 @@
+//! Fetching from origins: name resolution off the worker thread and the HTTP/1.1 client that
+//! reads a response by its framing, under connect / idle / total time limits and a size cap.
+
+pub mod client;
+pub mod dns;
+
+pub use client::{fetch, FetchError, FetchLimits, Fetched};
+pub use dns::DnsCache;

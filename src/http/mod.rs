@@ -1,0 +1,33 @@
+//! Pure HTTP/1.x: request and response head parsing, body framing, URL handling and reply
+//! heads. Nothing in here touches a socket.
+
+pub mod chunked;
+pub mod reply;
+pub mod request;
+pub mod response;
+pub mod url;
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) that never cross the proxy, plus our own control
+/// headers; `Connection` may name more.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Whether a client header is forwarded to the origin.
+pub fn is_end_to_end(name: &str, connection_tokens: &[&str]) -> bool {
+    !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        && !connection_tokens
+            .iter()
+            .any(|t| name.eq_ignore_ascii_case(t))
+        && !name
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-liveweb-"))
+}

@@ -1,0 +1,141 @@
+//! Reply heads and canned replies toward the client. Pure: builds bytes, does no I/O.
+
+use std::io::Write;
+
+/// How the connection is managed after a reply; decides the `Connection` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnState {
+    pub keep_alive: bool,
+    /// Client's minor HTTP version: an HTTP/1.0 client needs `Connection: keep-alive`.
+    pub version: u8,
+}
+
+impl ConnState {
+    fn header(&self) -> &'static str {
+        match (self.keep_alive, self.version) {
+            (false, _) => "Connection: close\r\n",
+            (true, 0) => "Connection: keep-alive\r\n",
+            (true, _) => "",
+        }
+    }
+}
+
+/// The part of a record reply head that depends only on the stored record: status line,
+/// Content-Type, Content-Length and (for archived failures) the error code.
+pub fn record_head_prefix(status: u16, reason: &str, len: u64, error: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let reason = sanitize_reason(reason);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/arc-gz\r\nContent-Length: {len}\r\n"
+    );
+    if let Some(code) = error {
+        let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
+    }
+    out
+}
+
+/// Completes a record reply head: the stored prefix, the cache state, connection management.
+pub fn finish_record_head(prefix: &[u8], cache: &str, conn: ConnState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 48);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(b"X-Cache: ");
+    out.extend_from_slice(cache.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(conn.header().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A short text reply (errors, health); `error_code` becomes `X-Liveweb-Error`.
+pub fn text_reply(
+    status: u16,
+    reason: &str,
+    error_code: Option<&str>,
+    body: &str,
+    conn: ConnState,
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+        body.len() + 1
+    );
+    if let Some(code) = error_code {
+        let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
+    }
+    out.extend_from_slice(conn.header().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// An origin's reason phrase is echoed into our status line: keep only visible ASCII and
+/// spaces so it cannot break the head.
+fn sanitize_reason(reason: &str) -> String {
+    reason
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEEP: ConnState = ConnState {
+        keep_alive: true,
+        version: 1,
+    };
+
+    #[test]
+    fn record_head() {
+        let prefix = record_head_prefix(404, "Not Found", 123, None);
+        let head = finish_record_head(&prefix, "HIT", KEEP);
+        assert_eq!(
+            head,
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/arc-gz\r\nContent-Length: 123\r\nX-Cache: HIT\r\n\r\n"
+        );
+        let failed = record_head_prefix(502, "Bad\r\nGateway", 9, Some("E30 connection refused"));
+        let head = finish_record_head(
+            &failed,
+            "MISS",
+            ConnState {
+                keep_alive: false,
+                version: 1,
+            },
+        );
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.starts_with("HTTP/1.1 502 BadGateway\r\n"));
+        assert!(text.contains("X-Liveweb-Error: E30 connection refused\r\n"));
+        assert!(text.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn text_replies() {
+        let r = text_reply(
+            400,
+            "Bad Request",
+            None,
+            "absolute URL required",
+            KEEP,
+            false,
+        );
+        assert_eq!(
+            r,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nabsolute URL required\n"
+        );
+        let http10 = ConnState {
+            keep_alive: true,
+            version: 0,
+        };
+        let r = text_reply(200, "OK", None, "ok", http10, true);
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.contains("Connection: keep-alive\r\n"));
+        assert!(text.ends_with("\r\n\r\n"), "HEAD gets no body");
+    }
+}

@@ -1,0 +1,24 @@
+//! liveweb: a thread-per-core, io_uring archiving HTTP proxy.
+//!
+//! # Layout
+//! - [`config`]: the CLI (clap, `LIVEWEB_*` env) and its unit parsers.
+//! - [`error`]: the one error type, its codes and the status mapping.
+//! - [`clock`]: ARC timestamps.
+//! - [`http`]: pure HTTP/1.x: request/response heads, chunked framing, URLs, reply heads.
+//! - [`policy`]: IP range tables (upstream rules).
+//! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
+//! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
+//! - [`fetch`]: DNS off the worker and the upstream HTTP client.
+//! - [`proxy`]: where index, fetch and archive meet; hot shard; zero-copy sends.
+//! - [`server`]: worker threads, runtimes, listeners, connection loop, shutdown.
+
+pub mod archive;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod http;
+pub mod index;
+pub mod policy;
+pub mod proxy;
+pub mod server;

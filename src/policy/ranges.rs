@@ -1,0 +1,225 @@
+//! CIDR parsing and sorted range sets with binary-search lookup, IPv4 and IPv6 in one space
+//! (IPv4 lives at ::ffff:0:0/96, so an IPv4-mapped IPv6 address is judged as its IPv4 self).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An address block such as `10.0.0.0/8` or `fe80::/10`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// First and last address as points in the unified 128-bit space.
+    fn bounds(&self) -> (u128, u128) {
+        let (base, bits) = match self.addr {
+            IpAddr::V4(v4) => (to_point(IpAddr::V4(v4)), 96 + u32::from(self.prefix)),
+            IpAddr::V6(v6) => (u128::from(v6), u32::from(self.prefix)),
+        };
+        let host_mask = if bits >= 128 { 0 } else { u128::MAX >> bits };
+        (base & !host_mask, base | host_mask)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr_part, prefix_part) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr_part
+            .parse()
+            .map_err(|_| format!("invalid CIDR {s:?}: bad address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_part {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("invalid CIDR {s:?}: prefix must be 0..={max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+fn to_point(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// A set of address ranges, merged and sorted so a lookup is one binary search.
+#[derive(Debug, Clone, Default)]
+pub struct RangeSet {
+    /// Disjoint, non-adjacent inclusive ranges sorted by start.
+    ranges: Vec<(u128, u128)>,
+}
+
+impl RangeSet {
+    pub fn new(cidrs: &[Cidr]) -> Self {
+        let mut ranges: Vec<(u128, u128)> = cidrs.iter().map(Cidr::bounds).collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        RangeSet { ranges: merged }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let point = to_point(ip);
+        // Index of the first range starting after `point`; the one before it may hold it.
+        let idx = self.ranges.partition_point(|(start, _)| *start <= point);
+        idx > 0 && point <= self.ranges[idx - 1].1
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
+/// Where liveweb may connect: everything public, minus the default deny list, plus what the
+/// operator allowed with `--allow-upstream`.
+#[derive(Debug, Clone)]
+pub struct UpstreamRules {
+    deny: RangeSet,
+    allow: RangeSet,
+}
+
+/// Ranges an open proxy must never reach by default: its own host, private networks, cloud
+/// metadata, and addresses that are not unicast destinations at all.
+pub const DEFAULT_UPSTREAM_DENY: &[&str] = &[
+    "0.0.0.0/8",      // "this network", includes the unspecified address
+    "10.0.0.0/8",     // RFC 1918
+    "100.64.0.0/10",  // CGNAT
+    "127.0.0.0/8",    // loopback
+    "169.254.0.0/16", // link-local, includes 169.254.169.254 (cloud metadata)
+    "172.16.0.0/12",  // RFC 1918
+    "192.168.0.0/16", // RFC 1918
+    "224.0.0.0/4",    // multicast
+    "240.0.0.0/4",    // reserved, includes 255.255.255.255 broadcast
+    "::/128",         // unspecified
+    "::1/128",        // loopback
+    "fc00::/7",       // unique local
+    "fe80::/10",      // link-local
+    "ff00::/8",       // multicast
+];
+
+impl UpstreamRules {
+    pub fn new(allow: &[Cidr]) -> Self {
+        let deny: Vec<Cidr> = DEFAULT_UPSTREAM_DENY
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        UpstreamRules {
+            deny: RangeSet::new(&deny),
+            allow: RangeSet::new(allow),
+        }
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow.contains(ip) || !self.deny.contains(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>(),
+            Ok(Cidr {
+                addr: ip("10.0.0.0"),
+                prefix: 8
+            })
+        );
+        assert_eq!("::1".parse::<Cidr>().map(|c| c.prefix), Ok(128));
+        assert_eq!("1.2.3.4".parse::<Cidr>().map(|c| c.prefix), Ok(32));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("fe80::/129".parse::<Cidr>().is_err());
+        assert!("nonsense/8".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn range_set_merges_and_finds_edges() {
+        let set = RangeSet::new(&[
+            "10.0.0.0/8".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap(),
+            "11.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
+        assert_eq!(set.len(), 2, "10/8 and 11/8 are adjacent and merge");
+        assert!(set.contains(ip("10.0.0.0")));
+        assert!(set.contains(ip("11.255.255.255")));
+        assert!(!set.contains(ip("9.255.255.255")));
+        assert!(!set.contains(ip("12.0.0.0")));
+        assert!(set.contains(ip("2001:db8:ffff::1")));
+        assert!(!set.contains(ip("2001:db9::")));
+        assert!(!RangeSet::default().contains(ip("1.1.1.1")));
+    }
+
+    #[test]
+    fn default_upstream_rules() {
+        let rules = UpstreamRules::new(&[]);
+        for denied in [
+            "127.0.0.1",
+            "10.2.3.4",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.251",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!rules.allows(ip(denied)), "{denied} must be denied");
+        }
+        assert!(!rules.allows(IpAddr::V4(std::net::Ipv4Addr::BROADCAST)));
+        for allowed in ["93.184.216.34", "172.32.0.1", "100.128.0.1", "2606:4700::1"] {
+            assert!(rules.allows(ip(allowed)), "{allowed} must be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_lifts_deny() {
+        let rules = UpstreamRules::new(&["127.0.0.0/8".parse().unwrap()]);
+        assert!(rules.allows(ip("127.0.0.1")));
+        assert!(!rules.allows(ip("10.0.0.1")));
+        assert!(!rules.allows(ip("::1")));
+    }
+}

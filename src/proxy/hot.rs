@@ -1,0 +1,85 @@
+//! A worker's hot shard: recently written or served record members kept in memory, bounded
+//! by bytes, evicted oldest-first. Hits found here are answered with a plain write.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::archive::RecordLoc;
+
+type Key = (u32, u64);
+
+/// Byte-bounded FIFO cache of gzip members keyed by file id and offset.
+pub struct HotShard {
+    capacity: usize,
+    used: usize,
+    map: hashbrown::HashMap<Key, Bytes>,
+    order: VecDeque<Key>,
+}
+
+impl HotShard {
+    pub fn new(capacity: usize) -> Self {
+        HotShard {
+            capacity,
+            used: 0,
+            map: hashbrown::HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&self, loc: &RecordLoc) -> Option<Bytes> {
+        self.map.get(&(loc.file_id, loc.offset)).cloned()
+    }
+
+    /// Keeps `member`; records over a quarter of the shard are not kept (one of them would
+    /// evict most of the shard for little gain).
+    pub fn insert(&mut self, loc: &RecordLoc, member: Bytes) {
+        let key = (loc.file_id, loc.offset);
+        if member.len() > self.capacity / 4 || self.map.contains_key(&key) {
+            return;
+        }
+        while self.used + member.len() > self.capacity {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(evicted) = self.map.remove(&old) {
+                self.used -= evicted.len();
+            }
+        }
+        self.used += member.len();
+        self.map.insert(key, member);
+        self.order.push_back(key);
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(offset: u64) -> RecordLoc {
+        RecordLoc {
+            file_id: 1,
+            offset,
+            len: 0,
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_and_respects_bound() {
+        let mut shard = HotShard::new(100);
+        shard.insert(&loc(0), Bytes::from(vec![0; 20]));
+        shard.insert(&loc(1), Bytes::from(vec![1; 20]));
+        shard.insert(&loc(2), Bytes::from(vec![2; 26])); // over a quarter: skipped
+        assert!(shard.get(&loc(2)).is_none());
+        for i in 3..8 {
+            shard.insert(&loc(i), Bytes::from(vec![i as u8; 20]));
+        }
+        assert!(shard.used_bytes() <= 100);
+        assert!(shard.get(&loc(0)).is_none() && shard.get(&loc(1)).is_none());
+        assert_eq!(shard.get(&loc(7)).unwrap()[0], 7);
+    }
+}

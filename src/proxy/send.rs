@@ -1,0 +1,187 @@
+//! Writes a `Response` to the client: memory bodies with a plain write, file bodies with
+//! sendfile(2) straight from the page cache when the record's pages are resident, otherwise
+//! read once with io_uring (never a blocking read on the worker) and kept in the hot shard.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::{Body, Response, WorkerCtx};
+use crate::archive::ArcFile;
+
+/// Bodies up to this size are copied behind the head and sent in one write.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Sends the whole response; any single write may wait at most `timeout`.
+pub async fn write_response(
+    ctx: &WorkerCtx,
+    stream: &mut TcpStream,
+    resp: Response,
+    timeout: Duration,
+) -> io::Result<()> {
+    let Response { mut head, body, .. } = resp;
+    match body {
+        Body::None => write_all(stream, head, timeout).await,
+        Body::Memory(bytes) if bytes.len() <= COALESCE_LIMIT => {
+            head.extend_from_slice(&bytes);
+            write_all(stream, head, timeout).await
+        }
+        Body::Memory(bytes) => {
+            write_all(stream, head, timeout).await?;
+            write_all(stream, bytes, timeout).await
+        }
+        Body::File { file, record } => {
+            let (offset, len) = (record.loc.offset, record.loc.len);
+            if is_resident(file.fd.as_raw_fd(), offset, len) {
+                write_all(stream, head, timeout).await?;
+                sendfile_all(stream, file.fd.as_raw_fd(), offset, len, timeout).await
+            } else {
+                let member = bytes::Bytes::from(read_region(&file, offset, len).await?);
+                ctx.hot.borrow_mut().insert(&record.loc, member.clone());
+                if member.len() <= COALESCE_LIMIT {
+                    head.extend_from_slice(&member);
+                    write_all(stream, head, timeout).await
+                } else {
+                    write_all(stream, head, timeout).await?;
+                    write_all(stream, member, timeout).await
+                }
+            }
+        }
+    }
+}
+
+async fn write_all<B: monoio::buf::IoBuf + 'static>(
+    stream: &mut TcpStream,
+    buf: B,
+    timeout: Duration,
+) -> io::Result<()> {
+    match monoio::time::timeout(timeout, stream.write_all(buf)).await {
+        Ok((res, _)) => res.map(|_| ()),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client write timed out",
+        )),
+    }
+}
+
+/// Reads a record region through io_uring (buffered, so the pages become resident too).
+async fn read_region(file: &ArcFile, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    let dup = file.fd.try_clone()?;
+    let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
+    let (res, slice) = f
+        .read_exact_at(Vec::with_capacity(len).slice_mut(0..len), offset)
+        .await;
+    res?;
+    Ok(slice.into_inner())
+}
+
+/// Whether every page of the region is in the page cache (mmap + mincore: no disk access).
+pub fn is_resident(fd: RawFd, offset: u64, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => 4096,
+    };
+    let start = offset / page * page;
+    let map_len = (offset + len - start) as usize;
+    let Ok(map_off) = libc::off_t::try_from(start) else {
+        return false;
+    };
+    // SAFETY: a fresh read-only shared mapping of our own descriptor; unmapped below and never
+    // dereferenced (mincore only inspects page-table state).
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            map_off,
+        );
+        if addr == libc::MAP_FAILED {
+            return false;
+        }
+        let mut vec = vec![0u8; map_len.div_ceil(page as usize)];
+        let ok = libc::mincore(addr, map_len, vec.as_mut_ptr()) == 0;
+        libc::munmap(addr, map_len);
+        ok && vec.iter().all(|b| b & 1 == 1)
+    }
+}
+
+/// Restores a descriptor's file status flags when dropped.
+struct FlagsGuard {
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl Drop for FlagsGuard {
+    fn drop(&mut self) {
+        // SAFETY: restoring flags we read from the same open descriptor.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
+
+/// Sends `len` bytes of `file_fd` from `offset` with sendfile(2). The socket is made
+/// non-blocking for the duration (sockets accepted through io_uring are blocking) and EAGAIN
+/// waits for writability on the runtime instead of blocking the worker.
+async fn sendfile_all(
+    stream: &TcpStream,
+    file_fd: RawFd,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> io::Result<()> {
+    let sock = stream.as_raw_fd();
+    // SAFETY: plain fcntl calls on the connection's own descriptor.
+    let flags = unsafe { libc::fcntl(sock, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let _restore = FlagsGuard { fd: sock, flags };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(sock, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+    let mut remaining = len;
+    while remaining > 0 {
+        let want = remaining.min(1 << 30) as usize;
+        // SAFETY: valid descriptors; `off` is ours and updated by the kernel.
+        let n = unsafe { libc::sendfile(sock, file_fd, &mut off, want) };
+        if n > 0 {
+            remaining -= n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "ARC file shorter than its index entry",
+            ));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => {
+                match monoio::time::timeout(timeout, stream.writable(false)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client write timed out",
+                        ))
+                    }
+                }
+            }
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}

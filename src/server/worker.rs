@@ -1,0 +1,115 @@
+//! A worker thread: pin to a CPU, build the runtime, accept connections until told to stop,
+//! then drain connections and close the ARC file.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use monoio::net::TcpListener;
+
+use super::conn;
+use crate::archive::{ArcWriter, WriterConfig};
+use crate::fetch::DnsCache;
+use crate::proxy::{hot::HotShard, Shared, WorkerCtx};
+
+/// How long a stopping worker waits for open connections to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+pub(super) struct WorkerSetup {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub listener: std::net::TcpListener,
+    pub shared: Arc<Shared>,
+    pub pool: monoio::blocking::DefaultThreadPool,
+    pub stop: oneshot::Receiver<()>,
+}
+
+pub(super) fn run(setup: WorkerSetup) {
+    if let Some(core) = setup.core {
+        core_affinity::set_for_current(core);
+    }
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .attach_thread_pool(Box::new(setup.pool.clone()))
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!(
+                "liveweb: worker {} could not start its runtime: {e}",
+                setup.id
+            );
+            return;
+        }
+    };
+    runtime.block_on(serve(setup));
+}
+
+async fn serve(setup: WorkerSetup) {
+    let WorkerSetup {
+        id,
+        listener,
+        shared,
+        mut stop,
+        ..
+    } = setup;
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("liveweb: worker {id} could not use its listener: {e}");
+            return;
+        }
+    };
+    let config = &shared.config;
+    let writer = ArcWriter::spawn(
+        WriterConfig {
+            dir: config.data_dir.join(id.to_string()),
+            prefix: config.prefix.clone(),
+            worker: id,
+            gzip_level: config.gzip_level,
+        },
+        shared.files.clone(),
+    );
+    let shard_bytes = (config.mem_cache / config.worker_count().max(1) as u64) as usize;
+    let ctx = Rc::new(WorkerCtx {
+        id,
+        shared: shared.clone(),
+        dns: DnsCache::new(),
+        hot: RefCell::new(HotShard::new(shard_bytes)),
+        writer: writer.clone(),
+    });
+    let active = Rc::new(Cell::new(0usize));
+
+    loop {
+        monoio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let ctx = ctx.clone();
+                    let active = active.clone();
+                    active.set(active.get() + 1);
+                    monoio::spawn(async move {
+                        conn::serve(ctx, stream).await;
+                        active.set(active.get() - 1);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    eprintln!("liveweb: worker {id} accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer.close().await;
+}
