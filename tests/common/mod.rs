@@ -1,0 +1,358 @@
+//! Test harness: a local origin the test controls (counting requests), the real `liveweb`
+//! binary on an ephemeral port, raw-byte HTTP clients, ARC/gzip helpers and the warcio check.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the origin does for a path.
+#[derive(Clone)]
+pub enum Behavior {
+    /// Send these bytes, then close.
+    Send(Vec<u8>),
+    /// Wait, then send, then close.
+    Delay(Duration, Vec<u8>),
+    /// Send these bytes, then hold the connection open without another byte.
+    SendThenStall(Vec<u8>),
+}
+
+/// A blocking origin server on 127.0.0.1:0; one thread per connection.
+pub struct Origin {
+    pub addr: SocketAddr,
+    routes: Arc<Mutex<HashMap<String, Behavior>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// Every request head received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    pub fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let routes: Arc<Mutex<HashMap<String, Behavior>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (r, h, q) = (routes.clone(), hits.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (r, h, q) = (r.clone(), h.clone(), q.clone());
+                std::thread::spawn(move || serve_origin(conn, r, h, q));
+            }
+        });
+        Origin {
+            addr,
+            routes,
+            hits,
+            requests,
+        }
+    }
+
+    pub fn route(&self, path: &str, behavior: Behavior) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), behavior);
+    }
+
+    /// A 200 response with Content-Length.
+    pub fn ok(&self, path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+        let mut raw = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        self.route(path, Behavior::Send(raw.clone()));
+        raw
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        *self.hits.lock().unwrap().get(path).unwrap_or(&0)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+fn serve_origin(
+    mut conn: TcpStream,
+    routes: Arc<Mutex<HashMap<String, Behavior>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let path = text.split(' ').nth(1).unwrap_or("").to_string();
+    requests.lock().unwrap().push(text);
+    *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+    let behavior = routes.lock().unwrap().get(&path).cloned();
+    match behavior {
+        None => {
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+        }
+        Some(Behavior::Send(raw)) => {
+            let _ = conn.write_all(&raw);
+        }
+        Some(Behavior::Delay(d, raw)) => {
+            std::thread::sleep(d);
+            let _ = conn.write_all(&raw);
+        }
+        Some(Behavior::SendThenStall(raw)) => {
+            let _ = conn.write_all(&raw);
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    }
+}
+
+/// The real binary, started on 127.0.0.1:0 with its own data directory.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Proxy {
+    /// Starts liveweb with test defaults (2 workers, loopback upstreams allowed, 1s read
+    /// timeout) plus `extra` arguments.
+    pub fn start(extra: &[&str]) -> Proxy {
+        let mut args = vec![
+            "--workers",
+            "2",
+            "--allow-upstream",
+            "127.0.0.0/8",
+            "--read-timeout",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_raw(&args)
+    }
+
+    /// Starts liveweb with exactly `args` (plus listen address and data dir).
+    pub fn start_raw(args: &[&str]) -> Proxy {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_liveweb"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start liveweb");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr);
+        let mut first = String::new();
+        lines.read_line(&mut first).expect("startup line");
+        let addr: SocketAddr = first
+            .split_whitespace()
+            .find_map(|w| w.trim_end_matches(',').parse().ok())
+            .unwrap_or_else(|| panic!("no address in startup line {first:?}"));
+        let log = Arc::new(Mutex::new(first));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Proxy {
+            addr,
+            child: Some(child),
+            data_dir,
+            _tmp: tmp,
+            log,
+        }
+    }
+
+    /// SIGTERM, wait for a clean exit, then check every ARC file with warcio.
+    pub fn finish(mut self) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "liveweb exited with {status}; log:\n{}",
+            self.log.lock().unwrap()
+        );
+        assert_warcio_clean(&self.data_dir);
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every `.arc.gz` under `dir` is read by `warcio index` with exit 0 and nothing on stderr.
+pub fn assert_warcio_clean(dir: &Path) {
+    let mut files = Vec::new();
+    collect_arcs(dir, &mut files);
+    for f in files {
+        let out = Command::new("warcio")
+            .arg("index")
+            .arg(&f)
+            .output()
+            .expect("warcio must be installed (pip install warcio)");
+        assert!(
+            out.status.success(),
+            "warcio failed on {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "warcio warned on {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn collect_arcs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_arcs(&p, out);
+        } else if p.to_string_lossy().ends_with(".arc.gz") {
+            out.push(p);
+        }
+    }
+}
+
+/// A parsed reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    /// The record: ARC header line and payload (the content between it and the final `\n`).
+    pub fn record(&self) -> (String, Vec<u8>) {
+        split_record(&gunzip_one_member(&self.body))
+    }
+}
+
+/// Reads one reply framed by Content-Length (no body for HEAD).
+pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Reply {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read reply head");
+        assert!(n > 0, "connection closed before a reply; got {head:?}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut reply = Reply {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if !head_only {
+        let len: usize = reply
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        reply.body = vec![0; len];
+        reader.read_exact(&mut reply.body).expect("read reply body");
+    }
+    reply
+}
+
+pub fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(addr).expect("connect to liveweb");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    BufReader::new(s)
+}
+
+/// Sends raw request bytes on a new connection and reads one reply.
+pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut conn = connect(addr);
+    conn.get_mut().write_all(raw).expect("send");
+    read_reply(&mut conn, raw.starts_with(b"HEAD "))
+}
+
+/// `GET <url>` through the proxy with extra header lines.
+pub fn get(addr: SocketAddr, url: &str, extra_headers: &str) -> Reply {
+    send_raw(
+        addr,
+        format!("GET {url} HTTP/1.1\r\nHost: x\r\n{extra_headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+/// Inflates `data`, asserting it is exactly one gzip member.
+pub fn gunzip_one_member(data: &[u8]) -> Vec<u8> {
+    use flate2::bufread::GzDecoder;
+    let mut rest: &[u8] = data;
+    let mut dec = GzDecoder::new(&mut rest);
+    let mut out = Vec::new();
+    dec.read_to_end(&mut out).expect("valid gzip member");
+    drop(dec);
+    assert!(
+        rest.is_empty(),
+        "{} bytes after the first gzip member",
+        rest.len()
+    );
+    out
+}
+
+/// Splits an inflated ARC record into header line and content, checking the declared length
+/// and the trailing newline.
+pub fn split_record(plain: &[u8]) -> (String, Vec<u8>) {
+    let nl = plain.iter().position(|&b| b == b'\n').expect("header line");
+    let header = String::from_utf8(plain[..nl].to_vec()).expect("ascii header");
+    let len: usize = header
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("length field");
+    let content = &plain[nl + 1..];
+    assert_eq!(content.len(), len + 1, "declared length + trailing newline");
+    assert_eq!(content[len], b'\n');
+    (header, content[..len].to_vec())
+}

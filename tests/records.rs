@@ -1,0 +1,219 @@
+//! Misses, hits and coalescing through the real binary: replies are one gzip member whose
+//! payload is byte for byte what the origin sent.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn miss_then_hit_is_byte_identical_and_origin_untouched() {
+    let origin = Origin::start();
+    let raw = origin.ok("/page", "text/html; charset=utf-8", b"<html>hello</html>");
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/page");
+
+    let first = get(proxy.addr, &url, "");
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.header("content-type").as_deref(),
+        Some("application/arc-gz")
+    );
+    assert_eq!(first.header("x-cache").as_deref(), Some("MISS"));
+    let (header, payload) = first.record();
+    assert_eq!(payload, raw, "payload is the origin's bytes as received");
+    let fields: Vec<&str> = header.split(' ').collect();
+    assert_eq!(fields.len(), 5, "{header}");
+    assert_eq!(fields[0], url);
+    assert_eq!(fields[1], "127.0.0.1");
+    assert_eq!(fields[2].len(), 14);
+    assert!(fields[2].bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(fields[3], "text/html");
+    assert_eq!(fields[4], raw.len().to_string());
+
+    for _ in 0..3 {
+        let again = get(proxy.addr, &url, "");
+        assert_eq!(again.header("x-cache").as_deref(), Some("HIT"));
+        assert_eq!(again.body, first.body, "hit is byte-identical");
+    }
+    assert_eq!(origin.hits("/page"), 1);
+
+    // The record on disk is the reply body, byte for byte.
+    let mut files = Vec::new();
+    collect_arcs(&proxy.data_dir, &mut files);
+    let on_disk: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert!(
+        on_disk
+            .iter()
+            .any(|d| d.windows(first.body.len()).any(|w| w == first.body)),
+        "reply body found in an ARC file"
+    );
+    proxy.finish();
+}
+
+#[test]
+fn status_is_mirrored_and_head_gets_no_body() {
+    let origin = Origin::start();
+    let proxy = Proxy::start(&[]);
+    let r = get(proxy.addr, &origin.url("/missing"), "");
+    assert_eq!(r.status, 404);
+    assert!(r.head.starts_with("HTTP/1.1 404 Not Found\r\n"));
+    let (_, payload) = r.record();
+    assert!(payload.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+
+    let head = send_raw(
+        proxy.addr,
+        format!(
+            "HEAD {} HTTP/1.1\r\nConnection: close\r\n\r\n",
+            origin.url("/missing")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(head.status, 404);
+    assert_eq!(head.header("x-cache").as_deref(), Some("HIT"));
+    assert_eq!(head.header("content-length"), r.header("content-length"));
+    proxy.finish();
+}
+
+#[test]
+fn binary_300k_served_from_memory_disk_and_sendfile() {
+    let origin = Origin::start();
+    let body: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let raw = origin.ok("/bin", "application/octet-stream", &body);
+    // No hot shard: every hit goes to the ARC file (cold read first, then sendfile).
+    let proxy = Proxy::start(&["--mem-cache", "0"]);
+    let url = origin.url("/bin");
+    let first = get(proxy.addr, &url, "");
+    assert_eq!(first.record().1, raw);
+    for _ in 0..4 {
+        let hit = get(proxy.addr, &url, "");
+        assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+        assert_eq!(hit.body, first.body);
+    }
+    assert_eq!(origin.hits("/bin"), 1);
+    proxy.finish();
+}
+
+#[test]
+fn chunked_and_close_delimited_origins_are_archived_as_received() {
+    let origin = Origin::start();
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec();
+    origin.route("/chunked", Behavior::Send(chunked.clone()));
+    let close =
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the origin closes".to_vec();
+    origin.route("/close", Behavior::Send(close.clone()));
+    let proxy = Proxy::start(&[]);
+    let r = get(proxy.addr, &origin.url("/chunked"), "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.record().1, chunked, "chunked framing kept");
+    let r = get(proxy.addr, &origin.url("/close"), "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.record().1, close);
+    proxy.finish();
+}
+
+#[test]
+fn sixteen_concurrent_requests_cause_one_fetch() {
+    let origin = Origin::start();
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec();
+    origin.route(
+        "/slow",
+        Behavior::Delay(Duration::from_millis(600), raw.clone()),
+    );
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/slow");
+    let addr = proxy.addr;
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || get(addr, &url, ""))
+        })
+        .collect();
+    let replies: Vec<Reply> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(origin.hits("/slow"), 1, "exactly one origin request");
+    let misses = replies
+        .iter()
+        .filter(|r| r.header("x-cache").as_deref() == Some("MISS"))
+        .count();
+    assert_eq!(misses, 1);
+    for r in &replies {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, replies[0].body);
+        assert_eq!(r.record().1, raw);
+        let cache = r.header("x-cache").unwrap();
+        assert!(
+            ["MISS", "COALESCED", "HIT"].contains(&cache.as_str()),
+            "{cache}"
+        );
+    }
+    proxy.finish();
+}
+
+#[test]
+fn only_if_cached_and_no_cache() {
+    let origin = Origin::start();
+    origin.ok("/c", "text/plain", b"v1");
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/c");
+    let r = get(proxy.addr, &url, "Cache-Control: only-if-cached\r\n");
+    assert_eq!(r.status, 504);
+    assert_eq!(origin.hits("/c"), 0);
+    assert_eq!(
+        get(proxy.addr, &url, "").header("x-cache").as_deref(),
+        Some("MISS")
+    );
+    let r = get(proxy.addr, &url, "Cache-Control: only-if-cached\r\n");
+    assert_eq!(r.header("x-cache").as_deref(), Some("HIT"));
+    origin.ok("/c", "text/plain", b"v2");
+    let r = get(proxy.addr, &url, "Cache-Control: no-cache\r\n");
+    assert_eq!(r.header("x-cache").as_deref(), Some("MISS"));
+    assert!(r.record().1.ends_with(b"v2"));
+    assert_eq!(origin.hits("/c"), 2);
+    // The refetched record now answers hits.
+    assert!(get(proxy.addr, &url, "").record().1.ends_with(b"v2"));
+    proxy.finish();
+}
+
+#[test]
+fn expired_records_are_refetched() {
+    let origin = Origin::start();
+    origin.ok("/ttl", "text/plain", b"x");
+    let proxy = Proxy::start(&["--ttl", "300ms"]);
+    let url = origin.url("/ttl");
+    get(proxy.addr, &url, "");
+    assert_eq!(
+        get(proxy.addr, &url, "").header("x-cache").as_deref(),
+        Some("HIT")
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        get(proxy.addr, &url, "").header("x-cache").as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(origin.hits("/ttl"), 2);
+    proxy.finish();
+}
+
+#[test]
+fn upstream_request_carries_host_user_agent_and_no_hop_by_hop() {
+    let origin = Origin::start();
+    origin.ok("/h", "text/plain", b"x");
+    let proxy = Proxy::start(&["--user-agent", "test-agent/1"]);
+    get(
+        proxy.addr,
+        &origin.url("/h?q=1"),
+        "Proxy-Authorization: secret\r\nX-Keep: yes\r\n",
+    );
+    let seen = origin.requests.lock().unwrap()[0].clone();
+    assert!(seen.starts_with("GET /h?q=1 HTTP/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains(&format!("Host: {}\r\n", origin.addr)),
+        "{seen}"
+    );
+    assert!(seen.contains("User-Agent: test-agent/1\r\n"), "{seen}");
+    assert!(seen.contains("X-Keep: yes\r\n"), "{seen}");
+    assert!(!seen.contains("secret"), "{seen}");
+    proxy.finish();
+}

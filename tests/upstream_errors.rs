@@ -1,0 +1,148 @@
+//! Upstream failures: each maps to its code and status, and in liveweb mode the reply body is
+//! an archived ARC record of the failure.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+
+fn free_port() -> u16 {
+    // Bind and drop: nothing listens there afterwards.
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn assert_failure_record(r: &Reply, status: u16, code: &str, ip: &str) {
+    assert_eq!(r.status, status, "{}", r.head);
+    assert_eq!(r.header("x-liveweb-error").as_deref(), Some(code));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/arc-gz")
+    );
+    let (header, payload) = r.record();
+    assert_eq!(header.split(' ').nth(1), Some(ip), "{header}");
+    let text = String::from_utf8_lossy(&payload);
+    assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+    assert!(text.contains(code), "{text}");
+}
+
+#[test]
+fn refused_port_is_502_e30_and_cached() {
+    let proxy = Proxy::start(&[]);
+    let url = format!("http://127.0.0.1:{}/x", free_port());
+    let r = get(proxy.addr, &url, "");
+    assert_failure_record(&r, 502, "E30 connection refused", "127.0.0.1");
+    assert_eq!(r.header("x-cache").as_deref(), Some("MISS"));
+    let again = get(proxy.addr, &url, "");
+    assert_eq!(
+        again.header("x-cache").as_deref(),
+        Some("HIT"),
+        "failures are cached for --error-ttl"
+    );
+    assert_eq!(again.body, r.body);
+    proxy.finish();
+}
+
+#[test]
+fn error_ttl_expires_failures() {
+    let proxy = Proxy::start(&["--error-ttl", "200ms"]);
+    let url = format!("http://127.0.0.1:{}/x", free_port());
+    get(proxy.addr, &url, "");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        get(proxy.addr, &url, "").header("x-cache").as_deref(),
+        Some("MISS")
+    );
+    proxy.finish();
+}
+
+#[test]
+fn unresolvable_name_is_502_e20() {
+    let proxy = Proxy::start(&[]);
+    let r = get(proxy.addr, "http://no-such-host.invalid/", "");
+    assert_failure_record(&r, 502, "E20 DNS failure", "0.0.0.0");
+    proxy.finish();
+}
+
+#[test]
+fn stalled_origin_is_504_first_byte_then_read_timeout() {
+    let origin = Origin::start();
+    origin.route("/silent", Behavior::SendThenStall(Vec::new()));
+    origin.route(
+        "/half",
+        Behavior::SendThenStall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial".to_vec()),
+    );
+    let proxy = Proxy::start(&[]);
+    let r = get(proxy.addr, &origin.url("/silent"), "");
+    assert_failure_record(&r, 504, "E32 first-byte timeout", "127.0.0.1");
+    let r = get(proxy.addr, &origin.url("/half"), "");
+    assert_failure_record(&r, 504, "E33 read timeout", "127.0.0.1");
+    proxy.finish();
+}
+
+#[test]
+fn too_big_and_truncated_responses() {
+    let origin = Origin::start();
+    origin.ok("/big", "text/plain", &vec![b'x'; 4096]);
+    let mut chunked_big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked_big.extend_from_slice(b"800\r\n");
+        chunked_big.extend_from_slice(&[b'y'; 0x800]);
+        chunked_big.extend_from_slice(b"\r\n");
+    }
+    chunked_big.extend_from_slice(b"0\r\n\r\n");
+    origin.route("/chunked-big", Behavior::Send(chunked_big));
+    origin.route(
+        "/short",
+        Behavior::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this".to_vec()),
+    );
+    origin.route("/garbage", Behavior::Send(b"SMTP ready\r\n\r\n".to_vec()));
+    let proxy = Proxy::start(&["--max-body", "2KB"]);
+    assert_failure_record(
+        &get(proxy.addr, &origin.url("/big"), ""),
+        502,
+        "E40 too big",
+        "127.0.0.1",
+    );
+    assert_failure_record(
+        &get(proxy.addr, &origin.url("/chunked-big"), ""),
+        502,
+        "E40 too big",
+        "127.0.0.1",
+    );
+    assert_failure_record(
+        &get(proxy.addr, &origin.url("/short"), ""),
+        502,
+        "E34 connection dropped",
+        "127.0.0.1",
+    );
+    assert_failure_record(
+        &get(proxy.addr, &origin.url("/garbage"), ""),
+        502,
+        "E35 invalid response",
+        "127.0.0.1",
+    );
+    proxy.finish();
+}
+
+#[test]
+fn loopback_upstream_denied_without_allow() {
+    let origin = Origin::start();
+    origin.ok("/p", "text/plain", b"x");
+    let proxy = Proxy::start_raw(&["--workers", "1"]);
+    let r = get(proxy.addr, &origin.url("/p"), "");
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("x-liveweb-error").as_deref(),
+        Some("E11 upstream address not allowed")
+    );
+    let r = get(proxy.addr, "http://localhost:1/", "");
+    assert_eq!(r.status, 403, "a name resolving to loopback is denied too");
+    let r = get(proxy.addr, "http://169.254.169.254/latest/meta-data/", "");
+    assert_eq!(r.status, 403);
+    assert_eq!(origin.hits("/p"), 0);
+    proxy.finish();
+}
