@@ -20,30 +20,40 @@ impl ConnState {
     }
 }
 
-/// The part of a record reply head that depends only on the stored record: status line,
-/// Content-Type, Content-Length and (for archived failures) the error code.
-pub fn record_head_prefix(status: u16, reason: &str, len: u64, error: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    let reason = sanitize_reason(reason);
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/arc-gz\r\nContent-Length: {len}\r\n"
-    );
-    if let Some(code) = error {
-        let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
-    }
-    out
+/// What a record reply head is built from (kept per index entry, so kept small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStatus {
+    /// The origin's status (or ours, for an archived failure).
+    pub code: u16,
+    /// The origin's reason phrase, already sanitized for our status line.
+    pub reason: Box<str>,
+    /// For archived failures, the liveweb code line sent as `X-Liveweb-Error`.
+    pub error: Option<&'static str>,
 }
 
-/// Completes a record reply head: the stored prefix, the cache state, connection management.
-pub fn finish_record_head(prefix: &[u8], cache: &str, conn: ConnState) -> Vec<u8> {
-    let mut out = Vec::with_capacity(prefix.len() + 48);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(b"X-Cache: ");
-    out.extend_from_slice(cache.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(conn.header().as_bytes());
-    out.extend_from_slice(b"\r\n");
+impl RecordStatus {
+    pub fn new(code: u16, reason: &str, error: Option<&'static str>) -> Self {
+        RecordStatus {
+            code,
+            reason: sanitize_reason(reason).into_boxed_str(),
+            error,
+        }
+    }
+}
+
+/// The head of a record reply: status mirroring the origin, Content-Type, Content-Length of
+/// the gzip member, the error code if any, the cache state and connection management.
+pub fn record_head(status: &RecordStatus, len: u64, cache: &str, conn: ConnState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: application/arc-gz\r\nContent-Length: {len}\r\n",
+        status.code, status.reason
+    );
+    if let Some(code) = status.error {
+        let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
+    }
+    let _ = write!(out, "X-Cache: {cache}\r\n{}\r\n", conn.header());
     out
 }
 
@@ -93,16 +103,16 @@ mod tests {
     };
 
     #[test]
-    fn record_head() {
-        let prefix = record_head_prefix(404, "Not Found", 123, None);
-        let head = finish_record_head(&prefix, "HIT", KEEP);
+    fn record_heads() {
+        let head = record_head(&RecordStatus::new(404, "Not Found", None), 123, "HIT", KEEP);
         assert_eq!(
             head,
             b"HTTP/1.1 404 Not Found\r\nContent-Type: application/arc-gz\r\nContent-Length: 123\r\nX-Cache: HIT\r\n\r\n"
         );
-        let failed = record_head_prefix(502, "Bad\r\nGateway", 9, Some("E30 connection refused"));
-        let head = finish_record_head(
+        let failed = RecordStatus::new(502, "Bad\r\nGateway", Some("E30 connection refused"));
+        let head = record_head(
             &failed,
+            9,
             "MISS",
             ConnState {
                 keep_alive: false,

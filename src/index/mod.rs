@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::archive::RecordLoc;
+use crate::http::reply::RecordStatus;
 
 pub use flight::{Delivery, Flight, FlightGuard, Outcome};
 
@@ -15,9 +16,8 @@ pub use flight::{Delivery, Flight, FlightGuard, Outcome};
 #[derive(Debug)]
 pub struct StoredRecord {
     pub loc: RecordLoc,
-    /// Reply head up to (not including) X-Cache: status line mirroring the origin,
-    /// Content-Type, Content-Length, and X-Liveweb-Error for archived failures.
-    pub head_prefix: Box<[u8]>,
+    /// What the reply's status line and error header say.
+    pub status: RecordStatus,
     /// When this record stops answering requests (`--ttl` or `--error-ttl` after the fetch).
     pub expires_at: Instant,
 }
@@ -122,7 +122,7 @@ mod tests {
                 offset: 0,
                 len: 1,
             },
-            head_prefix: Box::from(&b""[..]),
+            status: RecordStatus::new(200, "OK", None),
             expires_at,
         })
     }

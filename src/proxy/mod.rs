@@ -16,7 +16,7 @@ pub use context::{Shared, WorkerCtx};
 
 use crate::archive::ArcFile;
 use crate::error::{Error, LogLine};
-use crate::http::reply::{finish_record_head, text_reply, ConnState};
+use crate::http::reply::{record_head, text_reply, ConnState};
 use crate::http::request::{Header, Method, RequestHead};
 use crate::http::url::{parse_absolute, Scheme, TargetUrl};
 use crate::index::{FlightGuard, Lookup, Outcome, StoredRecord};
@@ -222,7 +222,7 @@ fn delivered(
     let d = outcome?;
     ctx.hot.borrow_mut().insert(&d.record.loc, d.member.clone());
     Ok(Response {
-        head: finish_record_head(&d.record.head_prefix, state.as_str(), conn),
+        head: record_head(&d.record.status, d.record.loc.len, state.as_str(), conn),
         body: if head_only {
             Body::None
         } else {
@@ -239,7 +239,7 @@ fn stored(
     head_only: bool,
 ) -> Result<Response, Error> {
     let state = RequestState::Hit;
-    let head = finish_record_head(&record.head_prefix, state.as_str(), conn);
+    let head = record_head(&record.status, record.loc.len, state.as_str(), conn);
     let body = if head_only {
         Body::None
     } else if let Some(member) = ctx.hot.borrow().get(&record.loc) {

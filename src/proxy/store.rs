@@ -12,7 +12,7 @@ use crate::archive::record::{encode_member, header_line};
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
-use crate::http::reply::record_head_prefix;
+use crate::http::reply::RecordStatus;
 use crate::http::response::arc_mime;
 use crate::http::url::TargetUrl;
 use crate::index::{Delivery, Outcome, StoredRecord};
@@ -31,13 +31,8 @@ pub async fn store_response(ctx: &Rc<WorkerCtx>, url: &TargetUrl, fetched: Fetch
         fetched.raw.len(),
     );
     let member = encode(header, fetched.raw, ctx.shared.config.gzip_level).await?;
-    let prefix = record_head_prefix(
-        fetched.head.status,
-        &fetched.head.reason,
-        member.len() as u64,
-        None,
-    );
-    append(ctx, member, prefix, ctx.shared.config.ttl).await
+    let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
+    append(ctx, member, status, ctx.shared.config.ttl).await
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
@@ -53,8 +48,8 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         payload.len(),
     );
     let member = encode(header, payload, ctx.shared.config.gzip_level).await?;
-    let prefix = record_head_prefix(status.code, status.reason, member.len() as u64, Some(code));
-    append(ctx, member, prefix, ctx.shared.config.error_ttl).await
+    let status = RecordStatus::new(status.code, status.reason, Some(code));
+    append(ctx, member, status, ctx.shared.config.error_ttl).await
 }
 
 /// The minimal HTTP response archived for a failure.
@@ -77,12 +72,17 @@ async fn encode(header: String, payload: Vec<u8>, level: u32) -> Result<Bytes, E
         .map_err(|_| Error::Internal("compression task was cancelled"))
 }
 
-async fn append(ctx: &Rc<WorkerCtx>, member: Bytes, prefix: Vec<u8>, ttl: Duration) -> Outcome {
+async fn append(
+    ctx: &Rc<WorkerCtx>,
+    member: Bytes,
+    status: RecordStatus,
+    ttl: Duration,
+) -> Outcome {
     let loc = ctx.writer.append(member.clone()).await?;
     ctx.hot.borrow_mut().insert(&loc, member.clone());
     let record = Arc::new(StoredRecord {
         loc,
-        head_prefix: prefix.into_boxed_slice(),
+        status,
         expires_at: Instant::now() + ttl,
     });
     Ok(Delivery { record, member })
