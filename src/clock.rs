@@ -63,6 +63,36 @@ impl UtcTime {
     }
 }
 
+/// Parses `YYYYMMDDhhmmss` (UTC) into seconds since the Unix epoch.
+pub fn parse_arc14(s: &str) -> Option<i64> {
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(8..10)?, n(10..12)?, n(12..14)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +110,16 @@ mod tests {
             UtcTime::from_unix_millis(1_795_319_880_000).arc14(),
             "20261122035800"
         );
+    }
+
+    #[test]
+    fn arc14_roundtrip() {
+        for secs in [0i64, 951_868_799, 1_795_319_880, 4_102_444_800] {
+            let text = UtcTime::from_unix_millis(secs * 1000).arc14();
+            assert_eq!(parse_arc14(&text), Some(secs), "{text}");
+        }
+        assert_eq!(parse_arc14("2026112203580"), None);
+        assert_eq!(parse_arc14("20261322035800"), None);
+        assert_eq!(parse_arc14("2026112203580x"), None);
     }
 }

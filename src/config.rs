@@ -89,6 +89,62 @@ pub struct Config {
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
     pub prefix: String,
+
+    /// Seal an ARC file before the next record would take it past this size (a record is
+    /// never split; one bigger than this gets a file of its own).
+    #[arg(long, env = "LIVEWEB_ARC_MAX_SIZE", default_value = "100MB", value_parser = parse_size)]
+    pub arc_max_size: u64,
+
+    /// Seal an ARC file that has records and has received none for this long.
+    #[arg(long, env = "LIVEWEB_ARC_MAX_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub arc_max_idle: Duration,
+
+    /// Command run as `CMD <path-to-sealed-arc>` after each seal (e.g. upload, then delete);
+    /// retried with backoff while it fails.
+    #[arg(long, env = "LIVEWEB_ON_SEAL")]
+    pub on_seal: Option<String>,
+
+    /// When archived data is made durable: `never` (only at seal), `interval:DURATION`, or
+    /// `always` (the reply waits until its record is durable).
+    #[arg(long, env = "LIVEWEB_FSYNC", default_value = "interval:1s", value_parser = parse_fsync)]
+    pub fsync: FsyncPolicy,
+
+    /// Stop archiving (misses answer 503 E50, hits still served) while the data filesystem
+    /// has less free space than this; archiving resumes by itself. 0 disables the check.
+    #[arg(long, env = "LIVEWEB_MIN_FREE", default_value = "1GB", value_parser = parse_size)]
+    pub min_free: u64,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// When written records are made durable with fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Only when a file is sealed.
+    Never,
+    /// At most this long after a write.
+    Interval(Duration),
+    /// Before the reply is sent.
+    Always,
+}
+
+/// Parses `never`, `always` or `interval:DURATION`.
+pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    match s.trim() {
+        "never" => Ok(FsyncPolicy::Never),
+        "always" => Ok(FsyncPolicy::Always),
+        other => match other.strip_prefix("interval:") {
+            Some(d) => match parse_duration(d)? {
+                d if d.is_zero() => Ok(FsyncPolicy::Always),
+                d => Ok(FsyncPolicy::Interval(d)),
+            },
+            None => Err(format!(
+                "invalid --fsync {s:?}: use never, always or interval:1s"
+            )),
+        },
+    }
 }
 
 impl Config {
@@ -96,6 +152,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.mode == Mode::Forward {
             return Err("--mode forward is not available yet; use --mode liveweb".into());
+        }
+        if self.arc_max_size < 4096 {
+            return Err("--arc-max-size must be at least 4KB".into());
+        }
+        if self.arc_max_idle.is_zero() {
+            return Err("--arc-max-idle must be greater than zero".into());
         }
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());
@@ -220,11 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn fsync_policies() {
+        assert_eq!(parse_fsync("never"), Ok(FsyncPolicy::Never));
+        assert_eq!(parse_fsync("always"), Ok(FsyncPolicy::Always));
+        assert_eq!(
+            parse_fsync("interval:250ms"),
+            Ok(FsyncPolicy::Interval(Duration::from_millis(250)))
+        );
+        assert!(parse_fsync("interval:").is_err());
+        assert!(parse_fsync("sometimes").is_err());
+    }
+
+    #[test]
     fn cli_defaults_and_validation() {
         let c = Config::try_parse_from(["liveweb"]).expect("defaults parse");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.max_body, 100 << 20);
         assert_eq!(c.fetch_timeout, Duration::from_secs(120));
+        assert_eq!(c.arc_max_size, 100 << 20);
+        assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
+        assert_eq!(c.min_free, 1 << 30);
         assert!(c.validate().is_ok());
         let f = Config::try_parse_from(["liveweb", "--mode", "forward"]).expect("parses");
         assert!(f.validate().unwrap_err().contains("forward"));

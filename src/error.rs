@@ -150,6 +150,11 @@ impl Error {
         self.side() == Side::Upstream && !matches!(self, Error::AddressNotAllowed(_))
     }
 
+    /// Seconds a client should wait before retrying, for failures that pass by themselves.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(self, Error::Storage(_)).then_some(30)
+    }
+
     /// One line for the log and the body of a text error reply.
     pub fn message(&self) -> String {
         match self.code_line() {

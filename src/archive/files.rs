@@ -36,6 +36,21 @@ impl FileTable {
         id
     }
 
+    /// Forgets a file (it was handed off and deleted); its records stop being hits.
+    pub fn remove(&self, id: u32) {
+        self.files.pin().remove(&id);
+    }
+
+    /// Records that a file was moved (sealed); its descriptor is unaffected.
+    pub fn set_path(&self, id: u32, path: PathBuf) {
+        let map = self.files.pin();
+        if let Some(old) = map.get(&id) {
+            if let Ok(fd) = old.fd.try_clone() {
+                map.insert(id, Arc::new(ArcFile { id, path, fd }));
+            }
+        }
+    }
+
     pub fn get(&self, id: u32) -> Option<Arc<ArcFile>> {
         self.files.pin().get(&id).cloned()
     }

@@ -1,9 +1,15 @@
-//! ARC storage: record encoding, the aligned O_DIRECT writer, the shared file table.
+//! ARC storage: record encoding, the aligned O_DIRECT writer, sealing with CDX, hand-off to
+//! the on-seal hook, recovery at start, and the shared file table.
 
 pub mod aligned;
+pub mod cdx;
 pub mod files;
+pub mod handoff;
 pub mod record;
+pub mod recover;
+pub mod scan;
+pub mod seal;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};
-pub use writer::{ArcWriter, RecordLoc, WriterConfig};
+pub use writer::{AppendRecord, ArcWriter, RecordLoc, WriterConfig};

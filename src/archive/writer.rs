@@ -2,21 +2,30 @@
 //! members with O_DIRECT. Records that arrive while a write is in flight are batched into the
 //! next write (group commit). The partial last block stays in memory and is rewritten, zero
 //! padded, by the next write; a record's location is published only after its write completed,
-//! so readers never see padding or half a record.
+//! so readers never see padding or half a record. The writer also rolls files (by size and
+//! idle time), hands them to the sealer, applies the fsync policy, and pauses archiving while
+//! the disk is full.
 
+use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 
 use super::aligned::{AlignedBuf, BLOCK};
+use super::cdx::CdxEntry;
 use super::files::FileTable;
+use super::handoff::Handoff;
 use super::record::filedesc_member;
+use super::seal::seal;
 use crate::clock::UtcTime;
+use crate::config::FsyncPolicy;
 use crate::error::Error;
 
 /// Where a record lives: file, byte offset of its gzip member, member length.
@@ -29,20 +38,40 @@ pub struct RecordLoc {
 
 /// Most bytes gathered into one group-commit write.
 const MAX_BATCH_BYTES: usize = 32 << 20;
+/// How often free space is checked.
+const SPACE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Free space needed to resume after a full disk, when `--min-free` is smaller.
+const RESUME_HEADROOM: u64 = 4 << 20;
 
 /// What the writer needs to know.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WriterConfig {
     /// This worker's directory, `DATA/<worker>/`.
     pub dir: PathBuf,
+    /// `DATA/sealed/`.
+    pub sealed_dir: PathBuf,
     pub prefix: String,
     pub worker: usize,
     pub gzip_level: u32,
+    /// First file serial to use (above every serial already on disk).
+    pub first_serial: u64,
+    pub max_size: u64,
+    pub max_idle: Duration,
+    pub fsync: FsyncPolicy,
+    pub min_free: u64,
+    /// Receives sealed files, when `--on-seal` is set.
+    pub handoff: Option<Arc<Handoff>>,
+}
+
+/// A record to append: its gzip member and its index line (offset and length filled in here).
+pub struct AppendRecord {
+    pub member: Bytes,
+    pub cdx: CdxEntry,
 }
 
 enum Command {
     Append {
-        member: Bytes,
+        record: AppendRecord,
         done: oneshot::Sender<Result<RecordLoc, Error>>,
     },
     Close(oneshot::Sender<()>),
@@ -52,27 +81,45 @@ enum Command {
 #[derive(Clone)]
 pub struct ArcWriter {
     tx: mpsc::UnboundedSender<Command>,
+    paused: Rc<Cell<bool>>,
 }
 
 impl ArcWriter {
     /// Starts the writer task on the current monoio runtime.
     pub fn spawn(config: WriterConfig, files: Arc<FileTable>) -> Self {
         let (tx, rx) = mpsc::unbounded();
-        monoio::spawn(run(config, files, rx));
-        ArcWriter { tx }
+        let paused = Rc::new(Cell::new(false));
+        let writer = Writer {
+            serial: config.first_serial,
+            config,
+            files,
+            open: None,
+            scratch: Some(AlignedBuf::with_capacity(1 << 20)),
+            direct_io: true,
+            paused: paused.clone(),
+            seals: Vec::new(),
+            last_space_check: Instant::now() - SPACE_CHECK_EVERY,
+        };
+        monoio::spawn(writer.run(rx));
+        ArcWriter { tx, paused }
     }
 
-    /// Appends one gzip member; resolves once it is written (not necessarily durable).
-    pub async fn append(&self, member: Bytes) -> Result<RecordLoc, Error> {
+    /// Whether archiving is paused (disk full); misses should not be fetched.
+    pub fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// Appends one record; resolves once it is written (and durable under `--fsync always`).
+    pub async fn append(&self, record: AppendRecord) -> Result<RecordLoc, Error> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .unbounded_send(Command::Append { member, done })
+            .unbounded_send(Command::Append { record, done })
             .map_err(|_| Error::Storage("archive writer has stopped".into()))?;
         wait.await
             .unwrap_or_else(|_| Err(Error::Storage("archive writer has stopped".into())))
     }
 
-    /// Cuts the open file to its exact length, syncs it, and stops the writer.
+    /// Seals the open file (and waits for every seal in progress), then stops the writer.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.unbounded_send(Command::Close(done)).is_ok() {
@@ -85,12 +132,19 @@ impl ArcWriter {
 struct OpenArc {
     file: monoio::fs::File,
     id: u32,
+    path: PathBuf,
     /// Bytes of valid records in the file.
     logical: u64,
     /// Block-aligned offset where the in-memory tail block begins.
     tail_start: u64,
     /// Bytes from `tail_start` to `logical` (less than one block).
     tail: Vec<u8>,
+    /// Index lines of the records in the file, for its CDX.
+    entries: Vec<CdxEntry>,
+    last_append: Instant,
+    /// Written since the last fdatasync.
+    dirty: bool,
+    last_sync: Instant,
 }
 
 struct Writer {
@@ -100,81 +154,189 @@ struct Writer {
     serial: u64,
     scratch: Option<AlignedBuf>,
     direct_io: bool,
+    paused: Rc<Cell<bool>>,
+    /// Seals running on the blocking pool; awaited at close.
+    seals: Vec<monoio::task::JoinHandle<Result<(), monoio::blocking::JoinError>>>,
+    last_space_check: Instant,
 }
 
-async fn run(
-    config: WriterConfig,
-    files: Arc<FileTable>,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut w = Writer {
-        config,
-        files,
-        open: None,
-        serial: 0,
-        scratch: Some(AlignedBuf::with_capacity(1 << 20)),
-        direct_io: true,
-    };
-    let mut closing = None;
-    while let Some(first) = rx.next().await {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Append { member, done } => {
-                    bytes += member.len();
-                    batch.push((member, done));
+type Pending = (AppendRecord, oneshot::Sender<Result<RecordLoc, Error>>);
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut closing = None;
+        while closing.is_none() {
+            let wake = self.next_wake();
+            let first = match monoio::time::timeout_at(wake.into(), rx.next()).await {
+                Ok(Some(cmd)) => Some(cmd),
+                Ok(None) => break,
+                Err(_) => None,
+            };
+            let mut batch: Vec<Pending> = Vec::new();
+            let mut bytes = 0;
+            let mut next = first;
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append { record, done } => {
+                        bytes += record.member.len();
+                        batch.push((record, done));
+                    }
+                    Command::Close(done) => {
+                        closing = Some(done);
+                        break;
+                    }
                 }
-                Command::Close(done) => {
-                    closing = Some(done);
-                    break;
+                if bytes < MAX_BATCH_BYTES {
+                    next = rx.try_recv().ok();
                 }
             }
-            if bytes < MAX_BATCH_BYTES {
-                next = rx.try_recv().ok();
+            if !batch.is_empty() {
+                self.append_batch(batch).await;
+            }
+            self.on_timers().await;
+        }
+        self.seal_open().await;
+        for seal in std::mem::take(&mut self.seals) {
+            let _ = seal.await;
+        }
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    /// The earliest moment a timer needs attention.
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.last_space_check + SPACE_CHECK_EVERY;
+        if let Some(open) = &self.open {
+            if !open.entries.is_empty() {
+                wake = wake.min(open.last_append + self.config.max_idle);
+            }
+            if let (true, FsyncPolicy::Interval(d)) = (open.dirty, self.config.fsync) {
+                wake = wake.min(open.last_sync + d);
             }
         }
-        if !batch.is_empty() {
-            let members: Vec<&[u8]> = batch.iter().map(|(m, _)| m.as_ref()).collect();
-            match w.write_batch(&members).await {
+        wake
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        if now >= self.last_space_check + SPACE_CHECK_EVERY {
+            self.last_space_check = now;
+            self.check_space().await;
+        }
+        let idle = self
+            .open
+            .as_ref()
+            .is_some_and(|o| !o.entries.is_empty() && now >= o.last_append + self.config.max_idle);
+        if idle {
+            self.seal_open().await;
+        }
+        if let (Some(open), FsyncPolicy::Interval(d)) = (self.open.as_mut(), self.config.fsync) {
+            if open.dirty && now >= open.last_sync + d {
+                sync(open, self.config.worker).await;
+            }
+        }
+    }
+
+    /// Pauses archiving under `--min-free`; resumes once there is room again.
+    async fn check_space(&mut self) {
+        let dir = self.config.dir.clone();
+        let Ok(Ok(free)) = monoio::spawn_blocking(move || free_bytes(&dir)).await else {
+            return;
+        };
+        let min = self.config.min_free;
+        let w = self.config.worker;
+        if !self.paused.get() && min > 0 && free < min {
+            eprintln!(
+                "liveweb: worker {w}: {free} bytes free (< --min-free {min}), archiving paused"
+            );
+            self.paused.set(true);
+        } else if self.paused.get() && free >= min.max(RESUME_HEADROOM) {
+            eprintln!("liveweb: worker {w}: {free} bytes free, archiving resumed");
+            self.paused.set(false);
+        }
+    }
+
+    /// Writes a batch, rolling to a new file whenever the next record would not fit.
+    async fn append_batch(&mut self, batch: Vec<Pending>) {
+        if self.paused.get() {
+            for (_, done) in batch {
+                let _ = done.send(Err(Error::Storage("disk full, archiving paused".into())));
+            }
+            return;
+        }
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let fitting = self.fitting(&rest);
+            if fitting == 0 {
+                self.seal_open().await;
+                continue;
+            }
+            let tail = rest.split_off(fitting);
+            let group = std::mem::replace(&mut rest, tail);
+            let result = self.write_group(&group).await;
+            match result {
                 Ok(locs) => {
-                    for ((_, done), loc) in batch.into_iter().zip(locs) {
+                    if let Some(open) = self.open.as_mut() {
+                        open.last_append = Instant::now();
+                        if self.config.fsync == FsyncPolicy::Always {
+                            sync(open, self.config.worker).await;
+                        }
+                    }
+                    for ((record, done), loc) in group.into_iter().zip(locs) {
+                        if let Some(open) = self.open.as_mut() {
+                            let mut entry = record.cdx;
+                            entry.offset = loc.offset;
+                            entry.length = loc.len;
+                            open.entries.push(entry);
+                        }
                         let _ = done.send(Ok(loc));
                     }
                 }
                 Err(e) => {
-                    eprintln!(
-                        "liveweb: worker {} archive write failed: {e}",
-                        w.config.worker
-                    );
+                    let w = self.config.worker;
+                    eprintln!("liveweb: worker {w} archive write failed: {e}");
+                    if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+                        eprintln!("liveweb: worker {w}: disk full, archiving paused");
+                        self.paused.set(true);
+                    }
                     let err = Error::Storage(e.to_string());
-                    for (_, done) in batch {
+                    for (_, done) in group.into_iter().chain(std::mem::take(&mut rest)) {
                         let _ = done.send(Err(err.clone()));
                     }
                 }
             }
-        }
-        if closing.is_some() {
-            break;
-        }
-    }
-    if let Some(open) = w.open.take() {
-        if let Err(e) = finish_file(&open).await {
-            eprintln!(
-                "liveweb: worker {} closing ARC file failed: {e}",
-                w.config.worker
-            );
+            let full = self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.logical >= self.config.max_size);
+            if full {
+                self.seal_open().await;
+            }
         }
     }
-    if let Some(done) = closing {
-        let _ = done.send(());
-    }
-}
 
-impl Writer {
-    /// Writes the members back to back after the current end; returns each one's location.
-    async fn write_batch(&mut self, members: &[&[u8]]) -> io::Result<Vec<RecordLoc>> {
+    /// How many records from the front of `batch` go into the open file: all that fit under
+    /// `--arc-max-size`, at least one if the file holds no record yet, none to force a roll.
+    fn fitting(&self, batch: &[Pending]) -> usize {
+        let (used, empty) = match &self.open {
+            Some(o) => (o.logical, o.entries.is_empty()),
+            None => (0, true),
+        };
+        let mut total = used;
+        let mut n = 0;
+        for (record, _) in batch {
+            total += record.member.len() as u64;
+            if total > self.config.max_size && !(empty && n == 0) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Writes members back to back after the current end; returns each one's location.
+    async fn write_group(&mut self, group: &[Pending]) -> io::Result<Vec<RecordLoc>> {
         let mut header = None;
         if self.open.is_none() {
             let (open, name) = self.open_new_file().await?;
@@ -189,7 +351,8 @@ impl Writer {
             return Err(io::Error::other("no open ARC file"));
         };
         let header_len = header.as_ref().map_or(0, Vec::len);
-        let total = open.tail.len() + header_len + members.iter().map(|m| m.len()).sum::<usize>();
+        let total =
+            open.tail.len() + header_len + group.iter().map(|(r, _)| r.member.len()).sum::<usize>();
         let mut buf = self
             .scratch
             .take()
@@ -200,24 +363,24 @@ impl Writer {
         if let Some(h) = &header {
             buf.extend_from_slice(h);
         }
-        let mut locs = Vec::with_capacity(members.len());
-        for m in members {
+        let mut locs = Vec::with_capacity(group.len());
+        for (record, _) in group {
             locs.push(RecordLoc {
                 file_id: open.id,
                 offset: open.tail_start + buf.len() as u64,
-                len: m.len() as u64,
+                len: record.member.len() as u64,
             });
-            buf.extend_from_slice(m);
+            buf.extend_from_slice(&record.member);
         }
         let data_len = buf.len();
         buf.pad_to_block();
         let (res, buf) = open.file.write_all_at(buf, open.tail_start).await;
         let outcome = res.map(|()| {
-            let logical = open.tail_start + data_len as u64;
             let keep_from = data_len / BLOCK * BLOCK;
             open.tail = buf.as_slice()[keep_from..data_len].to_vec();
+            open.logical = open.tail_start + data_len as u64;
             open.tail_start += keep_from as u64;
-            open.logical = logical;
+            open.dirty = true;
             locs
         });
         // Keep a moderately sized scratch buffer; let a huge one go.
@@ -225,6 +388,46 @@ impl Writer {
             self.scratch = Some(buf);
         }
         outcome
+    }
+
+    /// Hands the open file to the sealer on the blocking pool; a file that never got a
+    /// record is removed instead.
+    async fn seal_open(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let OpenArc {
+            file,
+            id,
+            path,
+            logical,
+            entries,
+            ..
+        } = open;
+        let _ = file.close().await;
+        let files = self.files.clone();
+        if entries.is_empty() {
+            files.remove(id);
+            let _ = monoio::spawn_blocking(move || std::fs::remove_file(path)).await;
+            return;
+        }
+        let sealed_dir = self.config.sealed_dir.clone();
+        let handoff = self.config.handoff.clone();
+        let worker = self.config.worker;
+        self.seals.push(monoio::spawn_blocking(move || {
+            match seal(&path, logical, &entries, &sealed_dir) {
+                Ok(sealed) => {
+                    files.set_path(id, sealed.clone());
+                    if let Some(h) = handoff {
+                        h.submit(Some(id), sealed);
+                    }
+                }
+                Err(e) => eprintln!(
+                    "liveweb: worker {worker}: sealing {} failed: {e}; it is sealed at next start",
+                    path.display()
+                ),
+            }
+        }));
+        // Forget finished seals so the list stays short.
+        self.seals.retain(|s| !s.is_finished());
     }
 
     /// Creates the next ARC file (O_DIRECT when the filesystem allows it) and registers a
@@ -246,14 +449,20 @@ impl Writer {
                 Err(e) => return Err(e),
             };
             let reader = open_reader(&path)?;
-            let id = self.files.insert(path, reader);
+            let id = self.files.insert(path.clone(), reader);
+            let now = Instant::now();
             return Ok((
                 OpenArc {
                     file,
                     id,
+                    path,
                     logical: 0,
                     tail_start: 0,
                     tail: Vec::new(),
+                    entries: Vec::new(),
+                    last_append: now,
+                    dirty: false,
+                    last_sync: now,
                 },
                 name,
             ));
@@ -290,19 +499,32 @@ impl Writer {
     }
 }
 
+/// fdatasync through the runtime; a failure is logged (the data stays written, only its
+/// durability is in doubt, and the next sync or the seal tries again).
+async fn sync(open: &mut OpenArc, worker: usize) {
+    match open.file.sync_data().await {
+        Ok(()) => {
+            open.dirty = false;
+            open.last_sync = Instant::now();
+        }
+        Err(e) => eprintln!("liveweb: worker {worker}: fdatasync failed: {e}"),
+    }
+}
+
 /// Opens the shared read descriptor. A plain open(2) of a file this thread just created is
 /// served from the dentry cache and does not wait on the disk.
 fn open_reader(path: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(std::fs::File::open(path)?))
 }
 
-/// Cuts the file to its logical length (dropping the zero padding) and makes it durable.
-async fn finish_file(open: &OpenArc) -> io::Result<()> {
-    let fd = open.file.as_raw_fd();
-    let len = libc::off_t::try_from(open.logical).map_err(io::Error::other)?;
-    // SAFETY: fd is the writer's own open descriptor.
-    if unsafe { libc::ftruncate(fd, len) } != 0 {
+/// Bytes available to unprivileged writers on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: statvfs fills the zeroed struct; c is a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    open.file.sync_data().await
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }

@@ -57,11 +57,11 @@ pub fn record_head(status: &RecordStatus, len: u64, cache: &str, conn: ConnState
     out
 }
 
-/// A short text reply (errors, health); `error_code` becomes `X-Liveweb-Error`.
+/// A short text reply (errors, health); `extra` is preformatted header lines.
 pub fn text_reply(
     status: u16,
     reason: &str,
-    error_code: Option<&str>,
+    extra: &str,
     body: &str,
     conn: ConnState,
     head_only: bool,
@@ -72,9 +72,7 @@ pub fn text_reply(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
         body.len() + 1
     );
-    if let Some(code) = error_code {
-        let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
-    }
+    out.extend_from_slice(extra.as_bytes());
     out.extend_from_slice(conn.header().as_bytes());
     out.extend_from_slice(b"\r\n");
     if !head_only {
@@ -82,6 +80,38 @@ pub fn text_reply(
         out.push(b'\n');
     }
     out
+}
+
+/// The standard reason phrase for a status (used when the origin's own is not at hand).
+pub fn canonical_reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
 }
 
 /// An origin's reason phrase is echoed into our status line: keep only visible ASCII and
@@ -127,14 +157,7 @@ mod tests {
 
     #[test]
     fn text_replies() {
-        let r = text_reply(
-            400,
-            "Bad Request",
-            None,
-            "absolute URL required",
-            KEEP,
-            false,
-        );
+        let r = text_reply(400, "Bad Request", "", "absolute URL required", KEEP, false);
         assert_eq!(
             r,
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n\r\nabsolute URL required\n"
@@ -143,7 +166,7 @@ mod tests {
             keep_alive: true,
             version: 0,
         };
-        let r = text_reply(200, "OK", None, "ok", http10, true);
+        let r = text_reply(200, "OK", "", "ok", http10, true);
         let text = String::from_utf8(r).unwrap();
         assert!(text.contains("Connection: keep-alive\r\n"));
         assert!(text.ends_with("\r\n\r\n"), "HEAD gets no body");

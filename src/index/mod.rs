@@ -101,6 +101,17 @@ impl Index {
         });
     }
 
+    /// Indexes a record found on disk at start, unless a newer one for the URL is indexed.
+    pub fn restore(&self, url: &str, record: Arc<StoredRecord>) {
+        let map = self.map.pin();
+        map.compute(Box::from(url), |current| match current {
+            Some((_, Entry::Stored(r))) if r.expires_at >= record.expires_at => {
+                papaya::Operation::Abort(())
+            }
+            _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

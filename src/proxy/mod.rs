@@ -87,11 +87,18 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
         eprintln!("liveweb: {}", LogLine(e));
     }
     let status = e.status();
+    let mut extra = String::new();
+    if let Some(code) = e.code_line() {
+        extra.push_str(&format!("X-Liveweb-Error: {code}\r\n"));
+    }
+    if let Some(secs) = e.retry_after() {
+        extra.push_str(&format!("Retry-After: {secs}\r\n"));
+    }
     Response {
         head: text_reply(
             status.code,
             status.reason,
-            e.code_line(),
+            &extra,
             &e.message(),
             conn,
             head_only,
@@ -133,7 +140,7 @@ fn admin(req: &RequestHead, conn: ConnState, head_only: bool) -> Result<Response
         _ => (404, "Not Found", "no such liveweb endpoint"),
     };
     Ok(Response {
-        head: text_reply(status, reason, None, body, conn, head_only),
+        head: text_reply(status, reason, "", body, conn, head_only),
         body: Body::None,
         state: RequestState::Admin,
     })
@@ -149,11 +156,16 @@ async fn lookup_or_fetch(
     head_only: bool,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
+    // A record whose ARC file was handed off and deleted is refetched like a stale one.
+    let mut refetch = req.no_cache;
     for _ in 0..8 {
         let now = Instant::now();
-        let lookup = match index.lookup(&url.normalized, now, req.no_cache) {
+        let lookup = match index.lookup(&url.normalized, now, refetch) {
             Lookup::Absent if req.only_if_cached => return Err(Error::NotCached),
-            Lookup::Absent => match index.claim(&url.normalized, now, req.no_cache) {
+            Lookup::Absent if ctx.writer.is_paused() => {
+                return Err(Error::Storage("disk full, archiving paused".into()))
+            }
+            Lookup::Absent => match index.claim(&url.normalized, now, refetch) {
                 Ok(flight) => {
                     let guard = FlightGuard(flight.clone());
                     monoio::spawn(fetch_and_store(
@@ -170,7 +182,10 @@ async fn lookup_or_fetch(
             found => found,
         };
         match lookup {
-            Lookup::Hit(record) => return stored(ctx, record, conn, head_only),
+            Lookup::Hit(record) => match stored(ctx, record, conn, head_only) {
+                Some(resp) => return Ok(resp),
+                None => refetch = true,
+            },
             Lookup::Wait(flight) => {
                 let outcome = flight.wait().await;
                 return delivered(ctx, outcome, RequestState::Coalesced, conn, head_only);
@@ -232,25 +247,21 @@ fn delivered(
     })
 }
 
+/// The reply for a stored record; `None` when its ARC file is gone (handed off).
 fn stored(
     ctx: &Rc<WorkerCtx>,
     record: Arc<StoredRecord>,
     conn: ConnState,
     head_only: bool,
-) -> Result<Response, Error> {
+) -> Option<Response> {
     let state = RequestState::Hit;
     let head = record_head(&record.status, record.loc.len, state.as_str(), conn);
-    let body = if head_only {
-        Body::None
-    } else if let Some(member) = ctx.hot.borrow().get(&record.loc) {
-        Body::Memory(member)
-    } else {
-        let file = ctx
-            .shared
-            .files
-            .get(record.loc.file_id)
-            .ok_or_else(|| Error::Storage("record's ARC file is gone".into()))?;
-        Body::File { file, record }
+    let in_memory = ctx.hot.borrow().get(&record.loc);
+    let body = match (in_memory, ctx.shared.files.get(record.loc.file_id)) {
+        (_, None) => return None,
+        _ if head_only => Body::None,
+        (Some(member), _) => Body::Memory(member),
+        (None, Some(file)) => Body::File { file, record },
     };
-    Ok(Response { head, body, state })
+    Some(Response { head, body, state })
 }

@@ -1,5 +1,6 @@
-//! Turns a fetch result into an archived record: encode the ARC member (large ones on the
-//! blocking pool so a worker is not stalled compressing), append it, index it, deliver it.
+//! Turns a fetch result into an archived record: encode the ARC member and the payload digest
+//! (large ones on the blocking pool so a worker is not stalled compressing), append it with its
+//! CDX line, index it, deliver it.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::context::WorkerCtx;
+use crate::archive::cdx::{payload_digest, surt, CdxEntry};
 use crate::archive::record::{encode_member, header_line};
+use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
@@ -23,16 +26,24 @@ const INLINE_GZIP_LIMIT: usize = 256 * 1024;
 /// Archives a complete origin response.
 pub async fn store_response(ctx: &Rc<WorkerCtx>, url: &TargetUrl, fetched: Fetched) -> Outcome {
     let mime = arc_mime(fetched.head.content_type.as_deref());
+    let date = UtcTime::now().arc14();
     let header = header_line(
         &url.normalized,
         Some(fetched.ip),
-        &UtcTime::now().arc14(),
+        &date,
         &mime,
         fetched.raw.len(),
     );
-    let member = encode(header, fetched.raw, ctx.shared.config.gzip_level).await?;
+    let (member, digest) = encode(header, fetched.raw, ctx.shared.config.gzip_level).await?;
+    let cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
     let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
-    append(ctx, member, status, ctx.shared.config.ttl).await
+    append(
+        ctx,
+        AppendRecord { member, cdx },
+        status,
+        ctx.shared.config.ttl,
+    )
+    .await
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
@@ -40,16 +51,24 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
     let status = failure.error.status();
     let code = failure.error.code_line().unwrap_or("E00 upstream failure");
     let payload = failure_payload(status.code, status.reason, code, &failure.error.message());
+    let date = UtcTime::now().arc14();
     let header = header_line(
         &url.normalized,
         failure.ip,
-        &UtcTime::now().arc14(),
+        &date,
         "text/plain",
         payload.len(),
     );
-    let member = encode(header, payload, ctx.shared.config.gzip_level).await?;
+    let (member, digest) = encode(header, payload, ctx.shared.config.gzip_level).await?;
+    let cdx = cdx_entry(url, date, "text/plain".into(), status.code, digest);
     let status = RecordStatus::new(status.code, status.reason, Some(code));
-    append(ctx, member, status, ctx.shared.config.error_ttl).await
+    append(
+        ctx,
+        AppendRecord { member, cdx },
+        status,
+        ctx.shared.config.error_ttl,
+    )
+    .await
 }
 
 /// The minimal HTTP response archived for a failure.
@@ -62,23 +81,49 @@ pub fn failure_payload(status: u16, reason: &str, code: &str, message: &str) -> 
     .into_bytes()
 }
 
-async fn encode(header: String, payload: Vec<u8>, level: u32) -> Result<Bytes, Error> {
-    if payload.len() <= INLINE_GZIP_LIMIT {
-        return Ok(Bytes::from(encode_member(&header, &payload, level)));
+/// The index line, less offset and length (the writer knows those).
+fn cdx_entry(
+    url: &TargetUrl,
+    date14: String,
+    mime: String,
+    status: u16,
+    digest: String,
+) -> CdxEntry {
+    CdxEntry {
+        urlkey: surt(&url.normalized),
+        date14,
+        url: url.normalized.clone(),
+        mime,
+        status,
+        digest,
+        length: 0,
+        offset: 0,
     }
-    monoio::spawn_blocking(move || encode_member(&header, &payload, level))
+}
+
+/// The gzip member and the payload digest.
+async fn encode(header: String, payload: Vec<u8>, level: u32) -> Result<(Bytes, String), Error> {
+    let small = payload.len() <= INLINE_GZIP_LIMIT;
+    let work = move || {
+        let member = Bytes::from(encode_member(&header, &payload, level));
+        (member, payload_digest(&payload))
+    };
+    if small {
+        return Ok(work());
+    }
+    monoio::spawn_blocking(work)
         .await
-        .map(Bytes::from)
         .map_err(|_| Error::Internal("compression task was cancelled"))
 }
 
 async fn append(
     ctx: &Rc<WorkerCtx>,
-    member: Bytes,
+    record: AppendRecord,
     status: RecordStatus,
     ttl: Duration,
 ) -> Outcome {
-    let loc = ctx.writer.append(member.clone()).await?;
+    let member = record.member.clone();
+    let loc = ctx.writer.append(record).await?;
     ctx.hot.borrow_mut().insert(&loc, member.clone());
     let record = Arc::new(StoredRecord {
         loc,

@@ -1,13 +1,15 @@
 //! One client connection: read request heads (pipelined requests are answered in order),
 //! consume any request body, hand each request to the proxy, write the reply, and keep the
-//! connection while the client wants it, within the idle timeout.
+//! connection while the client wants it, within the idle timeout, until the worker drains.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use super::drain::Drain;
 use crate::error::Error;
 use crate::http::reply::ConnState;
 use crate::http::request::{parse_request_head, RequestBody};
@@ -23,16 +25,17 @@ enum Fill {
     Closed,
 }
 
-pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream) {
+pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
     let _ = stream.set_nodelay(true);
     let idle = ctx.shared.config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     loop {
-        let parsed = parse_request_head(&buf, &limits);
-        let (req, used) = match parsed {
+        let (req, used) = match parse_request_head(&buf, &limits) {
             Ok(Some(found)) => found,
-            Ok(None) => match fill(&mut stream, &mut buf, idle).await {
+            // Shutting down and between requests: close instead of waiting for another.
+            Ok(None) if buf.is_empty() && drain.is_draining() => return,
+            Ok(None) => match fill(&mut stream, &mut buf, idle, drain).await {
                 Fill::Data => continue,
                 Fill::Closed => return,
             },
@@ -47,11 +50,10 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream) {
             }
         };
         buf.drain(..used);
-        let mut keep_alive = req.keep_alive;
         let body_error = match req.body {
             RequestBody::None => None,
             RequestBody::Length(n) if n <= MAX_DISCARD_BODY => {
-                if !discard(&mut stream, &mut buf, n as usize, idle).await {
+                if !discard(&mut stream, &mut buf, n as usize, idle, drain).await {
                     return;
                 }
                 None
@@ -59,42 +61,50 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream) {
             RequestBody::Length(_) => Some(Error::RequestBodyTooLarge),
             RequestBody::Chunked => Some(Error::NotImplemented("chunked request bodies")),
         };
+        let mut req = req;
+        // The body was not consumed, so the connection cannot carry another request; and a
+        // draining worker answers this request, then closes.
+        req.keep_alive &= body_error.is_none() && !drain.is_draining();
         let resp = match body_error {
             Some(e) => {
-                // The body was not consumed, so the connection cannot carry another request.
-                keep_alive = false;
                 let conn = ConnState {
-                    keep_alive,
+                    keep_alive: false,
                     version: req.version,
                 };
                 proxy::error_response(&e, conn, false)
             }
             None => proxy::handle(&ctx, &req).await,
         };
-        if write_response(&ctx, &mut stream, resp, idle).await.is_err() || !keep_alive {
+        if write_response(&ctx, &mut stream, resp, idle).await.is_err() || !req.keep_alive {
             return;
         }
     }
 }
 
-/// Reads more bytes into `buf`, waiting at most `idle`.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: std::time::Duration) -> Fill {
+/// Reads more bytes into `buf`, waiting at most `idle`; a connection idle between requests
+/// also stops waiting when the worker starts draining.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration, drain: &Drain) -> Fill {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(8192);
     }
     let owned = std::mem::take(buf);
     let len = owned.len();
     let cap = owned.capacity();
-    match monoio::time::timeout(idle, stream.read(owned.slice_mut(len..cap))).await {
-        Ok((Ok(n), slice)) => {
-            *buf = slice.into_inner();
-            if n == 0 {
-                Fill::Closed
-            } else {
-                Fill::Data
-            }
+    let read = monoio::time::timeout(idle, stream.read(owned.slice_mut(len..cap)));
+    let result = if len == 0 {
+        monoio::select! {
+            r = read => Some(r),
+            _ = drain.wait() => None,
         }
-        Ok((Err(_), _)) | Err(_) => Fill::Closed,
+    } else {
+        Some(read.await)
+    };
+    match result {
+        Some(Ok((Ok(n), slice))) if n > 0 => {
+            *buf = slice.into_inner();
+            Fill::Data
+        }
+        _ => Fill::Closed,
     }
 }
 
@@ -103,7 +113,8 @@ async fn discard(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     n: usize,
-    idle: std::time::Duration,
+    idle: Duration,
+    drain: &Drain,
 ) -> bool {
     let mut left = n;
     loop {
@@ -113,7 +124,7 @@ async fn discard(
         if left == 0 {
             return true;
         }
-        if let Fill::Closed = fill(stream, buf, idle).await {
+        if let Fill::Closed = fill(stream, buf, idle, drain).await {
             return false;
         }
     }

@@ -1,7 +1,9 @@
-//! Threads and runtimes: one pinned OS thread per worker, each with its own monoio runtime
-//! (io_uring, epoll fallback), listener, ARC writer and hot shard; plus shutdown.
+//! Threads and runtimes: recovery of the data directory, then one pinned OS thread per
+//! worker, each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
+//! and hot shard; the on-seal hand-off thread; and shutdown.
 
 mod conn;
+mod drain;
 mod listener;
 mod worker;
 
@@ -9,9 +11,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
+use crate::archive::handoff::Handoff;
+use crate::archive::recover::{recover, Recovered};
 use crate::config::Config;
 use crate::proxy::Shared;
 
@@ -27,14 +32,17 @@ pub fn driver_name() -> &'static str {
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
-    workers: Vec<JoinHandle<()>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
     /// One stop signal per worker; taken on shutdown.
     stops: Mutex<Vec<oneshot::Sender<()>>>,
     shared: Arc<Shared>,
+    handoff: Mutex<Option<Arc<Handoff>>>,
+    /// What start-up recovery found.
+    pub recovered: Recovered,
 }
 
 impl Server {
-    /// Binds, creates the data directories and starts the workers.
+    /// Recovers the data directory, binds, and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
         let workers = config.worker_count();
         for w in 0..workers {
@@ -42,6 +50,30 @@ impl Server {
         }
         let (listeners, local_addr) = listener::bind_all(config.listen, workers)?;
         let shared = Arc::new(Shared::new(config));
+        let config = &shared.config;
+
+        let started = Instant::now();
+        let recovered = recover(&config.data_dir, &shared.index, &shared.files, config.ttl)?;
+        eprintln!(
+            "liveweb: recovered {} records in {:.2?} ({} files repaired, {} bytes cut, {} CDX rebuilt)",
+            recovered.indexed,
+            started.elapsed(),
+            recovered.repaired,
+            recovered.cut_bytes,
+            recovered.rebuilt_cdx
+        );
+        let handoff = match &config.on_seal {
+            Some(cmd) => {
+                let h = Arc::new(Handoff::start(cmd.clone(), shared.files.clone())?);
+                // Sealed files still here were not handed off yet (or the hook kept them).
+                for (id, path) in &recovered.sealed {
+                    h.submit(Some(*id), path.clone());
+                }
+                Some(h)
+            }
+            None => None,
+        };
+
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pool = monoio::blocking::DefaultThreadPool::new(4);
         let mut handles = Vec::with_capacity(workers);
@@ -57,6 +89,8 @@ impl Server {
                 shared: shared.clone(),
                 pool: pool.clone(),
                 stop: stop_rx,
+                first_serial: recovered.next_serial,
+                handoff: handoff.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("liveweb-w{id}"))
@@ -65,9 +99,11 @@ impl Server {
         }
         Ok(Server {
             local_addr,
-            workers: handles,
+            workers: Mutex::new(handles),
             stops: Mutex::new(stops),
             shared,
+            handoff: Mutex::new(handoff),
+            recovered,
         })
     }
 
@@ -79,7 +115,7 @@ impl Server {
         &self.shared
     }
 
-    /// Asks every worker to stop accepting, drain, and close its ARC file.
+    /// Asks every worker to stop accepting, finish in-flight requests, and seal its file.
     pub fn shutdown(&self) {
         let stops = std::mem::take(&mut *self.stops.lock().unwrap_or_else(|p| p.into_inner()));
         for stop in stops {
@@ -87,10 +123,23 @@ impl Server {
         }
     }
 
-    /// Waits for every worker thread to finish.
-    pub fn join(self) {
-        for w in self.workers {
+    /// Waits for every worker thread to finish, then gives queued on-seal hooks a last try
+    /// within `grace`.
+    pub fn wait(&self, grace: Duration) {
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in workers {
             let _ = w.join();
+        }
+        let handoff = self
+            .handoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handoff {
+            match Arc::try_unwrap(h) {
+                Ok(h) => h.finish(Instant::now() + grace),
+                Err(_) => eprintln!("liveweb: on-seal hand-off still referenced at exit"),
+            }
         }
     }
 }
@@ -99,6 +148,11 @@ impl Server {
 pub fn run(config: Config) -> io::Result<()> {
     let data_dir = config.data_dir.clone();
     let workers = config.worker_count();
+    let grace = config.shutdown_timeout;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
     let server = Arc::new(Server::start(config)?);
     eprintln!(
         "liveweb: listening on {}, {} workers, driver {}, data dir {}",
@@ -107,10 +161,6 @@ pub fn run(config: Config) -> io::Result<()> {
         driver_name(),
         data_dir.display()
     );
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
     let for_signals = server.clone();
     std::thread::Builder::new()
         .name("liveweb-signals".into())
@@ -121,23 +171,11 @@ pub fn run(config: Config) -> io::Result<()> {
             }
             // A second signal ends the process at once.
             if signals.forever().next().is_some() {
+                eprintln!("liveweb: second signal, exiting now");
                 std::process::exit(130);
             }
         })?;
-    match Arc::try_unwrap(server) {
-        Ok(server) => server.join(),
-        Err(shared) => {
-            // The signal thread holds a reference; wait on the workers through it.
-            wait_workers(&shared);
-        }
-    }
+    server.wait(grace);
+    eprintln!("liveweb: stopped");
     Ok(())
-}
-
-fn wait_workers(server: &Server) {
-    for w in &server.workers {
-        while !w.is_finished() {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
 }

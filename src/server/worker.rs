@@ -10,12 +10,11 @@ use futures_channel::oneshot;
 use monoio::net::TcpListener;
 
 use super::conn;
+use super::drain::Drain;
+use crate::archive::handoff::Handoff;
 use crate::archive::{ArcWriter, WriterConfig};
 use crate::fetch::DnsCache;
 use crate::proxy::{hot::HotShard, Shared, WorkerCtx};
-
-/// How long a stopping worker waits for open connections to finish.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 pub(super) struct WorkerSetup {
     pub id: usize,
@@ -24,6 +23,9 @@ pub(super) struct WorkerSetup {
     pub shared: Arc<Shared>,
     pub pool: monoio::blocking::DefaultThreadPool,
     pub stop: oneshot::Receiver<()>,
+    /// First ARC file serial (above every serial already on disk).
+    pub first_serial: u64,
+    pub handoff: Option<Arc<Handoff>>,
 }
 
 pub(super) fn run(setup: WorkerSetup) {
@@ -53,6 +55,8 @@ async fn serve(setup: WorkerSetup) {
         listener,
         shared,
         mut stop,
+        first_serial,
+        handoff,
         ..
     } = setup;
     let listener = match listener
@@ -69,9 +73,16 @@ async fn serve(setup: WorkerSetup) {
     let writer = ArcWriter::spawn(
         WriterConfig {
             dir: config.data_dir.join(id.to_string()),
+            sealed_dir: config.data_dir.join("sealed"),
             prefix: config.prefix.clone(),
             worker: id,
             gzip_level: config.gzip_level,
+            first_serial,
+            max_size: config.arc_max_size,
+            max_idle: config.arc_max_idle,
+            fsync: config.fsync,
+            min_free: config.min_free,
+            handoff,
         },
         shared.files.clone(),
     );
@@ -84,6 +95,7 @@ async fn serve(setup: WorkerSetup) {
         writer: writer.clone(),
     });
     let active = Rc::new(Cell::new(0usize));
+    let drain = Rc::new(Drain::default());
 
     loop {
         monoio::select! {
@@ -92,9 +104,10 @@ async fn serve(setup: WorkerSetup) {
                 Ok((stream, _peer)) => {
                     let ctx = ctx.clone();
                     let active = active.clone();
+                    let drain = drain.clone();
                     active.set(active.get() + 1);
                     monoio::spawn(async move {
-                        conn::serve(ctx, stream).await;
+                        conn::serve(ctx, stream, &drain).await;
                         active.set(active.get() - 1);
                     });
                 }
@@ -107,7 +120,8 @@ async fn serve(setup: WorkerSetup) {
         }
     }
     drop(listener);
-    let deadline = Instant::now() + DRAIN_LIMIT;
+    drain.start();
+    let deadline = Instant::now() + config.shutdown_timeout;
     while active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }

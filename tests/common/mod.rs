@@ -158,9 +158,21 @@ impl Proxy {
             .expect("start liveweb");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr);
+        // Recovery reports come first; the address is on the "listening on" line.
         let mut first = String::new();
-        lines.read_line(&mut first).expect("startup line");
+        loop {
+            let mut line = String::new();
+            let n = lines.read_line(&mut line).expect("startup line");
+            assert!(n > 0, "liveweb exited before listening; stderr:\n{first}");
+            first.push_str(&line);
+            if line.contains("listening on") {
+                break;
+            }
+        }
         let addr: SocketAddr = first
+            .lines()
+            .last()
+            .unwrap_or("")
             .split_whitespace()
             .find_map(|w| w.trim_end_matches(',').parse().ok())
             .unwrap_or_else(|| panic!("no address in startup line {first:?}"));

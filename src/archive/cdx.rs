@@ -1,0 +1,226 @@
+//! CDX index lines in the 11-field OpenWayback format (` CDX N b a m s k r M S V g`): the
+//! SURT key, how a payload digest is computed, line formatting and parsing, sorted files.
+
+use data_encoding::BASE32;
+use sha1::{Digest, Sha1};
+
+/// The header line of every CDX file liveweb writes.
+pub const CDX_HEADER: &str = " CDX N b a m s k r M S V g";
+
+/// One record's index line, minus the file name (which the file it lives in supplies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdxEntry {
+    /// Canonical SURT form of the URL (field N).
+    pub urlkey: String,
+    /// 14-digit capture date (field b).
+    pub date14: String,
+    /// Original URL (field a).
+    pub url: String,
+    /// MIME type as in the ARC header (field m).
+    pub mime: String,
+    /// HTTP status, or 0 when the payload has none (written `-`; field s).
+    pub status: u16,
+    /// base32 SHA-1 of the HTTP body (field k).
+    pub digest: String,
+    /// Compressed record (gzip member) length (field S).
+    pub length: u64,
+    /// Member offset in the ARC file (field V).
+    pub offset: u64,
+}
+
+impl CdxEntry {
+    pub fn to_line(&self, file_name: &str) -> String {
+        let status = if self.status == 0 {
+            "-".to_string()
+        } else {
+            self.status.to_string()
+        };
+        format!(
+            "{} {} {} {} {} {} - - {} {} {}",
+            self.urlkey,
+            self.date14,
+            self.url,
+            self.mime,
+            status,
+            self.digest,
+            self.length,
+            self.offset,
+            file_name
+        )
+    }
+
+    /// Parses a line written by `to_line`; `None` for anything else.
+    pub fn parse(line: &str) -> Option<(CdxEntry, &str)> {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 11 || f[1].len() != 14 || !f[1].bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let status = match f[4] {
+            "-" => 0,
+            s => s.parse().ok()?,
+        };
+        Some((
+            CdxEntry {
+                urlkey: f[0].to_string(),
+                date14: f[1].to_string(),
+                url: f[2].to_string(),
+                mime: f[3].to_string(),
+                status,
+                digest: f[5].to_string(),
+                length: f[8].parse().ok()?,
+                offset: f[9].parse().ok()?,
+            },
+            f[10],
+        ))
+    }
+}
+
+/// A whole CDX file: header, then lines sorted bytewise (as `LC_ALL=C sort` would).
+pub fn cdx_file(entries: &[CdxEntry], file_name: &str) -> String {
+    let mut lines: Vec<String> = entries.iter().map(|e| e.to_line(file_name)).collect();
+    lines.sort_unstable();
+    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 32);
+    out.push_str(CDX_HEADER);
+    out.push('\n');
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+/// base32 SHA-1 of the HTTP body inside `payload` (everything after the head; the whole
+/// payload if it has no head), the usual "payload digest" of web archives.
+pub fn payload_digest(payload: &[u8]) -> String {
+    let body = http_body(payload);
+    BASE32.encode(&Sha1::digest(body))
+}
+
+/// The bytes after the first blank line of an HTTP message.
+fn http_body(payload: &[u8]) -> &[u8] {
+    if let Some(i) = payload.windows(4).position(|w| w == b"\r\n\r\n") {
+        return &payload[i + 4..];
+    }
+    if let Some(i) = payload.windows(2).position(|w| w == b"\n\n") {
+        return &payload[i + 2..];
+    }
+    payload
+}
+
+/// The status code of an HTTP response payload, 0 if it is not one.
+pub fn payload_status(payload: &[u8]) -> u16 {
+    let line_end = payload
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(payload.len());
+    let line = std::str::from_utf8(&payload[..line_end]).unwrap_or("");
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") && code.len() == 3 => {
+            code.parse().unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// SURT form of an absolute URL as CDX tools key it: scheme dropped, host lowercased with a
+/// leading `www.` removed and its labels reversed and comma-joined, default port dropped,
+/// then `)` and the path and query lowercased with query arguments sorted.
+pub fn surt(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.find(']') {
+        Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority.as_str(), None),
+        },
+    };
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    let mut key = if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        host.to_string()
+    } else {
+        host.split('.').rev().collect::<Vec<_>>().join(",")
+    };
+    if let Some(p) = port.filter(|p| *p != "80" && *p != "443") {
+        key.push(':');
+        key.push_str(p);
+    }
+    key.push(')');
+    let path = path.to_ascii_lowercase();
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path.as_str(), None),
+    };
+    key.push_str(if p.is_empty() { "/" } else { p });
+    if let Some(q) = q {
+        let mut args: Vec<&str> = q.split('&').filter(|a| !a.is_empty()).collect();
+        args.sort_unstable();
+        key.push('?');
+        key.push_str(&args.join("&"));
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surt_keys() {
+        assert_eq!(
+            surt("http://www.Example.com/Path?b=2&a=1"),
+            "com,example)/path?a=1&b=2"
+        );
+        assert_eq!(surt("http://example.com"), "com,example)/");
+        assert_eq!(surt("http://example.com:8080/x"), "com,example:8080)/x");
+        assert_eq!(surt("http://example.com:80/x"), "com,example)/x");
+        assert_eq!(surt("http://127.0.0.1:5000/a"), "127.0.0.1:5000)/a");
+        assert_eq!(surt("http://[::1]:81/"), "[::1]:81)/");
+        assert_eq!(surt("http://[::1]/"), "[::1])/");
+    }
+
+    #[test]
+    fn line_roundtrip_and_sorting() {
+        let e = CdxEntry {
+            urlkey: surt("http://b.com/"),
+            date14: "20261122000000".into(),
+            url: "http://b.com/".into(),
+            mime: "text/html".into(),
+            status: 200,
+            digest: payload_digest(b"HTTP/1.1 200 OK\r\n\r\nhi"),
+            length: 123,
+            offset: 456,
+        };
+        let line = e.to_line("F.arc.gz");
+        assert_eq!(line.split(' ').count(), 11);
+        assert_eq!(CdxEntry::parse(&line), Some((e.clone(), "F.arc.gz")));
+        let mut a = e.clone();
+        a.urlkey = surt("http://a.com/");
+        a.status = 0;
+        let file = cdx_file(&[e, a], "F.arc.gz");
+        let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines[0], CDX_HEADER);
+        assert!(lines[1].starts_with("com,a)/ ") && lines[1].contains(" - "));
+        assert!(lines[2].starts_with("com,b)/ "));
+        assert!(CdxEntry::parse("garbage").is_none());
+        assert!(CdxEntry::parse(CDX_HEADER).is_none());
+    }
+
+    #[test]
+    fn digest_and_status() {
+        // SHA-1 of "hi" in base32.
+        assert_eq!(
+            payload_digest(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nhi"),
+            BASE32.encode(&Sha1::digest(b"hi"))
+        );
+        assert_eq!(
+            payload_digest(b"no head"),
+            BASE32.encode(&Sha1::digest(b"no head"))
+        );
+        assert_eq!(payload_status(b"HTTP/1.1 404 Not Found\r\n"), 404);
+        assert_eq!(payload_status(b"1 0 liveweb\n"), 0);
+    }
+}

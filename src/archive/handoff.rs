@@ -1,0 +1,159 @@
+//! Hands sealed ARC files to the operator's `--on-seal CMD` (typically: upload, then delete),
+//! on its own thread, never on a worker. A failing hook is retried with exponential backoff;
+//! hooks run one at a time, so one file's hook never runs twice at once. When the hook has
+//! removed the file, the file leaves the file table and its records stop being hits.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::files::FileTable;
+
+/// First retry delay; doubles per failure up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+enum Msg {
+    File {
+        id: Option<u32>,
+        path: PathBuf,
+    },
+    /// Try every queued file once more (no waiting for backoff) until the deadline, then stop.
+    Finish(Instant),
+}
+
+struct Pending {
+    id: Option<u32>,
+    path: PathBuf,
+    attempts: u32,
+    next_try: Instant,
+}
+
+/// Handle to the hook thread.
+pub struct Handoff {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Handoff {
+    pub fn start(command: String, files: Arc<FileTable>) -> std::io::Result<Handoff> {
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("liveweb-on-seal".into())
+            .spawn(move || run(command, files, rx))?;
+        Ok(Handoff {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a sealed file (its file-table id, if it has one).
+    pub fn submit(&self, id: Option<u32>, path: PathBuf) {
+        let _ = self.tx.send(Msg::File { id, path });
+    }
+
+    /// Gives every queued file one more try before `deadline`, then stops the thread.
+    pub fn finish(mut self, deadline: Instant) {
+        let _ = self.tx.send(Msg::Finish(deadline));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(command: String, files: Arc<FileTable>, rx: Receiver<Msg>) {
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut finish_by: Option<Instant> = None;
+    loop {
+        // Wait for news or for the earliest retry.
+        let now = Instant::now();
+        let wait = match (finish_by, queue.iter().map(|p| p.next_try).min()) {
+            (Some(_), _) => Duration::ZERO,
+            (None, Some(t)) => t.saturating_duration_since(now),
+            (None, None) => Duration::from_secs(3600),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Msg::File { id, path }) => queue.push_back(Pending {
+                id,
+                path,
+                attempts: 0,
+                next_try: Instant::now(),
+            }),
+            Ok(Msg::Finish(deadline)) => finish_by = Some(deadline),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => finish_by = finish_by.or(Some(Instant::now())),
+        }
+        if let Some(deadline) = finish_by {
+            // Shutdown: one last try each, within the deadline.
+            while let Some(p) = queue.pop_front() {
+                if Instant::now() >= deadline {
+                    eprintln!(
+                        "liveweb: on-seal not run for {} (shutdown deadline)",
+                        p.path.display()
+                    );
+                    continue;
+                }
+                run_hook(&command, &files, &p);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let mut still = VecDeque::with_capacity(queue.len());
+        while let Some(mut p) = queue.pop_front() {
+            if p.next_try > now {
+                still.push_back(p);
+                continue;
+            }
+            if !run_hook(&command, &files, &p) {
+                p.attempts += 1;
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1u32 << p.attempts.min(10))
+                    .min(MAX_BACKOFF);
+                p.next_try = Instant::now() + backoff;
+                eprintln!(
+                    "liveweb: on-seal failed for {} (attempt {}), retrying in {:?}",
+                    p.path.display(),
+                    p.attempts,
+                    backoff
+                );
+                still.push_back(p);
+            }
+        }
+        queue = still;
+    }
+}
+
+/// Runs the hook once; `true` on exit status 0.
+fn run_hook(command: &str, files: &FileTable, p: &Pending) -> bool {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} \"$1\""))
+        .arg("liveweb-on-seal")
+        .arg(&p.path)
+        .status();
+    match status {
+        Ok(s) if s.success() => {
+            if !p.path.exists() {
+                if let Some(id) = p.id {
+                    files.remove(id);
+                }
+            }
+            true
+        }
+        Ok(s) => {
+            eprintln!(
+                "liveweb: on-seal {command:?} {} exited with {s}",
+                p.path.display()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("liveweb: on-seal {command:?} could not start: {e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Start-up recovery, before any worker runs: files left open by a crash are scanned member by
+//! member, cut at the first torn or invalid member, and sealed; sealed files are indexed from
+//! their CDX (rebuilt by scanning when missing or corrupt). Records within `--ttl` become hits.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cdx::{cdx_file, CdxEntry};
+use super::files::FileTable;
+use super::scan::scan;
+use super::seal::{cdx_name, seal, write_synced};
+use super::RecordLoc;
+use crate::clock::{parse_arc14, unix_now};
+use crate::http::reply::{canonical_reason, RecordStatus};
+use crate::index::{Index, StoredRecord};
+
+/// What recovery did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// First serial new files may use (above every serial on disk).
+    pub next_serial: u64,
+    /// Sealed files now in the file table, to hand to `--on-seal` again.
+    pub sealed: Vec<(u32, PathBuf)>,
+    /// Records put in the index.
+    pub indexed: usize,
+    /// Files left open by a crash that were cut and sealed.
+    pub repaired: usize,
+    /// Bytes cut from torn tails.
+    pub cut_bytes: u64,
+    /// CDX files rebuilt by scanning.
+    pub rebuilt_cdx: usize,
+}
+
+/// Recovers `data_dir` (worker directories `N/` and `sealed/`).
+pub fn recover(
+    data_dir: &Path,
+    index: &Index,
+    files: &FileTable,
+    ttl: Duration,
+) -> io::Result<Recovered> {
+    let sealed_dir = data_dir.join("sealed");
+    fs::create_dir_all(&sealed_dir)?;
+    let mut out = Recovered::default();
+    let mut max_serial: Option<u64> = None;
+
+    for worker_dir in worker_dirs(data_dir)? {
+        for path in list(&worker_dir)? {
+            let name = file_name(&path);
+            if name.ends_with(".arc.gz") {
+                note_serial(&mut max_serial, &name);
+                repair_open_file(&path, &sealed_dir, &mut out)?;
+            } else if name.ends_with(".cdx") || name.ends_with(".tmp") {
+                // A CDX whose ARC was already moved, or a half-written one: never needed.
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    let now_unix = unix_now();
+    let now = Instant::now();
+    for path in list(&sealed_dir)? {
+        let name = file_name(&path);
+        if !name.ends_with(".arc.gz") {
+            continue;
+        }
+        note_serial(&mut max_serial, &name);
+        let size = fs::metadata(&path)?.len();
+        let entries = match load_cdx(&sealed_dir.join(cdx_name(&name)), &name, size) {
+            Some(e) => e,
+            None => {
+                let data = fs::read(&path)?;
+                let scanned = scan(&data);
+                write_synced(
+                    &sealed_dir.join(cdx_name(&name)),
+                    cdx_file(&scanned.entries, &name).as_bytes(),
+                )?;
+                out.rebuilt_cdx += 1;
+                eprintln!("liveweb: rebuilt CDX for {}", path.display());
+                scanned.entries
+            }
+        };
+        let fd = OwnedFd::from(fs::File::open(&path)?);
+        let id = files.insert(path.clone(), fd);
+        for e in entries {
+            if let Some(record) = restored_record(&e, id, now, now_unix, ttl) {
+                index.restore(&e.url, record);
+                out.indexed += 1;
+            }
+        }
+        out.sealed.push((id, path));
+    }
+    out.next_serial = max_serial.map_or(0, |s| s + 1);
+    Ok(out)
+}
+
+/// Cuts a file left open by a crash back to its last whole record, then seals it; a file
+/// with no valid record is removed.
+fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::Result<()> {
+    let data = fs::read(path)?;
+    let scanned = scan(&data);
+    let cut = data.len() as u64 - scanned.valid_len;
+    if cut > 0 {
+        eprintln!(
+            "liveweb: recovery: {} cut by {cut} bytes after its last whole record",
+            path.display()
+        );
+        out.cut_bytes += cut;
+    }
+    if scanned.entries.is_empty() {
+        eprintln!(
+            "liveweb: recovery: {} holds no whole record, removed",
+            path.display()
+        );
+        return fs::remove_file(path);
+    }
+    seal(path, scanned.valid_len, &scanned.entries, sealed_dir)?;
+    out.repaired += 1;
+    Ok(())
+}
+
+/// Reads a CDX written by liveweb; `None` if it is missing, malformed, names another file,
+/// or points past the end of the ARC file.
+fn load_cdx(path: &Path, arc_name: &str, arc_size: u64) -> Option<Vec<CdxEntry>> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != super::cdx::CDX_HEADER {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for line in lines {
+        let (e, file) = CdxEntry::parse(line)?;
+        if file != arc_name || e.offset + e.length > arc_size {
+            return None;
+        }
+        entries.push(e);
+    }
+    Some(entries)
+}
+
+/// The index entry for a record found on disk, if it is still fresh. Records that may be
+/// archived failures (502, 504) are not restored: they lived for `--error-ttl` only.
+fn restored_record(
+    e: &CdxEntry,
+    file_id: u32,
+    now: Instant,
+    now_unix: i64,
+    ttl: Duration,
+) -> Option<Arc<StoredRecord>> {
+    if matches!(e.status, 502 | 504) {
+        return None;
+    }
+    let age = now_unix.saturating_sub(parse_arc14(&e.date14)?).max(0) as u64;
+    let left = ttl.checked_sub(Duration::from_secs(age))?;
+    Some(Arc::new(StoredRecord {
+        loc: RecordLoc {
+            file_id,
+            offset: e.offset,
+            len: e.length,
+        },
+        status: RecordStatus::new(e.status, canonical_reason(e.status), None),
+        expires_at: now + left,
+    }))
+}
+
+fn worker_dirs(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(list(data_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir() && file_name(p).bytes().all(|b| b.is_ascii_digit()))
+        .collect())
+}
+
+fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    out.sort();
+    Ok(out)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Serial of `PREFIX-STAMP-WORKER-SERIAL.arc.gz`.
+fn note_serial(max: &mut Option<u64>, name: &str) {
+    let serial = name
+        .strip_suffix(".arc.gz")
+        .and_then(|s| s.rsplit('-').next())
+        .and_then(|s| s.parse::<u64>().ok());
+    if let Some(s) = serial {
+        *max = Some(max.map_or(s, |m| m.max(s)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::record::{encode_member, filedesc_member, header_line};
+    use crate::clock::UtcTime;
+    use crate::index::Lookup;
+
+    fn member(url: &str, date: &str, payload: &[u8]) -> Vec<u8> {
+        encode_member(
+            &header_line(url, None, date, "text/plain", payload.len()),
+            payload,
+            1,
+        )
+    }
+
+    #[test]
+    fn repairs_torn_file_and_indexes_fresh_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let w0 = dir.path().join("0");
+        fs::create_dir_all(&w0).unwrap();
+        let now14 = UtcTime::now().arc14();
+        let mut data = filedesc_member("L-1-0-00007.arc.gz", &now14, 1);
+        data.extend(member("http://a/", &now14, b"HTTP/1.1 200 OK\r\n\r\na"));
+        data.extend(member(
+            "http://old/",
+            "20000101000000",
+            b"HTTP/1.1 200 OK\r\n\r\no",
+        ));
+        data.extend(member(
+            "http://fail/",
+            &now14,
+            b"HTTP/1.1 502 Bad Gateway\r\n\r\nE30",
+        ));
+        let whole = data.len();
+        let torn = member("http://b/", &now14, b"HTTP/1.1 200 OK\r\n\r\nb");
+        data.extend_from_slice(&torn[..torn.len() / 2]);
+        fs::write(w0.join("L-1-0-00007.arc.gz"), &data).unwrap();
+        fs::write(w0.join("orphan.cdx"), b"x").unwrap();
+
+        let index = Index::new();
+        let files = FileTable::new();
+        let r = recover(dir.path(), &index, &files, Duration::from_secs(3600)).unwrap();
+        assert_eq!(r.repaired, 1);
+        assert_eq!(r.cut_bytes, (data.len() - whole) as u64);
+        assert_eq!(r.next_serial, 8);
+        assert_eq!(r.indexed, 1, "old and failure records are not restored");
+        assert!(!w0.join("orphan.cdx").exists());
+        let sealed = dir.path().join("sealed/L-1-0-00007.arc.gz");
+        assert_eq!(fs::metadata(&sealed).unwrap().len(), whole as u64);
+        let now = Instant::now();
+        let Lookup::Hit(rec) = index.lookup("http://a/", now, false) else {
+            panic!("a/ restored")
+        };
+        assert_eq!(rec.status.code, 200);
+        assert!(matches!(
+            index.lookup("http://b/", now, false),
+            Lookup::Absent
+        ));
+
+        // A corrupt CDX is rebuilt on the next start; the result is the same.
+        fs::write(dir.path().join("sealed/L-1-0-00007.cdx"), b"junk\n").unwrap();
+        let index2 = Index::new();
+        let r2 = recover(
+            dir.path(),
+            &index2,
+            &FileTable::new(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert_eq!(r2.rebuilt_cdx, 1);
+        assert_eq!(r2.indexed, 1);
+    }
+}

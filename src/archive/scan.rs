@@ -1,0 +1,149 @@
+//! Reads an ARC file back member by member, checking each one: the first must be the
+//! filedesc record, every member must inflate, and its content must match the length its
+//! header declares. Used to cut torn tails after a crash and to rebuild CDX files.
+
+use std::io::Read;
+
+use flate2::bufread::GzDecoder;
+
+use super::cdx::{payload_digest, payload_status, surt, CdxEntry};
+
+/// Largest record content accepted while scanning (a corrupt length cannot make the scanner
+/// allocate without bound).
+const MAX_SCAN_RECORD: u64 = 4 << 30;
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Index lines for every valid URL record (the filedesc record excluded).
+    pub entries: Vec<CdxEntry>,
+    /// Bytes from the start of the file that hold whole valid members.
+    pub valid_len: u64,
+    /// Whether the first member is a filedesc record.
+    pub has_filedesc: bool,
+}
+
+/// Scans `data` (a whole ARC file) and stops at the first member that is not whole and valid.
+pub fn scan(data: &[u8]) -> ScanResult {
+    let mut result = ScanResult::default();
+    let mut offset = 0usize;
+    while offset < data.len() {
+        let Some((consumed, plain)) = inflate_member(&data[offset..]) else {
+            break;
+        };
+        let Some((header, content)) = split_record(&plain) else {
+            break;
+        };
+        let first = offset == 0;
+        if first {
+            if !header.starts_with("filedesc://") {
+                break;
+            }
+            result.has_filedesc = true;
+        } else {
+            let Some(entry) = entry_for(header, content, offset as u64, consumed as u64) else {
+                break;
+            };
+            result.entries.push(entry);
+        }
+        offset += consumed;
+        result.valid_len = offset as u64;
+    }
+    result
+}
+
+/// Inflates one gzip member; returns its compressed size and its content.
+fn inflate_member(data: &[u8]) -> Option<(usize, Vec<u8>)> {
+    let mut rest = data;
+    let mut decoder = GzDecoder::new(&mut rest);
+    let mut plain = Vec::new();
+    decoder.read_to_end(&mut plain).ok()?;
+    drop(decoder);
+    Some((data.len() - rest.len(), plain))
+}
+
+/// Splits `header line \n content \n`, checking the declared length.
+fn split_record(plain: &[u8]) -> Option<(&str, &[u8])> {
+    let nl = plain.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&plain[..nl]).ok()?;
+    let len: u64 = header.rsplit(' ').next()?.parse().ok()?;
+    if len > MAX_SCAN_RECORD {
+        return None;
+    }
+    let content = &plain[nl + 1..];
+    let len = len as usize;
+    if content.len() != len + 1 || content[len] != b'\n' {
+        return None;
+    }
+    Some((header, &content[..len]))
+}
+
+/// The CDX line for a URL record, from its ARC header fields and payload.
+fn entry_for(header: &str, payload: &[u8], offset: u64, length: u64) -> Option<CdxEntry> {
+    let f: Vec<&str> = header.split(' ').collect();
+    if f.len() != 5 || f[2].len() != 14 {
+        return None;
+    }
+    Some(CdxEntry {
+        urlkey: surt(f[0]),
+        date14: f[2].to_string(),
+        url: f[0].to_string(),
+        mime: f[3].to_string(),
+        status: payload_status(payload),
+        digest: payload_digest(payload),
+        length,
+        offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::record::{encode_member, filedesc_member, header_line};
+
+    fn file_with(records: &[(&str, &[u8])]) -> (Vec<u8>, Vec<usize>) {
+        let mut data = filedesc_member("F.arc.gz", "20261122000000", 1);
+        let mut starts = Vec::new();
+        for (url, payload) in records {
+            starts.push(data.len());
+            let h = header_line(url, None, "20261122000000", "text/plain", payload.len());
+            data.extend(encode_member(&h, payload, 1));
+        }
+        (data, starts)
+    }
+
+    #[test]
+    fn scans_whole_file() {
+        let (data, starts) = file_with(&[
+            ("http://a/", b"HTTP/1.1 200 OK\r\n\r\na"),
+            ("http://b/", b"HTTP/1.1 404 Not Found\r\n\r\nb"),
+        ]);
+        let r = scan(&data);
+        assert!(r.has_filedesc);
+        assert_eq!(r.valid_len, data.len() as u64);
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(r.entries[1].offset, starts[1] as u64);
+        assert_eq!(r.entries[1].length, (data.len() - starts[1]) as u64);
+        assert_eq!(r.entries[1].status, 404);
+        assert_eq!(r.entries[0].urlkey, "a)/");
+    }
+
+    #[test]
+    fn stops_at_torn_member_and_trailing_zeros() {
+        let (data, starts) = file_with(&[("http://a/", b"x"), ("http://b/", b"y")]);
+        for cut in [starts[1] + 1, starts[1] + 10, data.len() - 1] {
+            let r = scan(&data[..cut]);
+            assert_eq!(r.valid_len, starts[1] as u64, "cut at {cut}");
+            assert_eq!(r.entries.len(), 1);
+        }
+        let mut padded = data.clone();
+        padded.extend_from_slice(&[0u8; 4000]);
+        let r = scan(&padded);
+        assert_eq!(r.valid_len, data.len() as u64);
+        assert_eq!(r.entries.len(), 2);
+        // A file that does not start with filedesc is invalid from byte 0.
+        let r = scan(&data[starts[0]..]);
+        assert_eq!(r.valid_len, 0);
+        assert!(!r.has_filedesc);
+    }
+}
