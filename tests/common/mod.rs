@@ -101,6 +101,19 @@ fn serve_origin(
     *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
     let behavior = routes.lock().unwrap().get(&path).cloned();
     match behavior {
+        // Paths under /echo/ answer 200 with a body derived from the path (unique content
+        // for unique URLs); anything else unknown is 404.
+        None if path.starts_with("/echo/") => {
+            let body = echo_body(&path);
+            let _ = conn.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = conn.write_all(&body);
+        }
         None => {
             let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
         }
@@ -118,12 +131,17 @@ fn serve_origin(
     }
 }
 
+/// The body the origin sends for `/echo/...` paths: the path, repeated to about 2 KB.
+pub fn echo_body(path: &str) -> Vec<u8> {
+    path.as_bytes().iter().copied().cycle().take(2000).collect()
+}
+
 /// The real binary, started on 127.0.0.1:0 with its own data directory.
 pub struct Proxy {
     pub addr: SocketAddr,
     child: Option<Child>,
     pub data_dir: PathBuf,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
     pub log: Arc<Mutex<String>>,
 }
 
@@ -131,22 +149,22 @@ impl Proxy {
     /// Starts liveweb with test defaults (2 workers, loopback upstreams allowed, 1s read
     /// timeout) plus `extra` arguments.
     pub fn start(extra: &[&str]) -> Proxy {
-        let mut args = vec![
-            "--workers",
-            "2",
-            "--allow-upstream",
-            "127.0.0.0/8",
-            "--read-timeout",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        Self::start_raw(&args)
+        Self::start_raw(&with_defaults(extra))
     }
 
     /// Starts liveweb with exactly `args` (plus listen address and data dir).
     pub fn start_raw(args: &[&str]) -> Proxy {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
+        Self::start_with(data_dir, Some(tmp), args)
+    }
+
+    /// Starts liveweb on an existing data directory (test defaults plus `extra`).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Proxy {
+        Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra))
+    }
+
+    fn start_with(data_dir: PathBuf, tmp: Option<tempfile::TempDir>, args: &[&str]) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_liveweb"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
@@ -192,23 +210,67 @@ impl Proxy {
         }
     }
 
-    /// SIGTERM, wait for a clean exit, then check every ARC file with warcio.
-    pub fn finish(mut self) {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().expect("wait");
+    /// SIGTERM, wait for a clean exit, then check every ARC file with warcio. Returns the
+    /// data directory's guard, so a test can inspect the files afterwards.
+    pub fn finish(mut self) -> Option<tempfile::TempDir> {
+        let status = self.terminate();
         assert!(
             status.success(),
             "liveweb exited with {status}; log:\n{}",
             self.log.lock().unwrap()
         );
         assert_warcio_clean(&self.data_dir);
+        self._tmp.take()
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("wait")
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit (after `signal_term`).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("running").wait().expect("wait")
+    }
+
+    /// SIGKILL: a crash, nothing flushed or sealed.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// Test defaults (2 workers, loopback upstreams allowed, 1s read timeout) unless `extra`
+/// sets the same flag, then `extra`.
+fn with_defaults<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--workers", "2"),
+        ("--allow-upstream", "127.0.0.0/8"),
+        ("--read-timeout", "1s"),
+    ];
+    let mut args = Vec::new();
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    args
 }
 
 impl Drop for Proxy {

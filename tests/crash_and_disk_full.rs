@@ -1,0 +1,238 @@
+//! Crash safety and a full disk, on the real binary: kill -9 under load and restart, again
+//! and again; a data directory on a tiny tmpfs the test mounts (CI runs as root).
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// (URL, reply body) pairs.
+type Answered = Vec<(String, Vec<u8>)>;
+
+#[test]
+fn kill9_under_load_loses_nothing_that_was_answered() {
+    let origin = Origin::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Every (url, reply body) a client received completely, across all cycles.
+    let answered: Arc<Mutex<Answered>> = Arc::default();
+    for cycle in 0..5 {
+        let proxy = Proxy::start_in(&data, &[]);
+        verify_hits(&proxy, &answered.lock().unwrap());
+        let stop_at = Instant::now() + Duration::from_millis(400);
+        let clients: Vec<_> = (0..8)
+            .map(|t| {
+                let (addr, url_base, answered) =
+                    (proxy.addr, origin.url("/echo/"), answered.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while Instant::now() < stop_at + Duration::from_millis(200) {
+                        let url = format!("{url_base}c{cycle}-t{t}-n{n}");
+                        n += 1;
+                        // Replies cut by the kill are not "answered"; the reader fails on them.
+                        let reply = std::panic::catch_unwind(|| get(addr, &url, ""));
+                        match reply {
+                            Ok(r) if r.status == 200 => {
+                                answered.lock().unwrap().push((url, r.body))
+                            }
+                            _ => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        while Instant::now() < stop_at {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy.kill9();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    let total = answered.lock().unwrap().len();
+    assert!(
+        total > 100,
+        "the load produced only {total} answered misses"
+    );
+    let proxy = Proxy::start_in(&data, &[]);
+    verify_hits(&proxy, &answered.lock().unwrap());
+    let _keep = proxy.finish();
+}
+
+/// Every answered URL is a hit whose record is byte-identical to the first reply.
+fn verify_hits(proxy: &Proxy, answered: &[(String, Vec<u8>)]) {
+    let mut conn = connect(proxy.addr);
+    for (url, body) in answered {
+        use std::io::Write;
+        conn.get_mut()
+            .write_all(
+                format!("GET {url} HTTP/1.1\r\nCache-Control: only-if-cached\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+        let r = read_reply(&mut conn, false);
+        assert_eq!(
+            r.status,
+            200,
+            "{url} lost after a crash; log:\n{}",
+            proxy.log_text()
+        );
+        assert_eq!(r.header("x-cache").as_deref(), Some("HIT"));
+        assert_eq!(&r.body, body, "{url} changed after a crash");
+    }
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct TmpfsMount {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TmpfsMount {
+    fn new(size: &str) -> TmpfsMount {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "mounting a tmpfs failed: this test needs root (CI runs as root)"
+        );
+        TmpfsMount { path, _dir: dir }
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount failed");
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn incompressible(n: usize, seed: u32) -> Vec<u8> {
+    // xorshift64: random enough that gzip cannot shrink it.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed + 1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Requests `url` (or, with `fresh`, a new URL under it each time, so an earlier success
+/// does not turn into a hit) until the status is `status` or 5 s pass.
+fn wait_for_status(proxy: &Proxy, url: &str, status: u16, fresh: bool) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for n in 0.. {
+        let target = if fresh {
+            format!("{url}{n}")
+        } else {
+            url.to_string()
+        };
+        let r = get(proxy.addr, &target, "");
+        if r.status == status || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unreachable!()
+}
+
+#[test]
+fn full_disk_pauses_archiving_keeps_hits_and_recovers() {
+    let origin = Origin::start();
+    for i in 0..40 {
+        origin.ok(
+            &format!("/big{i}"),
+            "application/octet-stream",
+            &incompressible(150_000, i),
+        );
+    }
+    let mnt = TmpfsMount::new("1m");
+    let data = mnt.path.join("data");
+    let proxy = Proxy::start_in(&data, &["--workers", "1", "--min-free", "0"]);
+    let mut stored = Vec::new();
+    let mut refused = None;
+    for i in 0..40 {
+        let url = origin.url(&format!("/big{i}"));
+        let r = get(proxy.addr, &url, "");
+        match r.status {
+            200 => stored.push((url, r.body)),
+            _ => {
+                refused = Some(r);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a 1 MB disk fills up");
+    assert_eq!(refused.status, 503, "{}", refused.head);
+    assert_eq!(
+        refused.header("x-liveweb-error").as_deref(),
+        Some("E50 storage failure")
+    );
+    assert_eq!(refused.header("retry-after").as_deref(), Some("30"));
+    assert!(!stored.is_empty());
+    // Hits are still served, byte-identical.
+    for (url, body) in &stored {
+        let r = get(proxy.addr, url, "");
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body, body);
+    }
+    // While paused, a miss is refused without fetching.
+    let fresh = origin.url("/big39");
+    assert_eq!(get(proxy.addr, &fresh, "").status, 503);
+    assert_eq!(
+        origin.hits("/big39"),
+        0,
+        "no fetch while archiving is paused"
+    );
+    // Space comes back: archiving resumes by itself.
+    mnt.resize("16m");
+    let r = wait_for_status(&proxy, &fresh, 200, false);
+    assert_eq!(
+        r.status,
+        200,
+        "archiving resumed; log:\n{}",
+        proxy.log_text()
+    );
+    assert!(proxy.log_text().contains("archiving resumed"));
+    let _keep = proxy.finish();
+    assert_warcio_clean(&data);
+}
+
+#[test]
+fn min_free_pauses_archiving_before_the_disk_is_full() {
+    let origin = Origin::start();
+    let mnt = TmpfsMount::new("1m");
+    let data = mnt.path.join("data");
+    let proxy = Proxy::start_in(&data, &["--workers", "1", "--min-free", "2MB"]);
+    let r = wait_for_status(&proxy, &origin.url("/echo/before-"), 503, true);
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.header("x-liveweb-error").as_deref(),
+        Some("E50 storage failure")
+    );
+    mnt.resize("8m");
+    let r = wait_for_status(&proxy, &origin.url("/echo/after-"), 200, true);
+    assert_eq!(r.status, 200);
+    let _keep = proxy.finish();
+}

@@ -1,0 +1,304 @@
+//! Rolling, sealing with CDX, the on-seal hook, crash recovery and shutdown, on the real
+//! binary.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn sealed_arcs(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(data.join("sealed"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(".arc.gz"));
+    v.sort();
+    v
+}
+
+fn open_arcs(data: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    collect_arcs(data, &mut all);
+    all.retain(|p| !p.starts_with(data.join("sealed")));
+    all
+}
+
+fn cdx_of(arc: &Path) -> PathBuf {
+    let name = arc
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".arc.gz", ".cdx");
+    arc.with_file_name(name)
+}
+
+/// Every CDX line points exactly at a gzip member holding that URL; returns the URLs.
+fn check_cdx(arc: &Path) -> Vec<String> {
+    let data = fs::read(arc).unwrap();
+    let cdx = fs::read_to_string(cdx_of(arc)).unwrap();
+    let mut lines = cdx.lines();
+    assert_eq!(lines.next(), Some(" CDX N b a m s k r M S V g"));
+    let mut urls = Vec::new();
+    let mut prev = String::new();
+    for line in lines {
+        assert!(line >= prev.as_str(), "CDX sorted");
+        prev = line.to_string();
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 11, "{line}");
+        let (len, off): (usize, usize) = (f[8].parse().unwrap(), f[9].parse().unwrap());
+        assert_eq!(f[10], arc.file_name().unwrap().to_string_lossy());
+        let (header, payload) = split_record(&gunzip_one_member(&data[off..off + len]));
+        assert!(
+            header.starts_with(&format!("{} ", f[2])),
+            "{header} vs {line}"
+        );
+        assert_eq!(
+            f[4],
+            &String::from_utf8_lossy(&payload[9..12]),
+            "status field"
+        );
+        assert_eq!(f[5].len(), 32, "base32 sha1");
+        urls.push(f[2].to_string());
+    }
+    urls
+}
+
+#[test]
+fn rolls_by_size_and_cdx_points_at_records() {
+    let origin = Origin::start();
+    // Incompressible bodies, so ~1.5 KB members: a few per 4 KB file.
+    for i in 0..12 {
+        let body: Vec<u8> = (0..1500u32)
+            .map(|j| (j.wrapping_add(i * 7919).wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        origin.ok(&format!("/r{i}"), "application/octet-stream", &body);
+    }
+    let proxy = Proxy::start(&["--workers", "1", "--arc-max-size", "4KB"]);
+    for i in 0..12 {
+        assert_eq!(
+            get(proxy.addr, &origin.url(&format!("/r{i}")), "").status,
+            200
+        );
+    }
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    let arcs = sealed_arcs(&data);
+    assert!(arcs.len() >= 4, "rolled into {} files", arcs.len());
+    assert!(open_arcs(&data).is_empty(), "shutdown sealed everything");
+    let mut urls: Vec<String> = arcs.iter().flat_map(|a| check_cdx(a)).collect();
+    urls.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| origin.url(&format!("/r{i}"))).collect();
+    expected.sort();
+    assert_eq!(urls, expected, "each record in exactly one file");
+    for a in &arcs {
+        let size = fs::metadata(a).unwrap().len();
+        let records = fs::read_to_string(cdx_of(a)).unwrap().lines().count() - 1;
+        assert!(
+            size <= 4096 || records == 1,
+            "{} is {size} bytes with {records} records",
+            a.display()
+        );
+    }
+}
+
+#[test]
+fn rolls_by_idle_time_while_running() {
+    let origin = Origin::start();
+    origin.ok("/idle", "text/plain", b"idle");
+    let proxy = Proxy::start(&["--workers", "1", "--arc-max-idle", "300ms"]);
+    get(proxy.addr, &origin.url("/idle"), "");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sealed_arcs(&proxy.data_dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let arcs = sealed_arcs(&proxy.data_dir);
+    assert_eq!(arcs.len(), 1, "sealed after idling");
+    assert_eq!(check_cdx(&arcs[0]), vec![origin.url("/idle")]);
+    // Still a hit after sealing, and the next miss opens a new file lazily.
+    assert_eq!(
+        get(proxy.addr, &origin.url("/idle"), "")
+            .header("x-cache")
+            .as_deref(),
+        Some("HIT")
+    );
+    assert!(
+        open_arcs(&proxy.data_dir).is_empty(),
+        "no empty file opened"
+    );
+    proxy.finish();
+}
+
+#[test]
+fn on_seal_hook_runs_once_per_file_and_is_retried() {
+    let origin = Origin::start();
+    origin.ok("/a", "text/plain", b"a");
+    origin.ok("/b", "text/plain", b"b");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hook.log");
+    let flag = dir.path().join("failed-once");
+    // Fails the first time it sees any file, then logs the path and deletes the file.
+    let script = dir.path().join("hook.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}; echo fail \"$1\" >> {log}; exit 1; fi\necho ok \"$1\" >> {log}\nrm -f \"$1\"\n",
+            flag = flag.display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let hook = format!("sh {}", script.display());
+    let proxy = Proxy::start(&[
+        "--workers",
+        "1",
+        "--arc-max-idle",
+        "200ms",
+        "--on-seal",
+        &hook,
+    ]);
+    get(proxy.addr, &origin.url("/a"), "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |log: &Path| {
+        fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("ok "))
+    };
+    while !done(&log) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one failure, one retry: {text}");
+    assert!(lines[0].starts_with("fail ") && lines[1].starts_with("ok "));
+    let path = lines[1].strip_prefix("ok ").unwrap();
+    assert_eq!(
+        lines[0].strip_prefix("fail ").unwrap(),
+        path,
+        "same file retried"
+    );
+    assert!(
+        path.contains("/sealed/") && path.ends_with(".arc.gz"),
+        "{path}"
+    );
+    assert!(!Path::new(path).exists(), "hook deleted it");
+    // The record's file is gone: once the hand-off has noticed, it stops being a hit...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(
+        proxy.addr,
+        &origin.url("/a"),
+        "Cache-Control: only-if-cached\r\n",
+    )
+    .status
+        != 504
+    {
+        assert!(
+            Instant::now() < deadline,
+            "record still served after its file was deleted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...and the URL is fetched again.
+    assert_eq!(
+        get(proxy.addr, &origin.url("/a"), "")
+            .header("x-cache")
+            .as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(origin.hits("/a"), 2);
+    // Shutdown seals the new file and hands it off too.
+    get(proxy.addr, &origin.url("/b"), "");
+    let mut proxy = proxy;
+    assert!(proxy.terminate().success());
+    let text = fs::read_to_string(&log).unwrap();
+    let oks: Vec<&str> = text.lines().filter(|l| l.starts_with("ok ")).collect();
+    assert_eq!(oks.len(), 2, "{text}");
+    assert_ne!(oks[0], oks[1]);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_seals() {
+    let origin = Origin::start();
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec();
+    for i in 0..4 {
+        origin.route(
+            &format!("/s{i}"),
+            Behavior::Delay(Duration::from_millis(800), raw.clone()),
+        );
+    }
+    let mut proxy = Proxy::start(&[]);
+    let addr = proxy.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let url = origin.url(&format!("/s{i}"));
+            std::thread::spawn(move || get(addr, &url, ""))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.signal_term();
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.record().1, raw);
+    }
+    assert!(proxy.wait_exit().success(), "exit code 0");
+    let data = proxy.data_dir.clone();
+    assert!(open_arcs(&data).is_empty());
+    let urls: Vec<String> = sealed_arcs(&data)
+        .iter()
+        .flat_map(|a| check_cdx(a))
+        .collect();
+    assert_eq!(urls.len(), 4);
+    assert_warcio_clean(&data);
+}
+
+#[test]
+fn hand_truncated_file_is_cut_to_last_whole_record() {
+    let origin = Origin::start();
+    for i in 0..3 {
+        origin.ok(
+            &format!("/t{i}"),
+            "text/plain",
+            format!("record {i}").as_bytes(),
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let proxy = Proxy::start_in(&data, &["--workers", "1"]);
+    let replies: Vec<Reply> = (0..3)
+        .map(|i| get(proxy.addr, &origin.url(&format!("/t{i}")), ""))
+        .collect();
+    proxy.finish();
+    // Put the sealed file back as if it were left open by a crash, torn inside the last member.
+    let sealed = sealed_arcs(&data).pop().unwrap();
+    let bytes = fs::read(&sealed).unwrap();
+    let last_len = replies[2].body.len();
+    let open = data.join("0").join(sealed.file_name().unwrap());
+    fs::write(&open, &bytes[..bytes.len() - last_len / 2]).unwrap();
+    fs::remove_file(&sealed).unwrap();
+    fs::remove_file(cdx_of(&sealed)).unwrap();
+
+    let proxy = Proxy::start_in(&data, &["--workers", "1"]);
+    assert!(
+        proxy.log_text().contains(&format!(
+            "cut by {} bytes",
+            bytes.len() - last_len / 2 - (bytes.len() - last_len)
+        )),
+        "{}",
+        proxy.log_text()
+    );
+    for (i, r) in replies.iter().enumerate().take(2) {
+        let again = get(proxy.addr, &origin.url(&format!("/t{i}")), "");
+        assert_eq!(again.header("x-cache").as_deref(), Some("HIT"));
+        assert_eq!(again.body, r.body, "byte-identical after recovery");
+    }
+    let again = get(proxy.addr, &origin.url("/t2"), "");
+    assert_eq!(
+        again.header("x-cache").as_deref(),
+        Some("MISS"),
+        "the torn record is gone"
+    );
+    assert_eq!(again.record().1, replies[2].record().1);
+    proxy.finish();
+}
