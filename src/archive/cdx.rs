@@ -75,6 +75,48 @@ impl CdxEntry {
     }
 }
 
+/// The fields of a CDX line the index needs, borrowed from the line (start-up reads
+/// millions of these, so nothing is allocated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CdxRef<'a> {
+    pub url: &'a str,
+    pub date14: &'a str,
+    pub status: u16,
+    pub length: u64,
+    pub offset: u64,
+    pub file: &'a str,
+}
+
+impl<'a> CdxRef<'a> {
+    /// Parses an 11-field line; `None` for anything else.
+    pub fn parse(line: &'a str) -> Option<CdxRef<'a>> {
+        let mut f = line.split(' ');
+        let _urlkey = f.next()?;
+        let date14 = f.next()?;
+        let url = f.next()?;
+        let _mime = f.next()?;
+        let status = match f.next()? {
+            "-" => 0,
+            s => s.parse().ok()?,
+        };
+        let (_digest, _redirect, _meta) = (f.next()?, f.next()?, f.next()?);
+        let length = f.next()?.parse().ok()?;
+        let offset = f.next()?.parse().ok()?;
+        let file = f.next()?;
+        if f.next().is_some() || date14.len() != 14 {
+            return None;
+        }
+        Some(CdxRef {
+            url,
+            date14,
+            status,
+            length,
+            offset,
+            file,
+        })
+    }
+}
+
 /// A whole CDX file: header, then lines sorted bytewise (as `LC_ALL=C sort` would).
 pub fn cdx_file(entries: &[CdxEntry], file_name: &str) -> String {
     let mut lines: Vec<String> = entries.iter().map(|e| e.to_line(file_name)).collect();
@@ -205,6 +247,13 @@ mod tests {
         assert_eq!(lines[0], CDX_HEADER);
         assert!(lines[1].starts_with("com,a)/ ") && lines[1].contains(" - "));
         assert!(lines[2].starts_with("com,b)/ "));
+        let r = CdxRef::parse(lines[2]).unwrap();
+        assert_eq!(
+            (r.url, r.status, r.length, r.offset, r.file),
+            ("http://b.com/", 200, 123, 456, "F.arc.gz")
+        );
+        assert!(CdxRef::parse(CDX_HEADER).is_none());
+        assert!(CdxRef::parse(&format!("{} extra", lines[2])).is_none());
         assert!(CdxEntry::parse("garbage").is_none());
         assert!(CdxEntry::parse(CDX_HEADER).is_none());
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cdx::{cdx_file, CdxEntry};
+use super::cdx::{cdx_file, CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::scan::scan;
 use super::seal::{cdx_name, seal, write_synced};
@@ -60,40 +60,100 @@ pub fn recover(
         }
     }
 
+    let sealed: Vec<PathBuf> = list(&sealed_dir)?
+        .into_iter()
+        .filter(|p| file_name(p).ends_with(".arc.gz"))
+        .collect();
+    for path in &sealed {
+        note_serial(&mut max_serial, &file_name(path));
+    }
+    // Size the index once from the CDX files' sizes (~160 bytes a line), then index the sealed
+    // files on every core: papaya takes concurrent inserts.
+    let cdx_bytes: u64 = sealed
+        .iter()
+        .filter_map(|p| fs::metadata(sealed_dir.join(cdx_name(&file_name(p)))).ok())
+        .map(|m| m.len())
+        .sum();
+    index.reserve((cdx_bytes / 160) as usize);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sealed.len().max(1));
+    let chunk = sealed.len().div_ceil(threads).max(1);
+    let sealed_dir = sealed_dir.as_path();
+    let results: Vec<io::Result<Loaded>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sealed
+            .chunks(chunk)
+            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, index, files, ttl)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("index loader panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        let loaded = r?;
+        out.indexed += loaded.indexed;
+        out.rebuilt_cdx += loaded.rebuilt_cdx;
+        out.sealed.extend(loaded.files);
+    }
+    out.next_serial = max_serial.map_or(0, |s| s + 1);
+    Ok(out)
+}
+
+/// What one loader thread put in the index and the file table.
+#[derive(Default)]
+struct Loaded {
+    indexed: usize,
+    rebuilt_cdx: usize,
+    files: Vec<(u32, PathBuf)>,
+}
+
+/// Registers sealed files and indexes their fresh records, from their CDX, rebuilding a
+/// missing or corrupt CDX by scanning the ARC file.
+fn load_sealed(
+    paths: &[PathBuf],
+    sealed_dir: &Path,
+    index: &Index,
+    files: &FileTable,
+    ttl: Duration,
+) -> io::Result<Loaded> {
+    let mut out = Loaded::default();
     let now_unix = unix_now();
     let now = Instant::now();
-    for path in list(&sealed_dir)? {
-        let name = file_name(&path);
-        if !name.ends_with(".arc.gz") {
-            continue;
-        }
-        note_serial(&mut max_serial, &name);
-        let size = fs::metadata(&path)?.len();
-        let entries = match load_cdx(&sealed_dir.join(cdx_name(&name)), &name, size) {
-            Some(e) => e,
+    for path in paths {
+        let name = file_name(path);
+        let size = fs::metadata(path)?.len();
+        let cdx_path = sealed_dir.join(cdx_name(&name));
+        let text = match fs::read_to_string(&cdx_path)
+            .ok()
+            .filter(|t| cdx_is_valid(t, &name, size))
+        {
+            Some(t) => t,
             None => {
-                let data = fs::read(&path)?;
-                let scanned = scan(&data);
-                write_synced(
-                    &sealed_dir.join(cdx_name(&name)),
-                    cdx_file(&scanned.entries, &name).as_bytes(),
-                )?;
+                let scanned = scan(&fs::read(path)?);
+                let text = cdx_file(&scanned.entries, &name);
+                write_synced(&cdx_path, text.as_bytes())?;
                 out.rebuilt_cdx += 1;
                 eprintln!("liveweb: rebuilt CDX for {}", path.display());
-                scanned.entries
+                text
             }
         };
-        let fd = OwnedFd::from(fs::File::open(&path)?);
+        let fd = OwnedFd::from(fs::File::open(path)?);
         let id = files.insert(path.clone(), fd);
-        for e in entries {
+        for line in text.lines().skip(1) {
+            let Some(e) = CdxRef::parse(line) else {
+                continue;
+            };
             if let Some(record) = restored_record(&e, id, now, now_unix, ttl) {
-                index.restore(&e.url, record);
+                index.restore(e.url, record);
                 out.indexed += 1;
             }
         }
-        out.sealed.push((id, path));
+        out.files.push((id, path.clone()));
     }
-    out.next_serial = max_serial.map_or(0, |s| s + 1);
     Ok(out)
 }
 
@@ -122,29 +182,21 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
     Ok(())
 }
 
-/// Reads a CDX written by liveweb; `None` if it is missing, malformed, names another file,
-/// or points past the end of the ARC file.
-fn load_cdx(path: &Path, arc_name: &str, arc_size: u64) -> Option<Vec<CdxEntry>> {
-    let text = fs::read_to_string(path).ok()?;
+/// Whether a CDX was written by liveweb for this file: header, every line well formed,
+/// naming this file, pointing inside it.
+fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64) -> bool {
     let mut lines = text.lines();
-    if lines.next()? != super::cdx::CDX_HEADER {
-        return None;
-    }
-    let mut entries = Vec::new();
-    for line in lines {
-        let (e, file) = CdxEntry::parse(line)?;
-        if file != arc_name || e.offset + e.length > arc_size {
-            return None;
-        }
-        entries.push(e);
-    }
-    Some(entries)
+    lines.next() == Some(CDX_HEADER)
+        && lines.all(|line| {
+            CdxRef::parse(line)
+                .is_some_and(|e| e.file == arc_name && e.offset + e.length <= arc_size)
+        })
 }
 
 /// The index entry for a record found on disk, if it is still fresh. Records that may be
 /// archived failures (502, 504) are not restored: they lived for `--error-ttl` only.
 fn restored_record(
-    e: &CdxEntry,
+    e: &CdxRef<'_>,
     file_id: u32,
     now: Instant,
     now_unix: i64,
@@ -153,7 +205,7 @@ fn restored_record(
     if matches!(e.status, 502 | 504) {
         return None;
     }
-    let age = now_unix.saturating_sub(parse_arc14(&e.date14)?).max(0) as u64;
+    let age = now_unix.saturating_sub(parse_arc14(e.date14)?).max(0) as u64;
     let left = ttl.checked_sub(Duration::from_secs(age))?;
     Some(Arc::new(StoredRecord {
         loc: RecordLoc {

@@ -112,6 +112,12 @@ impl Index {
         });
     }
 
+    /// Makes room for `additional` more entries at once (start-up knows how many are coming;
+    /// growing step by step would rehash the map several times).
+    pub fn reserve(&self, additional: usize) {
+        self.map.pin().reserve(additional);
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
