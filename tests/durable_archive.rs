@@ -142,7 +142,7 @@ fn on_seal_hook_runs_once_per_file_and_is_retried() {
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}; echo fail \"$1\" >> {log}; exit 1; fi\necho ok \"$1\" >> {log}\nrm -f \"$1\"\n",
+            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}; echo fail \"$1\" >> {log}; exit 1; fi\nrm -f \"$1\"\necho ok \"$1\" >> {log}\n",
             flag = flag.display(),
             log = log.display()
         ),
