@@ -236,3 +236,41 @@ fn min_free_pauses_archiving_before_the_disk_is_full() {
     assert_eq!(r.status, 200);
     let _keep = proxy.finish();
 }
+
+#[test]
+fn a_failed_first_write_still_leaves_a_file_that_starts_with_filedesc() {
+    let origin = Origin::start();
+    origin.ok(
+        "/huge",
+        "application/octet-stream",
+        &incompressible(1_500_000, 1),
+    );
+    origin.ok("/small", "text/plain", b"small");
+    let mnt = TmpfsMount::new("1m");
+    let data = mnt.path.join("data");
+    let proxy = Proxy::start_in(&data, &["--workers", "1", "--min-free", "0"]);
+    // The first write of the file (filedesc + this record) does not fit.
+    assert_eq!(get(proxy.addr, &origin.url("/huge"), "").status, 503);
+    mnt.resize("8m");
+    let r = wait_for_status(&proxy, &origin.url("/small"), 200, false);
+    assert_eq!(r.status, 200);
+    let _keep = proxy.finish();
+    let mut arcs = Vec::new();
+    collect_arcs(&data, &mut arcs);
+    assert_eq!(arcs.len(), 1);
+    let first = gunzip_first_member(&std::fs::read(&arcs[0]).unwrap());
+    assert!(
+        first.starts_with(b"filedesc://"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..40.min(first.len())])
+    );
+}
+
+fn gunzip_first_member(data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

@@ -133,6 +133,8 @@ struct OpenArc {
     file: monoio::fs::File,
     id: u32,
     path: PathBuf,
+    /// File name, for the filedesc record.
+    name: String,
     /// Bytes of valid records in the file.
     logical: u64,
     /// Block-aligned offset where the in-memory tail block begins.
@@ -337,19 +339,16 @@ impl Writer {
 
     /// Writes members back to back after the current end; returns each one's location.
     async fn write_group(&mut self, group: &[Pending]) -> io::Result<Vec<RecordLoc>> {
-        let mut header = None;
         if self.open.is_none() {
-            let (open, name) = self.open_new_file().await?;
-            header = Some(filedesc_member(
-                &name,
-                &UtcTime::now().arc14(),
-                self.config.gzip_level,
-            ));
-            self.open = Some(open);
+            self.open = Some(self.open_new_file().await?);
         }
         let Some(open) = self.open.as_mut() else {
             return Err(io::Error::other("no open ARC file"));
         };
+        // Until a write has succeeded the file is empty, so the filedesc record goes first
+        // (again, if the write that carried it failed).
+        let header = (open.logical == 0)
+            .then(|| filedesc_member(&open.name, &UtcTime::now().arc14(), self.config.gzip_level));
         let header_len = header.as_ref().map_or(0, Vec::len);
         let total =
             open.tail.len() + header_len + group.iter().map(|(r, _)| r.member.len()).sum::<usize>();
@@ -432,7 +431,7 @@ impl Writer {
 
     /// Creates the next ARC file (O_DIRECT when the filesystem allows it) and registers a
     /// read descriptor for it in the file table.
-    async fn open_new_file(&mut self) -> io::Result<(OpenArc, String)> {
+    async fn open_new_file(&mut self) -> io::Result<OpenArc> {
         loop {
             let name = format!(
                 "{}-{}-{}-{:05}.arc.gz",
@@ -451,21 +450,19 @@ impl Writer {
             let reader = open_reader(&path)?;
             let id = self.files.insert(path.clone(), reader);
             let now = Instant::now();
-            return Ok((
-                OpenArc {
-                    file,
-                    id,
-                    path,
-                    logical: 0,
-                    tail_start: 0,
-                    tail: Vec::new(),
-                    entries: Vec::new(),
-                    last_append: now,
-                    dirty: false,
-                    last_sync: now,
-                },
+            return Ok(OpenArc {
+                file,
+                id,
+                path,
                 name,
-            ));
+                logical: 0,
+                tail_start: 0,
+                tail: Vec::new(),
+                entries: Vec::new(),
+                last_append: now,
+                dirty: false,
+                last_sync: now,
+            });
         }
     }
 
