@@ -187,14 +187,18 @@ impl Config {
     }
 }
 
+/// Splits `123unit` into its leading number and the unit after it.
+fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    Some((digits.parse().ok()?, unit))
+}
+
 /// Parses `500ms`, `30s`, `10m`, `1h`, `7d`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1h, 7d"))?;
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1h, 7d"))?;
     let unit_ms: u64 = match unit {
         "ms" => 1,
         "" | "s" => 1000,
@@ -215,11 +219,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses `4096`, `64KB`, `100MB`, `2GB` (powers of 1024; `KiB` spellings too).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64KB, 100MB"))?;
+    let (n, unit) = number_and_unit(s)
+        .ok_or_else(|| format!("invalid size {s:?}: expected e.g. 64KB, 100MB"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,

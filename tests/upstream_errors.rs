@@ -101,30 +101,19 @@ fn too_big_and_truncated_responses() {
     );
     origin.route("/garbage", Behavior::Send(b"SMTP ready\r\n\r\n".to_vec()));
     let proxy = Proxy::start(&["--max-body", "2KB"]);
-    assert_failure_record(
-        &get(proxy.addr, &origin.url("/big"), ""),
-        502,
-        "E40 too big",
-        "127.0.0.1",
-    );
-    assert_failure_record(
-        &get(proxy.addr, &origin.url("/chunked-big"), ""),
-        502,
-        "E40 too big",
-        "127.0.0.1",
-    );
-    assert_failure_record(
-        &get(proxy.addr, &origin.url("/short"), ""),
-        502,
-        "E34 connection dropped",
-        "127.0.0.1",
-    );
-    assert_failure_record(
-        &get(proxy.addr, &origin.url("/garbage"), ""),
-        502,
-        "E35 invalid response",
-        "127.0.0.1",
-    );
+    for (path, code) in [
+        ("/big", "E40 too big"),
+        ("/chunked-big", "E40 too big"),
+        ("/short", "E34 connection dropped"),
+        ("/garbage", "E35 invalid response"),
+    ] {
+        assert_failure_record(
+            &get(proxy.addr, &origin.url(path), ""),
+            502,
+            code,
+            "127.0.0.1",
+        );
+    }
     proxy.finish();
 }
 
