@@ -14,7 +14,7 @@ use crate::policy::Cidr;
 pub enum Mode {
     /// The reply body is the stored ARC record (gzip member), status mirrors the origin.
     Liveweb,
-    /// A classic caching forward proxy (not yet available).
+    /// A classic caching forward proxy: the client gets the origin's own response.
     Forward,
 }
 
@@ -36,8 +36,8 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Reply shape: `liveweb` (the ARC record) or `forward` (the origin's response; arrives
-    /// in a later release and is refused for now).
+    /// Reply shape: `liveweb` (the ARC record) or `forward` (the origin's own response, as
+    /// from a classic caching forward proxy). Per request: `X-Liveweb-Mode`.
     #[arg(long, env = "LIVEWEB_MODE", value_enum, default_value = "liveweb")]
     pub mode: Mode,
 
@@ -150,9 +150,6 @@ pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 impl Config {
     /// Checks what clap cannot: cross-field rules and not-yet-available features.
     pub fn validate(&self) -> Result<(), String> {
-        if self.mode == Mode::Forward {
-            return Err("--mode forward is not available yet; use --mode liveweb".into());
-        }
         if self.arc_max_size < 4096 {
             return Err("--arc-max-size must be at least 4KB".into());
         }
@@ -305,7 +302,8 @@ mod tests {
         assert_eq!(c.min_free, 1 << 30);
         assert!(c.validate().is_ok());
         let f = Config::try_parse_from(["liveweb", "--mode", "forward"]).expect("parses");
-        assert!(f.validate().unwrap_err().contains("forward"));
+        assert_eq!(f.mode, Mode::Forward);
+        assert!(f.validate().is_ok());
         assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
         assert!(Config::try_parse_from(["liveweb", "--prefix", "a/b"]).is_err());
         let a = Config::try_parse_from([

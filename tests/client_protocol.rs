@@ -241,13 +241,3 @@ fn get_with_small_body_is_consumed_and_connection_reused() {
     );
     proxy.finish();
 }
-
-#[test]
-fn forward_mode_is_refused_clearly_for_now() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
-        .args(["--mode", "forward", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("forward is not available yet"));
-}

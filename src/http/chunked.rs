@@ -65,6 +65,15 @@ impl ChunkedScanner {
 
     /// Consumes `input`; returns `Some(n)` when the body ends after the first `n` bytes of it.
     pub fn feed(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
+        self.feed_with(input, |_| {})
+    }
+
+    /// As `feed`, also handing each piece of chunk data (the decoded body) to `data`.
+    pub fn feed_with(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<Option<usize>, Error> {
         let bad = |what: &str| Error::InvalidResponse(format!("invalid chunked body: {what}"));
         let mut i = 0;
         while i < input.len() {
@@ -104,6 +113,7 @@ impl ChunkedScanner {
                 },
                 State::Data { remaining } => {
                     let take = remaining.min((input.len() - i) as u64);
+                    data(&input[i..i + take as usize]);
                     i += take as usize;
                     let left = remaining - take;
                     self.state = if left == 0 {
@@ -185,6 +195,24 @@ mod tests {
         }
         assert_eq!(end, Some(body.len() - 4));
         assert_eq!(s.payload_len, 11);
+    }
+
+    #[test]
+    fn decodes_data_across_splits() {
+        let body = b"5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
+        for split in 1..body.len() {
+            let mut s = ChunkedScanner::new();
+            let mut out = Vec::new();
+            let first = s
+                .feed_with(&body[..split], |d| out.extend_from_slice(d))
+                .unwrap();
+            if first.is_none() {
+                s.feed_with(&body[split..], |d| out.extend_from_slice(d))
+                    .unwrap();
+            }
+            assert_eq!(out, b"hello, world", "split at {split}");
+            assert!(s.is_done());
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! heads. Nothing in here touches a socket.
 
 pub mod chunked;
+pub mod forward;
 pub mod reply;
 pub mod request;
 pub mod response;

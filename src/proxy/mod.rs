@@ -2,19 +2,21 @@
 //! coalesced, error) and build the reply. The connection loop only writes what this returns.
 
 pub mod context;
+pub mod forward;
 pub mod hot;
 pub mod send;
 pub mod store;
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 pub use context::{Shared, WorkerCtx};
 
 use crate::archive::ArcFile;
+use crate::config::Mode;
 use crate::error::{Error, LogLine};
 use crate::http::reply::{record_head, text_reply, ConnState};
 use crate::http::request::{Header, Method, RequestHead};
@@ -59,6 +61,12 @@ pub enum Body {
         file: Arc<ArcFile>,
         record: Arc<StoredRecord>,
     },
+    /// Forward mode: the stored response itself, decoded from its record as it is sent (the
+    /// head is built then too, so `Response::head` is empty).
+    Forward {
+        source: forward::MemberSource,
+        client: forward::ForwardClient,
+    },
 }
 
 /// A reply ready to write.
@@ -68,6 +76,16 @@ pub struct Response {
     pub state: RequestState,
 }
 
+/// How the reply is to be shaped.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyTo {
+    pub conn: ConnState,
+    /// The request was HEAD.
+    pub head_only: bool,
+    /// Forward mode (the origin's response) rather than liveweb mode (the ARC record).
+    pub forward: bool,
+}
+
 /// Answers one request.
 pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead) -> Response {
     let conn = ConnState {
@@ -75,9 +93,29 @@ pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead) -> Response {
         version: req.version,
     };
     let head_only = req.method == Method::Head;
-    match route(ctx, req, conn, head_only).await {
+    let to = match forward_requested(ctx, req) {
+        Ok(forward) => ReplyTo {
+            conn,
+            head_only,
+            forward,
+        },
+        Err(e) => return error_response(&e, conn, head_only),
+    };
+    match route(ctx, req, to).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e, conn, head_only),
+    }
+}
+
+/// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
+fn forward_requested(ctx: &WorkerCtx, req: &RequestHead) -> Result<bool, Error> {
+    match req.header("x-liveweb-mode") {
+        None => Ok(ctx.shared.config.mode == Mode::Forward),
+        Some(v) if v.eq_ignore_ascii_case(b"forward") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case(b"liveweb") => Ok(false),
+        Some(_) => Err(Error::BadRequest(
+            "X-Liveweb-Mode must be liveweb or forward",
+        )),
     }
 }
 
@@ -108,14 +146,9 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
     }
 }
 
-async fn route(
-    ctx: &Rc<WorkerCtx>,
-    req: &RequestHead,
-    conn: ConnState,
-    head_only: bool,
-) -> Result<Response, Error> {
+async fn route(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     if req.target.starts_with('/') {
-        return admin(req, conn, head_only);
+        return admin(req, to);
     }
     if !matches!(req.method, Method::Get | Method::Head) {
         return Err(Error::MethodNotAllowed);
@@ -124,10 +157,10 @@ async fn route(
     if url.scheme == Scheme::Https {
         return Err(Error::NotImplemented("https:// URLs are not supported yet"));
     }
-    lookup_or_fetch(ctx, req, url, conn, head_only).await
+    lookup_or_fetch(ctx, req, url, to).await
 }
 
-fn admin(req: &RequestHead, conn: ConnState, head_only: bool) -> Result<Response, Error> {
+fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let path = req.target.split('?').next().unwrap_or("");
     if !path.starts_with("/_liveweb/") {
         return Err(Error::AbsoluteUrlRequired);
@@ -140,7 +173,7 @@ fn admin(req: &RequestHead, conn: ConnState, head_only: bool) -> Result<Response
         _ => (404, "Not Found", "no such liveweb endpoint"),
     };
     Ok(Response {
-        head: text_reply(status, reason, "", body, conn, head_only),
+        head: text_reply(status, reason, "", body, to.conn, to.head_only),
         body: Body::None,
         state: RequestState::Admin,
     })
@@ -152,8 +185,7 @@ async fn lookup_or_fetch(
     ctx: &Rc<WorkerCtx>,
     req: &RequestHead,
     url: TargetUrl,
-    conn: ConnState,
-    head_only: bool,
+    to: ReplyTo,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
     // A record whose ARC file was handed off and deleted is refetched like a stale one.
@@ -168,27 +200,31 @@ async fn lookup_or_fetch(
             Lookup::Absent => match index.claim(&url.normalized, now, refetch) {
                 Ok(flight) => {
                     let guard = FlightGuard(flight.clone());
-                    monoio::spawn(fetch_and_store(
+                    // Forward-mode clients get their origin's failure, not a record of it.
+                    let archive_failures = !to.forward;
+                    let task = fetch_and_store(
                         ctx.clone(),
                         url.clone(),
                         req.headers.clone(),
                         guard,
-                    ));
+                        archive_failures,
+                    );
+                    monoio::spawn(task);
                     let outcome = flight.wait().await;
-                    return delivered(ctx, outcome, RequestState::Miss, conn, head_only);
+                    return delivered(ctx, outcome, RequestState::Miss, to);
                 }
                 Err(other) => other,
             },
             found => found,
         };
         match lookup {
-            Lookup::Hit(record) => match stored(ctx, record, conn, head_only) {
+            Lookup::Hit(record) => match stored(ctx, record, to) {
                 Some(resp) => return Ok(resp),
                 None => refetch = true,
             },
             Lookup::Wait(flight) => {
                 let outcome = flight.wait().await;
-                return delivered(ctx, outcome, RequestState::Coalesced, conn, head_only);
+                return delivered(ctx, outcome, RequestState::Coalesced, to);
             }
             Lookup::Absent => continue,
         }
@@ -203,6 +239,7 @@ async fn fetch_and_store(
     url: TargetUrl,
     headers: Vec<Header>,
     guard: FlightGuard,
+    archive_failures: bool,
 ) {
     let shared = &ctx.shared;
     let fetched = crate::fetch::fetch(
@@ -216,7 +253,7 @@ async fn fetch_and_store(
     .await;
     let outcome = match fetched {
         Ok(f) => store::store_response(&ctx, &url, f).await,
-        Err(fe) if fe.error.is_archived_failure() => {
+        Err(fe) if archive_failures && fe.error.is_archived_failure() => {
             eprintln!("liveweb: {} {}", url.normalized, LogLine(&fe.error));
             store::store_failure(&ctx, &url, fe).await
         }
@@ -231,37 +268,85 @@ fn delivered(
     ctx: &Rc<WorkerCtx>,
     outcome: Outcome,
     state: RequestState,
-    conn: ConnState,
-    head_only: bool,
+    to: ReplyTo,
 ) -> Result<Response, Error> {
     let d = outcome?;
     ctx.hot.borrow_mut().insert(&d.record.loc, d.member.clone());
-    Ok(Response {
-        head: record_head(&d.record.status, d.record.loc.len, state.as_str(), conn),
-        body: if head_only {
-            Body::None
-        } else {
-            Body::Memory(d.member)
-        },
-        state,
-    })
+    Ok(reply_for(ctx, &d.record, Some(d.member), None, state, to))
 }
 
 /// The reply for a stored record; `None` when its ARC file is gone (handed off).
-fn stored(
-    ctx: &Rc<WorkerCtx>,
-    record: Arc<StoredRecord>,
-    conn: ConnState,
-    head_only: bool,
-) -> Option<Response> {
-    let state = RequestState::Hit;
-    let head = record_head(&record.status, record.loc.len, state.as_str(), conn);
+fn stored(ctx: &Rc<WorkerCtx>, record: Arc<StoredRecord>, to: ReplyTo) -> Option<Response> {
+    let file = ctx.shared.files.get(record.loc.file_id)?;
     let in_memory = ctx.hot.borrow().get(&record.loc);
-    let body = match (in_memory, ctx.shared.files.get(record.loc.file_id)) {
-        (_, None) => return None,
-        _ if head_only => Body::None,
-        (Some(member), _) => Body::Memory(member),
-        (None, Some(file)) => Body::File { file, record },
+    Some(reply_for(
+        ctx,
+        &record,
+        in_memory,
+        Some(file),
+        RequestState::Hit,
+        to,
+    ))
+}
+
+/// Shapes a record into a reply: the record itself (liveweb mode) or the response it holds
+/// (forward mode; an archived failure becomes a plain error reply).
+fn reply_for(
+    ctx: &WorkerCtx,
+    record: &Arc<StoredRecord>,
+    member: Option<Bytes>,
+    file: Option<Arc<ArcFile>>,
+    state: RequestState,
+    to: ReplyTo,
+) -> Response {
+    if to.forward {
+        if let Some(code) = record.status.error {
+            let s = &record.status;
+            let extra = format!("X-Liveweb-Error: {code}\r\nX-Cache: {}\r\n", state.as_str());
+            return Response {
+                head: text_reply(s.code, &s.reason, &extra, code, to.conn, to.head_only),
+                body: Body::None,
+                state,
+            };
+        }
+        let source = match (member, file) {
+            (Some(m), _) => forward::MemberSource::Memory(m),
+            (None, Some(file)) => forward::MemberSource::File {
+                file,
+                offset: record.loc.offset,
+                len: record.loc.len,
+            },
+            (None, None) => forward::MemberSource::Memory(Bytes::new()),
+        };
+        let age = (state == RequestState::Hit).then(|| age_of(record, ctx.shared.config.ttl));
+        let client = forward::ForwardClient {
+            version: to.conn.version,
+            keep_alive: to.conn.keep_alive,
+            head_only: to.head_only,
+            cache: state.as_str(),
+            age,
+        };
+        return Response {
+            head: Vec::new(),
+            body: Body::Forward { source, client },
+            state,
+        };
+    }
+    let head = record_head(&record.status, record.loc.len, state.as_str(), to.conn);
+    let body = match (to.head_only, member, file) {
+        (true, _, _) => Body::None,
+        (false, Some(m), _) => Body::Memory(m),
+        (false, None, Some(file)) => Body::File {
+            file,
+            record: record.clone(),
+        },
+        (false, None, None) => Body::None,
     };
-    Some(Response { head, body, state })
+    Response { head, body, state }
+}
+
+/// Seconds since the record was fetched (its TTL minus what is left of it).
+fn age_of(record: &StoredRecord, ttl: Duration) -> u64 {
+    let left = record.expires_at.saturating_duration_since(Instant::now());
+    ttl.saturating_sub(left).as_secs()
 }

@@ -16,15 +16,32 @@ use crate::archive::ArcFile;
 /// Bodies up to this size are copied behind the head and sent in one write.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-/// Sends the whole response; any single write may wait at most `timeout`.
+/// Sends the whole response; any single write may wait at most `timeout`. Returns whether
+/// the connection may carry another request (some forward replies end by closing it).
 pub async fn write_response(
     ctx: &WorkerCtx,
     stream: &mut TcpStream,
     resp: Response,
     timeout: Duration,
+) -> io::Result<bool> {
+    let Response { head, body, .. } = resp;
+    if let Body::Forward { source, client } = body {
+        return super::forward::send_stored(stream, source, client, timeout).await;
+    }
+    write_record(ctx, stream, head, body, timeout)
+        .await
+        .map(|()| true)
+}
+
+async fn write_record(
+    ctx: &WorkerCtx,
+    stream: &mut TcpStream,
+    mut head: Vec<u8>,
+    body: Body,
+    timeout: Duration,
 ) -> io::Result<()> {
-    let Response { mut head, body, .. } = resp;
     match body {
+        Body::Forward { .. } => Ok(()),
         Body::None => write_all(stream, head, timeout).await,
         Body::Memory(bytes) if bytes.len() <= COALESCE_LIMIT => {
             head.extend_from_slice(&bytes);

@@ -75,8 +75,9 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
             }
             None => proxy::handle(&ctx, &req).await,
         };
-        if write_response(&ctx, &mut stream, resp, idle).await.is_err() || !req.keep_alive {
-            return;
+        match write_response(&ctx, &mut stream, resp, idle).await {
+            Ok(true) if req.keep_alive => {}
+            _ => return,
         }
     }
 }

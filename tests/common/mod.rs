@@ -376,6 +376,55 @@ pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Reply {
     reply
 }
 
+/// Reads one reply as a browser would: body framed by Content-Length, chunked (decoded), or
+/// the connection closing. `raw_body` keeps the body bytes as sent (chunked framing included).
+pub fn read_any_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> (Reply, Vec<u8>) {
+    let mut reply = read_reply(reader, true);
+    if head_only || reply.status == 204 || reply.status == 304 {
+        return (reply, Vec::new());
+    }
+    let mut raw = Vec::new();
+    if let Some(len) = reply
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        raw = vec![0; len];
+        reader.read_exact(&mut raw).expect("read body");
+        reply.body = raw.clone();
+    } else if reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("chunk size");
+            raw.extend_from_slice(line.as_bytes());
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .expect("hex size");
+            if size == 0 {
+                // Trailers up to the blank line.
+                loop {
+                    let mut t = String::new();
+                    reader.read_line(&mut t).expect("trailer");
+                    raw.extend_from_slice(t.as_bytes());
+                    if t == "\r\n" || t.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut data = vec![0; size + 2];
+            reader.read_exact(&mut data).expect("chunk data");
+            raw.extend_from_slice(&data);
+            reply.body.extend_from_slice(&data[..size]);
+        }
+    } else {
+        reader.read_to_end(&mut raw).expect("read to close");
+        reply.body = raw.clone();
+    }
+    (reply, raw)
+}
+
 pub fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     let s = TcpStream::connect(addr).expect("connect to liveweb");
     s.set_read_timeout(Some(Duration::from_secs(20)))

@@ -1,0 +1,360 @@
+//! Forward-mode replies: the origin's own response as a browser expects it. Rewrites the
+//! origin's head for the client (hop-by-hop headers replaced by our own connection management,
+//! `Via` and `Age` added) and chooses how the body is framed for this client, then a filter
+//! turns the origin's body bytes into the client's. Pure: no I/O.
+
+use std::io::Write;
+
+use super::chunked::ChunkedScanner;
+use super::request::tokens;
+use super::response::{parse_response_head, Framing, ResponseHead};
+use crate::error::Error;
+
+/// Origin headers that never reach the client; `Connection` may name more. Content-Length is
+/// rewritten by the framing decision (kept only for bodiless responses).
+const DROPPED: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "age",
+];
+
+/// What the client asked and how the connection is managed.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide<'a> {
+    /// Client's minor HTTP version (0 or 1).
+    pub version: u8,
+    pub keep_alive: bool,
+    /// The request was HEAD: head only.
+    pub head_only: bool,
+    /// `X-Cache` value.
+    pub cache: &'a str,
+    /// Seconds since the response was fetched, for `Age` on hits.
+    pub age: Option<u64>,
+}
+
+/// How the body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// No body.
+    None,
+    /// Exactly this many bytes (Content-Length).
+    Length(u64),
+    /// The origin's chunked body, passed through as is.
+    PassChunked,
+    /// The origin's chunked body decoded; the connection closes after it (HTTP/1.0 client).
+    Dechunk,
+    /// A body of unknown length wrapped in chunks for an HTTP/1.1 client.
+    Rechunk,
+    /// A body of unknown length, ended by closing the connection (HTTP/1.0 client).
+    UntilClose,
+}
+
+/// The client's head and body plan for an origin response.
+#[derive(Debug)]
+pub struct ForwardHead {
+    pub head: Vec<u8>,
+    pub plan: BodyPlan,
+    /// The connection must close after this reply (framing or client's wish).
+    pub close: bool,
+}
+
+/// Builds the client head. `raw_head` is the origin's head as received (status line to blank
+/// line, after any 1xx interim responses); `body_len` is the body length when known in
+/// advance (a stored response), for origins that delimited it by closing.
+pub fn forward_head(
+    raw_head: &[u8],
+    origin: &ResponseHead,
+    body_len: Option<u64>,
+    client: ClientSide<'_>,
+) -> ForwardHead {
+    let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
+    let mut parsed = httparse::Response::new(&mut storage);
+    // The head was parsed once already; a failure here cannot happen, and would only lose
+    // the origin's headers, not the framing decision.
+    let _ = parsed.parse(raw_head);
+    let named: Vec<String> = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| {
+            tokens(h.value)
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let (plan, framing_header, mut close) = match (origin.framing, client.version) {
+        (Framing::Empty, _) => (BodyPlan::None, None, false),
+        (Framing::Length(n), _) => (
+            BodyPlan::Length(n),
+            Some(format!("Content-Length: {n}")),
+            false,
+        ),
+        (Framing::Chunked, 1) => (
+            BodyPlan::PassChunked,
+            Some("Transfer-Encoding: chunked".into()),
+            false,
+        ),
+        (Framing::Chunked, _) => (BodyPlan::Dechunk, None, true),
+        (Framing::UntilClose, _) if body_len.is_some() => {
+            let n = body_len.unwrap_or(0);
+            (
+                BodyPlan::Length(n),
+                Some(format!("Content-Length: {n}")),
+                false,
+            )
+        }
+        (Framing::UntilClose, 1) => (
+            BodyPlan::Rechunk,
+            Some("Transfer-Encoding: chunked".into()),
+            false,
+        ),
+        (Framing::UntilClose, _) => (BodyPlan::UntilClose, None, true),
+    };
+    close |= !client.keep_alive;
+
+    let mut out = Vec::with_capacity(raw_head.len() + 128);
+    let reason: String = origin
+        .reason
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .collect();
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", origin.status, reason);
+    for h in parsed.headers.iter() {
+        let lower = h.name.to_ascii_lowercase();
+        let keep_length = lower == "content-length" && origin.framing == Framing::Empty;
+        if DROPPED.contains(&lower.as_str())
+            || named.contains(&lower)
+            || (lower == "content-length" && !keep_length)
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(f) = framing_header {
+        out.extend_from_slice(f.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
+    if let Some(age) = client.age {
+        let _ = write!(out, "Age: {age}\r\n");
+    }
+    let _ = write!(out, "X-Cache: {}\r\n", client.cache);
+    match (close, client.version) {
+        (true, _) => out.extend_from_slice(b"Connection: close\r\n"),
+        (false, 0) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        (false, _) => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    ForwardHead {
+        head: out,
+        plan: if client.head_only {
+            BodyPlan::None
+        } else {
+            plan
+        },
+        close,
+    }
+}
+
+/// Turns origin body bytes into client body bytes according to a `BodyPlan`.
+#[derive(Debug)]
+pub struct BodyFilter {
+    plan: BodyPlan,
+    /// Bytes still expected for `Length`.
+    remaining: u64,
+    chunks: ChunkedScanner,
+    done: bool,
+}
+
+impl BodyFilter {
+    pub fn new(plan: BodyPlan) -> Self {
+        BodyFilter {
+            plan,
+            remaining: match plan {
+                BodyPlan::Length(n) => n,
+                _ => 0,
+            },
+            chunks: ChunkedScanner::new(),
+            done: matches!(plan, BodyPlan::None | BodyPlan::Length(0)),
+        }
+    }
+
+    /// Whether the whole body has been produced.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Appends the client bytes for `input` to `out`. Input past the end is ignored.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.done || input.is_empty() {
+            return Ok(());
+        }
+        match self.plan {
+            BodyPlan::None => {}
+            BodyPlan::Length(_) => {
+                let take = self.remaining.min(input.len() as u64) as usize;
+                out.extend_from_slice(&input[..take]);
+                self.remaining -= take as u64;
+                self.done = self.remaining == 0;
+            }
+            BodyPlan::PassChunked => {
+                let end = self.chunks.feed(input)?;
+                out.extend_from_slice(&input[..end.unwrap_or(input.len())]);
+                self.done = end.is_some();
+            }
+            BodyPlan::Dechunk => {
+                let end = self.chunks.feed_with(input, |d| out.extend_from_slice(d))?;
+                self.done = end.is_some();
+            }
+            BodyPlan::Rechunk => {
+                let _ = write!(out, "{:x}\r\n", input.len());
+                out.extend_from_slice(input);
+                out.extend_from_slice(b"\r\n");
+            }
+            BodyPlan::UntilClose => out.extend_from_slice(input),
+        }
+        Ok(())
+    }
+
+    /// The origin's body has ended: finish the client's framing, or fail if the body was cut
+    /// short (the client must then see its connection closed, not a complete-looking reply).
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        match self.plan {
+            BodyPlan::Rechunk => out.extend_from_slice(b"0\r\n\r\n"),
+            BodyPlan::UntilClose | BodyPlan::None => {}
+            _ if self.done => {}
+            _ => return Err(Error::Dropped("response body ended early".into())),
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// Splits a stored or streamed HTTP response: finds the final head (skipping 1xx interim
+/// responses) in `payload`; returns the head, its parse, and where the body starts.
+pub fn split_head(payload: &[u8]) -> Result<Option<(ResponseHead, usize, usize)>, Error> {
+    let mut at = 0;
+    loop {
+        let Some(head) = parse_response_head(&payload[at..])? else {
+            return Ok(None);
+        };
+        if (100..200).contains(&head.status) && head.status != 101 {
+            at += head.head_len;
+            continue;
+        }
+        let body_start = at + head.head_len;
+        return Ok(Some((head, at, body_start)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(version: u8) -> ClientSide<'static> {
+        ClientSide {
+            version,
+            keep_alive: true,
+            head_only: false,
+            cache: "HIT",
+            age: Some(5),
+        }
+    }
+
+    fn run(raw: &[u8], body_len: Option<u64>, c: ClientSide<'_>) -> (String, Vec<u8>, bool) {
+        let (head, head_at, body_start) = split_head(raw).unwrap().unwrap();
+        let f = forward_head(&raw[head_at..body_start], &head, body_len, c);
+        let mut filter = BodyFilter::new(f.plan);
+        let mut body = Vec::new();
+        // Feed in small pieces, as a stream would arrive.
+        for piece in raw[body_start..].chunks(3) {
+            filter.push(piece, &mut body).unwrap();
+        }
+        filter.finish(&mut body).unwrap();
+        (String::from_utf8(f.head).unwrap(), body, f.close)
+    }
+
+    #[test]
+    fn rewrites_hop_by_hop_and_adds_via_age() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nAge: 99\r\nContent-Length: 5\r\n\r\nhello";
+        let (head, body, close) = run(raw, None, client(1));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nServer: o\r\nContent-Length: 5\r\nVia: 1.1 liveweb\r\nAge: 5\r\nX-Cache: HIT\r\n\r\n"
+        );
+        assert_eq!(body, b"hello");
+        assert!(!close);
+    }
+
+    #[test]
+    fn chunked_to_http11_passes_and_to_http10_is_decoded() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nT: x\r\n\r\n";
+        let (head, body, close) = run(raw, None, client(1));
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"));
+        assert_eq!(body, b"5\r\nhello\r\n0\r\nT: x\r\n\r\n");
+        assert!(!close);
+        let (head, body, close) = run(raw, None, client(0));
+        assert!(!head.contains("Transfer-Encoding") && head.contains("Connection: close\r\n"));
+        assert_eq!(body, b"hello");
+        assert!(close);
+    }
+
+    #[test]
+    fn close_delimited_bodies() {
+        let raw = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close";
+        let (head, body, _) = run(raw, Some(11), client(1));
+        assert!(
+            head.contains("Content-Length: 11\r\n"),
+            "stored: length known"
+        );
+        assert_eq!(body, b"until close");
+        let (head, body, _) = run(raw, None, client(1));
+        assert!(
+            head.contains("Transfer-Encoding: chunked\r\n"),
+            "live: re-chunked"
+        );
+        assert_eq!(
+            body,
+            b"3\r\nunt\r\n3\r\nil \r\n3\r\nclo\r\n2\r\nse\r\n0\r\n\r\n"
+        );
+        let (_, body, close) = run(raw, None, client(0));
+        assert_eq!(body, b"until close");
+        assert!(close);
+    }
+
+    #[test]
+    fn interim_and_bodiless_and_head() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nETag: x\r\nContent-Length: 7\r\n\r\n";
+        let (head, body, _) = run(raw, None, client(1));
+        assert!(head.starts_with("HTTP/1.1 304 Not Modified\r\nETag: x\r\nContent-Length: 7\r\n"));
+        assert!(body.is_empty());
+        let get = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let mut c = client(1);
+        c.head_only = true;
+        let (head, body, _) = run(get, None, c);
+        assert!(head.contains("Content-Length: 5\r\n"));
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn short_body_is_an_error_not_a_complete_reply() {
+        let mut f = BodyFilter::new(BodyPlan::Length(10));
+        let mut out = Vec::new();
+        f.push(b"short", &mut out).unwrap();
+        assert!(f.finish(&mut out).is_err());
+        let mut f = BodyFilter::new(BodyPlan::PassChunked);
+        f.push(b"5\r\nhel", &mut out).unwrap();
+        assert!(f.finish(&mut out).is_err());
+    }
+}

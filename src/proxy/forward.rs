@@ -1,0 +1,273 @@
+//! Forward-mode hits: the stored response is sent to the client as the origin sent it,
+//! decoded from its ARC record (gzip member) as it goes, in bounded memory: compressed input
+//! is read in chunks (from memory or the ARC file, through io_uring), inflated into a fixed
+//! buffer, stripped of the ARC header line, re-headed for the client and framed for it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flate2::{Decompress, FlushDecompress, Status};
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use crate::archive::ArcFile;
+use crate::error::Error;
+use crate::http::forward::{forward_head, split_head, BodyFilter, ClientSide};
+use crate::http::response::MAX_RESPONSE_HEAD;
+
+/// Compressed bytes read from a file per step.
+const FILE_CHUNK: usize = 256 * 1024;
+/// Inflated bytes produced per step, and the size at which output is flushed.
+const OUT_CHUNK: usize = 64 * 1024;
+
+/// Where a record's gzip member is.
+pub enum MemberSource {
+    Memory(Bytes),
+    File {
+        file: Arc<ArcFile>,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// The client side of a forward reply.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardClient {
+    pub version: u8,
+    pub keep_alive: bool,
+    pub head_only: bool,
+    pub cache: &'static str,
+    pub age: Option<u64>,
+}
+
+/// Sends the response stored in a record. Returns whether the connection may carry another
+/// request. An error after the head was sent means the client got a cut reply: the caller
+/// closes the connection, so it never looks complete.
+pub async fn send_stored(
+    stream: &mut TcpStream,
+    source: MemberSource,
+    client: ForwardClient,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut state = Decoder::new(client);
+    let mut inflate = Decompress::new_gzip(15);
+    let mut out = vec![0u8; OUT_CHUNK];
+    match source {
+        MemberSource::Memory(member) => {
+            inflate_chunk(&mut inflate, &member, &mut out, &mut state, stream, timeout).await?;
+        }
+        MemberSource::File { file, offset, len } => {
+            let dup = file.fd.try_clone()?;
+            let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
+            let mut pos = 0u64;
+            let mut buf = Vec::with_capacity(FILE_CHUNK);
+            while pos < len && !state.finished() {
+                let want = (len - pos).min(FILE_CHUNK as u64) as usize;
+                buf.clear();
+                let (res, slice) = f.read_exact_at(buf.slice_mut(0..want), offset + pos).await;
+                res?;
+                buf = slice.into_inner();
+                pos += want as u64;
+                inflate_chunk(&mut inflate, &buf, &mut out, &mut state, stream, timeout).await?;
+            }
+        }
+    }
+    state.finish(stream, timeout).await
+}
+
+/// Inflates one compressed chunk, pushing everything it yields through the decoder.
+async fn inflate_chunk(
+    inflate: &mut Decompress,
+    input: &[u8],
+    out: &mut [u8],
+    state: &mut Decoder,
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut used = 0;
+    while used < input.len() && !state.finished() {
+        let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
+        let status = inflate
+            .decompress(&input[used..], out, FlushDecompress::None)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let consumed = (inflate.total_in() - in_before) as usize;
+        let produced = (inflate.total_out() - out_before) as usize;
+        used += consumed;
+        state.push(&out[..produced]).map_err(invalid)?;
+        state.flush_if_full(stream, timeout).await?;
+        if status == Status::StreamEnd {
+            state.member_ended = true;
+            break;
+        }
+        if consumed == 0 && produced == 0 {
+            return Err(invalid(Error::InvalidResponse(
+                "record does not inflate".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn invalid(e: Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Where decoding of the inflated record stands.
+enum Stage {
+    /// Skipping the ARC header line (kept to learn the payload length).
+    ArcHeader(Vec<u8>),
+    /// Collecting the HTTP head of the payload.
+    Head {
+        payload_len: u64,
+        seen: u64,
+        buf: Vec<u8>,
+    },
+    /// Sending the body.
+    Body { remaining: u64, filter: BodyFilter },
+    /// Everything the client needs was produced.
+    Done,
+}
+
+struct Decoder {
+    client: ForwardClient,
+    stage: Stage,
+    /// Client bytes not yet written.
+    pending: Vec<u8>,
+    /// The reply requires closing the connection afterwards.
+    close: bool,
+    member_ended: bool,
+}
+
+impl Decoder {
+    fn new(client: ForwardClient) -> Self {
+        Decoder {
+            client,
+            stage: Stage::ArcHeader(Vec::new()),
+            pending: Vec::with_capacity(OUT_CHUNK),
+            close: !client.keep_alive,
+            member_ended: false,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+
+    fn push(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        while !data.is_empty() {
+            match &mut self.stage {
+                Stage::Done => return Ok(()),
+                Stage::ArcHeader(line) => {
+                    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                        line.extend_from_slice(data);
+                        if line.len() > 16 * 1024 {
+                            return Err(Error::InvalidResponse("ARC header line too long".into()));
+                        }
+                        return Ok(());
+                    };
+                    line.extend_from_slice(&data[..nl]);
+                    let payload_len = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|l| l.rsplit(' ').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .ok_or_else(|| Error::InvalidResponse("bad ARC header line".into()))?;
+                    data = &data[nl + 1..];
+                    self.stage = Stage::Head {
+                        payload_len,
+                        seen: 0,
+                        buf: Vec::new(),
+                    };
+                }
+                Stage::Head {
+                    payload_len,
+                    seen,
+                    buf,
+                } => {
+                    let take = ((*payload_len - *seen) as usize).min(data.len());
+                    buf.extend_from_slice(&data[..take]);
+                    *seen += take as u64;
+                    data = &data[take..];
+                    let Some((head, head_at, body_start)) = split_head(buf)? else {
+                        if buf.len() > MAX_RESPONSE_HEAD || *seen == *payload_len {
+                            return Err(Error::InvalidResponse(
+                                "stored response has no whole head".into(),
+                            ));
+                        }
+                        continue;
+                    };
+                    let body_len = *payload_len - body_start as u64;
+                    let client = ClientSide {
+                        version: self.client.version,
+                        keep_alive: self.client.keep_alive,
+                        head_only: self.client.head_only,
+                        cache: self.client.cache,
+                        age: self.client.age,
+                    };
+                    let f = forward_head(&buf[head_at..body_start], &head, Some(body_len), client);
+                    self.pending.extend_from_slice(&f.head);
+                    self.close |= f.close;
+                    let mut filter = BodyFilter::new(f.plan);
+                    let rest = buf[body_start..].to_vec();
+                    filter.push(&rest, &mut self.pending)?;
+                    let remaining = body_len - rest.len() as u64;
+                    self.stage = if filter.is_done() || remaining == 0 {
+                        filter.finish(&mut self.pending)?;
+                        Stage::Done
+                    } else {
+                        Stage::Body { remaining, filter }
+                    };
+                }
+                Stage::Body { remaining, filter } => {
+                    let take = (*remaining as usize).min(data.len());
+                    filter.push(&data[..take], &mut self.pending)?;
+                    *remaining -= take as u64;
+                    data = &data[take..];
+                    if filter.is_done() || *remaining == 0 {
+                        filter.finish(&mut self.pending)?;
+                        self.stage = Stage::Done;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_if_full(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+        if self.pending.len() >= OUT_CHUNK {
+            self.flush(stream, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.pending);
+        let (res, mut buf) = match monoio::time::timeout(timeout, stream.write_all(buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client write timed out",
+                ))
+            }
+        };
+        res?;
+        buf.clear();
+        self.pending = buf;
+        Ok(())
+    }
+
+    /// Writes what is left; the record must have yielded a whole reply.
+    async fn finish(mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<bool> {
+        if !self.finished() {
+            return Err(invalid(Error::Storage("stored record ended early".into())));
+        }
+        self.flush(stream, timeout).await?;
+        Ok(!self.close)
+    }
+}

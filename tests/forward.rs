@@ -1,0 +1,216 @@
+//! Forward mode: the client gets the origin's own response (re-headed for it), from the same
+//! store liveweb mode uses.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+
+/// A forward-mode GET on a new connection (HTTP/1.1, Connection: close unless `keep`).
+fn fget(proxy: &Proxy, url: &str, extra: &str) -> (Reply, Vec<u8>) {
+    let mut c = connect(proxy.addr);
+    c.get_mut()
+        .write_all(
+            format!("GET {url} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    read_any_reply(&mut c, false)
+}
+
+#[test]
+fn miss_then_hit_is_the_origins_response() {
+    let origin = Origin::start();
+    origin.route(
+        "/page",
+        Behavior::Send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Origin: yes\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nContent-Length: 11\r\n\r\n<p>hi!</p>\n"
+                .to_vec(),
+        ),
+    );
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let url = origin.url("/page");
+    let (miss, _) = fget(&proxy, &url, "");
+    assert_eq!(miss.status, 200);
+    assert!(miss.head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(miss.body, b"<p>hi!</p>\n");
+    assert_eq!(miss.header("content-type").as_deref(), Some("text/html"));
+    assert_eq!(miss.header("x-origin").as_deref(), Some("yes"));
+    assert_eq!(miss.header("via").as_deref(), Some("1.1 liveweb"));
+    assert_eq!(miss.header("x-cache").as_deref(), Some("MISS"));
+    assert!(miss.header("x-hop").is_none() && miss.header("keep-alive").is_none());
+    let (hit, _) = fget(&proxy, &url, "");
+    assert_eq!(hit.body, miss.body);
+    assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+    assert!(hit.header("age").is_some());
+    assert_eq!(origin.hits("/page"), 1);
+    // One store, two shapes: the same entry answers liveweb mode with the record.
+    let rec = get(proxy.addr, &url, "X-Liveweb-Mode: liveweb\r\n");
+    assert_eq!(
+        rec.header("content-type").as_deref(),
+        Some("application/arc-gz")
+    );
+    assert!(rec.record().1.ends_with(b"<p>hi!</p>\n"));
+    assert_eq!(origin.hits("/page"), 1);
+    proxy.finish();
+}
+
+#[test]
+fn liveweb_fetch_is_a_forward_hit_and_mode_header_is_checked() {
+    let origin = Origin::start();
+    origin.ok("/x", "text/plain", b"shared");
+    let proxy = Proxy::start(&[]);
+    get(proxy.addr, &origin.url("/x"), "");
+    let (r, _) = fget(&proxy, &origin.url("/x"), "X-Liveweb-Mode: forward\r\n");
+    assert_eq!(r.body, b"shared");
+    assert_eq!(r.header("x-cache").as_deref(), Some("HIT"));
+    assert_eq!(
+        get(
+            proxy.addr,
+            &origin.url("/x"),
+            "X-Liveweb-Mode: sideways\r\n"
+        )
+        .status,
+        400
+    );
+    let seen = origin.requests.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(
+        !seen.contains("x-liveweb"),
+        "mode header never goes upstream"
+    );
+    proxy.finish();
+}
+
+#[test]
+fn chunked_and_close_delimited_origins_for_http11_and_http10_clients() {
+    let origin = Origin::start();
+    origin.route(
+        "/chunked",
+        Behavior::Send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()),
+    );
+    origin.route(
+        "/close",
+        Behavior::Send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nclosed body".to_vec()),
+    );
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    for round in 0..2 {
+        let (r, raw) = fget(&proxy, &origin.url("/chunked"), "");
+        assert_eq!(
+            r.header("transfer-encoding").as_deref(),
+            Some("chunked"),
+            "round {round}"
+        );
+        assert_eq!(r.body, b"hello world");
+        assert_eq!(raw, b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        let (r, _) = fget(&proxy, &origin.url("/close"), "");
+        assert_eq!(r.body, b"closed body");
+        assert_eq!(r.header("content-length").as_deref(), Some("11"));
+    }
+    // An HTTP/1.0 client cannot read chunked: it gets the decoded body, then the close.
+    let mut c = connect(proxy.addr);
+    c.get_mut()
+        .write_all(format!("GET {} HTTP/1.0\r\n\r\n", origin.url("/chunked")).as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8(all).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(!text.contains("Transfer-Encoding") && text.contains("Connection: close\r\n"));
+    assert!(text.ends_with("\r\n\r\nhello world"), "{text}");
+    proxy.finish();
+}
+
+#[test]
+fn big_binary_from_memory_and_from_the_arc_file() {
+    let origin = Origin::start();
+    let body: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 20) as u8)
+        .collect();
+    origin.ok("/bin", "application/octet-stream", &body);
+    let text = vec![b'a'; 5_000_000];
+    origin.ok("/text", "text/plain", &text);
+    // No hot shard: hits stream from the ARC file through io_uring reads.
+    for cache in ["256MB", "0"] {
+        let proxy = Proxy::start(&["--mode", "forward", "--mem-cache", cache]);
+        for _ in 0..2 {
+            let (r, _) = fget(&proxy, &origin.url("/bin"), "");
+            assert_eq!(r.body.len(), body.len());
+            assert!(r.body == body, "binary body identical (mem-cache {cache})");
+            let (r, _) = fget(&proxy, &origin.url("/text"), "");
+            assert!(
+                r.body == text,
+                "compressible body identical (mem-cache {cache})"
+            );
+        }
+        proxy.finish();
+    }
+}
+
+#[test]
+fn head_and_keep_alive_across_hits_and_misses() {
+    let origin = Origin::start();
+    for i in 0..3 {
+        origin.ok(
+            &format!("/k{i}"),
+            "text/plain",
+            format!("body {i}").as_bytes(),
+        );
+    }
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let mut c = connect(proxy.addr);
+    for n in 0..12 {
+        let url = origin.url(&format!("/k{}", n % 3));
+        c.get_mut()
+            .write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let (r, _) = read_any_reply(&mut c, false);
+        assert_eq!(r.body, format!("body {}", n % 3).as_bytes());
+        let expected = if n < 3 { "MISS" } else { "HIT" };
+        assert_eq!(r.header("x-cache").as_deref(), Some(expected));
+    }
+    c.get_mut()
+        .write_all(format!("HEAD {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/k1")).as_bytes())
+        .unwrap();
+    let (r, _) = read_any_reply(&mut c, true);
+    assert_eq!(r.header("content-length").as_deref(), Some("6"));
+    // The connection is still usable after the HEAD (no body was sent).
+    c.get_mut()
+        .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/k2")).as_bytes())
+        .unwrap();
+    assert_eq!(read_any_reply(&mut c, false).0.body, b"body 2");
+    proxy.finish();
+}
+
+#[test]
+fn upstream_failures_are_plain_errors_and_not_archived() {
+    let origin = Origin::start();
+    origin.route(
+        "/short",
+        Behavior::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut".to_vec()),
+    );
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let (r, _) = fget(&proxy, &origin.url("/short"), "");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("x-liveweb-error").as_deref(),
+        Some("E34 connection dropped")
+    );
+    assert!(r
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/plain"));
+    let (r, _) = fget(&proxy, &origin.url("/short"), "");
+    assert_eq!(
+        r.header("x-liveweb-error").as_deref(),
+        Some("E34 connection dropped")
+    );
+    assert_eq!(
+        origin.hits("/short"),
+        2,
+        "a forward-mode failure is not cached"
+    );
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    let mut arcs = Vec::new();
+    collect_arcs(&data, &mut arcs);
+    assert!(arcs.is_empty(), "nothing archived");
+}
