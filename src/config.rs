@@ -114,6 +114,19 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MIN_FREE", default_value = "1GB", value_parser = parse_size)]
     pub min_free: u64,
 
+    /// Ports CONNECT may tunnel to (forward mode). Repeatable; comma-separated in the env.
+    #[arg(
+        long,
+        env = "LIVEWEB_CONNECT_PORTS",
+        value_delimiter = ',',
+        default_value = "443"
+    )]
+    pub connect_ports: Vec<u16>,
+
+    /// A CONNECT tunnel with no bytes either way for this long is closed.
+    #[arg(long, env = "LIVEWEB_TUNNEL_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Duration,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

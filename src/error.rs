@@ -50,6 +50,8 @@ pub enum Error {
     NotImplemented(&'static str),
     #[error("not cached (only-if-cached)")]
     NotCached,
+    #[error("CONNECT to port {0} is not allowed (see --connect-ports)")]
+    ConnectPortNotAllowed(u16),
     #[error("upstream address not allowed: {0}")]
     AddressNotAllowed(String),
     #[error("DNS failure: {0}")]
@@ -87,9 +89,17 @@ impl Error {
     pub fn side(&self) -> Side {
         use Error::*;
         match self {
-            BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme
-            | MethodNotAllowed | RequestBodyTooLarge | UriTooLong | HeadTooLarge
-            | NotImplemented(_) | NotCached => Side::Client,
+            BadRequest(_)
+            | AbsoluteUrlRequired
+            | InvalidUrl(_)
+            | UnsupportedScheme
+            | MethodNotAllowed
+            | RequestBodyTooLarge
+            | UriTooLong
+            | HeadTooLarge
+            | NotImplemented(_)
+            | NotCached
+            | ConnectPortNotAllowed(_) => Side::Client,
             AddressNotAllowed(_) | Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
             | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
                 Side::Upstream
@@ -126,7 +136,7 @@ impl Error {
             BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme => {
                 (400, "Bad Request")
             }
-            AddressNotAllowed(_) => (403, "Forbidden"),
+            AddressNotAllowed(_) | ConnectPortNotAllowed(_) => (403, "Forbidden"),
             MethodNotAllowed => (405, "Method Not Allowed"),
             RequestBodyTooLarge => (413, "Content Too Large"),
             UriTooLong => (414, "URI Too Long"),

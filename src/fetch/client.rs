@@ -57,27 +57,8 @@ pub async fn fetch(
 ) -> Result<Fetched, FetchError> {
     let deadline = Instant::now() + limits.fetch_timeout;
     let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
-
-    let addrs = dns
-        .resolve(
-            url.host_for_dns(),
-            limits.connect_timeout.min(limits.fetch_timeout),
-        )
-        .await
-        .map_err(|e| fail(e, None))?;
-    let allowed: Vec<IpAddr> = addrs
-        .iter()
-        .copied()
-        .filter(|ip| rules.allows(*ip))
-        .collect();
-    if allowed.is_empty() {
-        let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
-        return Err(fail(Error::AddressNotAllowed(shown), None));
-    }
-
-    let (mut stream, ip) = connect_any(&allowed, url.port, limits, deadline)
-        .await
-        .map_err(|(e, ip)| fail(e, ip))?;
+    let (mut stream, ip) =
+        connect_upstream(dns, rules, limits, url.host_for_dns(), url.port, deadline).await?;
     let request = build_request(url, client_headers, user_agent);
     let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
     match write {
@@ -94,6 +75,37 @@ pub async fn fetch(
         .await
         .map_err(|e| fail(e, Some(ip)))?;
     Ok(Fetched { raw, head, ip })
+}
+
+/// Resolves `host` off the worker, keeps the addresses the upstream rules allow (checked
+/// after resolution, so a name cannot smuggle a private address past them), and connects to
+/// the first that answers.
+pub async fn connect_upstream(
+    dns: &DnsCache,
+    rules: &UpstreamRules,
+    limits: &FetchLimits,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<(TcpStream, IpAddr), FetchError> {
+    let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addrs = dns
+        .resolve(host, limits.connect_timeout.min(left))
+        .await
+        .map_err(|e| fail(e, None))?;
+    let allowed: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|ip| rules.allows(*ip))
+        .collect();
+    if allowed.is_empty() {
+        let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
+        return Err(fail(Error::AddressNotAllowed(shown), None));
+    }
+    connect_any(&allowed, port, limits, deadline)
+        .await
+        .map_err(|(e, ip)| fail(e, ip))
 }
 
 /// Tries each address in turn; the last failure is reported.

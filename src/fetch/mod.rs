@@ -4,5 +4,5 @@
 pub mod client;
 pub mod dns;
 
-pub use client::{fetch, FetchError, FetchLimits, Fetched};
+pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched};
 pub use dns::DnsCache;

@@ -117,6 +117,17 @@ pub fn parse_absolute(target: &str) -> Result<TargetUrl, Error> {
     })
 }
 
+/// Parses a CONNECT target, `host:port` or `[v6]:port`; the port is required.
+pub fn parse_authority(target: &str) -> Result<(String, u16), Error> {
+    if target.contains(['/', '?', '#', '@']) {
+        return Err(Error::InvalidUrl("CONNECT needs host:port"));
+    }
+    match split_host_port(target, 0)? {
+        (_, 0) => Err(Error::InvalidUrl("CONNECT needs host:port")),
+        found => Ok(found),
+    }
+}
+
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), Error> {
     let (host, port_str) = if let Some(after) = authority.strip_prefix('[') {
         let close = after
@@ -193,6 +204,18 @@ mod tests {
         assert_eq!(v6.host_for_dns(), "::1");
         assert_eq!(v6.host_header(), "[::1]");
         assert_eq!(parse_absolute("https://x/").unwrap().scheme, Scheme::Https);
+    }
+
+    #[test]
+    fn connect_authorities() {
+        assert_eq!(
+            parse_authority("Example.com:443"),
+            Ok(("example.com".into(), 443))
+        );
+        assert_eq!(parse_authority("[::1]:8443"), Ok(("[::1]".into(), 8443)));
+        assert!(parse_authority("example.com").is_err());
+        assert!(parse_authority("example.com:").is_err());
+        assert!(parse_authority("a/b:443").is_err());
     }
 
     #[test]

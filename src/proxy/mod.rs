@@ -6,6 +6,7 @@ pub mod forward;
 pub mod hot;
 pub mod send;
 pub mod store;
+pub mod tunnel;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -108,7 +109,7 @@ pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead) -> Response {
 }
 
 /// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
-fn forward_requested(ctx: &WorkerCtx, req: &RequestHead) -> Result<bool, Error> {
+pub fn forward_requested(ctx: &WorkerCtx, req: &RequestHead) -> Result<bool, Error> {
     match req.header("x-liveweb-mode") {
         None => Ok(ctx.shared.config.mode == Mode::Forward),
         Some(v) if v.eq_ignore_ascii_case(b"forward") => Ok(true),

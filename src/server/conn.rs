@@ -12,8 +12,8 @@ use monoio::net::TcpStream;
 use super::drain::Drain;
 use crate::error::Error;
 use crate::http::reply::ConnState;
-use crate::http::request::{parse_request_head, RequestBody};
-use crate::proxy::{self, send::write_response, WorkerCtx};
+use crate::http::request::{parse_request_head, Method, RequestBody};
+use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
 
 /// Largest request body liveweb reads and discards on a GET/HEAD; beyond it the request is
 /// refused and the connection closed.
@@ -50,6 +50,11 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
             }
         };
         buf.drain(..used);
+        if req.method == Method::Other("CONNECT".into())
+            && proxy::forward_requested(&ctx, &req) == Ok(true)
+        {
+            return connect(&ctx, stream, &req, buf, idle).await;
+        }
         let body_error = match req.body {
             RequestBody::None => None,
             RequestBody::Length(n) if n <= MAX_DISCARD_BODY => {
@@ -78,6 +83,39 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
         match write_response(&ctx, &mut stream, resp, idle).await {
             Ok(true) if req.keep_alive => {}
             _ => return,
+        }
+    }
+}
+
+/// Answers a CONNECT and, once the upstream is connected, becomes the tunnel.
+async fn connect(
+    ctx: &WorkerCtx,
+    mut stream: TcpStream,
+    req: &crate::http::request::RequestHead,
+    early: Vec<u8>,
+    idle: Duration,
+) {
+    match tunnel::open(ctx, req).await {
+        Ok(upstream) => {
+            let ok = b"HTTP/1.1 200 Connection Established\r\n\r\n".to_vec();
+            let (res, _) = monoio::io::AsyncWriteRentExt::write_all(&mut stream, ok).await;
+            if res.is_ok() {
+                tunnel::relay(
+                    stream,
+                    upstream,
+                    early,
+                    ctx.shared.config.tunnel_idle_timeout,
+                )
+                .await;
+            }
+        }
+        Err(e) => {
+            let close = ConnState {
+                keep_alive: false,
+                version: req.version,
+            };
+            let resp = proxy::error_response(&e, close, false);
+            let _ = write_response(ctx, &mut stream, resp, idle).await;
         }
     }
 }
