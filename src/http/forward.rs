@@ -26,14 +26,14 @@ const DROPPED: &[&str] = &[
 
 /// What the client asked and how the connection is managed.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientSide<'a> {
+pub struct ClientSide {
     /// Client's minor HTTP version (0 or 1).
     pub version: u8,
     pub keep_alive: bool,
     /// The request was HEAD: head only.
     pub head_only: bool,
     /// `X-Cache` value.
-    pub cache: &'a str,
+    pub cache: &'static str,
     /// Seconds since the response was fetched, for `Age` on hits.
     pub age: Option<u64>,
 }
@@ -71,7 +71,7 @@ pub fn forward_head(
     raw_head: &[u8],
     origin: &ResponseHead,
     body_len: Option<u64>,
-    client: ClientSide<'_>,
+    client: ClientSide,
 ) -> ForwardHead {
     let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut storage);
@@ -240,6 +240,114 @@ impl BodyFilter {
     }
 }
 
+/// Where a streamed response stands.
+#[derive(Debug)]
+enum Stage {
+    /// Collecting the origin's head.
+    Head(Vec<u8>),
+    /// Sending the body; `remaining` counts down a body of known length.
+    Body {
+        filter: BodyFilter,
+        remaining: Option<u64>,
+    },
+    /// The client has everything.
+    Done,
+}
+
+/// Turns an origin response arriving in pieces (from a socket, or from a stored record) into
+/// the client's reply: head rewritten once it is whole, body framed for the client.
+#[derive(Debug)]
+pub struct ResponseStreamer {
+    client: ClientSide,
+    /// Total bytes of the response when known in advance (a stored response).
+    total: Option<u64>,
+    stage: Stage,
+    close: bool,
+    /// The origin's status, once the head is in.
+    pub status: Option<u16>,
+}
+
+impl ResponseStreamer {
+    pub fn new(client: ClientSide, total: Option<u64>) -> Self {
+        ResponseStreamer {
+            client,
+            total,
+            stage: Stage::Head(Vec::new()),
+            close: !client.keep_alive,
+            status: None,
+        }
+    }
+
+    /// The client has its whole reply.
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+
+    /// The connection must close after this reply.
+    pub fn must_close(&self) -> bool {
+        self.close
+    }
+
+    /// Feeds origin bytes; appends the client's bytes to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let Stage::Head(buf) = &mut self.stage else {
+            return self.push_body(data, out);
+        };
+        buf.extend_from_slice(data);
+        let Some((head, head_at, body_start)) = split_head(buf)? else {
+            if buf.len() > super::response::MAX_RESPONSE_HEAD {
+                return Err(Error::InvalidResponse("response head too large".into()));
+            }
+            return Ok(());
+        };
+        let buf = std::mem::take(buf);
+        let body_len = self.total.map(|t| t.saturating_sub(body_start as u64));
+        let f = forward_head(&buf[head_at..body_start], &head, body_len, self.client);
+        out.extend_from_slice(&f.head);
+        self.close |= f.close;
+        self.status = Some(head.status);
+        let filter = BodyFilter::new(f.plan);
+        let empty = filter.is_done();
+        self.stage = Stage::Body {
+            filter,
+            remaining: body_len,
+        };
+        if empty {
+            return self.finish(out);
+        }
+        self.push_body(&buf[body_start..], out)
+    }
+
+    fn push_body(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let Stage::Body { filter, remaining } = &mut self.stage else {
+            return Ok(());
+        };
+        let take = remaining.map_or(data.len(), |r| (r as usize).min(data.len()));
+        filter.push(&data[..take], out)?;
+        if let Some(r) = remaining.as_mut() {
+            *r -= take as u64;
+        }
+        if filter.is_done() || *remaining == Some(0) {
+            return self.finish(out);
+        }
+        Ok(())
+    }
+
+    /// The origin's response has ended (or the stored one was read whole): complete the
+    /// client's framing, or fail if the response was cut short.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        match &mut self.stage {
+            Stage::Done => Ok(()),
+            Stage::Head(_) => Err(Error::Dropped("response ended inside its head".into())),
+            Stage::Body { filter, .. } => {
+                filter.finish(out)?;
+                self.stage = Stage::Done;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Splits a stored or streamed HTTP response: finds the final head (skipping 1xx interim
 /// responses) in `payload`; returns the head, its parse, and where the body starts.
 pub fn split_head(payload: &[u8]) -> Result<Option<(ResponseHead, usize, usize)>, Error> {
@@ -261,7 +369,7 @@ pub fn split_head(payload: &[u8]) -> Result<Option<(ResponseHead, usize, usize)>
 mod tests {
     use super::*;
 
-    fn client(version: u8) -> ClientSide<'static> {
+    fn client(version: u8) -> ClientSide {
         ClientSide {
             version,
             keep_alive: true,
@@ -271,17 +379,19 @@ mod tests {
         }
     }
 
-    fn run(raw: &[u8], body_len: Option<u64>, c: ClientSide<'_>) -> (String, Vec<u8>, bool) {
-        let (head, head_at, body_start) = split_head(raw).unwrap().unwrap();
-        let f = forward_head(&raw[head_at..body_start], &head, body_len, c);
-        let mut filter = BodyFilter::new(f.plan);
-        let mut body = Vec::new();
-        // Feed in small pieces, as a stream would arrive.
-        for piece in raw[body_start..].chunks(3) {
-            filter.push(piece, &mut body).unwrap();
+    /// Streams `raw` through a `ResponseStreamer` in 3-byte pieces; `body_len` given means a
+    /// stored response (whose total length is known).
+    fn run(raw: &[u8], body_len: Option<u64>, c: ClientSide) -> (String, Vec<u8>, bool) {
+        let total = body_len.map(|_| raw.len() as u64);
+        let mut s = ResponseStreamer::new(c, total);
+        let mut out = Vec::new();
+        for piece in raw.chunks(3) {
+            s.push(piece, &mut out).unwrap();
         }
-        filter.finish(&mut body).unwrap();
-        (String::from_utf8(f.head).unwrap(), body, f.close)
+        s.finish(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8(out[..split].to_vec()).unwrap();
+        (head, out[split..].to_vec(), s.must_close())
     }
 
     #[test]

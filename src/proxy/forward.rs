@@ -15,8 +15,7 @@ use monoio::net::TcpStream;
 
 use crate::archive::ArcFile;
 use crate::error::Error;
-use crate::http::forward::{forward_head, split_head, BodyFilter, ClientSide};
-use crate::http::response::MAX_RESPONSE_HEAD;
+use crate::http::forward::{ClientSide, ResponseStreamer};
 
 /// Compressed bytes read from a file per step.
 const FILE_CHUNK: usize = 256 * 1024;
@@ -33,23 +32,13 @@ pub enum MemberSource {
     },
 }
 
-/// The client side of a forward reply.
-#[derive(Debug, Clone, Copy)]
-pub struct ForwardClient {
-    pub version: u8,
-    pub keep_alive: bool,
-    pub head_only: bool,
-    pub cache: &'static str,
-    pub age: Option<u64>,
-}
-
 /// Sends the response stored in a record. Returns whether the connection may carry another
 /// request. An error after the head was sent means the client got a cut reply: the caller
 /// closes the connection, so it never looks complete.
 pub async fn send_stored(
     stream: &mut TcpStream,
     source: MemberSource,
-    client: ForwardClient,
+    client: ClientSide,
     timeout: Duration,
 ) -> io::Result<bool> {
     let mut state = Decoder::new(client);
@@ -115,121 +104,64 @@ fn invalid(e: Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// Where decoding of the inflated record stands.
-enum Stage {
-    /// Skipping the ARC header line (kept to learn the payload length).
-    ArcHeader(Vec<u8>),
-    /// Collecting the HTTP head of the payload.
-    Head {
-        payload_len: u64,
-        seen: u64,
-        buf: Vec<u8>,
-    },
-    /// Sending the body.
-    Body { remaining: u64, filter: BodyFilter },
-    /// Everything the client needs was produced.
-    Done,
-}
-
+/// Decodes an inflated record: the ARC header line (which gives the payload length), then
+/// the payload, which is the origin's response.
 struct Decoder {
-    client: ForwardClient,
-    stage: Stage,
+    client: ClientSide,
+    /// The ARC header line while it is incomplete; `None` once the payload has begun.
+    arc_header: Option<Vec<u8>>,
+    /// Payload bytes still to come.
+    payload_left: u64,
+    response: Option<ResponseStreamer>,
     /// Client bytes not yet written.
     pending: Vec<u8>,
-    /// The reply requires closing the connection afterwards.
-    close: bool,
     member_ended: bool,
 }
 
 impl Decoder {
-    fn new(client: ForwardClient) -> Self {
+    fn new(client: ClientSide) -> Self {
         Decoder {
             client,
-            stage: Stage::ArcHeader(Vec::new()),
+            arc_header: Some(Vec::new()),
+            payload_left: 0,
+            response: None,
             pending: Vec::with_capacity(OUT_CHUNK),
-            close: !client.keep_alive,
             member_ended: false,
         }
     }
 
     fn finished(&self) -> bool {
-        matches!(self.stage, Stage::Done)
+        self.response
+            .as_ref()
+            .is_some_and(ResponseStreamer::is_done)
     }
 
     fn push(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        while !data.is_empty() {
-            match &mut self.stage {
-                Stage::Done => return Ok(()),
-                Stage::ArcHeader(line) => {
-                    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
-                        line.extend_from_slice(data);
-                        if line.len() > 16 * 1024 {
-                            return Err(Error::InvalidResponse("ARC header line too long".into()));
-                        }
-                        return Ok(());
-                    };
-                    line.extend_from_slice(&data[..nl]);
-                    let payload_len = std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|l| l.rsplit(' ').next())
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .ok_or_else(|| Error::InvalidResponse("bad ARC header line".into()))?;
-                    data = &data[nl + 1..];
-                    self.stage = Stage::Head {
-                        payload_len,
-                        seen: 0,
-                        buf: Vec::new(),
-                    };
+        if let Some(line) = self.arc_header.as_mut() {
+            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                line.extend_from_slice(data);
+                if line.len() > 16 * 1024 {
+                    return Err(Error::InvalidResponse("ARC header line too long".into()));
                 }
-                Stage::Head {
-                    payload_len,
-                    seen,
-                    buf,
-                } => {
-                    let take = ((*payload_len - *seen) as usize).min(data.len());
-                    buf.extend_from_slice(&data[..take]);
-                    *seen += take as u64;
-                    data = &data[take..];
-                    let Some((head, head_at, body_start)) = split_head(buf)? else {
-                        if buf.len() > MAX_RESPONSE_HEAD || *seen == *payload_len {
-                            return Err(Error::InvalidResponse(
-                                "stored response has no whole head".into(),
-                            ));
-                        }
-                        continue;
-                    };
-                    let body_len = *payload_len - body_start as u64;
-                    let client = ClientSide {
-                        version: self.client.version,
-                        keep_alive: self.client.keep_alive,
-                        head_only: self.client.head_only,
-                        cache: self.client.cache,
-                        age: self.client.age,
-                    };
-                    let f = forward_head(&buf[head_at..body_start], &head, Some(body_len), client);
-                    self.pending.extend_from_slice(&f.head);
-                    self.close |= f.close;
-                    let mut filter = BodyFilter::new(f.plan);
-                    let rest = buf[body_start..].to_vec();
-                    filter.push(&rest, &mut self.pending)?;
-                    let remaining = body_len - rest.len() as u64;
-                    self.stage = if filter.is_done() || remaining == 0 {
-                        filter.finish(&mut self.pending)?;
-                        Stage::Done
-                    } else {
-                        Stage::Body { remaining, filter }
-                    };
-                }
-                Stage::Body { remaining, filter } => {
-                    let take = (*remaining as usize).min(data.len());
-                    filter.push(&data[..take], &mut self.pending)?;
-                    *remaining -= take as u64;
-                    data = &data[take..];
-                    if filter.is_done() || *remaining == 0 {
-                        filter.finish(&mut self.pending)?;
-                        self.stage = Stage::Done;
-                    }
-                }
+                return Ok(());
+            };
+            line.extend_from_slice(&data[..nl]);
+            let payload_len = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| Error::InvalidResponse("bad ARC header line".into()))?;
+            data = &data[nl + 1..];
+            self.arc_header = None;
+            self.payload_left = payload_len;
+            self.response = Some(ResponseStreamer::new(self.client, Some(payload_len)));
+        }
+        let take = (self.payload_left as usize).min(data.len());
+        self.payload_left -= take as u64;
+        if let Some(r) = self.response.as_mut() {
+            r.push(&data[..take], &mut self.pending)?;
+            if self.payload_left == 0 {
+                r.finish(&mut self.pending)?;
             }
         }
         Ok(())
@@ -268,6 +200,9 @@ impl Decoder {
             return Err(invalid(Error::Storage("stored record ended early".into())));
         }
         self.flush(stream, timeout).await?;
-        Ok(!self.close)
+        Ok(!self
+            .response
+            .as_ref()
+            .is_some_and(ResponseStreamer::must_close))
     }
 }

@@ -66,7 +66,7 @@ pub enum Body {
     /// head is built then too, so `Response::head` is empty).
     Forward {
         source: forward::MemberSource,
-        client: forward::ForwardClient,
+        client: crate::http::forward::ClientSide,
     },
 }
 
@@ -320,7 +320,7 @@ fn reply_for(
             (None, None) => forward::MemberSource::Memory(Bytes::new()),
         };
         let age = (state == RequestState::Hit).then(|| age_of(record, ctx.shared.config.ttl));
-        let client = forward::ForwardClient {
+        let client = crate::http::forward::ClientSide {
             version: to.conn.version,
             keep_alive: to.conn.keep_alive,
             head_only: to.head_only,
