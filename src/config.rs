@@ -114,6 +114,10 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MIN_FREE", default_value = "1GB", value_parser = parse_size)]
     pub min_free: u64,
 
+    /// Largest request body relayed for POST, PUT and the like (forward mode); bigger is 413.
+    #[arg(long, env = "LIVEWEB_MAX_REQUEST_BODY", default_value = "1GB", value_parser = parse_size)]
+    pub max_request_body: u64,
+
     /// Ports CONNECT may tunnel to (forward mode). Repeatable; comma-separated in the env.
     #[arg(
         long,

@@ -59,7 +59,7 @@ pub async fn fetch(
     let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
     let (mut stream, ip) =
         connect_upstream(dns, rules, limits, url.host_for_dns(), url.port, deadline).await?;
-    let request = build_request(url, client_headers, user_agent);
+    let request = build_request("GET", url, client_headers, user_agent, false);
     let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
     match write {
         Err(_) => return Err(fail(Error::ReadTimeout("sending request"), Some(ip))),
@@ -135,11 +135,22 @@ async fn connect_any(
     Err(last)
 }
 
-/// `GET <path> HTTP/1.1` with Host, the client's end-to-end headers, a User-Agent if the
-/// client sent none, and `Connection: close` (one request per upstream connection for now).
-pub fn build_request(url: &TargetUrl, client_headers: &[Header], user_agent: &str) -> Vec<u8> {
+/// The upstream request head: `<METHOD> <path> HTTP/1.1`, Host from the URL (RFC 9112
+/// 3.2.2: a proxy replaces the Host of an absolute-form request with the URL's), the client's
+/// end-to-end headers, a User-Agent if the client sent none, `Via`, and `Connection: close`
+/// (one request per upstream connection for now). `Expect` is not forwarded (liveweb answers
+/// `100 Continue` itself); a chunked request body is declared again (Transfer-Encoding is
+/// hop-by-hop).
+pub fn build_request(
+    method: &str,
+    url: &TargetUrl,
+    client_headers: &[Header],
+    user_agent: &str,
+    chunked_body: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
     out.extend_from_slice(url.path_and_query.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(url.host_header().as_bytes());
@@ -151,7 +162,10 @@ pub fn build_request(url: &TargetUrl, client_headers: &[Header], user_agent: &st
         .collect();
     let mut has_user_agent = false;
     for h in client_headers {
-        if h.name.eq_ignore_ascii_case("host") || !is_end_to_end(&h.name, &named_by_connection) {
+        let skip = h.name.eq_ignore_ascii_case("host")
+            || h.name.eq_ignore_ascii_case("expect")
+            || !is_end_to_end(&h.name, &named_by_connection);
+        if skip {
             continue;
         }
         has_user_agent |= h.name.eq_ignore_ascii_case("user-agent");
@@ -165,7 +179,10 @@ pub fn build_request(url: &TargetUrl, client_headers: &[Header], user_agent: &st
         out.extend_from_slice(user_agent.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    if chunked_body {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"Via: 1.1 liveweb\r\nConnection: close\r\n\r\n");
     out
 }
 
@@ -304,13 +321,20 @@ mod tests {
             h("X-Liveweb-Mode", "liveweb"),
             h("Cookie", "a=b"),
         ];
-        let req = String::from_utf8(build_request(&url, &headers, "liveweb/test")).unwrap();
+        let req =
+            String::from_utf8(build_request("GET", &url, &headers, "liveweb/test", false)).unwrap();
         assert_eq!(
             req,
-            "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nCookie: a=b\r\nUser-Agent: liveweb/test\r\nConnection: close\r\n\r\n"
+            "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nCookie: a=b\r\nUser-Agent: liveweb/test\r\nVia: 1.1 liveweb\r\nConnection: close\r\n\r\n"
         );
-        let with_ua =
-            String::from_utf8(build_request(&url, &[h("User-Agent", "curl")], "x")).unwrap();
+        let with_ua = String::from_utf8(build_request(
+            "GET",
+            &url,
+            &[h("User-Agent", "curl")],
+            "x",
+            false,
+        ))
+        .unwrap();
         assert!(with_ua.contains("User-Agent: curl\r\n") && !with_ua.contains("User-Agent: x"));
     }
 

@@ -112,6 +112,16 @@ impl Index {
         });
     }
 
+    /// Forgets the stored record for `url` (an unsafe method changed it upstream); an
+    /// in-flight fetch is left alone.
+    pub fn invalidate(&self, url: &str) {
+        let map = self.map.pin();
+        map.compute(Box::from(url), |current| match current {
+            Some((_, Entry::Stored(_))) => papaya::Operation::Remove,
+            _ => papaya::Operation::Abort(()),
+        });
+    }
+
     /// Makes room for `additional` more entries at once (start-up knows how many are coming;
     /// growing step by step would rehash the map several times).
     pub fn reserve(&self, additional: usize) {

@@ -88,7 +88,6 @@ async fn inflate_chunk(
         state.push(&out[..produced]).map_err(invalid)?;
         state.flush_if_full(stream, timeout).await?;
         if status == Status::StreamEnd {
-            state.member_ended = true;
             break;
         }
         if consumed == 0 && produced == 0 {
@@ -115,7 +114,6 @@ struct Decoder {
     response: Option<ResponseStreamer>,
     /// Client bytes not yet written.
     pending: Vec<u8>,
-    member_ended: bool,
 }
 
 impl Decoder {
@@ -126,7 +124,6 @@ impl Decoder {
             payload_left: 0,
             response: None,
             pending: Vec::with_capacity(OUT_CHUNK),
-            member_ended: false,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod forward;
 pub mod hot;
+pub mod passthrough;
 pub mod send;
 pub mod store;
 pub mod tunnel;

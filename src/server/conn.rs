@@ -13,6 +13,7 @@ use super::drain::Drain;
 use crate::error::Error;
 use crate::http::reply::ConnState;
 use crate::http::request::{parse_request_head, Method, RequestBody};
+use crate::proxy::passthrough::{self, Failure};
 use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
 
 /// Largest request body liveweb reads and discards on a GET/HEAD; beyond it the request is
@@ -50,10 +51,26 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
             }
         };
         buf.drain(..used);
-        if req.method == Method::Other("CONNECT".into())
-            && proxy::forward_requested(&ctx, &req) == Ok(true)
-        {
+        let forward = proxy::forward_requested(&ctx, &req) == Ok(true);
+        let absolute = !req.target.starts_with('/');
+        if forward && req.method == Method::Other("CONNECT".into()) {
             return connect(&ctx, stream, &req, buf, idle).await;
+        }
+        if forward && absolute && !matches!(req.method, Method::Get | Method::Head) {
+            match passthrough::relay(&ctx, &mut stream, &req, &mut buf, idle).await {
+                Ok(true) if !drain.is_draining() => continue,
+                Ok(_) | Err(Failure::After) => return,
+                Err(Failure::Before(e)) => {
+                    // The request body may be unread: answer, then close.
+                    let close = ConnState {
+                        keep_alive: false,
+                        version: req.version,
+                    };
+                    let resp = proxy::error_response(&e, close, false);
+                    let _ = write_response(&ctx, &mut stream, resp, idle).await;
+                    return;
+                }
+            }
         }
         let body_error = match req.body {
             RequestBody::None => None,

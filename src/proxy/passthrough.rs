@@ -1,0 +1,232 @@
+//! Forward mode, methods other than GET/HEAD/CONNECT (POST, PUT, PATCH, DELETE, OPTIONS...):
+//! the request body is streamed to the origin (never buffered whole, bounded by
+//! `--max-request-body`), the response is streamed back, re-headed and framed for the client.
+//! Nothing is archived or cached; a successful unsafe method drops the stored entry for its
+//! URL. A response that ends early closes the client connection, so it never looks complete.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::WorkerCtx;
+use crate::error::Error;
+use crate::fetch::client::build_request;
+use crate::http::chunked::ChunkedScanner;
+use crate::http::forward::{ClientSide, ResponseStreamer};
+use crate::http::request::{Method, RequestBody, RequestHead};
+use crate::http::url::{parse_absolute, Scheme};
+
+const CHUNK: usize = 64 * 1024;
+
+/// What went wrong, and whether the client may still be answered with an error reply.
+pub enum Failure {
+    /// Nothing was sent to the client yet: answer with this error.
+    Before(Error),
+    /// The reply had started (or the client is gone): close the connection.
+    After,
+}
+
+/// Relays one request. `buf` holds bytes already read behind the head (the body's start,
+/// maybe later requests); what follows the body stays in it. Returns whether the connection
+/// may carry another request.
+pub async fn relay(
+    ctx: &WorkerCtx,
+    client: &mut TcpStream,
+    req: &RequestHead,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<bool, Failure> {
+    let config = &ctx.shared.config;
+    let url = parse_absolute(&req.target).map_err(Failure::Before)?;
+    if url.scheme == Scheme::Https {
+        return Err(Failure::Before(Error::NotImplemented(
+            "https:// URLs are not supported yet",
+        )));
+    }
+    if let RequestBody::Length(n) = req.body {
+        if n > config.max_request_body {
+            return Err(Failure::Before(Error::RequestBodyTooLarge));
+        }
+    }
+    let limits = &ctx.shared.fetch_limits;
+    let deadline = Instant::now() + limits.fetch_timeout;
+    let (mut upstream, _ip) = crate::fetch::connect_upstream(
+        &ctx.dns,
+        &ctx.shared.upstream_rules,
+        limits,
+        url.host_for_dns(),
+        url.port,
+        deadline,
+    )
+    .await
+    .map_err(|fe| Failure::Before(fe.error))?;
+
+    let method = match &req.method {
+        Method::Other(m) => m.as_str(),
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+    };
+    let chunked = req.body == RequestBody::Chunked;
+    let head = build_request(method, &url, &req.headers, &ctx.shared.user_agent, chunked);
+    write(&mut upstream, head, limits.read_timeout)
+        .await
+        .map_err(|_| Failure::Before(Error::Dropped("origin closed".into())))?;
+    let expects_continue = req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && req.body != RequestBody::None {
+        write(client, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), idle)
+            .await
+            .map_err(|_| Failure::After)?;
+    }
+    match req.body {
+        RequestBody::None => {}
+        RequestBody::Length(n) => copy_exact(client, &mut upstream, buf, n, idle)
+            .await
+            .map_err(|_| Failure::After)?,
+        RequestBody::Chunked => {
+            copy_chunked(client, &mut upstream, buf, config.max_request_body, idle).await?;
+        }
+    }
+
+    let side = ClientSide {
+        version: req.version,
+        keep_alive: req.keep_alive,
+        head_only: false,
+        cache: "BYPASS",
+        age: None,
+    };
+    let mut response = ResponseStreamer::new(side, None);
+    let mut out = Vec::with_capacity(CHUNK);
+    let mut sent_any = false;
+    let mut read_buf = Vec::with_capacity(CHUNK);
+    while !response.is_done() {
+        let (res, b) = match monoio::time::timeout(
+            limits.read_timeout,
+            upstream.read(std::mem::take(&mut read_buf).slice_mut(0..CHUNK)),
+        )
+        .await
+        {
+            Ok((res, slice)) => (res, slice.into_inner()),
+            Err(_) if !sent_any => {
+                return Err(Failure::Before(Error::ReadTimeout("origin went silent")))
+            }
+            Err(_) => return Err(Failure::After),
+        };
+        read_buf = b;
+        let at_end = matches!(res, Ok(0));
+        let step = match res {
+            Ok(0) => response.finish(&mut out),
+            Ok(n) => response.push(&read_buf[..n], &mut out),
+            Err(e) => Err(Error::Dropped(e.to_string())),
+        };
+        if let Err(e) = step {
+            return Err(if sent_any || !out.is_empty() {
+                Failure::After
+            } else {
+                Failure::Before(e)
+            });
+        }
+        if !out.is_empty() {
+            write(client, std::mem::take(&mut out), idle)
+                .await
+                .map_err(|_| Failure::After)?;
+            sent_any = true;
+        }
+        if at_end {
+            break;
+        }
+    }
+    let unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+    if unsafe_method && response.status.is_some_and(|s| (200..400).contains(&s)) {
+        ctx.shared.index.invalidate(&url.normalized);
+    }
+    Ok(req.keep_alive && !response.must_close())
+}
+
+async fn write(stream: &mut TcpStream, data: Vec<u8>, timeout: Duration) -> io::Result<()> {
+    match monoio::time::timeout(timeout, stream.write_all(data)).await {
+        Ok((res, _)) => res.map(|_| ()),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+    }
+}
+
+/// Reads more client bytes into `buf` (appending); `Ok(0)` at end of stream.
+async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> io::Result<usize> {
+    buf.reserve(CHUNK);
+    let len = buf.len();
+    let cap = buf.capacity();
+    let owned = std::mem::take(buf);
+    match monoio::time::timeout(idle, client.read(owned.slice_mut(len..cap))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res
+        }
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client went silent",
+        )),
+    }
+}
+
+/// Sends exactly `n` body bytes: those already in `buf`, then from the client.
+async fn copy_exact(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    let mut left = n;
+    loop {
+        let take = (left as usize).min(buf.len());
+        if take > 0 {
+            let piece: Vec<u8> = buf.drain(..take).collect();
+            write(upstream, piece, idle).await?;
+            left -= take as u64;
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        if read_more(client, buf, idle).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client body cut short",
+            ));
+        }
+    }
+}
+
+/// Sends a chunked body as received, up to its last chunk and trailers.
+async fn copy_chunked(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: u64,
+    idle: Duration,
+) -> Result<(), Failure> {
+    let mut scanner = ChunkedScanner::new();
+    loop {
+        if !buf.is_empty() {
+            let end = scanner.feed(buf).map_err(Failure::Before)?;
+            if scanner.payload_len > max {
+                return Err(Failure::Before(Error::RequestBodyTooLarge));
+            }
+            let take = end.unwrap_or(buf.len());
+            let piece: Vec<u8> = buf.drain(..take).collect();
+            write(upstream, piece, idle)
+                .await
+                .map_err(|_| Failure::After)?;
+            if end.is_some() {
+                return Ok(());
+            }
+        }
+        match read_more(client, buf, idle).await {
+            Ok(0) | Err(_) => return Err(Failure::After),
+            Ok(_) => {}
+        }
+    }
+}
