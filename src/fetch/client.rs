@@ -3,6 +3,7 @@
 //! keeping the raw bytes as received for the archive.
 
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
@@ -10,11 +11,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::dns::DnsCache;
+use super::tap::Tap;
 use crate::error::Error;
-use crate::http::chunked::ChunkedScanner;
 use crate::http::is_end_to_end;
 use crate::http::request::{tokens, Header};
-use crate::http::response::{parse_response_head, Framing, ResponseHead};
+use crate::http::response::{ResponseHead, ResponseTracker};
 use crate::http::url::TargetUrl;
 use crate::policy::UpstreamRules;
 
@@ -54,6 +55,42 @@ pub async fn fetch(
     url: &TargetUrl,
     client_headers: &[Header],
     user_agent: &str,
+    tap: Option<Rc<Tap>>,
+) -> Result<Fetched, FetchError> {
+    let result = fetch_inner(
+        dns,
+        rules,
+        limits,
+        url,
+        client_headers,
+        user_agent,
+        tap.as_ref(),
+    )
+    .await;
+    if let Some(tap) = tap {
+        // The client got the whole response exactly when it was read to its end, which is
+        // also the case for a body too big to archive.
+        let whole = match &result {
+            Ok(_) => Ok(()),
+            Err(FetchError {
+                error: Error::TooBig(_),
+                ip: Some(_),
+            }) => Ok(()),
+            Err(fe) => Err(fe.error.clone()),
+        };
+        tap.close(whole);
+    }
+    result
+}
+
+async fn fetch_inner(
+    dns: &DnsCache,
+    rules: &UpstreamRules,
+    limits: &FetchLimits,
+    url: &TargetUrl,
+    client_headers: &[Header],
+    user_agent: &str,
+    tap: Option<&Rc<Tap>>,
 ) -> Result<Fetched, FetchError> {
     let deadline = Instant::now() + limits.fetch_timeout;
     let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
@@ -71,9 +108,12 @@ pub async fn fetch(
         }
         Ok((Ok(_), _)) => {}
     }
-    let (raw, head) = read_response(&mut stream, limits, deadline)
+    let (raw, head, archivable) = read_response(&mut stream, limits, deadline, tap)
         .await
         .map_err(|e| fail(e, Some(ip)))?;
+    if !archivable {
+        return Err(fail(Error::TooBig(limits.max_body), Some(ip)));
+    }
     Ok(Fetched { raw, head, ip })
 }
 
@@ -186,114 +226,79 @@ pub fn build_request(
     out
 }
 
-/// Where the response currently stands while reading.
-struct Progress {
-    /// Offset of the head being parsed (past any 1xx interim responses).
-    head_at: usize,
-    head: Option<ResponseHead>,
-    chunked: ChunkedScanner,
-    /// Bytes already fed to the chunked scanner.
-    scanned: usize,
-}
-
-/// Reads until the response is complete by its framing.
+/// Reads until the response is complete by its framing. With a tap, every byte is also
+/// handed on as it arrives, and a body over `--max-body` is still read to its end (for the
+/// client) but not kept. Returns the raw response, its head, and whether it may be archived.
 async fn read_response(
     stream: &mut TcpStream,
     limits: &FetchLimits,
     deadline: Instant,
-) -> Result<(Vec<u8>, ResponseHead), Error> {
+    tap: Option<&Rc<Tap>>,
+) -> Result<(Vec<u8>, ResponseHead, bool), Error> {
     let mut raw: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    let mut p = Progress {
-        head_at: 0,
-        head: None,
-        chunked: ChunkedScanner::new(),
-        scanned: 0,
-    };
+    let mut tracker = ResponseTracker::new();
+    let mut archivable = true;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {
-        if let Some(end) = complete_at(&raw, &mut p, limits)? {
-            raw.truncate(end);
-            let head = p
-                .head
-                .take()
-                .ok_or(Error::Internal("response without head"))?;
-            return Ok((raw, head));
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::ReadTimeout("total fetch time exceeded"));
         }
-        if raw.capacity() - raw.len() < READ_CHUNK / 4 {
-            raw.reserve(READ_CHUNK.max(raw.len() / 2));
-        }
-        let len = raw.len();
-        let cap = raw.capacity();
-        let read = stream.read(std::mem::take(&mut raw).slice_mut(len..cap));
+        let read = stream.read(std::mem::take(&mut buf).slice_mut(0..READ_CHUNK));
         let (res, slice) = match monoio::time::timeout(limits.read_timeout.min(left), read).await {
             Ok(r) => r,
-            Err(_) if len == 0 => return Err(Error::FirstByteTimeout),
+            Err(_) if !tracker.started() => return Err(Error::FirstByteTimeout),
             Err(_) if left <= limits.read_timeout => {
                 return Err(Error::ReadTimeout("total fetch time exceeded"))
             }
             Err(_) => return Err(Error::ReadTimeout("origin went silent")),
         };
-        raw = slice.into_inner();
-        match res {
-            Ok(0) => return finish_at_eof(raw, p),
-            Ok(_) => {}
-            Err(e) => return Err(Error::Dropped(e.to_string())),
-        }
-    }
-}
-
-/// The origin closed: complete only if the framing says the body runs until close.
-fn finish_at_eof(raw: Vec<u8>, mut p: Progress) -> Result<(Vec<u8>, ResponseHead), Error> {
-    match p.head.take() {
-        Some(head) if head.framing == Framing::UntilClose => Ok((raw, head)),
-        Some(_) => Err(Error::Dropped(
-            "origin closed before the end of the body".into(),
-        )),
-        None if raw.is_empty() => Err(Error::Dropped("origin closed without responding".into())),
-        None => Err(Error::InvalidResponse(
-            "origin closed inside the response head".into(),
-        )),
-    }
-}
-
-/// Advances parsing over newly read bytes; `Some(end)` once the response ends at `end`.
-fn complete_at(raw: &[u8], p: &mut Progress, limits: &FetchLimits) -> Result<Option<usize>, Error> {
-    while p.head.is_none() {
-        let Some(head) = parse_response_head(&raw[p.head_at..])? else {
-            return Ok(None);
-        };
-        match head.status {
-            101 => return Err(Error::InvalidResponse("unrequested protocol switch".into())),
-            100..=199 => p.head_at += head.head_len,
-            _ => {
-                p.scanned = p.head_at + head.head_len;
-                p.head = Some(head);
+        buf = slice.into_inner();
+        let n = match res {
+            Ok(0) if tracker.complete_at_close() => {
+                let head = tracker
+                    .take_head()
+                    .ok_or(Error::Internal("response without head"))?;
+                return Ok((raw, head, archivable));
             }
+            Ok(0) if !tracker.started() => {
+                return Err(Error::Dropped("origin closed without responding".into()))
+            }
+            Ok(0) if tracker.head().is_none() => {
+                return Err(Error::InvalidResponse(
+                    "origin closed inside the response head".into(),
+                ))
+            }
+            Ok(0) => {
+                return Err(Error::Dropped(
+                    "origin closed before the end of the body".into(),
+                ))
+            }
+            Ok(n) => n,
+            Err(e) => return Err(Error::Dropped(e.to_string())),
+        };
+        let end = tracker.feed(&buf[..n])?;
+        let take = end.unwrap_or(n);
+        if let Some(tap) = tap {
+            tap.push(&buf[..take]).await;
         }
-    }
-    let Some(head) = &p.head else { return Ok(None) };
-    let body_start = p.head_at + head.head_len;
-    let body_len = (raw.len() - body_start) as u64;
-    match head.framing {
-        Framing::Empty => Ok(Some(body_start)),
-        Framing::Length(n) if n > limits.max_body => Err(Error::TooBig(limits.max_body)),
-        Framing::Length(n) if body_len >= n => Ok(Some(body_start + n as usize)),
-        Framing::Length(_) => Ok(None),
-        Framing::Chunked => {
-            let fresh = &raw[p.scanned..];
-            let end = p.chunked.feed(fresh)?;
-            if p.chunked.payload_len > limits.max_body {
+        if archivable {
+            raw.extend_from_slice(&buf[..take]);
+        }
+        if tracker.head().is_some() && tracker.body_len() > limits.max_body {
+            if tap.is_none() {
                 return Err(Error::TooBig(limits.max_body));
             }
-            let at = p.scanned;
-            p.scanned = raw.len();
-            Ok(end.map(|n| at + n))
+            // The client still gets it whole; the archive does not.
+            archivable = false;
+            raw = Vec::new();
         }
-        Framing::UntilClose if body_len > limits.max_body => Err(Error::TooBig(limits.max_body)),
-        Framing::UntilClose => Ok(None),
+        if end.is_some() {
+            let head = tracker
+                .take_head()
+                .ok_or(Error::Internal("response without head"))?;
+            return Ok((raw, head, archivable));
+        }
     }
 }
 
@@ -336,52 +341,5 @@ mod tests {
         ))
         .unwrap();
         assert!(with_ua.contains("User-Agent: curl\r\n") && !with_ua.contains("User-Agent: x"));
-    }
-
-    fn limits(max_body: u64) -> FetchLimits {
-        FetchLimits {
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            fetch_timeout: Duration::from_secs(1),
-            max_body,
-        }
-    }
-
-    fn progress() -> Progress {
-        Progress {
-            head_at: 0,
-            head: None,
-            chunked: ChunkedScanner::new(),
-            scanned: 0,
-        }
-    }
-
-    #[test]
-    fn completion_by_framing() {
-        let l = limits(100);
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcEXTRA";
-        assert_eq!(
-            complete_at(raw, &mut progress(), &l),
-            Ok(Some(raw.len() - 5))
-        );
-        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab";
-        assert_eq!(complete_at(partial, &mut progress(), &l), Ok(None));
-        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
-        assert_eq!(
-            complete_at(interim, &mut progress(), &l),
-            Ok(Some(interim.len()))
-        );
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
-        assert_eq!(
-            complete_at(chunked, &mut progress(), &l),
-            Ok(Some(chunked.len()))
-        );
-        let big = b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n";
-        assert_eq!(
-            complete_at(big, &mut progress(), &l),
-            Err(Error::TooBig(100))
-        );
-        let close = b"HTTP/1.0 200 OK\r\n\r\nsome body";
-        assert_eq!(complete_at(close, &mut progress(), &l), Ok(None));
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod dns;
+pub mod tap;
 
 pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched};
 pub use dns::DnsCache;
+pub use tap::{Tap, TapItem, TapReader};

@@ -7,7 +7,8 @@ use std::io::Write;
 
 use super::chunked::ChunkedScanner;
 use super::request::tokens;
-use super::response::{parse_response_head, Framing, ResponseHead};
+pub use super::response::split_head;
+use super::response::{Framing, ResponseHead};
 use crate::error::Error;
 
 /// Origin headers that never reach the client; `Connection` may name more. Content-Length is
@@ -345,23 +346,6 @@ impl ResponseStreamer {
                 Ok(())
             }
         }
-    }
-}
-
-/// Splits a stored or streamed HTTP response: finds the final head (skipping 1xx interim
-/// responses) in `payload`; returns the head, its parse, and where the body starts.
-pub fn split_head(payload: &[u8]) -> Result<Option<(ResponseHead, usize, usize)>, Error> {
-    let mut at = 0;
-    loop {
-        let Some(head) = parse_response_head(&payload[at..])? else {
-            return Ok(None);
-        };
-        if (100..200).contains(&head.status) && head.status != 101 {
-            at += head.head_len;
-            continue;
-        }
-        let body_start = at + head.head_len;
-        return Ok(Some((head, at, body_start)));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Origin response heads: parse with httparse under limits and decide how the body is framed
 //! (RFC 9112 section 6). Pure: no I/O.
 
+use super::chunked::ChunkedScanner;
 use crate::error::Error;
 
 /// Longest response head accepted from an origin.
@@ -103,6 +104,136 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
     }))
 }
 
+/// Splits a stored or streamed HTTP response: finds the final head (skipping 1xx interim
+/// responses) in `payload`; returns the head, its parse, and where the body starts.
+pub fn split_head(payload: &[u8]) -> Result<Option<(ResponseHead, usize, usize)>, Error> {
+    let mut at = 0;
+    loop {
+        let Some(head) = parse_response_head(&payload[at..])? else {
+            return Ok(None);
+        };
+        if (100..200).contains(&head.status) && head.status != 101 {
+            at += head.head_len;
+            continue;
+        }
+        let body_start = at + head.head_len;
+        return Ok(Some((head, at, body_start)));
+    }
+}
+
+/// Follows a response body by its framing, fed only the bytes that just arrived.
+#[derive(Debug)]
+pub struct BodyTracker {
+    framing: Framing,
+    /// Body bytes seen (raw, chunk framing included).
+    seen: u64,
+    chunks: ChunkedScanner,
+}
+
+impl BodyTracker {
+    pub fn new(framing: Framing) -> Self {
+        BodyTracker {
+            framing,
+            seen: 0,
+            chunks: ChunkedScanner::new(),
+        }
+    }
+
+    /// `Some(n)`: the body ends after the first `n` bytes of `data`.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, Error> {
+        let end = match self.framing {
+            Framing::Empty => Some(0),
+            Framing::Length(n) => {
+                let left = n - self.seen;
+                (data.len() as u64 >= left).then_some(left as usize)
+            }
+            Framing::Chunked => self.chunks.feed(data)?,
+            Framing::UntilClose => None,
+        };
+        self.seen += end.unwrap_or(data.len()) as u64;
+        Ok(end)
+    }
+
+    /// Body size for the `--max-body` check: the decoded payload for chunked bodies, the
+    /// declared length for Content-Length (known before it arrives), else what was seen.
+    pub fn body_len(&self) -> u64 {
+        match self.framing {
+            Framing::Chunked => self.chunks.payload_len,
+            Framing::Length(n) => n,
+            _ => self.seen,
+        }
+    }
+
+    /// Whether the origin closing the connection completes the body.
+    pub fn ends_at_close(&self) -> bool {
+        self.framing == Framing::UntilClose
+    }
+}
+
+/// Follows a whole response as it arrives: the head (skipping 1xx interim responses), then
+/// the body by its framing.
+#[derive(Debug, Default)]
+pub struct ResponseTracker {
+    /// Bytes up to the end of the final head, until it is complete.
+    head_buf: Vec<u8>,
+    head: Option<ResponseHead>,
+    body: Option<BodyTracker>,
+}
+
+impl ResponseTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes; `Some(n)`: the response ends after the first `n` of them.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, Error> {
+        if let Some(body) = self.body.as_mut() {
+            return body.feed(data);
+        }
+        let before = self.head_buf.len();
+        self.head_buf.extend_from_slice(data);
+        let Some((head, _, body_start)) = split_head(&self.head_buf)? else {
+            if self.head_buf.len() > MAX_RESPONSE_HEAD {
+                return Err(Error::InvalidResponse("response head too large".into()));
+            }
+            return Ok(None);
+        };
+        if head.status == 101 {
+            return Err(Error::InvalidResponse("unrequested protocol switch".into()));
+        }
+        let head_part = body_start - before;
+        self.head_buf.truncate(body_start);
+        let mut body = BodyTracker::new(head.framing);
+        let end = body.feed(&data[head_part..])?;
+        self.head = Some(head);
+        self.body = Some(body);
+        Ok(end.map(|n| head_part + n))
+    }
+
+    /// The final response head, once complete.
+    pub fn head(&self) -> Option<&ResponseHead> {
+        self.head.as_ref()
+    }
+
+    pub fn take_head(&mut self) -> Option<ResponseHead> {
+        self.head.take()
+    }
+
+    pub fn body_len(&self) -> u64 {
+        self.body.as_ref().map_or(0, BodyTracker::body_len)
+    }
+
+    /// Whether the origin closing now leaves a complete response.
+    pub fn complete_at_close(&self) -> bool {
+        self.body.as_ref().is_some_and(BodyTracker::ends_at_close)
+    }
+
+    /// Whether any byte has arrived.
+    pub fn started(&self) -> bool {
+        !self.head_buf.is_empty()
+    }
+}
+
 /// The ARC header's content-type field: `type/subtype` lowercased without parameters, or
 /// `unk` when absent or not a plain token pair (the field must never contain a space).
 pub fn arc_mime(content_type: Option<&str>) -> String {
@@ -178,6 +309,46 @@ mod tests {
         assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(parse_response_head(huge.as_bytes()).is_err());
+    }
+
+    /// Feeds `raw` in `step`-byte pieces; returns where the response ended.
+    fn end_of(raw: &[u8], step: usize) -> Option<usize> {
+        let mut t = ResponseTracker::new();
+        let mut at = 0;
+        for piece in raw.chunks(step) {
+            if let Some(n) = t.feed(piece).unwrap() {
+                return Some(at + n);
+            }
+            at += piece.len();
+        }
+        None
+    }
+
+    #[test]
+    fn tracker_finds_the_end_by_framing_in_any_pieces() {
+        for step in [1, 3, 7, 1000] {
+            let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcEXTRA";
+            assert_eq!(end_of(raw, step), Some(raw.len() - 5), "step {step}");
+            let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nX";
+            assert_eq!(end_of(interim, step), Some(interim.len() - 1));
+            let chunked =
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nX";
+            assert_eq!(end_of(chunked, step), Some(chunked.len() - 1));
+            assert_eq!(
+                end_of(b"HTTP/1.0 200 OK\r\n\r\nbody until close", step),
+                None
+            );
+            assert_eq!(
+                end_of(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", step),
+                None
+            );
+        }
+        let mut t = ResponseTracker::new();
+        t.feed(b"HTTP/1.0 200 OK\r\n\r\nabc").unwrap();
+        assert!(t.complete_at_close());
+        assert_eq!(t.body_len(), 3);
+        let mut t = ResponseTracker::new();
+        assert!(t.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use context::{Shared, WorkerCtx};
 use crate::archive::ArcFile;
 use crate::config::Mode;
 use crate::error::{Error, LogLine};
+use crate::fetch::{Tap, TapReader};
 use crate::http::reply::{record_head, text_reply, ConnState};
 use crate::http::request::{Header, Method, RequestHead};
 use crate::http::url::{parse_absolute, Scheme, TargetUrl};
@@ -62,6 +63,11 @@ pub enum Body {
     File {
         file: Arc<ArcFile>,
         record: Arc<StoredRecord>,
+    },
+    /// Forward mode, a miss: the origin's response as it arrives from the fetch.
+    Live {
+        reader: TapReader,
+        client: crate::http::forward::ClientSide,
     },
     /// Forward mode: the stored response itself, decoded from its record as it is sent (the
     /// head is built then too, so `Response::head` is empty).
@@ -204,14 +210,20 @@ async fn lookup_or_fetch(
                     let guard = FlightGuard(flight.clone());
                     // Forward-mode clients get their origin's failure, not a record of it.
                     let archive_failures = !to.forward;
+                    // A forward-mode GET streams the response while it is being fetched.
+                    let tap = (to.forward && !to.head_only).then(Tap::new);
                     let task = fetch_and_store(
                         ctx.clone(),
                         url.clone(),
                         req.headers.clone(),
                         guard,
                         archive_failures,
+                        tap.clone(),
                     );
                     monoio::spawn(task);
+                    if let Some(tap) = tap {
+                        return Ok(live_response(tap, to));
+                    }
                     let outcome = flight.wait().await;
                     return delivered(ctx, outcome, RequestState::Miss, to);
                 }
@@ -242,6 +254,7 @@ async fn fetch_and_store(
     headers: Vec<Header>,
     guard: FlightGuard,
     archive_failures: bool,
+    tap: Option<Rc<Tap>>,
 ) {
     let shared = &ctx.shared;
     let fetched = crate::fetch::fetch(
@@ -251,6 +264,7 @@ async fn fetch_and_store(
         &url,
         &headers,
         &shared.user_agent,
+        tap,
     )
     .await;
     let outcome = match fetched {
@@ -345,6 +359,25 @@ fn reply_for(
         (false, None, None) => Body::None,
     };
     Response { head, body, state }
+}
+
+/// A forward-mode miss: the reply streams from the fetch as it arrives.
+fn live_response(tap: Rc<Tap>, to: ReplyTo) -> Response {
+    let client = crate::http::forward::ClientSide {
+        version: to.conn.version,
+        keep_alive: to.conn.keep_alive,
+        head_only: false,
+        cache: RequestState::Miss.as_str(),
+        age: None,
+    };
+    Response {
+        head: Vec::new(),
+        body: Body::Live {
+            reader: TapReader(tap),
+            client,
+        },
+        state: RequestState::Miss,
+    }
 }
 
 /// Seconds since the record was fetched (its TTL minus what is left of it).

@@ -12,6 +12,9 @@ use monoio::net::TcpStream;
 
 use super::{Body, Response, WorkerCtx};
 use crate::archive::ArcFile;
+use crate::fetch::{TapItem, TapReader};
+use crate::http::forward::{ClientSide, ResponseStreamer};
+use crate::http::reply::ConnState;
 
 /// Bodies up to this size are copied behind the head and sent in one write.
 const COALESCE_LIMIT: usize = 64 * 1024;
@@ -25,12 +28,54 @@ pub async fn write_response(
     timeout: Duration,
 ) -> io::Result<bool> {
     let Response { head, body, .. } = resp;
-    if let Body::Forward { source, client } = body {
-        return super::forward::send_stored(stream, source, client, timeout).await;
+    match body {
+        Body::Forward { source, client } => {
+            super::forward::send_stored(stream, source, client, timeout).await
+        }
+        Body::Live { reader, client } => send_live(stream, reader, client, timeout).await,
+        body => write_record(ctx, stream, head, body, timeout)
+            .await
+            .map(|()| true),
     }
-    write_record(ctx, stream, head, body, timeout)
-        .await
-        .map(|()| true)
+}
+
+/// Streams a forward-mode miss from its tap. A failure before anything was sent becomes an
+/// error reply; after that, the connection is closed so the reply never looks complete.
+async fn send_live(
+    stream: &mut TcpStream,
+    reader: TapReader,
+    client: ClientSide,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut response = ResponseStreamer::new(client, None);
+    let mut out = Vec::with_capacity(COALESCE_LIMIT);
+    let mut sent = false;
+    loop {
+        let step = match reader.next().await {
+            TapItem::Chunk(bytes) => response.push(&bytes, &mut out),
+            TapItem::End(Ok(())) => response.finish(&mut out),
+            TapItem::End(Err(e)) => Err(e),
+        };
+        if let Err(e) = step {
+            if sent || !out.is_empty() {
+                return Err(io::Error::other(e.to_string()));
+            }
+            let conn = ConnState {
+                keep_alive: false,
+                version: client.version,
+            };
+            let reply = super::error_response(&e, conn, false);
+            write_all(stream, reply.head, timeout).await?;
+            return Ok(false);
+        }
+        if !out.is_empty() {
+            write_all(stream, std::mem::take(&mut out), timeout).await?;
+            sent = true;
+        }
+        if response.is_done() {
+            return Ok(!response.must_close());
+        }
+    }
 }
 
 async fn write_record(
@@ -41,7 +86,7 @@ async fn write_record(
     timeout: Duration,
 ) -> io::Result<()> {
     match body {
-        Body::Forward { .. } => Ok(()),
+        Body::Forward { .. } | Body::Live { .. } => Ok(()),
         Body::None => write_all(stream, head, timeout).await,
         Body::Memory(bytes) if bytes.len() <= COALESCE_LIMIT => {
             head.extend_from_slice(&bytes);

@@ -1,0 +1,124 @@
+//! A tap on a fetch in progress: the fetcher pushes the response bytes as they arrive and the
+//! client that caused the fetch (on the same worker) takes them to stream its reply, so the
+//! first byte reaches it about when the origin's arrives. When the client falls behind, the
+//! fetcher waits (bounded buffering); when the client is gone, nothing waits.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::error::Error;
+
+/// Most bytes buffered for a slow client before the fetcher waits.
+const MAX_BUFFERED: usize = 4 << 20;
+
+/// What the client takes next.
+pub enum TapItem {
+    Chunk(Bytes),
+    /// The response is complete (`Ok`) or failed.
+    End(Result<(), Error>),
+}
+
+#[derive(Default)]
+struct Inner {
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    end: Option<Result<(), Error>>,
+    /// The client waiting for bytes.
+    reader: Option<Waker>,
+    /// The fetcher waiting for room.
+    writer: Option<Waker>,
+}
+
+/// Shared by the fetch task and one client on the same worker.
+#[derive(Default)]
+pub struct Tap {
+    inner: RefCell<Inner>,
+}
+
+impl Tap {
+    pub fn new() -> Rc<Tap> {
+        Rc::new(Tap::default())
+    }
+
+    /// Adds response bytes; waits while a live client has too much unread.
+    pub async fn push(self: &Rc<Self>, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            // Only the fetcher holds the tap once the client is gone: never wait then.
+            if inner.buffered < MAX_BUFFERED || Rc::strong_count(self) == 1 {
+                Poll::Ready(())
+            } else {
+                inner.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let mut inner = self.inner.borrow_mut();
+        if Rc::strong_count(self) > 1 {
+            inner.buffered += data.len();
+            inner.chunks.push_back(Bytes::copy_from_slice(data));
+        }
+        if let Some(w) = inner.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Ends the stream.
+    pub fn close(&self, end: Result<(), Error>) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.end.is_none() {
+            inner.end = Some(end);
+        }
+        if let Some(w) = inner.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// The next chunk, or the end.
+    pub async fn next(&self) -> TapItem {
+        poll_fn(|cx| {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(chunk) = inner.chunks.pop_front() {
+                inner.buffered -= chunk.len();
+                if let Some(w) = inner.writer.take() {
+                    w.wake();
+                }
+                return Poll::Ready(TapItem::Chunk(chunk));
+            }
+            if let Some(end) = &inner.end {
+                return Poll::Ready(TapItem::End(end.clone()));
+            }
+            inner.reader = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The client's end of a tap; dropping it (client gone) lets a waiting fetcher go on.
+pub struct TapReader(pub Rc<Tap>);
+
+impl TapReader {
+    pub async fn next(&self) -> TapItem {
+        self.0.next().await
+    }
+}
+
+impl Drop for TapReader {
+    fn drop(&mut self) {
+        let mut inner = self.0.inner.borrow_mut();
+        inner.chunks.clear();
+        inner.buffered = 0;
+        if let Some(w) = inner.writer.take() {
+            w.wake();
+        }
+    }
+}
