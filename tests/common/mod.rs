@@ -28,6 +28,7 @@ pub struct Origin {
     hits: Arc<Mutex<HashMap<String, usize>>>,
     /// Every request head received, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Origin {
@@ -38,11 +39,20 @@ impl Origin {
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let (r, h, q) = (routes.clone(), hits.clone(), requests.clone());
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stopped.clone();
+        listener.set_nonblocking(true).expect("nonblocking origin");
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (r, h, q) = (r.clone(), h.clone(), q.clone());
-                std::thread::spawn(move || serve_origin(conn, r, h, q));
+            // Polling accept, so `stop` can close the listener (then connects are refused).
+            while !stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let (r, h, q) = (r.clone(), h.clone(), q.clone());
+                        std::thread::spawn(move || serve_origin(conn, r, h, q));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
             }
         });
         Origin {
@@ -50,6 +60,16 @@ impl Origin {
             routes,
             hits,
             requests,
+            stopped,
+        }
+    }
+
+    /// Closes the listener: from now on connections to the origin are refused.
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        while TcpStream::connect(self.addr).is_ok() {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
