@@ -43,7 +43,7 @@ fn run(policy: FsyncPolicy, member_size: usize, total_bytes: usize) -> (f64, f64
             sealed_dir: dir.path().join("sealed"),
             prefix: "BENCH".into(),
             worker: 0,
-            gzip_level: 1,
+            codec: liveweb::archive::record::Codec::Gzip(1),
             first_serial: 0,
             max_size: 100 << 20,
             max_idle: Duration::from_secs(600),

@@ -86,6 +86,12 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_GZIP_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip_level: u32,
 
+    /// Store records gzip-compressed (`.arc.gz`, one member per record) or, with `false`,
+    /// plain (`.arc`): bigger files, but forward-mode hits then send the body straight from
+    /// disk with sendfile.
+    #[arg(long, env = "LIVEWEB_ARC_GZIP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub arc_gzip: bool,
+
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
     pub prefix: String,
@@ -192,6 +198,15 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// How records are encoded.
+    pub fn codec(&self) -> crate::archive::record::Codec {
+        if self.arc_gzip {
+            crate::archive::record::Codec::Gzip(self.gzip_level)
+        } else {
+            crate::archive::record::Codec::Plain
+        }
     }
 
     pub fn user_agent(&self) -> String {

@@ -20,8 +20,20 @@ const PIXEL_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR
 fn load(proxy: &Proxy, url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("timeout")
-        .args(["60", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"])
-        .args(["--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--proxy-server=http://{}", proxy.addr))
         // Chromium never proxies loopback unless told to.
@@ -29,7 +41,11 @@ fn load(proxy: &Proxy, url: &str) -> String {
         .args(["--virtual-time-budget=5000", "--dump-dom", url])
         .output()
         .expect("chromium must be installed (apt-get install chromium)");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -46,7 +62,10 @@ fn chromium_loads_a_page_through_liveweb_and_again_from_the_store() {
 
     let dom = load(&proxy, &url);
     assert!(dom.contains("script ran"), "the script ran: {dom}");
-    assert!(dom.contains("data-img=\"loaded\""), "the image loaded: {dom}");
+    assert!(
+        dom.contains("data-img=\"loaded\""),
+        "the image loaded: {dom}"
+    );
     let resources = ["/index.html", "/style.css", "/app.js", "/pic.png"];
     for path in resources {
         assert_eq!(origin.hits(path), 1, "{path} fetched once");
@@ -54,9 +73,16 @@ fn chromium_loads_a_page_through_liveweb_and_again_from_the_store() {
     std::thread::sleep(Duration::from_millis(200));
 
     let dom = load(&proxy, &url);
-    assert!(dom.contains("script ran") && dom.contains("data-img=\"loaded\""), "{dom}");
+    assert!(
+        dom.contains("script ran") && dom.contains("data-img=\"loaded\""),
+        "{dom}"
+    );
     for path in resources {
-        assert_eq!(origin.hits(path), 1, "{path} came from the store the second time");
+        assert_eq!(
+            origin.hits(path),
+            1,
+            "{path} came from the store the second time"
+        );
     }
     proxy.finish();
 }

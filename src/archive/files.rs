@@ -13,6 +13,12 @@ pub struct ArcFile {
     pub path: PathBuf,
     /// Buffered (not O_DIRECT) read-only descriptor, used by sendfile and cold reads.
     pub fd: OwnedFd,
+    /// Records are gzip members (`.arc.gz`), not plain (`.arc`).
+    pub gzip: bool,
+}
+
+fn is_gzip(path: &std::path::Path) -> bool {
+    path.to_string_lossy().ends_with(".gz")
 }
 
 /// All readable ARC files, by id. Read-mostly: one insert per file opened.
@@ -30,9 +36,15 @@ impl FileTable {
     /// Registers a file and returns its id.
     pub fn insert(&self, path: PathBuf, fd: OwnedFd) -> u32 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.files
-            .pin()
-            .insert(id, Arc::new(ArcFile { id, path, fd }));
+        self.files.pin().insert(
+            id,
+            Arc::new(ArcFile {
+                id,
+                gzip: is_gzip(&path),
+                path,
+                fd,
+            }),
+        );
         id
     }
 
@@ -46,7 +58,15 @@ impl FileTable {
         let map = self.files.pin();
         if let Some(old) = map.get(&id) {
             if let Ok(fd) = old.fd.try_clone() {
-                map.insert(id, Arc::new(ArcFile { id, path, fd }));
+                map.insert(
+                    id,
+                    Arc::new(ArcFile {
+                        id,
+                        gzip: old.gzip,
+                        path,
+                        fd,
+                    }),
+                );
             }
         }
     }

@@ -12,6 +12,63 @@ use flate2::Compression;
 pub const FILEDESC_BLOCK: &[u8] =
     b"1 0 liveweb\nURL IP-address Archive-date Content-type Archive-length\n";
 
+/// How records are stored: one gzip member per record (`.arc.gz`), or plain (`.arc`, so a
+/// stored body can go from disk to a socket unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip(u32),
+    Plain,
+}
+
+impl Codec {
+    /// One record: header line + content + `\n`, gzip-compressed as one member or plain.
+    pub fn encode(self, header: &str, content: &[u8]) -> Vec<u8> {
+        match self {
+            Codec::Gzip(level) => encode_member(header, content, level),
+            Codec::Plain => {
+                let mut out = Vec::with_capacity(header.len() + content.len() + 1);
+                out.extend_from_slice(header.as_bytes());
+                out.extend_from_slice(content);
+                out.push(b'\n');
+                out
+            }
+        }
+    }
+
+    /// The first record of every ARC file.
+    pub fn filedesc(self, file_name: &str, date14: &str) -> Vec<u8> {
+        self.encode(&filedesc_header(file_name, date14), FILEDESC_BLOCK)
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Gzip(_) => "arc.gz",
+            Codec::Plain => "arc",
+        }
+    }
+
+    /// Content-Type of a liveweb-mode reply carrying one such record.
+    pub fn content_type(gzip: bool) -> &'static str {
+        if gzip {
+            "application/arc-gz"
+        } else {
+            "application/arc"
+        }
+    }
+}
+
+/// Whether a file name is an ARC file (`.arc.gz` or `.arc`).
+pub fn is_arc_name(name: &str) -> bool {
+    name.ends_with(".arc.gz") || name.ends_with(".arc")
+}
+
+/// The name without its `.arc.gz` / `.arc` extension.
+pub fn arc_stem(name: &str) -> &str {
+    name.strip_suffix(".arc.gz")
+        .or_else(|| name.strip_suffix(".arc"))
+        .unwrap_or(name)
+}
+
 /// `<url> <ip> <YYYYMMDDhhmmss> <mime> <length>\n`, the ARC v1 URL record header line.
 pub fn header_line(url: &str, ip: Option<IpAddr>, date14: &str, mime: &str, len: usize) -> String {
     let ip = match ip {
@@ -34,11 +91,14 @@ pub fn encode_member(header: &str, content: &[u8], level: u32) -> Vec<u8> {
 
 /// The first member of every ARC file.
 pub fn filedesc_member(file_name: &str, date14: &str, level: u32) -> Vec<u8> {
-    let header = format!(
+    Codec::Gzip(level).filedesc(file_name, date14)
+}
+
+fn filedesc_header(file_name: &str, date14: &str) -> String {
+    format!(
         "filedesc://{file_name} 0.0.0.0 {date14} text/plain {}\n",
         FILEDESC_BLOCK.len()
-    );
-    encode_member(&header, FILEDESC_BLOCK, level)
+    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::cdx::{cdx_file, CdxRef, CDX_HEADER};
 use super::files::FileTable;
+use super::record::{arc_stem, is_arc_name};
 use super::scan::scan;
 use super::seal::{cdx_name, seal, write_synced};
 use super::RecordLoc;
@@ -50,7 +51,7 @@ pub fn recover(
     for worker_dir in worker_dirs(data_dir)? {
         for path in list(&worker_dir)? {
             let name = file_name(&path);
-            if name.ends_with(".arc.gz") {
+            if is_arc_name(&name) {
                 note_serial(&mut max_serial, &name);
                 repair_open_file(&path, &sealed_dir, &mut out)?;
             } else if name.ends_with(".cdx") || name.ends_with(".tmp") {
@@ -62,7 +63,7 @@ pub fn recover(
 
     let sealed: Vec<PathBuf> = list(&sealed_dir)?
         .into_iter()
-        .filter(|p| file_name(p).ends_with(".arc.gz"))
+        .filter(|p| is_arc_name(&file_name(p)))
         .collect();
     for path in &sealed {
         note_serial(&mut max_serial, &file_name(path));
@@ -241,10 +242,10 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Serial of `PREFIX-STAMP-WORKER-SERIAL.arc.gz`.
+/// Serial of `PREFIX-STAMP-WORKER-SERIAL.arc.gz` (or `.arc`).
 fn note_serial(max: &mut Option<u64>, name: &str) {
-    let serial = name
-        .strip_suffix(".arc.gz")
+    let serial = Some(arc_stem(name))
+        .filter(|stem| stem.len() < name.len())
         .and_then(|s| s.rsplit('-').next())
         .and_then(|s| s.parse::<u64>().ok());
     if let Some(s) = serial {

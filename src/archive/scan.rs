@@ -23,12 +23,19 @@ pub struct ScanResult {
     pub has_filedesc: bool,
 }
 
-/// Scans `data` (a whole ARC file) and stops at the first member that is not whole and valid.
+/// Scans `data` (a whole ARC file, `.arc.gz` or plain `.arc`: told apart by the gzip magic)
+/// and stops at the first record that is not whole and valid.
 pub fn scan(data: &[u8]) -> ScanResult {
+    let gzip = data.starts_with(&[0x1f, 0x8b]);
     let mut result = ScanResult::default();
     let mut offset = 0usize;
     while offset < data.len() {
-        let Some((consumed, plain)) = inflate_member(&data[offset..]) else {
+        let record = if gzip {
+            inflate_member(&data[offset..])
+        } else {
+            plain_record(&data[offset..])
+        };
+        let Some((consumed, plain)) = record else {
             break;
         };
         let Some((header, content)) = split_record(&plain) else {
@@ -60,6 +67,15 @@ fn inflate_member(data: &[u8]) -> Option<(usize, Vec<u8>)> {
     decoder.read_to_end(&mut plain).ok()?;
     drop(decoder);
     Some((data.len() - rest.len(), plain))
+}
+
+/// The plain record at the front of `data`: its size and bytes, if whole.
+fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>)> {
+    let nl = data.iter().take(16 * 1024).position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&data[..nl]).ok()?;
+    let len: usize = header.rsplit(' ').next()?.parse().ok()?;
+    let size = nl.checked_add(1)?.checked_add(len)?.checked_add(1)?;
+    (size <= data.len()).then(|| (size, data[..size].to_vec()))
 }
 
 /// Splits `header line \n content \n`, checking the declared length.
@@ -126,6 +142,28 @@ mod tests {
         assert_eq!(r.entries[1].length, (data.len() - starts[1]) as u64);
         assert_eq!(r.entries[1].status, 404);
         assert_eq!(r.entries[0].urlkey, "a)/");
+    }
+
+    #[test]
+    fn scans_plain_files_too() {
+        use crate::archive::record::Codec;
+        let mut data = Codec::Plain.filedesc("F.arc", "20261122000000");
+        let start = data.len();
+        let payload = b"HTTP/1.1 200 OK\r\n\r\nplain";
+        data.extend(Codec::Plain.encode(
+            &header_line("http://p/", None, "20261122000000", "unk", payload.len()),
+            payload,
+        ));
+        let whole = data.len();
+        data.extend_from_slice(b"http://torn/ 0.0.0.0 20261122000000 unk 999\nabc");
+        let r = scan(&data);
+        assert!(r.has_filedesc);
+        assert_eq!(r.valid_len, whole as u64);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(
+            (r.entries[0].offset, r.entries[0].length),
+            (start as u64, (whole - start) as u64)
+        );
     }
 
     #[test]

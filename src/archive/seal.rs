@@ -10,10 +10,7 @@ use super::cdx::{cdx_file, CdxEntry};
 
 /// The CDX file name for an ARC file name.
 pub fn cdx_name(arc_name: &str) -> String {
-    format!(
-        "{}.cdx",
-        arc_name.strip_suffix(".arc.gz").unwrap_or(arc_name)
-    )
+    format!("{}.cdx", super::record::arc_stem(arc_name))
 }
 
 /// Seals `path` (valid up to `logical_len`) with the given index lines. Returns the sealed

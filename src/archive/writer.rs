@@ -22,7 +22,7 @@ use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
-use super::record::filedesc_member;
+use super::record::Codec;
 use super::seal::seal;
 use crate::clock::UtcTime;
 use crate::config::FsyncPolicy;
@@ -52,7 +52,8 @@ pub struct WriterConfig {
     pub sealed_dir: PathBuf,
     pub prefix: String,
     pub worker: usize,
-    pub gzip_level: u32,
+    /// Gzip member per record, or plain.
+    pub codec: Codec,
     /// First file serial to use (above every serial already on disk).
     pub first_serial: u64,
     pub max_size: u64,
@@ -347,8 +348,11 @@ impl Writer {
         };
         // Until a write has succeeded the file is empty, so the filedesc record goes first
         // (again, if the write that carried it failed).
-        let header = (open.logical == 0)
-            .then(|| filedesc_member(&open.name, &UtcTime::now().arc14(), self.config.gzip_level));
+        let header = (open.logical == 0).then(|| {
+            self.config
+                .codec
+                .filedesc(&open.name, &UtcTime::now().arc14())
+        });
         let header_len = header.as_ref().map_or(0, Vec::len);
         let total =
             open.tail.len() + header_len + group.iter().map(|(r, _)| r.member.len()).sum::<usize>();
@@ -434,11 +438,12 @@ impl Writer {
     async fn open_new_file(&mut self) -> io::Result<OpenArc> {
         loop {
             let name = format!(
-                "{}-{}-{}-{:05}.arc.gz",
+                "{}-{}-{}-{:05}.{}",
                 self.config.prefix,
                 UtcTime::now().stamp17(),
                 self.config.worker,
-                self.serial
+                self.serial,
+                self.config.codec.extension()
             );
             self.serial += 1;
             let path = self.config.dir.join(&name);

@@ -195,6 +195,15 @@ impl BodyFilter {
         self.done
     }
 
+    /// Whether the client gets the origin's body bytes unchanged (so they can be sent
+    /// straight from where they are stored).
+    pub fn is_identity(&self) -> bool {
+        matches!(
+            self.plan,
+            BodyPlan::Length(_) | BodyPlan::PassChunked | BodyPlan::UntilClose
+        )
+    }
+
     /// Appends the client bytes for `input` to `out`. Input past the end is ignored.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         if self.done || input.is_empty() {
@@ -287,6 +296,17 @@ impl ResponseStreamer {
     /// The connection must close after this reply.
     pub fn must_close(&self) -> bool {
         self.close
+    }
+
+    /// The head is out and the rest of the body passes through unchanged: the caller may
+    /// send it from storage itself and call `skip_rest`.
+    pub fn passes_body_through(&self) -> bool {
+        matches!(&self.stage, Stage::Body { filter, .. } if filter.is_identity())
+    }
+
+    /// The caller sent the rest of the body itself.
+    pub fn skip_rest(&mut self) {
+        self.stage = Stage::Done;
     }
 
     /// Feeds origin bytes; appends the client's bytes to `out`.

@@ -43,11 +43,17 @@ impl RecordStatus {
 
 /// The head of a record reply: status mirroring the origin, Content-Type, Content-Length of
 /// the gzip member, the error code if any, the cache state and connection management.
-pub fn record_head(status: &RecordStatus, len: u64, cache: &str, conn: ConnState) -> Vec<u8> {
+pub fn record_head(
+    status: &RecordStatus,
+    content_type: &str,
+    len: u64,
+    cache: &str,
+    conn: ConnState,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: application/arc-gz\r\nContent-Length: {len}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n",
         status.code, status.reason
     );
     if let Some(code) = status.error {
@@ -134,7 +140,13 @@ mod tests {
 
     #[test]
     fn record_heads() {
-        let head = record_head(&RecordStatus::new(404, "Not Found", None), 123, "HIT", KEEP);
+        let head = record_head(
+            &RecordStatus::new(404, "Not Found", None),
+            "application/arc-gz",
+            123,
+            "HIT",
+            KEEP,
+        );
         assert_eq!(
             head,
             b"HTTP/1.1 404 Not Found\r\nContent-Type: application/arc-gz\r\nContent-Length: 123\r\nX-Cache: HIT\r\n\r\n"
@@ -142,6 +154,7 @@ mod tests {
         let failed = RecordStatus::new(502, "Bad\r\nGateway", Some("E30 connection refused"));
         let head = record_head(
             &failed,
+            "application/arc-gz",
             9,
             "MISS",
             ConnState {

@@ -12,6 +12,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use std::os::fd::AsRawFd;
 
 use crate::archive::ArcFile;
 use crate::error::Error;
@@ -39,8 +40,12 @@ pub async fn send_stored(
     stream: &mut TcpStream,
     source: MemberSource,
     client: ClientSide,
+    gzip: bool,
     timeout: Duration,
 ) -> io::Result<bool> {
+    if !gzip {
+        return send_plain(stream, source, client, timeout).await;
+    }
     let mut state = Decoder::new(client);
     let mut inflate = Decompress::new_gzip(15);
     let mut out = vec![0u8; OUT_CHUNK];
@@ -63,6 +68,50 @@ pub async fn send_stored(
                 inflate_chunk(&mut inflate, &buf, &mut out, &mut state, stream, timeout).await?;
             }
         }
+    }
+    state.finish(stream, timeout).await
+}
+
+/// A plain (`.arc`) record: the head is read and rewritten, then the body goes from the file
+/// to the socket with sendfile when it passes through unchanged and its pages are resident
+/// (read through io_uring otherwise, which makes them resident for the next hit).
+async fn send_plain(
+    stream: &mut TcpStream,
+    source: MemberSource,
+    client: ClientSide,
+    timeout: Duration,
+) -> io::Result<bool> {
+    let mut state = Decoder::new(client);
+    let (file, offset, len) = match source {
+        MemberSource::Memory(record) => {
+            state.push(&record).map_err(invalid)?;
+            return state.finish(stream, timeout).await;
+        }
+        MemberSource::File { file, offset, len } => (file, offset, len),
+    };
+    let dup = file.fd.try_clone()?;
+    let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
+    let mut pos = 0u64;
+    let mut buf = Vec::with_capacity(OUT_CHUNK);
+    while pos < len && !state.finished() {
+        let want = (len - pos).min(OUT_CHUNK as u64) as usize;
+        buf.clear();
+        let (res, slice) = f.read_exact_at(buf.slice_mut(0..want), offset + pos).await;
+        res?;
+        buf = slice.into_inner();
+        pos += want as u64;
+        state.push(&buf).map_err(invalid)?;
+        if state.body_passes_through() && state.payload_left > 0 {
+            let rest = state.payload_left;
+            state.flush(stream, timeout).await?;
+            let fd = file.fd.as_raw_fd();
+            if super::send::is_resident(fd, offset + pos, rest) {
+                super::send::sendfile_all(stream, fd, offset + pos, rest, timeout).await?;
+                state.skip_rest();
+                break;
+            }
+        }
+        state.flush_if_full(stream, timeout).await?;
     }
     state.finish(stream, timeout).await
 }
@@ -131,6 +180,21 @@ impl Decoder {
         self.response
             .as_ref()
             .is_some_and(ResponseStreamer::is_done)
+    }
+
+    /// The head is out and the rest of the payload is the client's body unchanged.
+    fn body_passes_through(&self) -> bool {
+        self.response
+            .as_ref()
+            .is_some_and(ResponseStreamer::passes_body_through)
+    }
+
+    /// The caller sent the remaining payload itself.
+    fn skip_rest(&mut self) {
+        self.payload_left = 0;
+        if let Some(r) = self.response.as_mut() {
+            r.skip_rest();
+        }
     }
 
     fn push(&mut self, mut data: &[u8]) -> Result<(), Error> {

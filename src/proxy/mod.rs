@@ -74,6 +74,8 @@ pub enum Body {
     Forward {
         source: forward::MemberSource,
         client: crate::http::forward::ClientSide,
+        /// The record is a gzip member (else plain, and its body can be sent from disk).
+        gzip: bool,
     },
 }
 
@@ -315,6 +317,8 @@ fn reply_for(
     state: RequestState,
     to: ReplyTo,
 ) -> Response {
+    // Records in files from another run may be of the other kind than this run writes.
+    let gzip = file.as_ref().map_or(ctx.shared.config.arc_gzip, |f| f.gzip);
     if to.forward {
         if let Some(code) = record.status.error {
             let s = &record.status;
@@ -344,11 +348,22 @@ fn reply_for(
         };
         return Response {
             head: Vec::new(),
-            body: Body::Forward { source, client },
+            body: Body::Forward {
+                source,
+                client,
+                gzip,
+            },
             state,
         };
     }
-    let head = record_head(&record.status, record.loc.len, state.as_str(), to.conn);
+    let content_type = crate::archive::record::Codec::content_type(gzip);
+    let head = record_head(
+        &record.status,
+        content_type,
+        record.loc.len,
+        state.as_str(),
+        to.conn,
+    );
     let body = match (to.head_only, member, file) {
         (true, _, _) => Body::None,
         (false, Some(m), _) => Body::Memory(m),

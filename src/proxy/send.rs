@@ -29,9 +29,11 @@ pub async fn write_response(
 ) -> io::Result<bool> {
     let Response { head, body, .. } = resp;
     match body {
-        Body::Forward { source, client } => {
-            super::forward::send_stored(stream, source, client, timeout).await
-        }
+        Body::Forward {
+            source,
+            client,
+            gzip,
+        } => super::forward::send_stored(stream, source, client, gzip, timeout).await,
         Body::Live { reader, client } => send_live(stream, reader, client, timeout).await,
         body => write_record(ctx, stream, head, body, timeout)
             .await
@@ -143,7 +145,7 @@ async fn read_region(file: &ArcFile, offset: u64, len: u64) -> io::Result<Vec<u8
 }
 
 /// Whether every page of the region is in the page cache (mmap + mincore: no disk access).
-pub fn is_resident(fd: RawFd, offset: u64, len: u64) -> bool {
+pub(super) fn is_resident(fd: RawFd, offset: u64, len: u64) -> bool {
     if len == 0 {
         return true;
     }
@@ -194,7 +196,7 @@ impl Drop for FlagsGuard {
 /// Sends `len` bytes of `file_fd` from `offset` with sendfile(2). The socket is made
 /// non-blocking for the duration (sockets accepted through io_uring are blocking) and EAGAIN
 /// waits for writability on the runtime instead of blocking the worker.
-async fn sendfile_all(
+pub(super) async fn sendfile_all(
     stream: &TcpStream,
     file_fd: RawFd,
     offset: u64,

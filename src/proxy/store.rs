@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use crate::archive::cdx::{payload_digest, surt, CdxEntry};
-use crate::archive::record::{encode_member, header_line};
+use crate::archive::record::{header_line, Codec};
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
@@ -34,7 +34,7 @@ pub async fn store_response(ctx: &Rc<WorkerCtx>, url: &TargetUrl, fetched: Fetch
         &mime,
         fetched.raw.len(),
     );
-    let (member, digest) = encode(header, fetched.raw, ctx.shared.config.gzip_level).await?;
+    let (member, digest) = encode(header, fetched.raw, ctx.shared.config.codec()).await?;
     let cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
     let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
     append(
@@ -59,7 +59,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         "text/plain",
         payload.len(),
     );
-    let (member, digest) = encode(header, payload, ctx.shared.config.gzip_level).await?;
+    let (member, digest) = encode(header, payload, ctx.shared.config.codec()).await?;
     let cdx = cdx_entry(url, date, "text/plain".into(), status.code, digest);
     let status = RecordStatus::new(status.code, status.reason, Some(code));
     append(
@@ -102,10 +102,10 @@ fn cdx_entry(
 }
 
 /// The gzip member and the payload digest.
-async fn encode(header: String, payload: Vec<u8>, level: u32) -> Result<(Bytes, String), Error> {
+async fn encode(header: String, payload: Vec<u8>, codec: Codec) -> Result<(Bytes, String), Error> {
     let small = payload.len() <= INLINE_GZIP_LIMIT;
     let work = move || {
-        let member = Bytes::from(encode_member(&header, &payload, level));
+        let member = Bytes::from(codec.encode(&header, &payload));
         (member, payload_digest(&payload))
     };
     if small {

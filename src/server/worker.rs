@@ -76,7 +76,7 @@ async fn serve(setup: WorkerSetup) {
             sealed_dir: config.data_dir.join("sealed"),
             prefix: config.prefix.clone(),
             worker: id,
-            gzip_level: config.gzip_level,
+            codec: config.codec(),
             first_serial,
             max_size: config.arc_max_size,
             max_idle: config.arc_max_idle,

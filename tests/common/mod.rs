@@ -335,7 +335,8 @@ pub fn collect_arcs(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             collect_arcs(&p, out);
-        } else if p.to_string_lossy().ends_with(".arc.gz") {
+        } else if p.to_string_lossy().ends_with(".arc.gz") || p.to_string_lossy().ends_with(".arc")
+        {
             out.push(p);
         }
     }
