@@ -283,6 +283,11 @@ fn first_byte_is_streamed_before_the_origin_finishes_and_over_max_body_is_not_ar
     assert_eq!(line, "HTTP/1.1 200 OK\r\n");
     let mut rest = Vec::new();
     c.read_to_end(&mut rest).unwrap();
+    let head = String::from_utf8_lossy(&rest);
+    assert!(
+        head.contains("X-Liveweb-Archived: no; E40\r\n"),
+        "declared length over --max-body is labelled"
+    );
     let body_at = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let body = &rest[body_at..];
     assert_eq!(body.len(), 4000, "the whole body reaches the client");

@@ -37,6 +37,9 @@ pub struct ClientSide {
     pub cache: &'static str,
     /// Seconds since the response was fetched, for `Age` on hits.
     pub age: Option<u64>,
+    /// For a live response: `--max-body`, so a declared length over it is labelled
+    /// `X-Liveweb-Archived: no; E40` (the client still gets it whole).
+    pub archive_limit: Option<u64>,
 }
 
 /// How the body goes to the client.
@@ -148,6 +151,11 @@ pub fn forward_head(
     out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
     if let Some(age) = client.age {
         let _ = write!(out, "Age: {age}\r\n");
+    }
+    if let (Some(limit), Framing::Length(n)) = (client.archive_limit, origin.framing) {
+        if n > limit {
+            out.extend_from_slice(b"X-Liveweb-Archived: no; E40\r\n");
+        }
     }
     let _ = write!(out, "X-Cache: {}\r\n", client.cache);
     match (close, client.version) {
@@ -380,6 +388,7 @@ mod tests {
             head_only: false,
             cache: "HIT",
             age: Some(5),
+            archive_limit: None,
         }
     }
 

@@ -224,7 +224,7 @@ async fn lookup_or_fetch(
                     );
                     monoio::spawn(task);
                     if let Some(tap) = tap {
-                        return Ok(live_response(tap, to));
+                        return Ok(live_response(tap, to, ctx.shared.config.max_body));
                     }
                     let outcome = flight.wait().await;
                     return delivered(ctx, outcome, RequestState::Miss, to);
@@ -345,6 +345,7 @@ fn reply_for(
             head_only: to.head_only,
             cache: state.as_str(),
             age,
+            archive_limit: None,
         };
         return Response {
             head: Vec::new(),
@@ -377,13 +378,14 @@ fn reply_for(
 }
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
-fn live_response(tap: Rc<Tap>, to: ReplyTo) -> Response {
+fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
     let client = crate::http::forward::ClientSide {
         version: to.conn.version,
         keep_alive: to.conn.keep_alive,
         head_only: false,
         cache: RequestState::Miss.as_str(),
         age: None,
+        archive_limit: Some(max_body),
     };
     Response {
         head: Vec::new(),

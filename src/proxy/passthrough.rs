@@ -98,6 +98,7 @@ pub async fn relay(
         head_only: false,
         cache: "BYPASS",
         age: None,
+        archive_limit: None,
     };
     let mut response = ResponseStreamer::new(side, None);
     let mut out = Vec::with_capacity(CHUNK);
