@@ -64,6 +64,47 @@ fn miss_then_hit_is_the_origins_response() {
 }
 
 #[test]
+fn origin_receives_end_to_end_headers_plus_via_and_user_agent() {
+    let origin = Origin::start();
+    origin.ok("/h", "text/plain", b"h");
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let mut c = connect(proxy.addr);
+    c.get_mut()
+        .write_all(
+            format!(
+                "GET {} HTTP/1.1\r\nHost: other.example\r\nAccept: text/plain\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\n\r\n",
+                origin.url("/h")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(read_any_reply(&mut c, false).0.status, 200);
+    let seen = origin.requests.lock().unwrap()[0].clone();
+    assert!(seen.starts_with("GET /h HTTP/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains(&format!("Host: {}\r\n", origin.addr)),
+        "absolute-form URL's host wins: {seen}"
+    );
+    assert!(seen.contains("Accept: text/plain\r\n"), "{seen}");
+    assert!(seen.contains("Via: 1.1 liveweb\r\n"), "{seen}");
+    assert!(seen.contains("User-Agent: liveweb/"), "{seen}");
+    for gone in [
+        "X-Private",
+        "Keep-Alive",
+        "TE:",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "other.example",
+    ] {
+        assert!(
+            !seen.contains(gone),
+            "{gone} must not reach the origin: {seen}"
+        );
+    }
+    proxy.finish();
+}
+
+#[test]
 fn liveweb_fetch_is_a_forward_hit_and_mode_header_is_checked() {
     let origin = Origin::start();
     origin.ok("/x", "text/plain", b"shared");
@@ -222,6 +263,26 @@ fn cut_origins_close_the_client_and_failures_are_not_archived() {
         assert!(text.ends_with("\r\n\r\ncut"), "{text}");
     }
     assert_eq!(origin.hits("/short"), 2, "a failed fetch is not cached");
+    // An invalid chunk: the client sees the connection end without the final chunk.
+    origin.route(
+        "/badchunk",
+        Behavior::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nnope"
+                .to_vec(),
+        ),
+    );
+    let mut c = connect(proxy.addr);
+    c.get_mut()
+        .write_all(format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/badchunk")).as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    // Either the fetch failed before anything was sent (a plain 502 E35), or the client saw
+    // the chunked reply end without its last chunk: never a complete-looking 200.
+    let clean_error = text.starts_with("HTTP/1.1 502") && text.contains("E35 invalid response");
+    let cut = text.starts_with("HTTP/1.1 200") && !text.ends_with("0\r\n\r\n");
+    assert!(clean_error || cut, "{text}");
     // A failure before any byte arrived is a plain error reply.
     let refused = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
