@@ -49,14 +49,28 @@ pub enum Lookup {
 }
 
 /// URL -> entry, shared by all workers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Index {
     map: papaya::HashMap<Box<str>, Entry>,
 }
 
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Index {
+    /// Blocking resizes: with papaya's default incremental resizing, a map grown through
+    /// `compute` (how every entry here is written) kept lookups ~4x slower (1.6 us against
+    /// 0.47 us for 100k URLs, measured here), as readers search two tables. Blocking resizes
+    /// never block readers; a write that triggers one (table doubling) waits for the copy.
     pub fn new() -> Self {
-        Self::default()
+        Index {
+            map: papaya::HashMap::builder()
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+        }
     }
 
     /// Looks `url` up; a stale record counts as absent, so does any record when `refetch`.

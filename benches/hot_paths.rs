@@ -1,0 +1,133 @@
+//! The per-request pure work: request-head parse, URL normalization, upstream range lookup,
+//! and the shared index (lookup and insert from 2 threads at once).
+//! Run: `cargo bench --bench hot_paths`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use liveweb::archive::RecordLoc;
+use liveweb::http::reply::RecordStatus;
+use liveweb::http::request::{parse_request_head, Limits};
+use liveweb::http::url::parse_absolute;
+use liveweb::index::{Index, Lookup, StoredRecord};
+use liveweb::policy::UpstreamRules;
+
+const BROWSER_HEAD: &[u8] = b"GET http://www.example.com/articles/2026/11/some-page.html?ref=home HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\nProxy-Connection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\n\r\n";
+const WRK_HEAD: &[u8] =
+    b"GET http://127.0.0.1:8081/1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+
+fn record(i: u64) -> Arc<StoredRecord> {
+    Arc::new(StoredRecord {
+        loc: RecordLoc {
+            file_id: 1,
+            offset: i * 1000,
+            len: 900,
+        },
+        status: RecordStatus::new(200, "OK", None),
+        expires_at: Instant::now() + Duration::from_secs(3600),
+    })
+}
+
+fn parsing(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("request");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_head_browser", |b| {
+        b.iter(|| parse_request_head(BROWSER_HEAD, &limits))
+    });
+    g.bench_function("parse_head_wrk", |b| {
+        b.iter(|| parse_request_head(WRK_HEAD, &limits))
+    });
+    g.bench_function("normalize_url", |b| {
+        b.iter(|| {
+            parse_absolute("HTTP://WWW.Example.COM:80/articles/2026/11/some-page.html?ref=home#top")
+        })
+    });
+    let rules = UpstreamRules::new(&["127.0.0.0/8".parse().expect("cidr")]);
+    let ips: Vec<std::net::IpAddr> = [
+        "93.184.216.34",
+        "10.1.2.3",
+        "127.0.0.1",
+        "2606:4700::1",
+        "fe80::1",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("ip"))
+    .collect();
+    g.bench_function("upstream_rules_lookup", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % ips.len();
+            rules.allows(ips[i])
+        })
+    });
+    g.finish();
+}
+
+fn index(c: &mut Criterion) {
+    let index = Arc::new(Index::new());
+    let urls: Vec<String> = (0..100_000)
+        .map(|i| format!("http://www.example-{}.com/page-{i}.html", i % 100))
+        .collect();
+    for (i, u) in urls.iter().enumerate() {
+        let flight = index.claim(u, Instant::now(), false).expect("claim");
+        index.settle(u, &flight, Some(record(i as u64)));
+    }
+    let mut g = c.benchmark_group("index");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("lookup_hit", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 7919) % urls.len();
+            matches!(
+                index.lookup(&urls[i], Instant::now(), false),
+                Lookup::Hit(_)
+            )
+        })
+    });
+    // Two threads at once: this one measures, another keeps looking up and inserting.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (bg_index, bg_stop) = (index.clone(), stop.clone());
+    let background = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !bg_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            let u = format!("http://bg.example/{n}");
+            if let Ok(f) = bg_index.claim(&u, Instant::now(), false) {
+                bg_index.settle(&u, &f, Some(record(n)));
+            }
+            let _ = bg_index.lookup(
+                "http://www.example-3.com/page-3.html",
+                Instant::now(),
+                false,
+            );
+        }
+    });
+    g.bench_function("lookup_hit_with_concurrent_writer", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 7919) % urls.len();
+            matches!(
+                index.lookup(&urls[i], Instant::now(), false),
+                Lookup::Hit(_)
+            )
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("claim_and_settle_with_concurrent_writer", |b| {
+        b.iter(|| {
+            n += 1;
+            let u = format!("http://fg.example/{n}");
+            if let Ok(f) = index.claim(&u, Instant::now(), false) {
+                index.settle(&u, &f, Some(record(n)));
+            }
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = background.join();
+    g.finish();
+}
+
+criterion_group!(benches, parsing, index);
+criterion_main!(benches);
