@@ -327,7 +327,14 @@ fn first_byte_is_streamed_before_the_origin_finishes_and_over_max_body_is_not_ar
             });
         }
     });
-    let proxy = Proxy::start(&["--mode", "forward", "--max-body", "3KB"]);
+    let proxy = Proxy::start(&[
+        "--mode",
+        "forward",
+        "--max-body",
+        "3KB",
+        "--read-timeout",
+        "5s",
+    ]);
     let mut c = connect(proxy.addr);
     let started = std::time::Instant::now();
     c.get_mut()

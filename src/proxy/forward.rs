@@ -14,10 +14,16 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::os::fd::AsRawFd;
 
-use crate::archive::ArcFile;
+use std::cell::RefCell;
+
+use super::hot::HotShard;
+use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
 use crate::http::forward::{ClientSide, ResponseStreamer};
 
+/// Records up to this size (compressed, and again decoded) are kept decoded after a forward
+/// hit.
+const KEEP_DECODED_MAX: u64 = 8 << 20;
 /// Compressed bytes read from a file per step.
 const FILE_CHUNK: usize = 256 * 1024;
 /// Inflated bytes produced per step, and the size at which output is flushed.
@@ -41,12 +47,21 @@ pub async fn send_stored(
     source: MemberSource,
     client: ClientSide,
     gzip: bool,
+    keep_decoded: Option<(&RefCell<HotShard>, RecordLoc)>,
     timeout: Duration,
 ) -> io::Result<bool> {
     if !gzip {
         return send_plain(stream, source, client, timeout).await;
     }
     let mut state = Decoder::new(client);
+    // Keep the decoded record for the next forward hit, if it is small enough to be worth it.
+    let record_len = match &source {
+        MemberSource::Memory(m) => m.len() as u64,
+        MemberSource::File { len, .. } => *len,
+    };
+    if keep_decoded.is_some() && !client.head_only && record_len <= KEEP_DECODED_MAX {
+        state.decoded = Some(Vec::new());
+    }
     let mut inflate = Decompress::new_gzip(15);
     let mut out = vec![0u8; OUT_CHUNK];
     match source {
@@ -69,7 +84,12 @@ pub async fn send_stored(
             }
         }
     }
-    state.finish(stream, timeout).await
+    let decoded = state.decoded.take();
+    let keep = state.finish(stream, timeout).await?;
+    if let (Some((hot, loc)), Some(plain)) = (keep_decoded, decoded) {
+        hot.borrow_mut().insert_decoded(&loc, Bytes::from(plain));
+    }
+    Ok(keep)
 }
 
 /// A plain (`.arc`) record: the head is read and rewritten, then the body goes from the file
@@ -84,7 +104,19 @@ async fn send_plain(
     let mut state = Decoder::new(client);
     let (file, offset, len) = match source {
         MemberSource::Memory(record) => {
-            state.push(&record).map_err(invalid)?;
+            // Head first; then a body that passes through unchanged is written straight
+            // from the shared bytes.
+            let head_part = record.len().min(OUT_CHUNK);
+            state.push(&record[..head_part]).map_err(invalid)?;
+            if state.body_passes_through() && state.payload_left > 0 {
+                let rest = state.payload_left as usize;
+                state.flush(stream, timeout).await?;
+                let body = record.slice(head_part..(head_part + rest).min(record.len()));
+                write_bytes(stream, body, timeout).await?;
+                state.skip_rest();
+            } else {
+                state.push(&record[head_part..]).map_err(invalid)?;
+            }
             return state.finish(stream, timeout).await;
         }
         MemberSource::File { file, offset, len } => (file, offset, len),
@@ -116,6 +148,16 @@ async fn send_plain(
     state.finish(stream, timeout).await
 }
 
+async fn write_bytes(stream: &mut TcpStream, data: Bytes, timeout: Duration) -> io::Result<()> {
+    match monoio::time::timeout(timeout, stream.write_all(data)).await {
+        Ok((res, _)) => res.map(|_| ()),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client write timed out",
+        )),
+    }
+}
+
 /// Inflates one compressed chunk, pushing everything it yields through the decoder.
 async fn inflate_chunk(
     inflate: &mut Decompress,
@@ -134,6 +176,12 @@ async fn inflate_chunk(
         let consumed = (inflate.total_in() - in_before) as usize;
         let produced = (inflate.total_out() - out_before) as usize;
         used += consumed;
+        if let Some(d) = state.decoded.as_mut() {
+            d.extend_from_slice(&out[..produced]);
+            if d.len() as u64 > KEEP_DECODED_MAX {
+                state.decoded = None;
+            }
+        }
         state.push(&out[..produced]).map_err(invalid)?;
         state.flush_if_full(stream, timeout).await?;
         if status == Status::StreamEnd {
@@ -163,6 +211,8 @@ struct Decoder {
     response: Option<ResponseStreamer>,
     /// Client bytes not yet written.
     pending: Vec<u8>,
+    /// The whole inflated record, when it is to be kept decoded.
+    decoded: Option<Vec<u8>>,
 }
 
 impl Decoder {
@@ -173,6 +223,7 @@ impl Decoder {
             payload_left: 0,
             response: None,
             pending: Vec::with_capacity(OUT_CHUNK),
+            decoded: None,
         }
     }
 

@@ -1,5 +1,7 @@
-//! A worker's hot shard: recently written or served record members kept in memory, bounded
-//! by bytes, evicted oldest-first. Hits found here are answered with a plain write.
+//! A worker's hot shard: recently written or served records kept in memory, bounded by
+//! bytes, evicted oldest-first. Hits found here are answered with a plain write. A record can
+//! be held as stored (its gzip member) and, for forward-mode hits, decoded (the plain record),
+//! so a forward hit does not inflate the same record again and again.
 
 use std::collections::VecDeque;
 
@@ -7,7 +9,8 @@ use bytes::Bytes;
 
 use crate::archive::RecordLoc;
 
-type Key = (u32, u64);
+/// File id, offset, and whether the bytes are the decoded form.
+type Key = (u32, u64, bool);
 
 /// Byte-bounded FIFO cache of gzip members keyed by file id and offset.
 pub struct HotShard {
@@ -28,13 +31,26 @@ impl HotShard {
     }
 
     pub fn get(&self, loc: &RecordLoc) -> Option<Bytes> {
-        self.map.get(&(loc.file_id, loc.offset)).cloned()
+        self.map.get(&(loc.file_id, loc.offset, false)).cloned()
+    }
+
+    /// The decoded (plain) form of a gzip record, if kept.
+    pub fn get_decoded(&self, loc: &RecordLoc) -> Option<Bytes> {
+        self.map.get(&(loc.file_id, loc.offset, true)).cloned()
+    }
+
+    /// Keeps the decoded form of a gzip record.
+    pub fn insert_decoded(&mut self, loc: &RecordLoc, plain: Bytes) {
+        self.put((loc.file_id, loc.offset, true), plain);
     }
 
     /// Keeps `member`; records over a quarter of the shard are not kept (one of them would
     /// evict most of the shard for little gain).
     pub fn insert(&mut self, loc: &RecordLoc, member: Bytes) {
-        let key = (loc.file_id, loc.offset);
+        self.put((loc.file_id, loc.offset, false), member);
+    }
+
+    fn put(&mut self, key: Key, member: Bytes) {
         if member.len() > self.capacity / 4 || self.map.contains_key(&key) {
             return;
         }
@@ -81,5 +97,13 @@ mod tests {
         assert!(shard.used_bytes() <= 100);
         assert!(shard.get(&loc(0)).is_none() && shard.get(&loc(1)).is_none());
         assert_eq!(shard.get(&loc(7)).unwrap()[0], 7);
+        shard.insert_decoded(&loc(7), Bytes::from(vec![9; 10]));
+        assert_eq!(
+            shard.get_decoded(&loc(7)).unwrap()[0],
+            9,
+            "decoded kept apart"
+        );
+        assert_eq!(shard.get(&loc(7)).unwrap()[0], 7);
+        assert!(shard.used_bytes() <= 100);
     }
 }

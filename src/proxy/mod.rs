@@ -76,6 +76,8 @@ pub enum Body {
         client: crate::http::forward::ClientSide,
         /// The record is a gzip member (else plain, and its body can be sent from disk).
         gzip: bool,
+        /// Where the record is, to keep its decoded form in the hot shard.
+        loc: crate::archive::RecordLoc,
     },
 }
 
@@ -329,14 +331,15 @@ fn reply_for(
                 state,
             };
         }
-        let source = match (member, file) {
-            (Some(m), _) => forward::MemberSource::Memory(m),
-            (None, Some(file)) => forward::MemberSource::File {
-                file,
-                offset: record.loc.offset,
-                len: record.loc.len,
-            },
-            (None, None) => forward::MemberSource::Memory(Bytes::new()),
+        // A decoded copy kept from an earlier forward hit skips inflating again.
+        let decoded = if gzip {
+            ctx.hot.borrow().get_decoded(&record.loc)
+        } else {
+            None
+        };
+        let (source, gzip) = match decoded {
+            Some(plain) => (forward::MemberSource::Memory(plain), false),
+            None => (forward_source(record, member, file), gzip),
         };
         let age = (state == RequestState::Hit).then(|| age_of(record, ctx.shared.config.ttl));
         let client = crate::http::forward::ClientSide {
@@ -353,6 +356,7 @@ fn reply_for(
                 source,
                 client,
                 gzip,
+                loc: record.loc,
             },
             state,
         };
@@ -394,6 +398,23 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
             client,
         },
         state: RequestState::Miss,
+    }
+}
+
+/// Where a forward-mode hit reads its record from: memory if at hand, else its file.
+fn forward_source(
+    record: &StoredRecord,
+    member: Option<Bytes>,
+    file: Option<Arc<ArcFile>>,
+) -> forward::MemberSource {
+    match (member, file) {
+        (Some(m), _) => forward::MemberSource::Memory(m),
+        (None, Some(file)) => forward::MemberSource::File {
+            file,
+            offset: record.loc.offset,
+            len: record.loc.len,
+        },
+        (None, None) => forward::MemberSource::Memory(Bytes::new()),
     }
 }
 

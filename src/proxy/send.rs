@@ -33,7 +33,11 @@ pub async fn write_response(
             source,
             client,
             gzip,
-        } => super::forward::send_stored(stream, source, client, gzip, timeout).await,
+            loc,
+        } => {
+            let keep = Some((&ctx.hot, loc));
+            super::forward::send_stored(stream, source, client, gzip, keep, timeout).await
+        }
         Body::Live { reader, client } => send_live(stream, reader, client, timeout).await,
         body => write_record(ctx, stream, head, body, timeout)
             .await
