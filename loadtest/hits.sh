@@ -11,7 +11,7 @@ CONNS=${CONNS:-50}
 for tool in wrk nginx taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install wrk nginx" >&2; exit 1; }
 done
-[ -x target/release/liveweb ] || cargo build --release
+cargo build --release --quiet  # never measure a stale binary
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"  # nginx workers run as www-data

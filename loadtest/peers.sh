@@ -26,7 +26,7 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx varnish squid trafficserver >/dev/null
 fi
-[ -x target/release/liveweb ] || cargo build --release
+cargo build --release --quiet  # never measure a stale binary
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"   # the peers drop privileges and must read their files

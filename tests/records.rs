@@ -217,3 +217,71 @@ fn upstream_request_carries_host_user_agent_and_no_hop_by_hop() {
     assert!(!seen.contains("secret"), "{seen}");
     proxy.finish();
 }
+
+#[test]
+fn upstream_connections_are_reused_and_stale_ones_retried() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // An origin that serves many requests per connection and counts connections.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let body = format!("body of {path}");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(&["--workers", "1"]);
+    for i in 0..5 {
+        let r = get(proxy.addr, &format!("http://{addr}/p{i}"), "");
+        assert_eq!(r.status, 200);
+        assert!(r.record().1.ends_with(format!("body of /p{i}").as_bytes()));
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "five fetches on one upstream connection"
+    );
+    proxy.finish();
+    // The usual test origin closes after every response: each pooled connection it leaves
+    // is dead, and the next fetch must retry on a fresh one and succeed.
+    let origin = Origin::start();
+    for i in 0..3 {
+        origin.ok(&format!("/s{i}"), "text/plain", b"x");
+    }
+    let proxy = Proxy::start(&["--workers", "1"]);
+    for i in 0..3 {
+        assert_eq!(
+            get(proxy.addr, &origin.url(&format!("/s{i}")), "").status,
+            200
+        );
+    }
+    proxy.finish();
+}

@@ -24,7 +24,16 @@ impl Codec {
     /// One record: header line + content + `\n`, gzip-compressed as one member or plain.
     pub fn encode(self, header: &str, content: &[u8]) -> Vec<u8> {
         match self {
-            Codec::Gzip(level) => encode_member(header, content, level),
+            Codec::Gzip(level) => REUSED.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                let encoder = match slot.as_mut() {
+                    Some(e) if e.level == level => e,
+                    _ => slot.insert(GzipEncoder::new(level)),
+                };
+                encoder
+                    .encode(header, content)
+                    .unwrap_or_else(|| encode_member(header, content, level))
+            }),
             Codec::Plain => {
                 let mut out = Vec::with_capacity(header.len() + content.len() + 1);
                 out.extend_from_slice(header.as_bytes());
@@ -53,6 +62,62 @@ impl Codec {
             "application/arc-gz"
         } else {
             "application/arc"
+        }
+    }
+}
+
+thread_local! {
+    /// One compressor per thread, reset between records: a fresh zlib state per record cost
+    /// ~15% of a miss in allocation and page zeroing (perf, 4 KiB misses).
+    static REUSED: std::cell::RefCell<Option<GzipEncoder>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A reusable gzip compressor producing one member per record.
+struct GzipEncoder {
+    level: u32,
+    compress: flate2::Compress,
+}
+
+impl GzipEncoder {
+    fn new(level: u32) -> Self {
+        GzipEncoder {
+            level,
+            compress: flate2::Compress::new_gzip(Compression::new(level), 15),
+        }
+    }
+
+    /// `None` only if the compressor reports an error (then the caller starts afresh).
+    fn encode(&mut self, header: &str, content: &[u8]) -> Option<Vec<u8>> {
+        self.compress.reset();
+        let mut out = Vec::with_capacity(content.len() / 2 + header.len() + 64);
+        self.feed(header.as_bytes(), &mut out, flate2::FlushCompress::None)?;
+        self.feed(content, &mut out, flate2::FlushCompress::None)?;
+        self.feed(b"\n", &mut out, flate2::FlushCompress::Finish)?;
+        Some(out)
+    }
+
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        flush: flate2::FlushCompress,
+    ) -> Option<()> {
+        let finish = matches!(flush, flate2::FlushCompress::Finish);
+        loop {
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before = self.compress.total_in();
+            let status = self.compress.compress_vec(input, out, flush).ok()?;
+            input = &input[(self.compress.total_in() - before) as usize..];
+            let done = if finish {
+                status == flate2::Status::StreamEnd
+            } else {
+                input.is_empty()
+            };
+            if done {
+                return Some(());
+            }
         }
     }
 }
@@ -113,6 +178,32 @@ mod tests {
             .read_to_end(&mut out)
             .expect("valid gzip");
         out
+    }
+
+    #[test]
+    fn reused_encoder_makes_whole_independent_members() {
+        let big: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 19) as u8)
+            .collect();
+        for (header, content) in [
+            ("h1\n", &b"first"[..]),
+            ("h2\n", &big[..]),
+            ("h3\n", &b""[..]),
+        ] {
+            for level in [1, 6] {
+                let member = Codec::Gzip(level).encode(header, content);
+                let mut expected = header.as_bytes().to_vec();
+                expected.extend_from_slice(content);
+                expected.push(b'\n');
+                assert_eq!(inflate(&member), expected);
+                // Exactly one member: a single-member decoder consumes it all.
+                let mut rest: &[u8] = &member;
+                let mut d = flate2::bufread::GzDecoder::new(&mut rest);
+                std::io::copy(&mut d, &mut std::io::sink()).unwrap();
+                drop(d);
+                assert!(rest.is_empty());
+            }
+        }
     }
 
     #[test]

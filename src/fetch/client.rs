@@ -11,11 +11,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::dns::DnsCache;
+use super::pool::UpstreamPool;
 use super::tap::Tap;
 use crate::error::Error;
 use crate::http::is_end_to_end;
 use crate::http::request::{tokens, Header};
-use crate::http::response::{ResponseHead, ResponseTracker};
+use crate::http::response::{Framing, ResponseHead, ResponseTracker};
 use crate::http::url::TargetUrl;
 use crate::policy::UpstreamRules;
 
@@ -48,8 +49,10 @@ pub struct FetchError {
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Fetches `url` and returns the whole response.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch(
     dns: &DnsCache,
+    pool: &UpstreamPool,
     rules: &UpstreamRules,
     limits: &FetchLimits,
     url: &TargetUrl,
@@ -59,6 +62,7 @@ pub async fn fetch(
 ) -> Result<Fetched, FetchError> {
     let result = fetch_inner(
         dns,
+        pool,
         rules,
         limits,
         url,
@@ -83,8 +87,10 @@ pub async fn fetch(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch_inner(
     dns: &DnsCache,
+    pool: &UpstreamPool,
     rules: &UpstreamRules,
     limits: &FetchLimits,
     url: &TargetUrl,
@@ -93,28 +99,92 @@ async fn fetch_inner(
     tap: Option<&Rc<Tap>>,
 ) -> Result<Fetched, FetchError> {
     let deadline = Instant::now() + limits.fetch_timeout;
-    let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
-    let (mut stream, ip) =
-        connect_upstream(dns, rules, limits, url.host_for_dns(), url.port, deadline).await?;
-    let request = build_request("GET", url, client_headers, user_agent, false);
-    let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
-    match write {
-        Err(_) => return Err(fail(Error::ReadTimeout("sending request"), Some(ip))),
-        Ok((Err(e), _)) => {
-            return Err(fail(
-                Error::Dropped(format!("sending request: {e}")),
-                Some(ip),
-            ))
+    let request = build_request("GET", url, client_headers, user_agent, false, true);
+    let host = url.host_for_dns();
+    // A pooled connection first; if the origin had closed it (nothing comes back), once more
+    // on a fresh one.
+    if let Some((stream, ip)) = pool.checkout(host, url.port) {
+        match exchange(stream, &request, limits, deadline, tap).await {
+            Ok(done) => return finish(done, pool, host, url.port, ip, limits),
+            Err((_, false)) => {}
+            Err((error, true)) => {
+                return Err(FetchError {
+                    error,
+                    ip: Some(ip),
+                })
+            }
         }
+    }
+    let (stream, ip) = connect_upstream(dns, rules, limits, host, url.port, deadline).await?;
+    match exchange(stream, &request, limits, deadline, tap).await {
+        Ok(done) => finish(done, pool, host, url.port, ip, limits),
+        Err((error, _)) => Err(FetchError {
+            error,
+            ip: Some(ip),
+        }),
+    }
+}
+
+/// What one request on one connection gave.
+struct Exchanged {
+    raw: Vec<u8>,
+    head: ResponseHead,
+    archivable: bool,
+    /// The connection, if it may carry another request.
+    reusable: Option<TcpStream>,
+}
+
+/// Sends the request and reads the response. On failure, whether any response byte came
+/// back (if not, a pooled connection was stale and the request can be retried).
+async fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    limits: &FetchLimits,
+    deadline: Instant,
+    tap: Option<&Rc<Tap>>,
+) -> Result<Exchanged, (Error, bool)> {
+    let write =
+        monoio::time::timeout(limits.read_timeout, stream.write_all(request.to_vec())).await;
+    match write {
+        Err(_) => return Err((Error::ReadTimeout("sending request"), true)),
+        Ok((Err(e), _)) => return Err((Error::Dropped(format!("sending request: {e}")), false)),
         Ok((Ok(_), _)) => {}
     }
-    let (raw, head, archivable) = read_response(&mut stream, limits, deadline, tap)
-        .await
-        .map_err(|e| fail(e, Some(ip)))?;
-    if !archivable {
-        return Err(fail(Error::TooBig(limits.max_body), Some(ip)));
+    let mut started = false;
+    let read = read_response(&mut stream, limits, deadline, tap, &mut started).await;
+    let (raw, head, archivable, clean_end) = read.map_err(|e| (e, started))?;
+    let reusable =
+        (clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
+    Ok(Exchanged {
+        raw,
+        head,
+        archivable,
+        reusable,
+    })
+}
+
+fn finish(
+    done: Exchanged,
+    pool: &UpstreamPool,
+    host: &str,
+    port: u16,
+    ip: IpAddr,
+    limits: &FetchLimits,
+) -> Result<Fetched, FetchError> {
+    if let Some(stream) = done.reusable {
+        pool.checkin(host, port, stream, ip);
     }
-    Ok(Fetched { raw, head, ip })
+    if !done.archivable {
+        return Err(FetchError {
+            error: Error::TooBig(limits.max_body),
+            ip: Some(ip),
+        });
+    }
+    Ok(Fetched {
+        raw: done.raw,
+        head: done.head,
+        ip,
+    })
 }
 
 /// Resolves `host` off the worker, keeps the addresses the upstream rules allow (checked
@@ -187,6 +257,7 @@ pub fn build_request(
     client_headers: &[Header],
     user_agent: &str,
     chunked_body: bool,
+    keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(method.as_bytes());
@@ -222,7 +293,11 @@ pub fn build_request(
     if chunked_body {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    out.extend_from_slice(b"Via: 1.1 liveweb\r\nConnection: close\r\n\r\n");
+    out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     out
 }
 
@@ -234,7 +309,8 @@ async fn read_response(
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
-) -> Result<(Vec<u8>, ResponseHead, bool), Error> {
+    started: &mut bool,
+) -> Result<(Vec<u8>, ResponseHead, bool, bool), Error> {
     let mut raw: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut tracker = ResponseTracker::new();
     let mut archivable = true;
@@ -259,7 +335,7 @@ async fn read_response(
                 let head = tracker
                     .take_head()
                     .ok_or(Error::Internal("response without head"))?;
-                return Ok((raw, head, archivable));
+                return Ok((raw, head, archivable, false));
             }
             Ok(0) if !tracker.started() => {
                 return Err(Error::Dropped("origin closed without responding".into()))
@@ -277,6 +353,7 @@ async fn read_response(
             Ok(n) => n,
             Err(e) => return Err(Error::Dropped(e.to_string())),
         };
+        *started = true;
         let end = tracker.feed(&buf[..n])?;
         let take = end.unwrap_or(n);
         if let Some(tap) = tap {
@@ -293,11 +370,12 @@ async fn read_response(
             archivable = false;
             raw = Vec::new();
         }
-        if end.is_some() {
+        if let Some(end) = end {
             let head = tracker
                 .take_head()
                 .ok_or(Error::Internal("response without head"))?;
-            return Ok((raw, head, archivable));
+            // Bytes past the end mean the origin misbehaved: do not reuse the connection.
+            return Ok((raw, head, archivable, end == n));
         }
     }
 }
@@ -326,8 +404,15 @@ mod tests {
             h("X-Liveweb-Mode", "liveweb"),
             h("Cookie", "a=b"),
         ];
-        let req =
-            String::from_utf8(build_request("GET", &url, &headers, "liveweb/test", false)).unwrap();
+        let req = String::from_utf8(build_request(
+            "GET",
+            &url,
+            &headers,
+            "liveweb/test",
+            false,
+            false,
+        ))
+        .unwrap();
         assert_eq!(
             req,
             "GET /a?b HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\nCookie: a=b\r\nUser-Agent: liveweb/test\r\nVia: 1.1 liveweb\r\nConnection: close\r\n\r\n"
@@ -338,6 +423,7 @@ mod tests {
             &[h("User-Agent", "curl")],
             "x",
             false,
+            true,
         ))
         .unwrap();
         assert!(with_ua.contains("User-Agent: curl\r\n") && !with_ua.contains("User-Agent: x"));

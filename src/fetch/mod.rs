@@ -3,8 +3,10 @@
 
 pub mod client;
 pub mod dns;
+pub mod pool;
 pub mod tap;
 
 pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched};
 pub use dns::DnsCache;
+pub use pool::UpstreamPool;
 pub use tap::{Tap, TapItem, TapReader};

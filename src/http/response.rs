@@ -32,6 +32,9 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// Bytes the head occupies, status line to blank line.
     pub head_len: usize,
+    /// The origin will keep the connection open after this response (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `keep-alive`).
+    pub keep_alive: bool,
 }
 
 /// Parses a response head from the front of `buf`; `Ok(None)` means more bytes are needed.
@@ -79,6 +82,22 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         }
     }
 
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    for h in resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+    {
+        for t in super::request::tokens(h.value) {
+            conn_close |= t.eq_ignore_ascii_case("close");
+            conn_keep_alive |= t.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    let keep_alive = match resp.version {
+        Some(1) => !conn_close,
+        _ => conn_keep_alive && !conn_close,
+    };
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
     } else if !transfer_codings.is_empty() {
@@ -101,6 +120,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         content_type,
         framing,
         head_len,
+        keep_alive,
     }))
 }
 
@@ -286,6 +306,14 @@ mod tests {
             head("HTTP/1.1 204 No Content\r\n\r\n").framing,
             Framing::Empty
         );
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection() {
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.0 200 OK\r\n\r\n").keep_alive);
+        assert!(head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::hot::HotShard;
 use crate::archive::{ArcWriter, FileTable};
 use crate::config::Config;
-use crate::fetch::{DnsCache, FetchLimits};
+use crate::fetch::{DnsCache, FetchLimits, UpstreamPool};
 use crate::http::request::Limits;
 use crate::index::Index;
 use crate::policy::UpstreamRules;
@@ -48,6 +48,8 @@ pub struct WorkerCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub dns: DnsCache,
+    /// Idle keep-alive connections to origins.
+    pub pool: UpstreamPool,
     pub hot: RefCell<HotShard>,
     pub writer: ArcWriter,
 }

@@ -263,6 +263,7 @@ async fn fetch_and_store(
     let shared = &ctx.shared;
     let fetched = crate::fetch::fetch(
         &ctx.dns,
+        &ctx.pool,
         &shared.upstream_rules,
         &shared.fetch_limits,
         &url,

@@ -70,7 +70,14 @@ pub async fn relay(
         Method::Head => "HEAD",
     };
     let chunked = req.body == RequestBody::Chunked;
-    let head = build_request(method, &url, &req.headers, &ctx.shared.user_agent, chunked);
+    let head = build_request(
+        method,
+        &url,
+        &req.headers,
+        &ctx.shared.user_agent,
+        chunked,
+        false,
+    );
     write(&mut upstream, head, limits.read_timeout)
         .await
         .map_err(|_| Failure::Before(Error::Dropped("origin closed".into())))?;

@@ -91,6 +91,7 @@ async fn serve(setup: WorkerSetup) {
         id,
         shared: shared.clone(),
         dns: DnsCache::new(),
+        pool: crate::fetch::UpstreamPool::new(),
         hot: RefCell::new(HotShard::new(shard_bytes)),
         writer: writer.clone(),
     });
