@@ -48,37 +48,35 @@ pub struct FetchError {
 /// Smallest free space kept in the read buffer before a read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Fetches `url` and returns the whole response.
-#[allow(clippy::too_many_arguments)]
+/// Everything a worker fetches through: its DNS cache and connection pool, the shared
+/// upstream rules and limits.
+#[derive(Clone, Copy)]
+pub struct Upstream<'a> {
+    pub dns: &'a DnsCache,
+    pub pool: &'a UpstreamPool,
+    pub rules: &'a UpstreamRules,
+    pub limits: &'a FetchLimits,
+    /// Sent when the client sent no User-Agent.
+    pub user_agent: &'a str,
+}
+
+/// Fetches `url` and returns the whole response. With a tap, the bytes are also handed on
+/// as they arrive, and the tap is closed with whether the response came whole.
 pub async fn fetch(
-    dns: &DnsCache,
-    pool: &UpstreamPool,
-    rules: &UpstreamRules,
-    limits: &FetchLimits,
+    up: Upstream<'_>,
     url: &TargetUrl,
     client_headers: &[Header],
-    user_agent: &str,
     tap: Option<Rc<Tap>>,
 ) -> Result<Fetched, FetchError> {
-    let result = fetch_inner(
-        dns,
-        pool,
-        rules,
-        limits,
-        url,
-        client_headers,
-        user_agent,
-        tap.as_ref(),
-    )
-    .await;
+    let result = fetch_inner(up, url, client_headers, tap.as_ref()).await;
     if let Some(tap) = tap {
-        // The client got the whole response exactly when it was read to its end, which is
-        // also the case for a body too big to archive.
+        // With a tap, TooBig means the response was read whole (the client has it all) but
+        // is not archived.
         let whole = match &result {
             Ok(_) => Ok(()),
             Err(FetchError {
                 error: Error::TooBig(_),
-                ip: Some(_),
+                ..
             }) => Ok(()),
             Err(fe) => Err(fe.error.clone()),
         };
@@ -87,25 +85,21 @@ pub async fn fetch(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn fetch_inner(
-    dns: &DnsCache,
-    pool: &UpstreamPool,
-    rules: &UpstreamRules,
-    limits: &FetchLimits,
+    up: Upstream<'_>,
     url: &TargetUrl,
     client_headers: &[Header],
-    user_agent: &str,
     tap: Option<&Rc<Tap>>,
 ) -> Result<Fetched, FetchError> {
+    let limits = up.limits;
     let deadline = Instant::now() + limits.fetch_timeout;
-    let request = build_request("GET", url, client_headers, user_agent, false, true);
+    let request = build_request("GET", url, client_headers, up.user_agent, false, true);
     let host = url.host_for_dns();
     // A pooled connection first; if the origin had closed it (nothing comes back), once more
     // on a fresh one.
-    if let Some((stream, ip)) = pool.checkout(host, url.port) {
+    if let Some((stream, ip)) = up.pool.checkout(host, url.port) {
         match exchange(stream, &request, limits, deadline, tap).await {
-            Ok(done) => return finish(done, pool, host, url.port, ip, limits),
+            Ok(done) => return finish(done, up.pool, host, url.port, ip, limits),
             Err((_, false)) => {}
             Err((error, true)) => {
                 return Err(FetchError {
@@ -115,9 +109,9 @@ async fn fetch_inner(
             }
         }
     }
-    let (stream, ip) = connect_upstream(dns, rules, limits, host, url.port, deadline).await?;
+    let (stream, ip) = connect_upstream(up, host, url.port, deadline).await?;
     match exchange(stream, &request, limits, deadline, tap).await {
-        Ok(done) => finish(done, pool, host, url.port, ip, limits),
+        Ok(done) => finish(done, up.pool, host, url.port, ip, limits),
         Err((error, _)) => Err(FetchError {
             error,
             ip: Some(ip),
@@ -191,13 +185,12 @@ fn finish(
 /// after resolution, so a name cannot smuggle a private address past them), and connects to
 /// the first that answers.
 pub async fn connect_upstream(
-    dns: &DnsCache,
-    rules: &UpstreamRules,
-    limits: &FetchLimits,
+    up: Upstream<'_>,
     host: &str,
     port: u16,
     deadline: Instant,
 ) -> Result<(TcpStream, IpAddr), FetchError> {
+    let (dns, rules, limits) = (up.dns, up.rules, up.limits);
     let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
     let left = deadline.saturating_duration_since(Instant::now());
     let addrs = dns

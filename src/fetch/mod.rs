@@ -6,7 +6,7 @@ pub mod dns;
 pub mod pool;
 pub mod tap;
 
-pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched};
+pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched, Upstream};
 pub use dns::DnsCache;
 pub use pool::UpstreamPool;
 pub use tap::{Tap, TapItem, TapReader};

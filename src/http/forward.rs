@@ -11,19 +11,12 @@ pub use super::response::split_head;
 use super::response::{Framing, ResponseHead};
 use crate::error::Error;
 
-/// Origin headers that never reach the client; `Connection` may name more. Content-Length is
-/// rewritten by the framing decision (kept only for bodiless responses).
-const DROPPED: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "age",
-];
+/// Whether an origin header is dropped on the way to the client: the hop-by-hop ones
+/// (replaced by our own connection management) and `Age` (we set our own on hits).
+/// Content-Length is decided by the framing (kept only for bodiless responses).
+fn dropped(lower: &str) -> bool {
+    super::HOP_BY_HOP.contains(&lower) || lower == "age"
+}
 
 /// What the client asked and how the connection is managed.
 #[derive(Debug, Clone, Copy)]
@@ -133,9 +126,7 @@ pub fn forward_head(
     for h in parsed.headers.iter() {
         let lower = h.name.to_ascii_lowercase();
         let keep_length = lower == "content-length" && origin.framing == Framing::Empty;
-        if DROPPED.contains(&lower.as_str())
-            || named.contains(&lower)
-            || (lower == "content-length" && !keep_length)
+        if dropped(&lower) || named.contains(&lower) || (lower == "content-length" && !keep_length)
         {
             continue;
         }

@@ -43,6 +43,19 @@ impl Shared {
     }
 }
 
+impl WorkerCtx {
+    /// What this worker fetches through.
+    pub fn upstream(&self) -> crate::fetch::Upstream<'_> {
+        crate::fetch::Upstream {
+            dns: &self.dns,
+            pool: &self.pool,
+            rules: &self.shared.upstream_rules,
+            limits: &self.shared.fetch_limits,
+            user_agent: &self.shared.user_agent,
+        }
+    }
+}
+
 /// One worker's state; lives in an `Rc` on that worker's thread.
 pub struct WorkerCtx {
     pub id: usize,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
-use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -69,16 +68,12 @@ pub async fn send_stored(
             inflate_chunk(&mut inflate, &member, &mut out, &mut state, stream, timeout).await?;
         }
         MemberSource::File { file, offset, len } => {
-            let dup = file.fd.try_clone()?;
-            let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
+            let reader = file.reader()?;
             let mut pos = 0u64;
             let mut buf = Vec::with_capacity(FILE_CHUNK);
             while pos < len && !state.finished() {
                 let want = (len - pos).min(FILE_CHUNK as u64) as usize;
-                buf.clear();
-                let (res, slice) = f.read_exact_at(buf.slice_mut(0..want), offset + pos).await;
-                res?;
-                buf = slice.into_inner();
+                buf = reader.read(buf, offset + pos, want).await?;
                 pos += want as u64;
                 inflate_chunk(&mut inflate, &buf, &mut out, &mut state, stream, timeout).await?;
             }
@@ -121,16 +116,12 @@ async fn send_plain(
         }
         MemberSource::File { file, offset, len } => (file, offset, len),
     };
-    let dup = file.fd.try_clone()?;
-    let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
+    let reader = file.reader()?;
     let mut pos = 0u64;
     let mut buf = Vec::with_capacity(OUT_CHUNK);
     while pos < len && !state.finished() {
         let want = (len - pos).min(OUT_CHUNK as u64) as usize;
-        buf.clear();
-        let (res, slice) = f.read_exact_at(buf.slice_mut(0..want), offset + pos).await;
-        res?;
-        buf = slice.into_inner();
+        buf = reader.read(buf, offset + pos, want).await?;
         pos += want as u64;
         state.push(&buf).map_err(invalid)?;
         if state.body_passes_through() && state.payload_left > 0 {

@@ -261,17 +261,7 @@ async fn fetch_and_store(
     tap: Option<Rc<Tap>>,
 ) {
     let shared = &ctx.shared;
-    let fetched = crate::fetch::fetch(
-        &ctx.dns,
-        &ctx.pool,
-        &shared.upstream_rules,
-        &shared.fetch_limits,
-        &url,
-        &headers,
-        &shared.user_agent,
-        tap,
-    )
-    .await;
+    let fetched = crate::fetch::fetch(ctx.upstream(), &url, &headers, tap).await;
     let outcome = match fetched {
         Ok(f) => store::store_response(&ctx, &url, f).await,
         Err(fe) if archive_failures && fe.error.is_archived_failure() => {

@@ -53,16 +53,10 @@ pub async fn relay(
     }
     let limits = &ctx.shared.fetch_limits;
     let deadline = Instant::now() + limits.fetch_timeout;
-    let (mut upstream, _ip) = crate::fetch::connect_upstream(
-        &ctx.dns,
-        &ctx.shared.upstream_rules,
-        limits,
-        url.host_for_dns(),
-        url.port,
-        deadline,
-    )
-    .await
-    .map_err(|fe| Failure::Before(fe.error))?;
+    let (mut upstream, _ip) =
+        crate::fetch::connect_upstream(ctx.upstream(), url.host_for_dns(), url.port, deadline)
+            .await
+            .map_err(|fe| Failure::Before(fe.error))?;
 
     let method = match &req.method {
         Method::Other(m) => m.as_str(),

@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
@@ -139,13 +138,9 @@ async fn write_all<B: monoio::buf::IoBuf + 'static>(
 /// Reads a record region through io_uring (buffered, so the pages become resident too).
 async fn read_region(file: &ArcFile, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
-    let dup = file.fd.try_clone()?;
-    let f = monoio::fs::File::from_std(std::fs::File::from(dup))?;
-    let (res, slice) = f
-        .read_exact_at(Vec::with_capacity(len).slice_mut(0..len), offset)
-        .await;
-    res?;
-    Ok(slice.into_inner())
+    file.reader()?
+        .read(Vec::with_capacity(len), offset, len)
+        .await
 }
 
 /// Whether every page of the region is in the page cache (mmap + mincore: no disk access).

@@ -31,16 +31,9 @@ pub async fn open(ctx: &WorkerCtx, req: &RequestHead) -> Result<TcpStream, Error
     let limits = &shared.fetch_limits;
     let deadline = Instant::now() + limits.connect_timeout;
     let dns_host = host.trim_start_matches('[').trim_end_matches(']');
-    let (stream, _ip) = crate::fetch::connect_upstream(
-        &ctx.dns,
-        &shared.upstream_rules,
-        limits,
-        dns_host,
-        port,
-        deadline,
-    )
-    .await
-    .map_err(|fe| fe.error)?;
+    let (stream, _ip) = crate::fetch::connect_upstream(ctx.upstream(), dns_host, port, deadline)
+        .await
+        .map_err(|fe| fe.error)?;
     Ok(stream)
 }
 
