@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::os::fd::AsRawFd;
 
 use std::cell::RefCell;
 
 use super::hot::HotShard;
+use super::send::write_all;
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
 use crate::http::forward::{ClientSide, ResponseStreamer};
@@ -107,7 +107,7 @@ async fn send_plain(
                 let rest = state.payload_left as usize;
                 state.flush(stream, timeout).await?;
                 let body = record.slice(head_part..(head_part + rest).min(record.len()));
-                write_bytes(stream, body, timeout).await?;
+                write_all(stream, body, timeout).await?;
                 state.skip_rest();
             } else {
                 state.push(&record[head_part..]).map_err(invalid)?;
@@ -119,12 +119,16 @@ async fn send_plain(
     let reader = file.reader()?;
     let mut pos = 0u64;
     let mut buf = Vec::with_capacity(OUT_CHUNK);
+    // Residency is checked once, when the head is out: if the body is not in the page cache
+    // then, reading it through io_uring is the way, not another mmap + mincore per chunk.
+    let mut sendfile_checked = false;
     while pos < len && !state.finished() {
         let want = (len - pos).min(OUT_CHUNK as u64) as usize;
         buf = reader.read(buf, offset + pos, want).await?;
         pos += want as u64;
         state.push(&buf).map_err(invalid)?;
-        if state.body_passes_through() && state.payload_left > 0 {
+        if !sendfile_checked && state.body_passes_through() && state.payload_left > 0 {
+            sendfile_checked = true;
             let rest = state.payload_left;
             state.flush(stream, timeout).await?;
             let fd = file.fd.as_raw_fd();
@@ -137,16 +141,6 @@ async fn send_plain(
         state.flush_if_full(stream, timeout).await?;
     }
     state.finish(stream, timeout).await
-}
-
-async fn write_bytes(stream: &mut TcpStream, data: Bytes, timeout: Duration) -> io::Result<()> {
-    match monoio::time::timeout(timeout, stream.write_all(data)).await {
-        Ok((res, _)) => res.map(|_| ()),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client write timed out",
-        )),
-    }
 }
 
 /// Inflates one compressed chunk, pushing everything it yields through the decoder.
@@ -281,17 +275,7 @@ impl Decoder {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.pending);
-        let (res, mut buf) = match monoio::time::timeout(timeout, stream.write_all(buf)).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client write timed out",
-                ))
-            }
-        };
-        res?;
+        let mut buf = write_all(stream, std::mem::take(&mut self.pending), timeout).await?;
         buf.clear();
         self.pending = buf;
         Ok(())

@@ -98,14 +98,19 @@ pub struct ReplyTo {
     pub forward: bool,
 }
 
-/// Answers one request.
-pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead) -> Response {
+/// Answers one request; `forward` is `forward_requested` for it (the connection loop has
+/// already worked it out to route CONNECT and other methods).
+pub async fn handle(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    forward: Result<bool, Error>,
+) -> Response {
     let conn = ConnState {
         keep_alive: req.keep_alive,
         version: req.version,
     };
     let head_only = req.method == Method::Head;
-    let to = match forward_requested(ctx, req) {
+    let to = match forward {
         Ok(forward) => ReplyTo {
             conn,
             head_only,

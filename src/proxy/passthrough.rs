@@ -8,7 +8,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use super::WorkerCtx;
@@ -150,10 +150,9 @@ pub async fn relay(
 }
 
 async fn write(stream: &mut TcpStream, data: Vec<u8>, timeout: Duration) -> io::Result<()> {
-    match monoio::time::timeout(timeout, stream.write_all(data)).await {
-        Ok((res, _)) => res.map(|_| ()),
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-    }
+    super::send::write_all(stream, data, timeout)
+        .await
+        .map(drop)
 }
 
 /// Reads more client bytes into `buf` (appending); `Ok(0)` at end of stream.

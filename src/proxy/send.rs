@@ -86,21 +86,14 @@ async fn send_live(
 async fn write_record(
     ctx: &WorkerCtx,
     stream: &mut TcpStream,
-    mut head: Vec<u8>,
+    head: Vec<u8>,
     body: Body,
     timeout: Duration,
 ) -> io::Result<()> {
     match body {
         Body::Forward { .. } | Body::Live { .. } => Ok(()),
-        Body::None => write_all(stream, head, timeout).await,
-        Body::Memory(bytes) if bytes.len() <= COALESCE_LIMIT => {
-            head.extend_from_slice(&bytes);
-            write_all(stream, head, timeout).await
-        }
-        Body::Memory(bytes) => {
-            write_all(stream, head, timeout).await?;
-            write_all(stream, bytes, timeout).await
-        }
+        Body::None => write_all(stream, head, timeout).await.map(drop),
+        Body::Memory(bytes) => write_memory(stream, head, bytes, timeout).await,
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
             if is_resident(file.fd.as_raw_fd(), offset, len) {
@@ -109,29 +102,37 @@ async fn write_record(
             } else {
                 let member = bytes::Bytes::from(read_region(&file, offset, len).await?);
                 ctx.hot.borrow_mut().insert(&record.loc, member.clone());
-                if member.len() <= COALESCE_LIMIT {
-                    head.extend_from_slice(&member);
-                    write_all(stream, head, timeout).await
-                } else {
-                    write_all(stream, head, timeout).await?;
-                    write_all(stream, member, timeout).await
-                }
+                write_memory(stream, head, member, timeout).await
             }
         }
     }
 }
 
-async fn write_all<B: monoio::buf::IoBuf + 'static>(
+/// Head and an in-memory body: one write when the body is small, two otherwise.
+async fn write_memory(
+    stream: &mut TcpStream,
+    mut head: Vec<u8>,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> io::Result<()> {
+    if body.len() <= COALESCE_LIMIT {
+        head.extend_from_slice(&body);
+        return write_all(stream, head, timeout).await.map(drop);
+    }
+    write_all(stream, head, timeout).await?;
+    write_all(stream, body, timeout).await.map(drop)
+}
+
+/// Writes all of `buf` to a client or origin, waiting at most `timeout`; hands the buffer
+/// back (rent-style) so callers can reuse its allocation.
+pub(crate) async fn write_all<B: monoio::buf::IoBuf + 'static>(
     stream: &mut TcpStream,
     buf: B,
     timeout: Duration,
-) -> io::Result<()> {
+) -> io::Result<B> {
     match monoio::time::timeout(timeout, stream.write_all(buf)).await {
-        Ok((res, _)) => res.map(|_| ()),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client write timed out",
-        )),
+        Ok((res, buf)) => res.map(|_| buf),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
     }
 }
 

@@ -40,35 +40,23 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
                 Fill::Data => continue,
                 Fill::Closed => return,
             },
-            Err(e) => {
-                let close = ConnState {
-                    keep_alive: false,
-                    version: 1,
-                };
-                let resp = proxy::error_response(&e, close, false);
-                let _ = write_response(&ctx, &mut stream, resp, idle).await;
-                return;
-            }
+            Err(e) => return refuse(&ctx, &mut stream, &e, 1, idle).await,
         };
         buf.drain(..used);
-        let forward = proxy::forward_requested(&ctx, &req) == Ok(true);
+        let mode = proxy::forward_requested(&ctx, &req);
+        let forward = mode == Ok(true);
         let absolute = !req.target.starts_with('/');
-        if forward && req.method == Method::Other("CONNECT".into()) {
+        let connect_method = matches!(&req.method, Method::Other(m) if m == "CONNECT");
+        if forward && connect_method {
             return connect(&ctx, stream, &req, buf, idle).await;
         }
         if forward && absolute && !matches!(req.method, Method::Get | Method::Head) {
             match passthrough::relay(&ctx, &mut stream, &req, &mut buf, idle).await {
                 Ok(true) if !drain.is_draining() => continue,
                 Ok(_) | Err(Failure::After) => return,
+                // The request body may be unread: answer, then close.
                 Err(Failure::Before(e)) => {
-                    // The request body may be unread: answer, then close.
-                    let close = ConnState {
-                        keep_alive: false,
-                        version: req.version,
-                    };
-                    let resp = proxy::error_response(&e, close, false);
-                    let _ = write_response(&ctx, &mut stream, resp, idle).await;
-                    return;
+                    return refuse(&ctx, &mut stream, &e, req.version, idle).await
                 }
             }
         }
@@ -83,20 +71,14 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
             RequestBody::Length(_) => Some(Error::RequestBodyTooLarge),
             RequestBody::Chunked => Some(Error::NotImplemented("chunked request bodies")),
         };
+        if let Some(e) = body_error {
+            // The body was not consumed, so the connection cannot carry another request.
+            return refuse(&ctx, &mut stream, &e, req.version, idle).await;
+        }
         let mut req = req;
-        // The body was not consumed, so the connection cannot carry another request; and a
-        // draining worker answers this request, then closes.
-        req.keep_alive &= body_error.is_none() && !drain.is_draining();
-        let resp = match body_error {
-            Some(e) => {
-                let conn = ConnState {
-                    keep_alive: false,
-                    version: req.version,
-                };
-                proxy::error_response(&e, conn, false)
-            }
-            None => proxy::handle(&ctx, &req).await,
-        };
+        // A draining worker answers this request, then closes.
+        req.keep_alive &= !drain.is_draining();
+        let resp = proxy::handle(&ctx, &req, mode).await;
         match write_response(&ctx, &mut stream, resp, idle).await {
             Ok(true) if req.keep_alive => {}
             _ => return,
@@ -126,15 +108,18 @@ async fn connect(
                 .await;
             }
         }
-        Err(e) => {
-            let close = ConnState {
-                keep_alive: false,
-                version: req.version,
-            };
-            let resp = proxy::error_response(&e, close, false);
-            let _ = write_response(ctx, &mut stream, resp, idle).await;
-        }
+        Err(e) => refuse(ctx, &mut stream, &e, req.version, idle).await,
     }
+}
+
+/// Answers with an error reply and `Connection: close`; the caller then drops the connection.
+async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8, idle: Duration) {
+    let close = ConnState {
+        keep_alive: false,
+        version,
+    };
+    let resp = proxy::error_response(e, close, false);
+    let _ = write_response(ctx, stream, resp, idle).await;
 }
 
 /// Reads more bytes into `buf`, waiting at most `idle`; a connection idle between requests
