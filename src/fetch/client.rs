@@ -93,12 +93,20 @@ async fn fetch_inner(
 ) -> Result<Fetched, FetchError> {
     let limits = up.limits;
     let deadline = Instant::now() + limits.fetch_timeout;
-    let request = build_request("GET", url, client_headers, up.user_agent, false, true);
+    // Shared, so a retry on a fresh connection does not copy it.
+    let request = bytes::Bytes::from(build_request(
+        "GET",
+        url,
+        client_headers,
+        up.user_agent,
+        false,
+        true,
+    ));
     let host = url.host_for_dns();
     // A pooled connection first; if the origin had closed it (nothing comes back), once more
     // on a fresh one.
     if let Some((stream, ip)) = up.pool.checkout(host, url.port) {
-        match exchange(stream, &request, limits, deadline, tap).await {
+        match exchange(stream, request.clone(), limits, deadline, tap).await {
             Ok(done) => return finish(done, up.pool, host, url.port, ip, limits),
             Err((_, false)) => {}
             Err((error, true)) => {
@@ -110,7 +118,7 @@ async fn fetch_inner(
         }
     }
     let (stream, ip) = connect_upstream(up, host, url.port, deadline).await?;
-    match exchange(stream, &request, limits, deadline, tap).await {
+    match exchange(stream, request.clone(), limits, deadline, tap).await {
         Ok(done) => finish(done, up.pool, host, url.port, ip, limits),
         Err((error, _)) => Err(FetchError {
             error,
@@ -132,13 +140,12 @@ struct Exchanged {
 /// back (if not, a pooled connection was stale and the request can be retried).
 async fn exchange(
     mut stream: TcpStream,
-    request: &[u8],
+    request: bytes::Bytes,
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
 ) -> Result<Exchanged, (Error, bool)> {
-    let write =
-        monoio::time::timeout(limits.read_timeout, stream.write_all(request.to_vec())).await;
+    let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
     match write {
         Err(_) => return Err((Error::ReadTimeout("sending request"), true)),
         Ok((Err(e), _)) => return Err((Error::Dropped(format!("sending request: {e}")), false)),
