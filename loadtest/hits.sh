@@ -13,21 +13,12 @@ for tool in wrk nginx taskset curl; do
 done
 cargo build --release --quiet  # never measure a stale binary
 
-WORK=$(mktemp -d)
-chmod 755 "$WORK"  # nginx workers run as www-data
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. loadtest/lib.sh
 
 # Origin: nginx, static files, sendfile, long keep-alive so wrk never reconnects.
 mkdir -p "$WORK/www" "$WORK/nginx"
 head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
 chmod -R a+rX "$WORK/www"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Two ports on one nginx: DIRECT (no log) for the ceiling rounds, ORIGIN (every request
 # logged) behind liveweb, so the log counts exactly the requests liveweb sent.
 DIRECT_PORT=$(free_port)
@@ -48,12 +39,7 @@ CONF
 nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 PIDS+=($!)
 
-target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
-  --data-dir "$WORK/data" 2> "$WORK/liveweb.log" &
-LW_PID=$!
-PIDS+=($LW_PID)
-for _ in $(seq 50); do grep -q listening "$WORK/liveweb.log" 2>/dev/null && break; sleep 0.1; done
-LW_ADDR=$(grep -o '127.0.0.1:[0-9]*' "$WORK/liveweb.log" | head -1)
+launch_liveweb
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$DIRECT_PORT/1k.bin" -o /dev/null && break; sleep 0.1; done
 
 URL="http://127.0.0.1:$ORIGIN_PORT/1k.bin"
@@ -80,7 +66,7 @@ run() { # name, wrk args...
   printf '%-22s %12s req/s  p50 %-9s p99 %-9s\n' "$name" "$rps" "$p50" "$p99" | tee -a "$OUT.summary"
 }
 for r in $(seq "$ROUNDS"); do
-  TARGET="$URL" run "liveweb-hit-1k#$r" -s loadtest/abs.lua "http://$LW_ADDR"
+  TARGET="$URL" run "liveweb-hit-1k#$r" -s loadtest/peers.lua "http://$LW_ADDR"
   run "nginx-static-1k#$r" "http://127.0.0.1:$DIRECT_PORT/1k.bin"
 done
 lw_origin=$(( $(origin_requests) - primed ))

@@ -28,22 +28,8 @@ if ((${#need[@]})); then
 fi
 cargo build --release --quiet  # never measure a stale binary
 
-WORK=$(mktemp -d)
-chmod 755 "$WORK"   # the peers drop privileges and must read their files
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    pkill -TERM -P "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. loadtest/lib.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; return 1; }
 render() { sed -e "s|@WORK@|$WORK|g" -e "s|@ORIGIN@|$ORIGIN|g" -e "s|@PORT@|$2|g" "loadtest/peers/$1"; }
 
@@ -65,15 +51,12 @@ origin_requests() { wc -l < "$WORK/origin/access.log" 2>/dev/null || echo 0; }
 # ---- peers ----
 declare -A ADDR PID
 start_liveweb() {
-  target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
-    --data-dir "$WORK/liveweb" --mem-cache 1GB 2> "$WORK/liveweb.log" &
-  PID[liveweb]=$!
-  PIDS+=($!)
-  for _ in $(seq 100); do grep -q listening "$WORK/liveweb.log" 2>/dev/null && break; sleep 0.1; done
-  ADDR[liveweb]=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/liveweb.log" | grep -o '127.0.0.1:[0-9]*')
+  launch_liveweb --mem-cache 1GB
+  PID[liveweb]=$LW_PID
+  ADDR[liveweb]=$LW_ADDR
   # Forward mode is the same process, chosen per request with X-Liveweb-Mode.
-  ADDR[liveweb-forward]=${ADDR[liveweb]}
-  PID[liveweb-forward]=${PID[liveweb]}
+  ADDR[liveweb-forward]=$LW_ADDR
+  PID[liveweb-forward]=$LW_PID
 }
 start_nginx() {
   local port; port=$(free_port)

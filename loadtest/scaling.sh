@@ -12,16 +12,7 @@ for tool in wrk nginx taskset curl; do
 done
 cargo build --release --quiet  # never measure a stale binary
 
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. loadtest/lib.sh
 
 mkdir -p "$WORK/www"
 head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
@@ -41,11 +32,8 @@ http {
 CONF
 nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.err" &
 PIDS+=($!)
-target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
-  --data-dir "$WORK/data" --client-idle-timeout 120s 2> "$WORK/liveweb.log" &
-PIDS+=($!)
-for _ in $(seq 100); do grep -q listening "$WORK/liveweb.log" 2>/dev/null && break; sleep 0.1; done
-LW=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/liveweb.log" | grep -o '127.0.0.1:[0-9]*')
+launch_liveweb --client-idle-timeout 120s
+LW=$LW_ADDR
 URL="http://127.0.0.1:$ORIGIN/1k.bin"
 for _ in $(seq 50); do curl -sf "$URL" -o /dev/null && break; sleep 0.1; done
 curl -sf -x "http://$LW" "$URL" -o /dev/null

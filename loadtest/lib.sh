@@ -1,0 +1,31 @@
+# Shared by the load scripts (source it): a work directory removed at exit together with
+# every process started here, free loopback ports, and starting liveweb.
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK"   # peers (nginx workers, varnish, squid) drop privileges and must read it
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts the release build on a free port with `--workers 2`, loopback upstreams allowed and
+# its data under $WORK, plus any extra flags; sets LW_PID and LW_ADDR (host:port).
+launch_liveweb() {
+  target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
+    --data-dir "$WORK/liveweb" "$@" 2> "$WORK/liveweb.log" &
+  LW_PID=$!
+  PIDS+=("$LW_PID")
+  for _ in $(seq 100); do grep -q listening "$WORK/liveweb.log" 2>/dev/null && break; sleep 0.1; done
+  LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/liveweb.log" | grep -o '127.0.0.1:[0-9]*')
+  [ -n "$LW_ADDR" ] || { echo "liveweb did not start:" >&2; cat "$WORK/liveweb.log" >&2; return 1; }
+}
