@@ -162,12 +162,10 @@ fn chunked_and_close_delimited_origins_for_http11_and_http10_clients() {
         }
     }
     // An HTTP/1.0 client cannot read chunked: it gets the decoded body, then the close.
-    let mut c = connect(proxy.addr);
-    c.get_mut()
-        .write_all(format!("GET {} HTTP/1.0\r\n\r\n", origin.url("/chunked")).as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
+    let all = send_until_close(
+        proxy.addr,
+        format!("GET {} HTTP/1.0\r\n\r\n", origin.url("/chunked")).as_bytes(),
+    );
     let text = String::from_utf8(all).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(!text.contains("Transfer-Encoding") && text.contains("Connection: close\r\n"));
@@ -252,12 +250,10 @@ fn cut_origins_close_the_client_and_failures_are_not_archived() {
     for _ in 0..2 {
         // The head went out before the origin cut: the client sees its connection close
         // short of Content-Length, never a complete-looking reply.
-        let mut c = connect(proxy.addr);
-        c.get_mut()
-            .write_all(format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/short")).as_bytes())
-            .unwrap();
-        let mut all = Vec::new();
-        c.read_to_end(&mut all).unwrap();
+        let all = send_until_close(
+            proxy.addr,
+            format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/short")).as_bytes(),
+        );
         let text = String::from_utf8_lossy(&all);
         assert!(text.contains("Content-Length: 100\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\ncut"), "{text}");
@@ -271,12 +267,10 @@ fn cut_origins_close_the_client_and_failures_are_not_archived() {
                 .to_vec(),
         ),
     );
-    let mut c = connect(proxy.addr);
-    c.get_mut()
-        .write_all(format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/badchunk")).as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
+    let all = send_until_close(
+        proxy.addr,
+        format!("GET {} HTTP/1.1\r\n\r\n", origin.url("/badchunk")).as_bytes(),
+    );
     let text = String::from_utf8_lossy(&all);
     // Either the fetch failed before anything was sent (a plain 502 E35), or the client saw
     // the chunked reply end without its last chunk: never a complete-looking 200.

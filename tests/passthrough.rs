@@ -183,14 +183,10 @@ fn successful_unsafe_methods_invalidate_and_options_do_not() {
 fn cut_responses_close_the_connection_and_liveweb_mode_refuses() {
     let origin = body_origin();
     let proxy = Proxy::start(&["--mode", "forward"]);
-    let mut c = connect(proxy.addr);
-    c.get_mut()
-        .write_all(
-            format!("POST http://{origin}/cut HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
-        )
-        .unwrap();
-    let mut all = Vec::new();
-    let _ = c.read_to_end(&mut all);
+    let all = send_until_close(
+        proxy.addr,
+        format!("POST http://{origin}/cut HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+    );
     let text = String::from_utf8_lossy(&all);
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("Content-Length: 1000"),

@@ -460,6 +460,16 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Reply {
     read_reply(&mut conn, raw.starts_with(b"HEAD "))
 }
 
+/// Sends raw request bytes on a new connection and reads everything until the server closes
+/// it (for replies that end by closing, or are cut short).
+pub fn send_until_close(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut conn = connect(addr);
+    conn.get_mut().write_all(raw).expect("send");
+    let mut all = Vec::new();
+    let _ = conn.read_to_end(&mut all);
+    all
+}
+
 /// `GET <url>` through the proxy with extra header lines.
 pub fn get(addr: SocketAddr, url: &str, extra_headers: &str) -> Reply {
     send_raw(
