@@ -4,6 +4,8 @@
 #
 #   loadtest/peers.sh [seconds-per-case]          (default 10)
 #   PEERS="liveweb nginx" loadtest/peers.sh 5     (a subset)
+#   CASES="hit-4m miss-4k" PEERS=liveweb loadtest/peers.sh 5   (some cases; origin only
+#                                                    when it is in PEERS or PEERS is unset)
 #
 # Origin: nginx serving 1 KiB, 256 KiB and 4 MiB objects and a 4 KiB /u/<anything> space.
 # Cases per target: hits on each size at -c50, 1 KiB hits at -c256, misses on never-repeated
@@ -15,7 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-PEERS=${PEERS:-"liveweb liveweb-forward nginx varnish squid ats"}
+PEERS=${PEERS:-"liveweb liveweb-forward nginx varnish squid ats origin"}
+CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k"}
 
 need=()
 for tool in wrk nginx varnishd squid traffic_server taskset curl; do
@@ -104,6 +107,7 @@ for p in $PEERS; do
     varnish) start_varnish ;;
     squid) start_squid ;;
     ats) start_ats ;;
+    origin) ;;
     *) echo "unknown peer $p" >&2; exit 2 ;;
   esac
 done
@@ -111,6 +115,7 @@ done
 # A peer counts only if a repeated request is served without the origin.
 mode_header() { [ "$1" = liveweb-forward ] && echo "X-Liveweb-Mode: forward" || echo "X-Liveweb-Mode-Unused: 1"; }
 for p in $PEERS; do
+  [ "$p" = origin ] && continue
   ok=
   for _ in $(seq 100); do
     if curl -s -o /dev/null --max-time 2 -H "$(mode_header "$p")" -x "http://${ADDR[$p]}" "http://127.0.0.1:$ORIGIN/1k.bin"; then ok=1; break; fi
@@ -153,9 +158,10 @@ to_mb() { # wrk's Transfer/sec (e.g. 3.44GB) in MB/s
 }
 ticks=$(getconf CLK_TCK)
 printf '%-16s %-10s %10s %8s %9s %9s %7s %9s %6s\n' target case req/s MB/s p50 p99 errors origin cpu | tee "$OUT.rows"
-run_case() { # target case conns url mode [pid]
+run_case() { # target case conns url addr [pid]
   local target=$1 name=$2 conns=$3 url=$4 addr=$5 pid=${6:-}
   local before cpu0 raw
+  [[ " $CASES " == *" $name "* ]] || return 0
   before=$(origin_requests)
   cpu0=$([ -n "$pid" ] && cpu_of "$pid" || echo 0)
   raw=$(TARGET="$url" MODE="$( [ "$target" = liveweb-forward ] && echo forward || echo "")" PREFIX="$STAMP-$target" \
@@ -182,10 +188,12 @@ for p in "${READY[@]}"; do
   run_case "$p" "hit-1k-c256" 256 "http://127.0.0.1:$ORIGIN/1k.bin" "${ADDR[$p]}" "${PID[$p]}"
   run_case "$p" "miss-4k" 50 "http://127.0.0.1:$ORIGIN/u/" "${ADDR[$p]}" "${PID[$p]}"
 done
-for obj in 1k 256k 4m; do
-  run_case origin "hit-$obj" 50 "http://127.0.0.1:$DIRECT/$obj.bin" "127.0.0.1:$DIRECT"
-done
-run_case origin "hit-1k-c256" 256 "http://127.0.0.1:$DIRECT/1k.bin" "127.0.0.1:$DIRECT"
+if [[ " $PEERS " == *" origin "* ]]; then
+  for obj in 1k 256k 4m; do
+    run_case origin "hit-$obj" 50 "http://127.0.0.1:$DIRECT/$obj.bin" "127.0.0.1:$DIRECT"
+  done
+  run_case origin "hit-1k-c256" 256 "http://127.0.0.1:$DIRECT/1k.bin" "127.0.0.1:$DIRECT"
+fi
 
 {
   echo "# loadtest/peers.sh $SECS s per case, $(date -u), $(nproc) CPUs, $(uname -r)"

@@ -32,9 +32,21 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Worker threads, each pinned to a CPU with its own io_uring runtime [default: CPUs].
+    /// Worker threads, each with its own io_uring runtime [default: CPUs].
     #[arg(long, env = "LIVEWEB_WORKERS")]
     pub workers: Option<usize>,
+
+    /// Where workers run: `auto` pins worker N to the Nth CPU; `off` leaves placement to
+    /// the scheduler (for machines where something else is pinned to some of the CPUs, such
+    /// as a load generator); a list such as `0,2-3` pins workers to those CPUs in turn.
+    #[arg(long, env = "LIVEWEB_CPU_AFFINITY", default_value = "auto", value_parser = parse_affinity)]
+    pub cpu_affinity: CpuAffinity,
+
+    /// TCP_NOTSENT_LOWAT on client connections: at most this much reply data waits unsent
+    /// in the kernel; the rest stays with the worker until the socket drains. `0` keeps
+    /// the system's setting (net.ipv4.tcp_notsent_lowat).
+    #[arg(long, env = "LIVEWEB_NOTSENT_LOWAT", default_value = "128KB", value_parser = parse_size)]
+    pub notsent_lowat: u64,
 
     /// Reply shape: `liveweb` (the ARC record) or `forward` (the origin's own response, as
     /// from a classic caching forward proxy). Per request: `X-Liveweb-Mode`.
@@ -170,6 +182,41 @@ pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
     }
 }
 
+/// How worker threads are placed on CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuAffinity {
+    /// Worker N on the Nth CPU the process may use.
+    Auto,
+    /// No pinning.
+    Off,
+    /// Workers take these CPU ids in turn.
+    Cpus(Vec<usize>),
+}
+
+/// Parses `auto`, `off` or a CPU list such as `0,2-3`.
+pub fn parse_affinity(s: &str) -> Result<CpuAffinity, String> {
+    match s.trim() {
+        "auto" => return Ok(CpuAffinity::Auto),
+        "off" | "none" => return Ok(CpuAffinity::Off),
+        _ => {}
+    }
+    let bad = || format!("invalid --cpu-affinity {s:?}: use auto, off or a CPU list such as 0,2-3");
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.trim(), hi.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| bad())?;
+        let hi: usize = hi.parse().map_err(|_| bad())?;
+        if lo > hi || hi - lo >= 4096 {
+            return Err(bad());
+        }
+        cpus.extend(lo..=hi);
+    }
+    Ok(CpuAffinity::Cpus(cpus))
+}
+
 impl Config {
     /// Checks what clap cannot: cross-field rules and not-yet-available features.
     pub fn validate(&self) -> Result<(), String> {
@@ -181,6 +228,9 @@ impl Config {
         }
         if self.workers == Some(0) {
             return Err("--workers must be at least 1".into());
+        }
+        if self.notsent_lowat > i32::MAX as u64 {
+            return Err("--notsent-lowat must be below 2GB".into());
         }
         if self.fetch_timeout.is_zero()
             || self.connect_timeout.is_zero()
@@ -297,6 +347,22 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn affinities() {
+        assert_eq!(parse_affinity("auto"), Ok(CpuAffinity::Auto));
+        assert_eq!(parse_affinity("off"), Ok(CpuAffinity::Off));
+        assert_eq!(parse_affinity("0"), Ok(CpuAffinity::Cpus(vec![0])));
+        assert_eq!(
+            parse_affinity("0, 2-4"),
+            Ok(CpuAffinity::Cpus(vec![0, 2, 3, 4]))
+        );
+        assert!(parse_affinity("").is_err());
+        assert!(parse_affinity("3-1").is_err());
+        assert!(parse_affinity("0,x").is_err());
+        assert!(parse_affinity("-1").is_err());
+        assert!(parse_affinity("0-99999999").is_err());
     }
 
     #[test]

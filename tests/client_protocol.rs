@@ -241,3 +241,31 @@ fn get_with_small_body_is_consumed_and_connection_reused() {
     );
     proxy.finish();
 }
+
+#[test]
+fn cpu_affinity_off_and_lists_serve_and_unknown_cpus_are_refused() {
+    for affinity in ["off", "0", "0,0"] {
+        let proxy = Proxy::start(&["--workers", "2", "--cpu-affinity", affinity]);
+        let r = send_raw(
+            proxy.addr,
+            b"GET /_liveweb/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(r.status, 200, "--cpu-affinity {affinity}");
+        proxy.finish();
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (affinity, expect) in [
+        ("4095", "CPU 4095 is not available"),
+        ("1-x", "invalid --cpu-affinity"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(["--cpu-affinity", affinity])
+            .output()
+            .expect("run liveweb");
+        assert!(!out.status.success(), "--cpu-affinity {affinity} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{affinity}: {stderr}");
+    }
+}

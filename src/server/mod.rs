@@ -1,5 +1,5 @@
-//! Threads and runtimes: recovery of the data directory, then one pinned OS thread per
-//! worker, each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
+//! Threads and runtimes: recovery of the data directory, then one OS thread per worker
+//! (pinned as --cpu-affinity says), each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
 //! and hot shard; the on-seal hand-off thread; and shutdown.
 
 mod conn;
@@ -17,7 +17,7 @@ use futures_channel::oneshot;
 
 use crate::archive::handoff::Handoff;
 use crate::archive::recover::{recover, Recovered};
-use crate::config::Config;
+use crate::config::{Config, CpuAffinity};
 use crate::proxy::Shared;
 
 /// Which I/O driver the runtimes use.
@@ -27,6 +27,41 @@ pub fn driver_name() -> &'static str {
     } else {
         "epoll"
     }
+}
+
+/// The CPU each worker is pinned to (None: not pinned), as `affinity` asks. A listed CPU
+/// this process may not run on is an error rather than a silently unpinned worker.
+fn worker_cpus(
+    affinity: &CpuAffinity,
+    workers: usize,
+) -> io::Result<Vec<Option<core_affinity::CoreId>>> {
+    let allowed = core_affinity::get_core_ids().unwrap_or_default();
+    let chosen: Vec<core_affinity::CoreId> = match affinity {
+        CpuAffinity::Off => Vec::new(),
+        CpuAffinity::Auto => allowed,
+        CpuAffinity::Cpus(list) => {
+            let mut chosen = Vec::with_capacity(list.len());
+            for &id in list {
+                match allowed.iter().find(|c| c.id == id) {
+                    Some(core) => chosen.push(*core),
+                    None => {
+                        let ids: Vec<String> = allowed.iter().map(|c| c.id.to_string()).collect();
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "--cpu-affinity: CPU {id} is not available to this process (available: {})",
+                                ids.join(",")
+                            ),
+                        ));
+                    }
+                }
+            }
+            chosen
+        }
+    };
+    Ok((0..workers)
+        .map(|w| (!chosen.is_empty()).then(|| chosen[w % chosen.len()]))
+        .collect())
 }
 
 /// A running server.
@@ -45,10 +80,12 @@ impl Server {
     /// Recovers the data directory, binds, and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
         let workers = config.worker_count();
+        let placement = worker_cpus(&config.cpu_affinity, workers)?;
         for w in 0..workers {
             std::fs::create_dir_all(config.data_dir.join(w.to_string()))?;
         }
-        let (listeners, local_addr) = listener::bind_all(config.listen, workers)?;
+        let (listeners, local_addr) =
+            listener::bind_all(config.listen, workers, config.notsent_lowat)?;
         let shared = Arc::new(Shared::new(config));
         let config = &shared.config;
 
@@ -74,14 +111,13 @@ impl Server {
             None => None,
         };
 
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
         let pool = monoio::blocking::DefaultThreadPool::new(4);
         let mut handles = Vec::with_capacity(workers);
         let mut stops = Vec::with_capacity(workers);
         for (id, std_listener) in listeners.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
             stops.push(stop_tx);
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let core = placement.get(id).copied().flatten();
             let setup = worker::WorkerSetup {
                 id,
                 core,

@@ -30,7 +30,12 @@ pub(super) struct WorkerSetup {
 
 pub(super) fn run(setup: WorkerSetup) {
     if let Some(core) = setup.core {
-        core_affinity::set_for_current(core);
+        if !core_affinity::set_for_current(core) {
+            eprintln!(
+                "liveweb: worker {} could not be pinned to CPU {}; running unpinned",
+                setup.id, core.id
+            );
+        }
     }
     let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
