@@ -239,6 +239,11 @@ impl ResponseTracker {
         self.head.take()
     }
 
+    /// Bytes before the body (interim 1xx responses included), once the head is complete.
+    pub fn head_len(&self) -> Option<usize> {
+        self.body.is_some().then_some(self.head_buf.len())
+    }
+
     pub fn body_len(&self) -> u64 {
         self.body.as_ref().map_or(0, BodyTracker::body_len)
     }
