@@ -3,6 +3,7 @@
 # alternating rounds. wrk -t1 -c50 -d10s pinned to CPU 1; loopback only; everything started
 # here is stopped at the end. Usage: loadtest/hits.sh [rounds] [seconds]
 # Needs: wrk, nginx (apt-get install wrk nginx), a release build (cargo build --release).
+# LIVEWEB_* settings in the environment reach liveweb (e.g. LIVEWEB_CPU_AFFINITY=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -52,7 +53,7 @@ primed=$(origin_requests)
 OUT=loadtest/results/hits-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "# loadtest/hits.sh rounds=$ROUNDS secs=$SECS conns=$CONNS  $(date -u)"
-  echo "# $(nproc) CPUs; $(uname -r); wrk -t1 -c$CONNS -d${SECS}s on CPU 1; liveweb --workers 2; nginx worker_processes 2"
+  echo "# $(nproc) CPUs; $(uname -r); wrk -t1 -c$CONNS -d${SECS}s on CPU 1; liveweb --workers 2 $(env | grep '^LIVEWEB_' | tr '\n' ' '); nginx worker_processes 2"
 } > "$OUT"
 run() { # name, wrk args...
   local name=$1; shift

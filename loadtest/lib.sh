@@ -19,13 +19,15 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts the release build on a free port with `--workers 2`, loopback upstreams allowed and
-# its data under $WORK, plus any extra flags; sets LW_PID and LW_ADDR (host:port).
+# its data under $WORK/$LW_NAME (default liveweb), plus any extra flags; sets LW_PID and
+# LW_ADDR (host:port).
 launch_liveweb() {
+  local name=${LW_NAME:-liveweb}
   target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
-    --data-dir "$WORK/liveweb" "$@" 2> "$WORK/liveweb.log" &
+    --data-dir "$WORK/$name" "$@" 2> "$WORK/$name.log" &
   LW_PID=$!
   PIDS+=("$LW_PID")
-  for _ in $(seq 100); do grep -q listening "$WORK/liveweb.log" 2>/dev/null && break; sleep 0.1; done
-  LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/liveweb.log" | grep -o '127.0.0.1:[0-9]*')
-  [ -n "$LW_ADDR" ] || { echo "liveweb did not start:" >&2; cat "$WORK/liveweb.log" >&2; return 1; }
+  for _ in $(seq 100); do grep -q listening "$WORK/$name.log" 2>/dev/null && break; sleep 0.1; done
+  LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/$name.log" | grep -o '127.0.0.1:[0-9]*')
+  [ -n "$LW_ADDR" ] || { echo "liveweb did not start:" >&2; cat "$WORK/$name.log" >&2; return 1; }
 }

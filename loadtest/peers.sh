@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-PEERS=${PEERS:-"liveweb liveweb-forward nginx varnish squid ats origin"}
+PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-unpinned liveweb-unpinned-forward nginx varnish squid ats origin"}
 CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k"}
 
 need=()
@@ -53,13 +53,23 @@ origin_requests() { wc -l < "$WORK/origin/access.log" 2>/dev/null || echo 0; }
 
 # ---- peers ----
 declare -A ADDR PID
-start_liveweb() {
-  launch_liveweb --mem-cache 1GB
-  PID[liveweb]=$LW_PID
-  ADDR[liveweb]=$LW_ADDR
-  # Forward mode is the same process, chosen per request with X-Liveweb-Mode.
-  ADDR[liveweb-forward]=$LW_ADDR
-  PID[liveweb-forward]=$LW_PID
+# liveweb variants, all `--workers 2`: default pinning (worker N on CPU N, so one worker
+# shares CPU 1 with wrk), both workers on CPU 0 (kept off the load generator's CPU, as an
+# operator keeps a proxy off cores given to other work), and unpinned (like every peer here).
+liveweb_flags() {
+  case $1 in
+    liveweb) echo "" ;;
+    liveweb-cpu0) echo "--cpu-affinity 0" ;;
+    liveweb-unpinned) echo "--cpu-affinity off" ;;
+    *) echo "unknown liveweb variant $1" >&2; return 1 ;;
+  esac
+}
+start_liveweb() { # variant; its -forward twin is the same process (X-Liveweb-Mode: forward)
+  local flags; flags=$(liveweb_flags "$1")
+  # shellcheck disable=SC2086 # flags are words
+  LW_NAME=$1 launch_liveweb --mem-cache 1GB $flags
+  PID[$1]=$LW_PID; ADDR[$1]=$LW_ADDR
+  PID[$1-forward]=$LW_PID; ADDR[$1-forward]=$LW_ADDR
 }
 start_nginx() {
   local port; port=$(free_port)
@@ -101,8 +111,7 @@ start_ats() {
 declare -a READY=()
 for p in $PEERS; do
   case $p in
-    liveweb) start_liveweb ;;
-    liveweb-forward) [ -n "${ADDR[liveweb]:-}" ] || start_liveweb ;;
+    liveweb*) base=${p%-forward}; [ -n "${ADDR[$base]:-}" ] || start_liveweb "$base" ;;
     nginx) start_nginx ;;
     varnish) start_varnish ;;
     squid) start_squid ;;
@@ -113,7 +122,7 @@ for p in $PEERS; do
 done
 
 # A peer counts only if a repeated request is served without the origin.
-mode_header() { [ "$1" = liveweb-forward ] && echo "X-Liveweb-Mode: forward" || echo "X-Liveweb-Mode-Unused: 1"; }
+mode_header() { [[ $1 == liveweb*-forward ]] && echo "X-Liveweb-Mode: forward" || echo "X-Liveweb-Mode-Unused: 1"; }
 for p in $PEERS; do
   [ "$p" = origin ] && continue
   ok=
@@ -157,14 +166,14 @@ to_mb() { # wrk's Transfer/sec (e.g. 3.44GB) in MB/s
     m=(u=="KB")?1/1024:(u=="MB")?1:(u=="GB")?1024:1/1048576; printf "%.0f", v*m}'
 }
 ticks=$(getconf CLK_TCK)
-printf '%-16s %-10s %10s %8s %9s %9s %7s %9s %6s\n' target case req/s MB/s p50 p99 errors origin cpu | tee "$OUT.rows"
+printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s\n' target case req/s MB/s p50 p99 errors origin cpu | tee "$OUT.rows"
 run_case() { # target case conns url addr [pid]
   local target=$1 name=$2 conns=$3 url=$4 addr=$5 pid=${6:-}
   local before cpu0 raw
   [[ " $CASES " == *" $name "* ]] || return 0
   before=$(origin_requests)
   cpu0=$([ -n "$pid" ] && cpu_of "$pid" || echo 0)
-  raw=$(TARGET="$url" MODE="$( [ "$target" = liveweb-forward ] && echo forward || echo "")" PREFIX="$STAMP-$target" \
+  raw=$(TARGET="$url" MODE="$( [[ $target == liveweb*-forward ]] && echo forward || echo "")" PREFIX="$STAMP-$target" \
     taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --timeout 5s --latency -s loadtest/peers.lua "http://$addr" 2>&1)
   sleep 0.2
   local cpu1 rps mbs p50 p99 errs reqs
@@ -179,7 +188,7 @@ run_case() { # target case conns url addr [pid]
   cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$ticks" -v s="$SECS" 'BEGIN {printf "%.2f", (b-a)/t/s}')
   [ -n "$pid" ] || cpu=-
   { echo "== $target $name"; echo "$raw"; } >> "$RAW"
-  printf '%-16s %-10s %10s %8s %9s %9s %7s %9s %6s\n' "$target" "$name" "$rps" "$mbs" "$p50" "$p99" "$errs" "$reqs" "$cpu" | tee -a "$OUT.rows"
+  printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s\n' "$target" "$name" "$rps" "$mbs" "$p50" "$p99" "$errs" "$reqs" "$cpu" | tee -a "$OUT.rows"
 }
 for p in "${READY[@]}"; do
   for obj in 1k 256k 4m; do
@@ -197,7 +206,8 @@ fi
 
 {
   echo "# loadtest/peers.sh $SECS s per case, $(date -u), $(nproc) CPUs, $(uname -r)"
-  echo "# wrk -t1 on CPU 1; liveweb --workers 2 (forward = same process, X-Liveweb-Mode: forward)"
+  echo "# wrk -t1 on CPU 1; liveweb --workers 2 --mem-cache 1GB: default pinning (worker N on CPU N), -cpu0 = --cpu-affinity 0,"
+  echo "#   -unpinned = --cpu-affinity off; X-forward = the same process asked with X-Liveweb-Mode: forward"
   echo "# origin = nginx serving the files directly (the ceiling); 'origin' column = requests that reached it"
   echo "# cpu = proxy CPU seconds per second (all its processes); MB/s = wrk's Transfer/sec"
   cat "$OUT.rows"

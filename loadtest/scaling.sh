@@ -3,6 +3,8 @@
 # liveweb (--workers 2) and, as the ceiling, nginx serving the file directly. wrk -t1 pinned
 # to CPU 1, loopback only, bounded by -d; file limits raised first.
 #   loadtest/scaling.sh [seconds-per-case]     (default 10)
+#   LIVEWEB_CPU_AFFINITY=0 loadtest/scaling.sh  (any LIVEWEB_* setting reaches liveweb; the
+#                                                header of the results file lists them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -42,6 +44,7 @@ OUT=loadtest/results/scaling-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p loadtest/results
 {
   echo "# loadtest/scaling.sh $SECS s per case, $(date -u), $(nproc) CPUs"
+  echo "# liveweb --workers 2 $(env | grep '^LIVEWEB_' | tr '\n' ' ')"
   printf '%-8s %7s %10s %9s %9s %8s\n' target conns req/s p50 p99 errors
 } | tee "$OUT"
 for conns in 50 1000 10000; do
