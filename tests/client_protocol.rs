@@ -269,3 +269,26 @@ fn cpu_affinity_off_and_lists_serve_and_unknown_cpus_are_refused() {
         assert!(stderr.contains(expect), "{affinity}: {stderr}");
     }
 }
+
+#[test]
+fn a_burst_of_connections_is_accepted_and_served() {
+    // One worker, 200 connects before any request: most are taken from the listener's queue
+    // in one pass, outside the runtime's own accept; each must still be served.
+    let proxy = Proxy::start(&["--workers", "1"]);
+    let mut conns: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(proxy.addr).expect("connect"))
+        .collect();
+    for c in &mut conns {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        c.write_all(b"GET /_liveweb/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut reply = Vec::new();
+        c.read_to_end(&mut reply).unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 200"), "connection {i}");
+        assert!(reply.ends_with(b"ok\n"), "connection {i}");
+    }
+    proxy.finish();
+}

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-const BACKLOG: i32 = 4096;
+pub(super) const BACKLOG: i32 = 4096;
 
 /// Binds one listener; accepted connections inherit its options, TCP_NOTSENT_LOWAT included.
 fn bind_one(addr: SocketAddr, notsent_lowat: u64) -> io::Result<TcpListener> {
