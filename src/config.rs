@@ -398,7 +398,11 @@ mod tests {
         assert_eq!(c.arc_max_size, 100 << 20);
         assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
         assert_eq!(c.min_free, 1 << 30);
+        assert_eq!(c.notsent_lowat, 128 << 10);
+        assert_eq!(c.cpu_affinity, CpuAffinity::Auto);
         assert!(c.validate().is_ok());
+        let huge = Config::try_parse_from(["liveweb", "--notsent-lowat", "4GB"]).expect("parses");
+        assert!(huge.validate().is_err(), "TCP_NOTSENT_LOWAT is a C int");
         let f = Config::try_parse_from(["liveweb", "--mode", "forward"]).expect("parses");
         assert_eq!(f.mode, Mode::Forward);
         assert!(f.validate().is_ok());
