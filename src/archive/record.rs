@@ -190,7 +190,7 @@ mod tests {
             ("h2\n", &big[..]),
             ("h3\n", &b""[..]),
         ] {
-            for level in [1, 6] {
+            for level in [0, 1, 6, 9] {
                 let member = Codec::Gzip(level).encode(header, content);
                 let mut expected = header.as_bytes().to_vec();
                 expected.extend_from_slice(content);
