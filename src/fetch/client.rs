@@ -420,8 +420,14 @@ async fn read_response(
     }
 }
 
-/// Reserves the whole response once the head has declared its length (and it is within
-/// `max_body`), so the raw bytes are neither reallocated while growing nor over-allocated.
+/// Most reserved up front from a declared length: an origin's Content-Length is a claim, and
+/// reserving what it claims before the bytes arrive would let it make us hold memory it never
+/// sends. Bigger bodies grow from here as they arrive.
+const RESERVE_LIMIT: u64 = 1 << 20;
+
+/// Reserves the whole response once the head has declared its length (up to
+/// `RESERVE_LIMIT` and within `max_body`), so a typical response is neither reallocated while
+/// growing nor over-allocated.
 fn reserve_for_length(raw: &mut Vec<u8>, tracker: &ResponseTracker, max_body: u64) {
     let (Some(head), Some(head_len)) = (tracker.head(), tracker.head_len()) else {
         return;
@@ -432,10 +438,8 @@ fn reserve_for_length(raw: &mut Vec<u8>, tracker: &ResponseTracker, max_body: u6
     if declared > max_body {
         return;
     }
-    if let Some(total) = usize::try_from(declared)
-        .ok()
-        .and_then(|d| d.checked_add(head_len))
-    {
+    let total = declared.saturating_add(head_len as u64).min(RESERVE_LIMIT);
+    if let Ok(total) = usize::try_from(total) {
         raw.reserve_exact(total);
     }
 }
@@ -462,6 +466,15 @@ mod tests {
         let mut raw = Vec::new();
         reserve_for_length(&mut raw, &tracker, 1 << 20);
         assert_eq!(raw.capacity(), head.len() + 10_000);
+
+        // A large claim reserves at most RESERVE_LIMIT before the bytes exist.
+        let mut claim = ResponseTracker::new();
+        claim
+            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 90000000\r\n\r\n")
+            .unwrap();
+        let mut raw = Vec::new();
+        reserve_for_length(&mut raw, &claim, 100 << 20);
+        assert_eq!(raw.capacity() as u64, RESERVE_LIMIT);
 
         // Over --max-body, or not declared: left to grow as bytes arrive.
         let mut raw = Vec::new();
