@@ -309,3 +309,37 @@ fn hand_truncated_file_is_cut_to_last_whole_record() {
     assert_eq!(again.record().1, replies[2].record().1);
     proxy.finish();
 }
+
+#[test]
+fn a_second_instance_is_refused_on_the_same_data_dir_or_address() {
+    let proxy = Proxy::start(&["--workers", "1"]);
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let run = |listen: String, dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
+            .args(["--listen", &listen, "--data-dir"])
+            .arg(dir)
+            .output()
+            .expect("run liveweb")
+    };
+    // Same data dir, another port: recovery must not touch the running instance's files.
+    let same_dir = run("127.0.0.1:0".into(), &proxy.data_dir);
+    assert!(!same_dir.status.success());
+    let err = String::from_utf8_lossy(&same_dir.stderr);
+    assert!(err.contains("is in use by another liveweb"), "{err}");
+    // Same address, another data dir: SO_REUSEPORT would otherwise share the port silently.
+    let same_addr = run(proxy.addr.to_string(), other_dir.path());
+    assert!(!same_addr.status.success());
+    let err = String::from_utf8_lossy(&same_addr.stderr);
+    assert!(err.contains("already in use"), "{err}");
+    // The first instance is untouched and still answers.
+    let r = send_raw(
+        proxy.addr,
+        b"GET /_liveweb/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    // Once it has stopped, the directory is free again.
+    let proxy = Proxy::start_in(&data, &["--workers", "1"]);
+    proxy.finish();
+}

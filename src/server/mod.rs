@@ -5,6 +5,7 @@
 mod conn;
 mod drain;
 mod listener;
+mod lock;
 mod worker;
 
 use std::io;
@@ -74,6 +75,8 @@ pub struct Server {
     handoff: Mutex<Option<Arc<Handoff>>>,
     /// What start-up recovery found.
     pub recovered: Recovered,
+    /// Keeps a second liveweb off this data directory while we run.
+    _lock: lock::DataDirLock,
 }
 
 impl Server {
@@ -81,6 +84,10 @@ impl Server {
     pub fn start(config: Config) -> io::Result<Server> {
         let workers = config.worker_count();
         let placement = worker_cpus(&config.cpu_affinity, workers)?;
+        // Before recovery: recovering a directory another instance writes would cut its
+        // open files as torn.
+        let data_lock = lock::lock_data_dir(&config.data_dir)?;
+        lock::check_address_free(config.listen)?;
         for w in 0..workers {
             std::fs::create_dir_all(config.data_dir.join(w.to_string()))?;
         }
@@ -140,6 +147,7 @@ impl Server {
             shared,
             handoff: Mutex::new(handoff),
             recovered,
+            _lock: data_lock,
         })
     }
 

@@ -1,0 +1,97 @@
+//! One liveweb per data directory and per address: an flock on `DATA/.lock` held for the
+//! life of the process, and a check that nobody listens on the address already.
+//!
+//! Both matter because of SO_REUSEPORT: a second instance would bind the same port without
+//! complaint and share its traffic, and on the same data directory its start-up recovery
+//! would cut the first instance's open files as if they were torn.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// Held while the server runs; the kernel releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Takes the data directory's lock, or says which process holds it.
+pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(".lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB so it never blocks.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err);
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "data dir {} is in use by another liveweb (pid {})",
+                dir.display(),
+                holder.trim()
+            ),
+        ));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(DataDirLock { _file: file })
+}
+
+/// Fails if something already listens on `addr` (port 0 is always free). A plain bind is
+/// refused where a SO_REUSEPORT one would quietly join the other listener.
+pub fn check_address_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(_probe) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{addr} is already in use (another liveweb?)"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_dir_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        lock_data_dir(dir.path()).expect("free again");
+    }
+
+    #[test]
+    fn an_address_someone_listens_on_is_refused() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        assert!(check_address_free(addr).is_err());
+        drop(taken);
+        assert!(check_address_free(addr).is_ok());
+        assert!(check_address_free("127.0.0.1:0".parse().unwrap()).is_ok());
+    }
+}
