@@ -26,7 +26,8 @@ pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)?;
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     // SAFETY: flock on a descriptor we own; LOCK_NB so it never blocks.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let err = io::Error::last_os_error();
@@ -83,6 +84,14 @@ mod tests {
         );
         drop(first);
         lock_data_dir(dir.path()).expect("free again");
+    }
+
+    #[test]
+    fn an_unusable_lock_path_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".lock")).unwrap();
+        let err = lock_data_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(".lock"), "{err}");
     }
 
     #[test]
