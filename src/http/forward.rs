@@ -12,10 +12,15 @@ use super::response::{Framing, ResponseHead};
 use crate::error::Error;
 
 /// Whether an origin header is dropped on the way to the client: the hop-by-hop ones
-/// (replaced by our own connection management) and `Age` (we set our own on hits).
-/// Content-Length is decided by the framing (kept only for bodiless responses).
-fn dropped(lower: &str) -> bool {
-    super::HOP_BY_HOP.contains(&lower) || lower == "age"
+/// (replaced by our own connection management), those its `Connection` header names, `Age`
+/// (we set our own on hits), and Content-Length unless the response has no body (otherwise
+/// the framing decides it).
+fn dropped(name: &str, named: &[&str], framing: Framing) -> bool {
+    let is = |h: &&str| name.eq_ignore_ascii_case(h);
+    super::HOP_BY_HOP.iter().any(is)
+        || named.iter().any(is)
+        || name.eq_ignore_ascii_case("age")
+        || (name.eq_ignore_ascii_case("content-length") && framing != Framing::Empty)
 }
 
 /// What the client asked and how the connection is managed.
@@ -75,46 +80,24 @@ pub fn forward_head(
     // The head was parsed once already; a failure here cannot happen, and would only lose
     // the origin's headers, not the framing decision.
     let _ = parsed.parse(raw_head);
-    let named: Vec<String> = parsed
+    let named: Vec<&str> = parsed
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| {
-            tokens(h.value)
-                .map(str::to_ascii_lowercase)
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|h| tokens(h.value))
         .collect();
 
-    let (plan, framing_header, mut close) = match (origin.framing, client.version) {
-        (Framing::Empty, _) => (BodyPlan::None, None, false),
-        (Framing::Length(n), _) => (
-            BodyPlan::Length(n),
-            Some(format!("Content-Length: {n}")),
-            false,
-        ),
-        (Framing::Chunked, 1) => (
-            BodyPlan::PassChunked,
-            Some("Transfer-Encoding: chunked".into()),
-            false,
-        ),
-        (Framing::Chunked, _) => (BodyPlan::Dechunk, None, true),
-        (Framing::UntilClose, _) if body_len.is_some() => {
-            let n = body_len.unwrap_or(0);
-            (
-                BodyPlan::Length(n),
-                Some(format!("Content-Length: {n}")),
-                false,
-            )
+    let (plan, close) = match (origin.framing, body_len, client.version) {
+        (Framing::Empty, _, _) => (BodyPlan::None, false),
+        (Framing::Length(n), _, _) | (Framing::UntilClose, Some(n), _) => {
+            (BodyPlan::Length(n), false)
         }
-        (Framing::UntilClose, 1) => (
-            BodyPlan::Rechunk,
-            Some("Transfer-Encoding: chunked".into()),
-            false,
-        ),
-        (Framing::UntilClose, _) => (BodyPlan::UntilClose, None, true),
+        (Framing::Chunked, _, 1) => (BodyPlan::PassChunked, false),
+        (Framing::Chunked, _, _) => (BodyPlan::Dechunk, true),
+        (Framing::UntilClose, None, 1) => (BodyPlan::Rechunk, false),
+        (Framing::UntilClose, None, _) => (BodyPlan::UntilClose, true),
     };
-    close |= !client.keep_alive;
+    let close = close || !client.keep_alive;
 
     let mut out = Vec::with_capacity(raw_head.len() + 128);
     let reason: String = origin
@@ -124,10 +107,7 @@ pub fn forward_head(
         .collect();
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", origin.status, reason);
     for h in parsed.headers.iter() {
-        let lower = h.name.to_ascii_lowercase();
-        let keep_length = lower == "content-length" && origin.framing == Framing::Empty;
-        if dropped(&lower) || named.contains(&lower) || (lower == "content-length" && !keep_length)
-        {
+        if dropped(h.name, &named, origin.framing) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -135,9 +115,14 @@ pub fn forward_head(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(f) = framing_header {
-        out.extend_from_slice(f.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    match plan {
+        BodyPlan::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        BodyPlan::PassChunked | BodyPlan::Rechunk => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        BodyPlan::None | BodyPlan::Dechunk | BodyPlan::UntilClose => {}
     }
     out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
     if let Some(age) = client.age {
