@@ -287,7 +287,11 @@ fn delivered(
     to: ReplyTo,
 ) -> Result<Response, Error> {
     let d = outcome?;
-    ctx.hot.borrow_mut().insert(&d.record.loc, d.member.clone());
+    // The fetcher runs on this worker and already kept a miss's record; a coalesced one may
+    // come from another worker's fetch.
+    if state == RequestState::Coalesced {
+        ctx.hot.borrow_mut().insert(&d.record.loc, d.member.clone());
+    }
     Ok(reply_for(ctx, &d.record, Some(d.member), None, state, to))
 }
 
@@ -338,14 +342,7 @@ fn reply_for(
             None => (forward_source(record, member, file), gzip),
         };
         let age = (state == RequestState::Hit).then(|| age_of(record, ctx.shared.config.ttl));
-        let client = crate::http::forward::ClientSide {
-            version: to.conn.version,
-            keep_alive: to.conn.keep_alive,
-            head_only: to.head_only,
-            cache: state.as_str(),
-            age,
-            archive_limit: None,
-        };
+        let client = client_side(to, state, age, None);
         return Response {
             head: Vec::new(),
             body: Body::Forward {
@@ -379,14 +376,7 @@ fn reply_for(
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
 fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
-    let client = crate::http::forward::ClientSide {
-        version: to.conn.version,
-        keep_alive: to.conn.keep_alive,
-        head_only: false,
-        cache: RequestState::Miss.as_str(),
-        age: None,
-        archive_limit: Some(max_body),
-    };
+    let client = client_side(to, RequestState::Miss, None, Some(max_body));
     Response {
         head: Vec::new(),
         body: Body::Live {
@@ -394,6 +384,23 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
             client,
         },
         state: RequestState::Miss,
+    }
+}
+
+/// How a forward-mode reply is shaped for this client.
+fn client_side(
+    to: ReplyTo,
+    state: RequestState,
+    age: Option<u64>,
+    archive_limit: Option<u64>,
+) -> crate::http::forward::ClientSide {
+    crate::http::forward::ClientSide {
+        version: to.conn.version,
+        keep_alive: to.conn.keep_alive,
+        head_only: to.head_only,
+        cache: state.as_str(),
+        age,
+        archive_limit,
     }
 }
 
