@@ -26,8 +26,8 @@ enum Fill {
     Closed,
 }
 
+/// `stream` comes from a listener whose options it inherited (TCP_NODELAY among them).
 pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
-    let _ = stream.set_nodelay(true);
     let idle = ctx.shared.config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
@@ -97,8 +97,10 @@ async fn connect(
     match tunnel::open(ctx, req).await {
         Ok(upstream) => {
             let ok = b"HTTP/1.1 200 Connection Established\r\n\r\n".to_vec();
-            let (res, _) = monoio::io::AsyncWriteRentExt::write_all(&mut stream, ok).await;
-            if res.is_ok() {
+            if crate::proxy::send::write_all(&mut stream, ok, idle)
+                .await
+                .is_ok()
+            {
                 tunnel::relay(
                     stream,
                     upstream,

@@ -12,7 +12,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 const BACKLOG: i32 = 4096;
 
-/// Binds one listener; accepted connections inherit its options, TCP_NOTSENT_LOWAT included.
+/// Binds one listener; accepted connections inherit its options (TCP_NODELAY,
+/// TCP_NOTSENT_LOWAT), so they are not set again per connection.
 fn bind_one(addr: SocketAddr, notsent_lowat: u64) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -107,7 +108,7 @@ pub(super) fn is_nonblocking(fd: RawFd) -> bool {
 mod tests {
     use super::*;
 
-    fn notsent_lowat_of(fd: std::os::fd::RawFd) -> libc::c_int {
+    fn tcp_option(fd: std::os::fd::RawFd, option: libc::c_int) -> libc::c_int {
         let mut value: libc::c_int = -1;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: valid descriptor, out-pointers sized for a c_int.
@@ -115,7 +116,7 @@ mod tests {
             libc::getsockopt(
                 fd,
                 libc::IPPROTO_TCP,
-                libc::TCP_NOTSENT_LOWAT,
+                option,
                 (&mut value as *mut libc::c_int).cast(),
                 &mut len,
             )
@@ -124,8 +125,12 @@ mod tests {
         value
     }
 
+    fn notsent_lowat_of(fd: std::os::fd::RawFd) -> libc::c_int {
+        tcp_option(fd, libc::TCP_NOTSENT_LOWAT)
+    }
+
     #[test]
-    fn accepted_connections_inherit_the_notsent_lowat() {
+    fn accepted_connections_inherit_nodelay_and_the_notsent_lowat() {
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (listeners, local) = bind_all(loopback, 2, 96 * 1024).unwrap();
         assert_eq!(listeners.len(), 2);
@@ -146,6 +151,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
         assert_eq!(notsent_lowat_of(accepted.as_raw_fd()), 96 * 1024);
+        // The connection loop relies on this too instead of setting it per connection.
+        assert_ne!(tcp_option(accepted.as_raw_fd(), libc::TCP_NODELAY), 0);
     }
 
     #[test]
