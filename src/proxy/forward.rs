@@ -3,16 +3,15 @@
 //! is read in chunks (from memory or the ARC file, through io_uring), inflated into a fixed
 //! buffer, stripped of the ARC header line, re-headed for the client and framed for it.
 
+use std::cell::RefCell;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 use monoio::net::TcpStream;
-use std::os::fd::AsRawFd;
-
-use std::cell::RefCell;
 
 use super::hot::HotShard;
 use super::send::write_all;
@@ -207,7 +206,9 @@ impl Decoder {
             arc_header: Some(Vec::new()),
             payload_left: 0,
             response: None,
-            pending: Vec::with_capacity(OUT_CHUNK),
+            // Grows to what the reply needs (flushed at OUT_CHUNK): a 1 KiB hit should not
+            // reserve 64 KiB.
+            pending: Vec::new(),
             decoded: None,
         }
     }
