@@ -282,7 +282,7 @@ async fn connect_any(
 /// The upstream request head: `<METHOD> <path> HTTP/1.1`, Host from the URL (RFC 9112
 /// 3.2.2: a proxy replaces the Host of an absolute-form request with the URL's), the client's
 /// end-to-end headers, a User-Agent if the client sent none, `Via`, and `Connection: close`
-/// (one request per upstream connection for now). `Expect` is not forwarded (liveweb answers
+/// unless `keep_alive` (the connection goes back to the pool). `Expect` is not forwarded (liveweb answers
 /// `100 Continue` itself); a chunked request body is declared again (Transfer-Encoding is
 /// hop-by-hop).
 pub fn build_request(
