@@ -106,13 +106,7 @@ fn health_endpoint() {
 #[test]
 fn fifty_requests_on_one_keep_alive_connection() {
     let origin = Origin::start();
-    for i in 0..5 {
-        origin.ok(
-            &format!("/k{i}"),
-            "text/plain",
-            format!("body {i}").as_bytes(),
-        );
-    }
+    origin.ok_numbered("/k", 5, "body");
     let proxy = Proxy::start(&[]);
     let mut conn = connect(proxy.addr);
     for n in 0..50 {

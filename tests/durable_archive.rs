@@ -263,13 +263,7 @@ fn sigterm_finishes_in_flight_requests_and_seals() {
 #[test]
 fn hand_truncated_file_is_cut_to_last_whole_record() {
     let origin = Origin::start();
-    for i in 0..3 {
-        origin.ok(
-            &format!("/t{i}"),
-            "text/plain",
-            format!("record {i}").as_bytes(),
-        );
-    }
+    origin.ok_numbered("/t", 3, "record");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let proxy = Proxy::start_in(&data, &["--workers", "1"]);

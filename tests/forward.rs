@@ -202,13 +202,7 @@ fn big_binary_from_memory_and_from_the_arc_file() {
 #[test]
 fn head_and_keep_alive_across_hits_and_misses() {
     let origin = Origin::start();
-    for i in 0..3 {
-        origin.ok(
-            &format!("/k{i}"),
-            "text/plain",
-            format!("body {i}").as_bytes(),
-        );
-    }
+    origin.ok_numbered("/k", 3, "body");
     let proxy = Proxy::start(&["--mode", "forward"]);
     let mut c = connect(proxy.addr);
     for n in 0..12 {

@@ -92,6 +92,17 @@ impl Origin {
         raw
     }
 
+    /// `count` text/plain routes: `{path}{i}` answers `{body} {i}`.
+    pub fn ok_numbered(&self, path: &str, count: usize, body: &str) {
+        for i in 0..count {
+            self.ok(
+                &format!("{path}{i}"),
+                "text/plain",
+                format!("{body} {i}").as_bytes(),
+            );
+        }
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         *self.hits.lock().unwrap().get(path).unwrap_or(&0)
     }
