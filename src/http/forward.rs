@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use super::chunked::ChunkedScanner;
+use super::reply::{sanitize_reason, ConnState};
 use super::request::tokens;
 pub use super::response::split_head;
 use super::response::{Framing, ResponseHead};
@@ -100,12 +101,12 @@ pub fn forward_head(
     let close = close || !client.keep_alive;
 
     let mut out = Vec::with_capacity(raw_head.len() + 128);
-    let reason: String = origin
-        .reason
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .collect();
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", origin.status, reason);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        origin.status,
+        sanitize_reason(&origin.reason)
+    );
     for h in parsed.headers.iter() {
         if dropped(h.name, &named, origin.framing) {
             continue;
@@ -134,11 +135,11 @@ pub fn forward_head(
         }
     }
     let _ = write!(out, "X-Cache: {}\r\n", client.cache);
-    match (close, client.version) {
-        (true, _) => out.extend_from_slice(b"Connection: close\r\n"),
-        (false, 0) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        (false, _) => {}
-    }
+    let conn = ConnState {
+        keep_alive: !close,
+        version: client.version,
+    };
+    out.extend_from_slice(conn.header().as_bytes());
     out.extend_from_slice(b"\r\n");
     ForwardHead {
         head: out,

@@ -11,7 +11,8 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    fn header(&self) -> &'static str {
+    /// The `Connection` header line this reply needs (empty for HTTP/1.1 keep-alive).
+    pub fn header(&self) -> &'static str {
         match (self.keep_alive, self.version) {
             (false, _) => "Connection: close\r\n",
             (true, 0) => "Connection: keep-alive\r\n",
@@ -122,7 +123,8 @@ pub fn canonical_reason(code: u16) -> &'static str {
 
 /// An origin's reason phrase is echoed into our status line: keep only visible ASCII and
 /// spaces so it cannot break the head.
-fn sanitize_reason(reason: &str) -> String {
+/// A reason phrase fit for our status line: printable ASCII and spaces only.
+pub fn sanitize_reason(reason: &str) -> String {
     reason
         .chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
