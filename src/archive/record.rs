@@ -134,6 +134,15 @@ pub fn arc_stem(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// Longest ARC header line accepted when reading records back.
+pub const MAX_HEADER_LINE: usize = 16 * 1024;
+
+/// The content length an ARC header line declares (its last field), without the newline.
+pub fn declared_length(header_line: &[u8]) -> Option<u64> {
+    let line = std::str::from_utf8(header_line).ok()?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
 /// `<url> <ip> <YYYYMMDDhhmmss> <mime> <length>\n`, the ARC v1 URL record header line.
 pub fn header_line(url: &str, ip: Option<IpAddr>, date14: &str, mime: &str, len: usize) -> String {
     let ip = match ip {
@@ -206,6 +215,15 @@ mod tests {
                 assert!(member.capacity() - member.len() <= member.len() / 8);
             }
         }
+    }
+
+    #[test]
+    fn declared_length_is_the_last_field() {
+        let line = header_line("http://a/", None, "20261122000000", "text/html", 1234);
+        let line = line.trim_end_matches('\n');
+        assert_eq!(declared_length(line.as_bytes()), Some(1234));
+        assert_eq!(declared_length(b"http://a/ 0.0.0.0 x text/html"), None);
+        assert_eq!(declared_length(b"\xff 12"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::io::Read;
 use flate2::bufread::GzDecoder;
 
 use super::cdx::{payload_digest, payload_status, surt, CdxEntry};
+use super::record::{declared_length, MAX_HEADER_LINE};
 
 /// Largest record content accepted while scanning (a corrupt length cannot make the scanner
 /// allocate without bound).
@@ -71,9 +72,11 @@ fn inflate_member(data: &[u8]) -> Option<(usize, Vec<u8>)> {
 
 /// The plain record at the front of `data`: its size and bytes, if whole.
 fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>)> {
-    let nl = data.iter().take(16 * 1024).position(|&b| b == b'\n')?;
-    let header = std::str::from_utf8(&data[..nl]).ok()?;
-    let len: usize = header.rsplit(' ').next()?.parse().ok()?;
+    let nl = data
+        .iter()
+        .take(MAX_HEADER_LINE)
+        .position(|&b| b == b'\n')?;
+    let len = usize::try_from(declared_length(&data[..nl])?).ok()?;
     let size = nl.checked_add(1)?.checked_add(len)?.checked_add(1)?;
     (size <= data.len()).then(|| (size, data[..size].to_vec()))
 }
@@ -82,7 +85,7 @@ fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>)> {
 fn split_record(plain: &[u8]) -> Option<(&str, &[u8])> {
     let nl = plain.iter().position(|&b| b == b'\n')?;
     let header = std::str::from_utf8(&plain[..nl]).ok()?;
-    let len: u64 = header.rsplit(' ').next()?.parse().ok()?;
+    let len = declared_length(header.as_bytes())?;
     if len > MAX_SCAN_RECORD {
         return None;
     }

@@ -15,6 +15,7 @@ use monoio::net::TcpStream;
 
 use super::hot::HotShard;
 use super::send::write_all;
+use crate::archive::record::{declared_length, MAX_HEADER_LINE};
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
 use crate::http::forward::{ClientSide, ResponseStreamer};
@@ -238,16 +239,13 @@ impl Decoder {
         if let Some(line) = self.arc_header.as_mut() {
             let Some(nl) = data.iter().position(|&b| b == b'\n') else {
                 line.extend_from_slice(data);
-                if line.len() > 16 * 1024 {
+                if line.len() > MAX_HEADER_LINE {
                     return Err(Error::InvalidResponse("ARC header line too long".into()));
                 }
                 return Ok(());
             };
             line.extend_from_slice(&data[..nl]);
-            let payload_len = std::str::from_utf8(line)
-                .ok()
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|n| n.parse::<u64>().ok())
+            let payload_len = declared_length(line)
                 .ok_or_else(|| Error::InvalidResponse("bad ARC header line".into()))?;
             data = &data[nl + 1..];
             self.arc_header = None;
