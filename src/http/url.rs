@@ -51,11 +51,15 @@ impl TargetUrl {
 
     /// The host without IPv6 brackets, for name resolution.
     pub fn host_for_dns(&self) -> &str {
-        self.host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(&self.host)
+        unbracketed(&self.host)
     }
+}
+
+/// A host as name resolution wants it: an IPv6 literal without its brackets.
+pub fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// Parses an absolute-form target. `https` parses (so the caller can answer 501 precisely);
@@ -191,6 +195,13 @@ mod tests {
         assert_eq!(norm("http://example.com:/p"), "http://example.com/p");
         assert_eq!(norm("http://[::1]:8080/x"), "http://[::1]:8080/x");
         assert_eq!(norm("http://[FE80::1]/"), "http://[fe80::1]/");
+    }
+
+    #[test]
+    fn unbracketed_hosts() {
+        assert_eq!(unbracketed("[::1]"), "::1");
+        assert_eq!(unbracketed("example.com"), "example.com");
+        assert_eq!(unbracketed("[::1"), "[::1");
     }
 
     #[test]

@@ -10,13 +10,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::splice::{SpliceDestination, SpliceSource};
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
 
 use super::WorkerCtx;
 use crate::error::Error;
 use crate::http::request::RequestHead;
-use crate::http::url::parse_authority;
+use crate::http::url::{parse_authority, unbracketed};
 
 /// Bytes moved per splice.
 const SPLICE_CHUNK: u32 = 64 * 1024;
@@ -30,21 +30,22 @@ pub async fn open(ctx: &WorkerCtx, req: &RequestHead) -> Result<TcpStream, Error
     let shared = &ctx.shared;
     let limits = &shared.fetch_limits;
     let deadline = Instant::now() + limits.connect_timeout;
-    let dns_host = host.trim_start_matches('[').trim_end_matches(']');
-    let (stream, _ip) = crate::fetch::connect_upstream(ctx.upstream(), dns_host, port, deadline)
-        .await
-        .map_err(|fe| fe.error)?;
+    let (stream, _ip) =
+        crate::fetch::connect_upstream(ctx.upstream(), unbracketed(&host), port, deadline)
+            .await
+            .map_err(|fe| fe.error)?;
     Ok(stream)
 }
 
 /// Relays between the client and the origin after `200 Connection Established` was sent.
 /// `early` holds bytes the client sent right behind its CONNECT head.
 pub async fn relay(client: TcpStream, mut upstream: TcpStream, early: Vec<u8>, idle: Duration) {
-    if !early.is_empty() {
-        let (res, _) = upstream.write_all(early).await;
-        if res.is_err() {
-            return;
-        }
+    if !early.is_empty()
+        && super::send::write_all(&mut upstream, early, idle)
+            .await
+            .is_err()
+    {
+        return;
     }
     let fds = [client.as_raw_fd(), upstream.as_raw_fd()];
     let activity = Rc::new(Cell::new(Instant::now()));
