@@ -133,7 +133,7 @@ async fn fetch_inner(
         url,
         client_headers,
         up.user_agent,
-        false,
+        UpstreamBody::None,
         true,
     ));
     let host = url.host_for_dns();
@@ -279,18 +279,28 @@ async fn connect_any(
     Err(last)
 }
 
+/// The body liveweb itself sends after an upstream request head. The head declares this,
+/// never the client's Content-Length or Transfer-Encoding: a body liveweb did not forward but
+/// whose length it declared would make a keep-alive origin read the next pooled request as
+/// that body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamBody {
+    None,
+    Length(u64),
+    Chunked,
+}
+
 /// The upstream request head: `<METHOD> <path> HTTP/1.1`, Host from the URL (RFC 9112
 /// 3.2.2: a proxy replaces the Host of an absolute-form request with the URL's), the client's
-/// end-to-end headers, a User-Agent if the client sent none, `Via`, and `Connection: close`
-/// unless `keep_alive` (the connection goes back to the pool). `Expect` is not forwarded (liveweb answers
-/// `100 Continue` itself); a chunked request body is declared again (Transfer-Encoding is
-/// hop-by-hop).
+/// end-to-end headers, a User-Agent if the client sent none, `Via`, the framing of `body`,
+/// and `Connection: close` unless `keep_alive` (the connection goes back to the pool).
+/// `Expect` is not forwarded (liveweb answers `100 Continue` itself).
 pub fn build_request(
     method: &str,
     url: &TargetUrl,
     client_headers: &[Header],
     user_agent: &str,
-    chunked_body: bool,
+    body: UpstreamBody,
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -309,6 +319,7 @@ pub fn build_request(
     for h in client_headers {
         let skip = h.name.eq_ignore_ascii_case("host")
             || h.name.eq_ignore_ascii_case("expect")
+            || h.name.eq_ignore_ascii_case("content-length")
             || !is_end_to_end(&h.name, &named_by_connection);
         if skip {
             continue;
@@ -324,8 +335,12 @@ pub fn build_request(
         out.extend_from_slice(user_agent.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if chunked_body {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match body {
+        UpstreamBody::None => {}
+        UpstreamBody::Length(n) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
+        UpstreamBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
     if !keep_alive {
@@ -519,7 +534,7 @@ mod tests {
             &url,
             &headers,
             "liveweb/test",
-            false,
+            UpstreamBody::None,
             false,
         ))
         .unwrap();
@@ -532,10 +547,33 @@ mod tests {
             &url,
             &[h("User-Agent", "curl")],
             "x",
-            false,
+            UpstreamBody::None,
             true,
         ))
         .unwrap();
         assert!(with_ua.contains("User-Agent: curl\r\n") && !with_ua.contains("User-Agent: x"));
+    }
+
+    #[test]
+    fn request_framing_is_what_liveweb_sends_never_the_clients() {
+        let url = parse_absolute("http://example.com/a").unwrap();
+        let client = [
+            h("Content-Length", "10"),
+            h("content-length", "10"),
+            h("Transfer-Encoding", "chunked"),
+        ];
+        let head = |body| {
+            String::from_utf8(build_request("GET", &url, &client, "ua", body, true)).unwrap()
+        };
+        assert_eq!(
+            head(UpstreamBody::None),
+            "GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: ua\r\nVia: 1.1 liveweb\r\n\r\n"
+        );
+        let sized = head(UpstreamBody::Length(7));
+        assert_eq!(sized.matches("ontent-Length").count(), 1);
+        assert!(sized.contains("Content-Length: 7\r\n") && !sized.contains("Transfer-Encoding"));
+        let chunked = head(UpstreamBody::Chunked);
+        assert!(chunked.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(!chunked.contains("Content-Length"));
     }
 }

@@ -14,13 +14,15 @@ use crate::error::Error;
 
 /// Whether an origin header is dropped on the way to the client: the hop-by-hop ones
 /// (replaced by our own connection management), those its `Connection` header names, `Age`
-/// (we set our own on hits), and Content-Length unless the response has no body (otherwise
+/// (we set our own on hits), our own diagnostics (`X-Cache`, `X-Liveweb-*`: an origin must
+/// not be able to spoof them), and Content-Length unless the response has no body (otherwise
 /// the framing decides it).
 fn dropped(name: &str, named: &[&str], framing: Framing) -> bool {
     let is = |h: &&str| name.eq_ignore_ascii_case(h);
     super::HOP_BY_HOP.iter().any(is)
         || named.iter().any(is)
         || name.eq_ignore_ascii_case("age")
+        || super::is_liveweb_header(name)
         || (name.eq_ignore_ascii_case("content-length") && framing != Framing::Empty)
 }
 
@@ -386,7 +388,7 @@ mod tests {
 
     #[test]
     fn rewrites_hop_by_hop_and_adds_via_age() {
-        let raw = b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nAge: 99\r\nContent-Length: 5\r\n\r\nhello";
+        let raw = b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nAge: 99\r\nX-Cache: HIT from origin\r\nx-liveweb-error: E99 spoofed\r\nX-Liveweb-Archived: yes\r\nContent-Length: 5\r\n\r\nhello";
         let (head, body, close) = run(raw, None, client(1));
         assert_eq!(
             head,

@@ -32,3 +32,12 @@ pub fn is_end_to_end(name: &str, connection_tokens: &[&str]) -> bool {
             .get(..10)
             .is_some_and(|p| p.eq_ignore_ascii_case("x-liveweb-"))
 }
+
+/// Our own diagnostic headers (`X-Cache`, `X-Liveweb-*`): liveweb sets them, nobody else's
+/// copies pass through.
+pub fn is_liveweb_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("x-cache")
+        || name
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-liveweb-"))
+}

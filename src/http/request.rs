@@ -113,7 +113,10 @@ pub fn parse_request_head(
     let mut no_cache = false;
     let mut only_if_cached = false;
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
+    let mut transfer_codings = 0usize;
+    let mut last_coding_chunked = false;
+    let mut other_coding = false;
+    let mut framing_named_by_connection = false;
     let mut host_count = 0;
     for h in req.headers.iter() {
         let name = h.name;
@@ -123,6 +126,8 @@ pub fn parse_request_head(
             for token in tokens(value) {
                 conn_close |= token.eq_ignore_ascii_case("close");
                 conn_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                framing_named_by_connection |= token.eq_ignore_ascii_case("content-length")
+                    || token.eq_ignore_ascii_case("transfer-encoding");
             }
         } else if name.eq_ignore_ascii_case("cache-control") {
             for token in tokens(value) {
@@ -142,7 +147,14 @@ pub fn parse_request_head(
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
+            for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if coding.is_empty() {
+                    continue;
+                }
+                transfer_codings += 1;
+                last_coding_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                other_coding |= !last_coding_chunked;
+            }
         } else if name.eq_ignore_ascii_case("host") {
             host_count += 1;
         }
@@ -153,6 +165,23 @@ pub fn parse_request_head(
     }
     if host_count > 1 {
         return Err(Error::BadRequest("more than one Host header"));
+    }
+    // Removing a framing header because Connection names it would leave the body unframed
+    // (a smuggled request for the next hop): refuse instead.
+    if framing_named_by_connection {
+        return Err(Error::BadRequest(
+            "Connection names Content-Length or Transfer-Encoding",
+        ));
+    }
+    // RFC 9112 6.1 and 6.3: only chunked, exactly once and last, frames a request body; an
+    // HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    let chunked = transfer_codings > 0;
+    if chunked && (version == 0 || !last_coding_chunked || transfer_codings > 1) {
+        return Err(if other_coding && last_coding_chunked && version == 1 {
+            Error::NotImplemented("transfer codings other than chunked")
+        } else {
+            Error::BadRequest("invalid Transfer-Encoding")
+        });
     }
     // A request with both framings is a smuggling attempt (RFC 9112 6.1): refuse it.
     let body = match (chunked, content_length) {
@@ -296,6 +325,35 @@ mod tests {
         assert!(matches!(
             parse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn framing_headers_named_by_connection_are_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nConnection: close, transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nProxy-Connection: content-length\r\n\r\n",
+        ] {
+            assert!(matches!(parse(raw), Err(Error::BadRequest(_))), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_single_final_chunked_coding_frames_a_body() {
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert_eq!(head(chunked).body, RequestBody::Chunked);
+        for raw in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(matches!(parse(raw), Err(Error::BadRequest(_))), "{raw:?}");
+        }
+        assert!(matches!(
+            parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(Error::NotImplemented(_))
         ));
     }
 }

@@ -53,6 +53,12 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         return Err(Error::InvalidResponse("response head too large".into()));
     }
     let status = resp.code.unwrap_or(0);
+    // httparse takes any three digits; `000`..`099` are not status codes (RFC 9110 15).
+    if !(100..=999).contains(&status) {
+        return Err(Error::InvalidResponse(format!(
+            "status code {status:03} out of range"
+        )));
+    }
     let reason = resp.reason.unwrap_or("").to_string();
 
     let mut content_type = None;
@@ -98,16 +104,20 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         Some(1) => !conn_close,
         _ => conn_keep_alive && !conn_close,
     };
+    // Only chunked is decoded: a body under another transfer coding (gzip, compress, ...)
+    // would reach a forward-mode client as different bytes with no label saying so, and
+    // chunked applied twice is invalid (RFC 9112 7).
+    if transfer_codings.iter().any(|c| c != "chunked") || transfer_codings.len() > 1 {
+        return Err(Error::InvalidResponse(format!(
+            "unsupported Transfer-Encoding {:?}",
+            transfer_codings.join(", ")
+        )));
+    }
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
     } else if !transfer_codings.is_empty() {
-        // Transfer-Encoding overrides Content-Length; if chunked is not last, the body runs
-        // until close (RFC 9112 6.3).
-        if transfer_codings.last().map(String::as_str) == Some("chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        }
+        // Transfer-Encoding overrides Content-Length (RFC 9112 6.3).
+        Framing::Chunked
     } else if let Some(n) = content_length {
         Framing::Length(n)
     } else {
@@ -298,10 +308,6 @@ mod tests {
                 .framing,
             Framing::Chunked
         );
-        assert_eq!(
-            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").framing,
-            Framing::UntilClose
-        );
         assert_eq!(head("HTTP/1.0 200 OK\r\n\r\n").framing, Framing::UntilClose);
         assert_eq!(
             head("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n").framing,
@@ -342,6 +348,55 @@ mod tests {
         assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(parse_response_head(huge.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn status_codes_outside_100_to_999_are_invalid() {
+        for raw in [
+            "HTTP/1.1 000 Zero\r\n\r\n",
+            "HTTP/1.1 012 X\r\n\r\n",
+            "HTTP/1.1 099 X\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_response_head(raw.as_bytes()),
+                    Err(Error::InvalidResponse(_))
+                ),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(head("HTTP/1.1 100 Continue\r\n\r\n").status, 100);
+        assert_eq!(
+            head("HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n").status,
+            999
+        );
+    }
+
+    #[test]
+    fn transfer_codings_other_than_one_chunked_are_invalid() {
+        for te in [
+            "gzip, chunked",
+            "gzip",
+            "chunked, chunked",
+            "identity",
+            "chunked, gzip",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert!(
+                matches!(
+                    parse_response_head(raw.as_bytes()),
+                    Err(Error::InvalidResponse(_))
+                ),
+                "{te}"
+            );
+        }
+        let split =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(parse_response_head(split.as_bytes()).is_err());
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n").framing,
+            Framing::Chunked
+        );
     }
 
     /// Feeds `raw` in `step`-byte pieces; returns where the response ended.

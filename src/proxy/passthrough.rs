@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 
 use super::WorkerCtx;
 use crate::error::Error;
-use crate::fetch::client::build_request;
+use crate::fetch::client::{build_request, UpstreamBody};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::forward::{ClientSide, ResponseStreamer};
 use crate::http::request::{Method, RequestBody, RequestHead};
@@ -63,13 +63,17 @@ pub async fn relay(
         Method::Get => "GET",
         Method::Head => "HEAD",
     };
-    let chunked = req.body == RequestBody::Chunked;
+    let body = match req.body {
+        RequestBody::None => UpstreamBody::None,
+        RequestBody::Length(n) => UpstreamBody::Length(n),
+        RequestBody::Chunked => UpstreamBody::Chunked,
+    };
     let head = build_request(
         method,
         &url,
         &req.headers,
         &ctx.shared.user_agent,
-        chunked,
+        body,
         false,
     );
     write(&mut upstream, head, limits.read_timeout)
@@ -212,7 +216,10 @@ async fn copy_chunked(
     let mut scanner = ChunkedScanner::new();
     loop {
         if !buf.is_empty() {
-            let end = scanner.feed(buf).map_err(Failure::Before)?;
+            // The client's framing is at fault here, not the origin's.
+            let end = scanner.feed(buf).map_err(|_| {
+                Failure::Before(Error::BadRequest("malformed chunked request body"))
+            })?;
             if scanner.payload_len > max {
                 return Err(Failure::Before(Error::RequestBodyTooLarge));
             }

@@ -11,13 +11,15 @@ use monoio::net::TcpStream;
 
 use super::drain::Drain;
 use crate::error::Error;
+use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
 use crate::http::request::{parse_request_head, Method, RequestBody};
 use crate::proxy::passthrough::{self, Failure};
 use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
 
-/// Largest request body liveweb reads and discards on a GET/HEAD; beyond it the request is
-/// refused and the connection closed.
+/// Largest request body liveweb reads and discards on a GET/HEAD (it is never forwarded: the
+/// fetch is shared by every client asking for the URL); beyond it the request is refused and
+/// the connection closed.
 const MAX_DISCARD_BODY: u64 = 64 * 1024;
 
 /// Outcome of trying to read more bytes.
@@ -69,7 +71,12 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
                 None
             }
             RequestBody::Length(_) => Some(Error::RequestBodyTooLarge),
-            RequestBody::Chunked => Some(Error::NotImplemented("chunked request bodies")),
+            RequestBody::Chunked => match discard_chunked(&mut stream, &mut buf, idle, drain).await
+            {
+                Ok(()) => None,
+                Err(Some(e)) => Some(e),
+                Err(None) => return,
+            },
         };
         if let Some(e) = body_error {
             // The body was not consumed, so the connection cannot carry another request.
@@ -148,6 +155,35 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration, drain: 
             Fill::Data
         }
         _ => Fill::Closed,
+    }
+}
+
+/// Drops a chunked body of at most `MAX_DISCARD_BODY` payload bytes. `Err(Some(e))`: the
+/// body is malformed or too big (answer `e`, then close); `Err(None)`: the client went away.
+async fn discard_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+    drain: &Drain,
+) -> Result<(), Option<Error>> {
+    let mut scanner = ChunkedScanner::new();
+    loop {
+        let end = scanner
+            .feed(buf)
+            .map_err(|_| Some(Error::BadRequest("malformed chunked request body")))?;
+        if scanner.payload_len > MAX_DISCARD_BODY {
+            return Err(Some(Error::RequestBodyTooLarge));
+        }
+        match end {
+            Some(end) => {
+                buf.drain(..end);
+                return Ok(());
+            }
+            None => buf.clear(),
+        }
+        if let Fill::Closed = fill(stream, buf, idle, drain).await {
+            return Err(None);
+        }
     }
 }
 
