@@ -17,6 +17,11 @@ const BROWSER_HEAD: &[u8] = b"GET http://www.example.com/articles/2026/11/some-p
 const WRK_HEAD: &[u8] =
     b"GET http://127.0.0.1:8081/1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
 
+/// The liveweb-mode rule: within `--ttl`.
+fn fresh(r: &StoredRecord) -> bool {
+    r.is_fresh(Instant::now())
+}
+
 fn record(i: u64) -> Arc<StoredRecord> {
     Arc::new(StoredRecord {
         loc: RecordLoc {
@@ -26,6 +31,8 @@ fn record(i: u64) -> Arc<StoredRecord> {
         },
         status: RecordStatus::new(200, "OK", None),
         expires_at: Instant::now() + Duration::from_secs(3600),
+        stored_at: Instant::now(),
+        reuse: None,
     })
 }
 
@@ -71,7 +78,7 @@ fn index(c: &mut Criterion) {
         .map(|i| format!("http://www.example-{}.com/page-{i}.html", i % 100))
         .collect();
     for (i, u) in urls.iter().enumerate() {
-        let flight = index.claim(u, Instant::now(), false).expect("claim");
+        let flight = index.claim(u, fresh).expect("claim").flight;
         index.settle(u, &flight, Some(record(i as u64)));
     }
     let mut g = c.benchmark_group("index");
@@ -81,10 +88,7 @@ fn index(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 7919) % urls.len();
-            matches!(
-                index.lookup(&urls[i], Instant::now(), false),
-                Lookup::Hit(_)
-            )
+            matches!(index.lookup(&urls[i], fresh), Lookup::Hit(_))
         })
     };
     g.bench_function("lookup_hit", lookups);
@@ -96,14 +100,10 @@ fn index(c: &mut Criterion) {
         while !bg_stop.load(std::sync::atomic::Ordering::Relaxed) {
             n += 1;
             let u = format!("http://bg.example/{n}");
-            if let Ok(f) = bg_index.claim(&u, Instant::now(), false) {
-                bg_index.settle(&u, &f, Some(record(n)));
+            if let Ok(c) = bg_index.claim(&u, fresh) {
+                bg_index.settle(&u, &c.flight, Some(record(n)));
             }
-            let _ = bg_index.lookup(
-                "http://www.example-3.com/page-3.html",
-                Instant::now(),
-                false,
-            );
+            let _ = bg_index.lookup("http://www.example-3.com/page-3.html", fresh);
         }
     });
     g.bench_function("lookup_hit_with_concurrent_writer", lookups);
@@ -112,8 +112,8 @@ fn index(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let u = format!("http://fg.example/{n}");
-            if let Ok(f) = index.claim(&u, Instant::now(), false) {
-                index.settle(&u, &f, Some(record(n)));
+            if let Ok(c) = index.claim(&u, fresh) {
+                index.settle(&u, &c.flight, Some(record(n)));
             }
         })
     });

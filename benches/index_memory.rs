@@ -32,13 +32,26 @@ fn main() {
     let before = rss_bytes();
     let started = Instant::now();
     let expires = Instant::now() + Duration::from_secs(3600);
+    // The reuse rules of a typical static response (an ETag and a Last-Modified kept).
+    let typical = liveweb::http::cache::reuse_for(
+        200,
+        &liveweb::http::cache::response_facts(
+            b"HTTP/1.1 200 OK\r\nETag: \"5f3e-1a2b3c\"\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n",
+        ),
+        &[],
+        std::time::SystemTime::now(),
+        Duration::from_secs(3600),
+    );
     for i in 0..n {
         let url = format!(
             "http://www.example-{}.com/path/to/page-{i}.html?q={}",
             i % 1000,
             i * 7
         );
-        let flight = index.claim(&url, Instant::now(), false).expect("fresh URL");
+        let flight = index
+            .claim(&url, |r| r.is_fresh(Instant::now()))
+            .expect("fresh URL")
+            .flight;
         let record = Arc::new(StoredRecord {
             loc: RecordLoc {
                 file_id: (i % 64) as u32,
@@ -47,6 +60,8 @@ fn main() {
             },
             status: RecordStatus::new(200, "OK", None),
             expires_at: expires,
+            stored_at: Instant::now(),
+            reuse: Some(Box::new(typical.clone())),
         });
         index.settle(&url, &flight, Some(record));
     }

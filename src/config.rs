@@ -132,6 +132,12 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MIN_FREE", default_value = "1GB", value_parser = parse_size)]
     pub min_free: u64,
 
+    /// Liveweb mode: a request carrying Authorization or Cookie is never answered from
+    /// another request's record, and its own record answers no other request (it is still
+    /// archived). `false` shares them like any other record.
+    #[arg(long, env = "LIVEWEB_ISOLATE_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub isolate_credentials: bool,
+
     /// Largest request body relayed for POST, PUT and the like (forward mode); bigger is 413.
     #[arg(long, env = "LIVEWEB_MAX_REQUEST_BODY", default_value = "1GB", value_parser = parse_size)]
     pub max_request_body: u64,

@@ -241,12 +241,13 @@ fn get_bodies_do_not_desynchronise_a_pooled_nginx_connection() {
         assert_eq!(r.status, 200, "{file}: {}", r.head);
         assert_eq!(r.body, body.as_bytes());
     }
-    // Nothing bad was cached: a hit of b is still nginx's page.
+    // Nothing bad was cached: b is still nginx's page, from the store (nginx's files are
+    // seconds old, so their heuristic freshness is short and the hit may be a revalidation:
+    // a conditional request on the pooled connection, answered 304).
     let r = get(proxy.addr, &url("b.txt"), "");
-    assert_eq!(
-        (r.status, r.header("x-cache").as_deref()),
-        (200, Some("HIT"))
-    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let cache = r.header("x-cache").unwrap_or_default();
+    assert!(cache == "HIT" || cache == "REVALIDATED", "{}", r.head);
     assert_eq!(r.body, b"page b");
     proxy.finish();
 }

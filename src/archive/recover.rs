@@ -216,6 +216,8 @@ fn restored_record(
         },
         status: RecordStatus::new(e.status, canonical_reason(e.status), None),
         expires_at: now + left,
+        stored_at: now.checked_sub(Duration::from_secs(age)).unwrap_or(now),
+        reuse: None,
     }))
 }
 
@@ -303,12 +305,12 @@ mod tests {
         let sealed = dir.path().join("sealed/L-1-0-00007.arc.gz");
         assert_eq!(fs::metadata(&sealed).unwrap().len(), whole as u64);
         let now = Instant::now();
-        let Lookup::Hit(rec) = index.lookup("http://a/", now, false) else {
+        let Lookup::Hit(rec) = index.lookup("http://a/", |r| r.is_fresh(now)) else {
             panic!("a/ restored")
         };
         assert_eq!(rec.status.code, 200);
         assert!(matches!(
-            index.lookup("http://b/", now, false),
+            index.lookup("http://b/", |r| r.is_fresh(now)),
             Lookup::Absent
         ));
 

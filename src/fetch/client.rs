@@ -14,6 +14,7 @@ use super::dns::DnsCache;
 use super::pool::UpstreamPool;
 use super::tap::Tap;
 use crate::error::Error;
+use crate::http::cache::is_conditional;
 use crate::http::is_end_to_end;
 use crate::http::request::{tokens, Header};
 use crate::http::response::{Framing, ResponseHead, ResponseTracker};
@@ -94,15 +95,31 @@ pub struct Upstream<'a> {
     pub user_agent: &'a str,
 }
 
-/// Fetches `url` and returns the whole response. With a tap, the bytes are also handed on
-/// as they arrive, and the tap is closed with whether the response came whole.
+/// Fetches `url` and returns the whole response. The client's conditional headers (and
+/// Range) are not sent: what is stored must be the whole response; `validators` are sent
+/// instead when a stored response is being revalidated. With a tap, the bytes are also
+/// handed on as they arrive, and the tap is closed with whether the response came whole.
 pub async fn fetch(
     up: Upstream<'_>,
     url: &TargetUrl,
     client_headers: &[Header],
+    validators: &[Header],
     tap: Option<Rc<Tap>>,
 ) -> Result<Fetched, FetchError> {
-    let result = fetch_inner(up, url, client_headers, tap.as_ref()).await;
+    let rewritten: Vec<Header>;
+    let headers =
+        if validators.is_empty() && !client_headers.iter().any(|h| is_conditional(&h.name)) {
+            client_headers
+        } else {
+            rewritten = client_headers
+                .iter()
+                .filter(|h| !is_conditional(&h.name))
+                .chain(validators)
+                .cloned()
+                .collect();
+            &rewritten
+        };
+    let result = fetch_inner(up, url, headers, tap.as_ref()).await;
     if let Some(tap) = tap {
         // With a tap, TooBig means the response was read whole (the client has it all) but
         // is not archived.

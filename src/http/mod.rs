@@ -1,6 +1,7 @@
 //! Pure HTTP/1.x: request and response head parsing, body framing, URL handling and reply
 //! heads. Nothing in here touches a socket.
 
+pub mod cache;
 pub mod chunked;
 pub mod forward;
 pub mod reply;

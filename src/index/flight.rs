@@ -14,7 +14,9 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub record: Arc<StoredRecord>,
-    pub member: Bytes,
+    /// `None` when the fetch revalidated a stored record that is not in memory: waiters read
+    /// it like a hit.
+    pub member: Option<Bytes>,
 }
 
 /// What a flight ends with. An error here was not archived (the record of an archived

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::archive::RecordLoc;
+use crate::http::cache::Reuse;
 use crate::http::reply::RecordStatus;
+use crate::http::request::Header;
 
 pub use flight::{Delivery, Flight, FlightGuard, Outcome};
 
@@ -20,11 +22,24 @@ pub struct StoredRecord {
     pub status: RecordStatus,
     /// When this record stops answering requests (`--ttl` or `--error-ttl` after the fetch).
     pub expires_at: Instant,
+    /// When it was stored (or last revalidated), for its age.
+    pub stored_at: Instant,
+    /// RFC 9111 reuse rules worked out when it was fetched; `None` for a record restored from
+    /// disk at start (its response head is not read then), which forward mode fetches again.
+    pub reuse: Option<Box<Reuse>>,
 }
 
 impl StoredRecord {
+    /// Within `--ttl` (or `--error-ttl`): the liveweb-mode rule, and the longest any record
+    /// answers in either mode.
     pub fn is_fresh(&self, now: Instant) -> bool {
         now < self.expires_at
+    }
+
+    /// Whether the request that fetched it carried Authorization or Cookie (unknown for a
+    /// restored record: `false`).
+    pub fn is_credentialed(&self) -> bool {
+        self.reuse.as_ref().is_some_and(|r| r.credentialed)
     }
 }
 
@@ -48,10 +63,31 @@ pub enum Lookup {
     Absent,
 }
 
-/// URL -> entry, shared by all workers.
+/// A won claim: the caller fetches and must settle the flight.
+#[derive(Debug)]
+pub struct Claim {
+    pub flight: Arc<Flight>,
+    /// The record the claim replaced, if any (a stale one may be revalidated).
+    pub previous: Option<Arc<StoredRecord>>,
+}
+
+/// The request headers that choose among a URL's variants (its last response's `Vary`), and
+/// a generation that changes when the URL is invalidated, so variants stored before do not
+/// answer again.
+#[derive(Debug, Clone)]
+struct VaryNames {
+    names: Arc<[Box<str>]>,
+    generation: u32,
+}
+
+/// Key -> entry, shared by all workers. A key is the normalized URL, or for forward-mode
+/// variants of a URL whose response had `Vary`, the URL plus the values of the varying
+/// request headers.
 #[derive(Debug)]
 pub struct Index {
     map: papaya::HashMap<Box<str>, Entry>,
+    /// URL -> the headers its responses vary on.
+    vary: papaya::HashMap<Box<str>, VaryNames>,
 }
 
 impl Default for Index {
@@ -70,36 +106,98 @@ impl Index {
             map: papaya::HashMap::builder()
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
+            vary: papaya::HashMap::new(),
         }
     }
 
-    /// Looks `url` up; a stale record counts as absent, so does any record when `refetch`.
-    pub fn lookup(&self, url: &str, now: Instant, refetch: bool) -> Lookup {
-        match self.map.pin().get(url) {
+    /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
+    /// for this client...) counts as absent.
+    pub fn lookup(&self, key: &str, usable: impl Fn(&StoredRecord) -> bool) -> Lookup {
+        match self.map.pin().get(key) {
             Some(Entry::Fetching(f)) => Lookup::Wait(f.clone()),
-            Some(Entry::Stored(r)) if !refetch && r.is_fresh(now) => Lookup::Hit(r.clone()),
+            Some(Entry::Stored(r)) if usable(r) => Lookup::Hit(r.clone()),
             _ => Lookup::Absent,
         }
     }
 
-    /// Tries to become the fetcher for `url`: succeeds unless another fetch is in flight or
-    /// (without `refetch`) a fresh record appeared meanwhile. On success the caller owns the
-    /// returned flight and must complete it.
-    pub fn claim(&self, url: &str, now: Instant, refetch: bool) -> Result<Arc<Flight>, Lookup> {
+    /// Tries to become the fetcher for `key`: succeeds unless another fetch is in flight or
+    /// a usable record appeared meanwhile. On success the caller owns the returned flight and
+    /// must complete it.
+    pub fn claim(
+        &self,
+        key: &str,
+        usable: impl Fn(&StoredRecord) -> bool,
+    ) -> Result<Claim, Lookup> {
         let flight = Arc::new(Flight::new());
+        let mut previous = None;
         let map = self.map.pin();
-        let result = map.compute(Box::from(url), |current| match current {
+        let result = map.compute(Box::from(key), |current| match current {
             Some((_, Entry::Fetching(f))) => papaya::Operation::Abort(Lookup::Wait(f.clone())),
-            Some((_, Entry::Stored(r))) if !refetch && r.is_fresh(now) => {
+            Some((_, Entry::Stored(r))) if usable(r) => {
                 papaya::Operation::Abort(Lookup::Hit(r.clone()))
             }
-            _ => papaya::Operation::Insert(Entry::Fetching(flight.clone())),
+            current => {
+                previous = match current {
+                    Some((_, Entry::Stored(r))) => Some(r.clone()),
+                    _ => None,
+                };
+                papaya::Operation::Insert(Entry::Fetching(flight.clone()))
+            }
         });
         match result {
-            papaya::Compute::Inserted(..) | papaya::Compute::Updated { .. } => Ok(flight),
+            papaya::Compute::Inserted(..) | papaya::Compute::Updated { .. } => {
+                Ok(Claim { flight, previous })
+            }
             papaya::Compute::Aborted(lookup) => Err(lookup),
             papaya::Compute::Removed(..) => Err(Lookup::Absent),
         }
+    }
+
+    /// Stores a record fetched outside a claim (a request that kept its exchange to itself,
+    /// whose response turned out shareable), unless a fetch for the key is in flight.
+    pub fn offer(&self, key: &str, record: Arc<StoredRecord>) {
+        let map = self.map.pin();
+        map.compute(Box::from(key), |current| match current {
+            Some((_, Entry::Fetching(_))) => papaya::Operation::Abort(()),
+            _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
+        });
+    }
+
+    /// The key for `request`'s variant of `url`: the URL itself until a response for it
+    /// said `Vary`, then the URL plus the request's values of the varying headers.
+    pub fn variant_key(&self, url: &str, request: &[Header]) -> Option<String> {
+        let vary = self.vary.pin();
+        let names = vary.get(url)?;
+        let mut key = format!("{url}\u{1}{}", names.generation);
+        for name in names.names.iter() {
+            key.push('\u{1}');
+            key.push_str(name);
+            for h in request.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+                key.push('=');
+                key.push_str(&String::from_utf8_lossy(h.value.trim_ascii()));
+            }
+        }
+        Some(key)
+    }
+
+    /// Remembers which request headers `url`'s responses vary on (from its latest response).
+    pub fn learn_vary(&self, url: &str, names: &[String]) {
+        let vary = self.vary.pin();
+        vary.compute(Box::from(url), |current| {
+            let same = current.is_some_and(|(_, v)| {
+                v.names
+                    .iter()
+                    .map(|n| &**n)
+                    .eq(names.iter().map(String::as_str))
+            });
+            if same {
+                return papaya::Operation::Abort(());
+            }
+            papaya::Operation::Insert(VaryNames {
+                names: names.iter().map(|n| Box::from(n.as_str())).collect(),
+                generation: current.map_or(0, |(_, v)| v.generation),
+            })
+        });
     }
 
     /// Replaces `flight` with its result: the stored record, or nothing (so the next request
@@ -126,13 +224,21 @@ impl Index {
         });
     }
 
-    /// Forgets the stored record for `url` (an unsafe method changed it upstream); an
-    /// in-flight fetch is left alone.
+    /// Forgets the stored record for `url` and its variants (an unsafe method changed it
+    /// upstream); an in-flight fetch is left alone.
     pub fn invalidate(&self, url: &str) {
         let map = self.map.pin();
         map.compute(Box::from(url), |current| match current {
             Some((_, Entry::Stored(_))) => papaya::Operation::Remove,
             _ => papaya::Operation::Abort(()),
+        });
+        let vary = self.vary.pin();
+        vary.compute(Box::from(url), |current| match current {
+            Some((_, v)) => papaya::Operation::Insert(VaryNames {
+                names: v.names.clone(),
+                generation: v.generation.wrapping_add(1),
+            }),
+            None => papaya::Operation::Abort(()),
         });
     }
 
@@ -165,44 +271,127 @@ mod tests {
             },
             status: RecordStatus::new(200, "OK", None),
             expires_at,
+            stored_at: Instant::now(),
+            reuse: None,
         })
+    }
+
+    fn fresh(now: Instant, refetch: bool) -> impl Fn(&StoredRecord) -> bool {
+        move |r| !refetch && r.is_fresh(now)
     }
 
     #[test]
     fn claim_elects_one_fetcher() {
         let index = Index::new();
         let now = Instant::now();
-        assert!(matches!(index.lookup("u", now, false), Lookup::Absent));
-        let flight = index.claim("u", now, false).expect("first claim wins");
-        assert!(matches!(index.claim("u", now, false), Err(Lookup::Wait(_))));
-        assert!(matches!(index.claim("u", now, true), Err(Lookup::Wait(_))));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
+        let flight = index
+            .claim("u", fresh(now, false))
+            .expect("first claim wins")
+            .flight;
+        assert!(matches!(
+            index.claim("u", fresh(now, false)),
+            Err(Lookup::Wait(_))
+        ));
+        assert!(matches!(
+            index.claim("u", fresh(now, true)),
+            Err(Lookup::Wait(_))
+        ));
         index.settle("u", &flight, Some(record(now + Duration::from_secs(60))));
-        assert!(matches!(index.lookup("u", now, false), Lookup::Hit(_)));
-        assert!(matches!(index.lookup("u", now, true), Lookup::Absent));
-        assert!(matches!(index.claim("u", now, false), Err(Lookup::Hit(_))));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
+        assert!(matches!(
+            index.lookup("u", fresh(now, true)),
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            index.claim("u", fresh(now, false)),
+            Err(Lookup::Hit(_))
+        ));
         // no-cache claims over a fresh record.
-        let again = index.claim("u", now, true).expect("refetch claims");
-        index.settle("u", &again, None);
-        assert!(matches!(index.lookup("u", now, false), Lookup::Absent));
+        let again = index.claim("u", fresh(now, true)).expect("refetch claims");
+        assert!(
+            again.previous.is_some(),
+            "the replaced record is handed over"
+        );
+        index.settle("u", &again.flight, None);
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
     }
 
     #[test]
     fn stale_records_are_refetched_and_foreign_settles_ignored() {
         let index = Index::new();
         let now = Instant::now();
-        let f = index.claim("u", now, false).unwrap();
+        let f = index.claim("u", fresh(now, false)).unwrap().flight;
         index.settle("u", &f, Some(record(now)));
         assert!(
-            matches!(index.lookup("u", now, false), Lookup::Absent),
+            matches!(index.lookup("u", fresh(now, false)), Lookup::Absent),
             "expired"
         );
         let f2 = index
-            .claim("u", now, false)
-            .expect("stale record can be claimed");
+            .claim("u", fresh(now, false))
+            .expect("stale record can be claimed")
+            .flight;
         // Settling with the old flight must not clobber the new one.
         index.settle("u", &f, None);
-        assert!(matches!(index.lookup("u", now, false), Lookup::Wait(_)));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Wait(_)
+        ));
         index.settle("u", &f2, None);
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn variants_have_their_own_keys_until_invalidated() {
+        let index = Index::new();
+        let h = |v: &str| Header {
+            name: "Accept-Encoding".into(),
+            value: v.as_bytes().to_vec(),
+        };
+        assert_eq!(index.variant_key("u", &[h("gzip")]), None);
+        index.learn_vary("u", &["accept-encoding".to_string()]);
+        let gzip = index.variant_key("u", &[h("gzip")]).unwrap();
+        let br = index.variant_key("u", &[h("br")]).unwrap();
+        assert_ne!(gzip, br);
+        assert_ne!(index.variant_key("u", &[]).unwrap(), gzip);
+        assert_eq!(index.variant_key("u", &[h(" gzip")]).unwrap(), gzip);
+        // Learning the same names again keeps the keys; invalidation changes them.
+        index.learn_vary("u", &["accept-encoding".to_string()]);
+        assert_eq!(index.variant_key("u", &[h("gzip")]).unwrap(), gzip);
+        let now = Instant::now();
+        index.offer(&gzip, record(now + Duration::from_secs(60)));
+        assert!(matches!(
+            index.lookup(&gzip, fresh(now, false)),
+            Lookup::Hit(_)
+        ));
+        index.invalidate("u");
+        assert_ne!(index.variant_key("u", &[h("gzip")]).unwrap(), gzip);
+    }
+
+    #[test]
+    fn offer_never_replaces_a_fetch_in_flight() {
+        let index = Index::new();
+        let now = Instant::now();
+        let claim = index.claim("u", fresh(now, false)).unwrap();
+        index.offer("u", record(now + Duration::from_secs(60)));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Wait(_)
+        ));
+        index.settle("u", &claim.flight, None);
+        index.offer("u", record(now + Duration::from_secs(60)));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
     }
 }

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod forward;
 pub mod hot;
+mod lookup;
 pub mod passthrough;
 pub mod send;
 pub mod store;
@@ -11,7 +12,7 @@ pub mod tunnel;
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -22,9 +23,9 @@ use crate::config::Mode;
 use crate::error::{Error, LogLine};
 use crate::fetch::{Tap, TapReader};
 use crate::http::reply::{record_head, text_reply, ConnState};
-use crate::http::request::{Header, Method, RequestHead};
-use crate::http::url::{parse_absolute, Scheme, TargetUrl};
-use crate::index::{FlightGuard, Lookup, Outcome, StoredRecord};
+use crate::http::request::{Method, RequestHead};
+use crate::http::url::{parse_absolute, Scheme};
+use crate::index::StoredRecord;
 
 /// How a request ended; named in the `X-Cache` header, logs and (later) counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum RequestState {
     Miss,
     /// Another request's fetch produced the record.
     Coalesced,
+    /// A stored record the origin confirmed unchanged (`304`) for this request.
+    Revalidated,
     /// Answered by liveweb itself (`/_liveweb/...`).
     Admin,
     /// Refused or failed without a record.
@@ -47,6 +50,7 @@ impl RequestState {
             RequestState::Hit => "HIT",
             RequestState::Miss => "MISS",
             RequestState::Coalesced => "COALESCED",
+            RequestState::Revalidated => "REVALIDATED",
             RequestState::Admin => "ADMIN",
             RequestState::Error => "ERROR",
         }
@@ -174,7 +178,7 @@ async fn route(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Re
     if url.scheme == Scheme::Https {
         return Err(Error::NotImplemented("https:// URLs are not supported yet"));
     }
-    lookup_or_fetch(ctx, req, url, to).await
+    lookup::lookup_or_fetch(ctx, req, url, to).await
 }
 
 fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
@@ -196,127 +200,16 @@ fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     })
 }
 
-/// Hit, coalesce, or become the fetcher. Bounded: a claim can only lose to a concurrent
-/// change, which resolves on the next look.
-async fn lookup_or_fetch(
-    ctx: &Rc<WorkerCtx>,
-    req: &RequestHead,
-    url: TargetUrl,
-    to: ReplyTo,
-) -> Result<Response, Error> {
-    let index = &ctx.shared.index;
-    // A record whose ARC file was handed off and deleted is refetched like a stale one.
-    let mut refetch = req.no_cache;
-    for _ in 0..8 {
-        let now = Instant::now();
-        let lookup = match index.lookup(&url.normalized, now, refetch) {
-            Lookup::Absent if req.only_if_cached => return Err(Error::NotCached),
-            Lookup::Absent if ctx.writer.is_paused() => {
-                return Err(Error::Storage("disk full, archiving paused".into()))
-            }
-            Lookup::Absent => match index.claim(&url.normalized, now, refetch) {
-                Ok(flight) => {
-                    let guard = FlightGuard(flight.clone());
-                    // Forward-mode clients get their origin's failure, not a record of it.
-                    let archive_failures = !to.forward;
-                    // A forward-mode GET streams the response while it is being fetched.
-                    let tap = (to.forward && !to.head_only).then(Tap::new);
-                    let task = fetch_and_store(
-                        ctx.clone(),
-                        url.clone(),
-                        req.headers.clone(),
-                        guard,
-                        archive_failures,
-                        tap.clone(),
-                    );
-                    monoio::spawn(task);
-                    if let Some(tap) = tap {
-                        return Ok(live_response(tap, to, ctx.shared.config.max_body));
-                    }
-                    let outcome = flight.wait().await;
-                    return delivered(ctx, outcome, RequestState::Miss, to);
-                }
-                Err(other) => other,
-            },
-            found => found,
-        };
-        match lookup {
-            Lookup::Hit(record) => match stored(ctx, record, to) {
-                Some(resp) => return Ok(resp),
-                None => refetch = true,
-            },
-            Lookup::Wait(flight) => {
-                let outcome = flight.wait().await;
-                return delivered(ctx, outcome, RequestState::Coalesced, to);
-            }
-            Lookup::Absent => continue,
-        }
-    }
-    Err(Error::Internal("index kept changing under the request"))
-}
-
-/// The fetcher's task: runs to the end even if the requesting client goes away, so the
-/// waiters and the index are always settled.
-async fn fetch_and_store(
-    ctx: Rc<WorkerCtx>,
-    url: TargetUrl,
-    headers: Vec<Header>,
-    guard: FlightGuard,
-    archive_failures: bool,
-    tap: Option<Rc<Tap>>,
-) {
-    let shared = &ctx.shared;
-    let fetched = crate::fetch::fetch(ctx.upstream(), &url, &headers, tap).await;
-    let outcome = match fetched {
-        Ok(f) => store::store_response(&ctx, &url, f).await,
-        Err(fe) if archive_failures && fe.error.is_archived_failure() => {
-            eprintln!("liveweb: {} {}", url.normalized, LogLine(&fe.error));
-            store::store_failure(&ctx, &url, fe).await
-        }
-        Err(fe) => Err(fe.error),
-    };
-    let record = outcome.as_ref().ok().map(|d| d.record.clone());
-    shared.index.settle(&url.normalized, &guard.0, record);
-    guard.0.complete(outcome);
-}
-
-fn delivered(
-    ctx: &Rc<WorkerCtx>,
-    outcome: Outcome,
-    state: RequestState,
-    to: ReplyTo,
-) -> Result<Response, Error> {
-    let d = outcome?;
-    // The fetcher runs on this worker and already kept a miss's record; a coalesced one may
-    // come from another worker's fetch.
-    if state == RequestState::Coalesced {
-        ctx.hot.borrow_mut().insert(&d.record.loc, d.member.clone());
-    }
-    Ok(reply_for(ctx, &d.record, Some(d.member), None, state, to))
-}
-
-/// The reply for a stored record; `None` when its ARC file is gone (handed off).
-fn stored(ctx: &Rc<WorkerCtx>, record: Arc<StoredRecord>, to: ReplyTo) -> Option<Response> {
-    let file = ctx.shared.files.get(record.loc.file_id)?;
-    let in_memory = ctx.hot.borrow().get(&record.loc);
-    Some(reply_for(
-        ctx,
-        &record,
-        in_memory,
-        Some(file),
-        RequestState::Hit,
-        to,
-    ))
-}
-
 /// Shapes a record into a reply: the record itself (liveweb mode) or the response it holds
-/// (forward mode; an archived failure becomes a plain error reply).
+/// (forward mode; an archived failure becomes a plain error reply, and a conditional request
+/// the record satisfies gets `304`).
 fn reply_for(
     ctx: &WorkerCtx,
     record: &Arc<StoredRecord>,
     member: Option<Bytes>,
     file: Option<Arc<ArcFile>>,
     state: RequestState,
+    req: &RequestHead,
     to: ReplyTo,
 ) -> Response {
     // Records in files from another run may be of the other kind than this run writes.
@@ -341,7 +234,15 @@ fn reply_for(
             Some(plain) => (forward::MemberSource::Memory(plain), false),
             None => (forward_source(record, member, file), gzip),
         };
-        let age = (state == RequestState::Hit).then(|| age_of(record, ctx.shared.config.ttl));
+        let age = matches!(state, RequestState::Hit | RequestState::Revalidated)
+            .then(|| age_of(record, Instant::now()));
+        if let Some(head) = not_modified(record, req, state, age, to) {
+            return Response {
+                head,
+                body: Body::None,
+                state,
+            };
+        }
         let client = client_side(to, state, age, None);
         return Response {
             head: Vec::new(),
@@ -421,8 +322,43 @@ fn forward_source(
     }
 }
 
-/// Seconds since the record was fetched (its TTL minus what is left of it).
-fn age_of(record: &StoredRecord, ttl: Duration) -> u64 {
-    let left = record.expires_at.saturating_duration_since(Instant::now());
-    ttl.saturating_sub(left).as_secs()
+/// The record's current age in seconds (RFC 9111 4.2.3).
+fn age_of(record: &StoredRecord, now: Instant) -> u64 {
+    let resident = now.saturating_duration_since(record.stored_at);
+    match &record.reuse {
+        Some(reuse) => reuse.age(resident),
+        None => resident.as_secs(),
+    }
+}
+
+/// A `304 Not Modified` head when the client's conditional request is satisfied by a stored
+/// successful response (RFC 9110 13.2.2), carrying its validators.
+fn not_modified(
+    record: &StoredRecord,
+    req: &RequestHead,
+    state: RequestState,
+    age: Option<u64>,
+    to: ReplyTo,
+) -> Option<Vec<u8>> {
+    let reuse = record.reuse.as_ref()?;
+    if !(200..300).contains(&record.status.code) || !reuse.not_modified_for(&req.headers) {
+        return None;
+    }
+    let mut head = String::from("HTTP/1.1 304 Not Modified\r\n");
+    if let Some(etag) = &reuse.etag {
+        head.push_str(&format!("ETag: {etag}\r\n"));
+    }
+    if let Some(lm) = &reuse.last_modified {
+        head.push_str(&format!("Last-Modified: {lm}\r\n"));
+    }
+    head.push_str("Via: 1.1 liveweb\r\n");
+    if let Some(age) = age {
+        head.push_str(&format!("Age: {age}\r\n"));
+    }
+    head.push_str(&format!(
+        "X-Cache: {}\r\n{}\r\n",
+        state.as_str(),
+        to.conn.header()
+    ));
+    Some(head.into_bytes())
 }

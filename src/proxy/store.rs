@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -15,16 +15,36 @@ use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
+use crate::http::cache::{response_facts, reuse_for, Reuse};
 use crate::http::reply::RecordStatus;
-use crate::http::response::arc_mime;
+use crate::http::request::Header;
+use crate::http::response::{arc_mime, split_head};
 use crate::http::url::TargetUrl;
 use crate::index::{Delivery, Outcome, StoredRecord};
 
 /// Payloads above this are compressed on the blocking pool.
 const INLINE_GZIP_LIMIT: usize = 256 * 1024;
 
-/// Archives a complete origin response.
-pub async fn store_response(ctx: &Rc<WorkerCtx>, url: &TargetUrl, fetched: Fetched) -> Outcome {
+/// Archives a complete origin response, fetched for a request with `request` headers (they
+/// decide who may reuse it).
+pub async fn store_response(
+    ctx: &Rc<WorkerCtx>,
+    url: &TargetUrl,
+    fetched: Fetched,
+    request: &[Header],
+) -> Outcome {
+    let facts = response_facts(final_head(&fetched.raw));
+    if let Some(names) = &facts.vary {
+        ctx.shared.index.learn_vary(&url.normalized, names);
+    }
+    let config = &ctx.shared.config;
+    let reuse = reuse_for(
+        fetched.head.status,
+        &facts,
+        request,
+        SystemTime::now(),
+        config.ttl,
+    );
     let mime = arc_mime(fetched.head.content_type.as_deref());
     let date = UtcTime::now().arc14();
     let header = header_line(
@@ -37,13 +57,44 @@ pub async fn store_response(ctx: &Rc<WorkerCtx>, url: &TargetUrl, fetched: Fetch
     let (member, digest) = encode(header, fetched.raw, ctx.shared.config.codec()).await?;
     let cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
     let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
-    append(
-        ctx,
-        AppendRecord { member, cdx },
-        status,
-        ctx.shared.config.ttl,
-    )
-    .await
+    append(ctx, AppendRecord { member, cdx }, status, config.ttl, reuse).await
+}
+
+/// A `304` answer to a revalidation: the exchange is archived like any other, and the stored
+/// record it confirmed answers again, with freshness from the 304 (RFC 9111 4.3.4).
+pub async fn store_revalidation(
+    ctx: &Rc<WorkerCtx>,
+    url: &TargetUrl,
+    fetched: Fetched,
+    request: &[Header],
+    confirmed: &StoredRecord,
+) -> Outcome {
+    let facts = response_facts(final_head(&fetched.raw));
+    let status = fetched.head.status;
+    store_response(ctx, url, fetched, request).await?;
+    let ttl = ctx.shared.config.ttl;
+    let reuse = confirmed
+        .reuse
+        .as_ref()
+        .map(|old| Box::new(old.refreshed(status, &facts, request, SystemTime::now(), ttl)));
+    let now = Instant::now();
+    let record = Arc::new(StoredRecord {
+        loc: confirmed.loc,
+        status: confirmed.status.clone(),
+        expires_at: now + ttl,
+        stored_at: now,
+        reuse,
+    });
+    let member = ctx.hot.borrow().get(&record.loc);
+    Ok(Delivery { record, member })
+}
+
+/// The final response head in a raw response (after any 1xx interim responses).
+fn final_head(raw: &[u8]) -> &[u8] {
+    match split_head(raw) {
+        Ok(Some((_, at, body_start))) => &raw[at..body_start],
+        _ => &[],
+    }
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
@@ -62,13 +113,19 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
     let (member, digest) = encode(header, payload, ctx.shared.config.codec()).await?;
     let cdx = cdx_entry(url, date, "text/plain".into(), status.code, digest);
     let status = RecordStatus::new(status.code, status.reason, Some(code));
-    append(
-        ctx,
-        AppendRecord { member, cdx },
-        status,
-        ctx.shared.config.error_ttl,
-    )
-    .await
+    let error_ttl = ctx.shared.config.error_ttl;
+    // Not the origin's answer: shared by everyone asking for the URL within --error-ttl.
+    let reuse = Reuse {
+        shareable: true,
+        credentialed: false,
+        lifetime: error_ttl.as_secs(),
+        initial_age: 0,
+        validate_always: false,
+        etag: None,
+        last_modified: None,
+        vary: None,
+    };
+    append(ctx, AppendRecord { member, cdx }, status, error_ttl, reuse).await
 }
 
 /// The minimal HTTP response archived for a failure.
@@ -121,14 +178,21 @@ async fn append(
     record: AppendRecord,
     status: RecordStatus,
     ttl: Duration,
+    reuse: Reuse,
 ) -> Outcome {
     let member = record.member.clone();
     let loc = ctx.writer.append(record).await?;
     ctx.hot.borrow_mut().insert(&loc, member.clone());
+    let now = Instant::now();
     let record = Arc::new(StoredRecord {
         loc,
         status,
-        expires_at: Instant::now() + ttl,
+        expires_at: now + ttl,
+        stored_at: now,
+        reuse: Some(Box::new(reuse)),
     });
-    Ok(Delivery { record, member })
+    Ok(Delivery {
+        record,
+        member: Some(member),
+    })
 }

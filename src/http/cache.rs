@@ -1,0 +1,596 @@
+//! RFC 9111 for a shared cache: whether a stored response may be reused for another client,
+//! for how long it stays fresh, which request headers choose its variant (`Vary`), and when a
+//! client's conditional request can be answered `304`. Pure: no I/O, no clocks of its own
+//! (callers pass the times).
+
+use std::time::{Duration, SystemTime};
+
+use super::request::{tokens, Header};
+
+/// Statuses a cache may give a heuristic freshness when the origin set none
+/// (RFC 9110 15.1).
+const HEURISTIC_STATUSES: &[u16] = &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// Fraction of the time since Last-Modified used as heuristic freshness (RFC 9111 4.2.2
+/// suggests at most 10%).
+const HEURISTIC_FRACTION: u64 = 10;
+
+/// The response `Cache-Control` directives a shared cache acts on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseDirectives {
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+}
+
+/// What a response head says about caching, read once when it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseFacts {
+    pub directives: ResponseDirectives,
+    pub date: Option<SystemTime>,
+    /// `Expires`, or `Some(UNIX_EPOCH)` when present but invalid (it then means "already
+    /// expired", RFC 9111 5.3).
+    pub expires: Option<SystemTime>,
+    pub age: Option<u64>,
+    pub last_modified: Option<String>,
+    pub etag: Option<String>,
+    /// `Vary` field names, lowercased; `None` without Vary.
+    pub vary: Option<Vec<String>>,
+    /// `Vary: *`: no request can be known to match.
+    pub vary_any: bool,
+    pub set_cookie: bool,
+}
+
+/// Reads the caching facts from a response head (status line to blank line).
+pub fn response_facts(raw_head: &[u8]) -> ResponseFacts {
+    let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
+    let mut parsed = httparse::Response::new(&mut storage);
+    // The head was parsed (and bounded) when it arrived; a head that fails here yields no
+    // facts, which means "not reusable" below.
+    if parsed.parse(raw_head).is_err() {
+        return ResponseFacts {
+            directives: ResponseDirectives {
+                no_store: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+    }
+    facts_from(parsed.headers.iter().map(|h| (h.name, h.value)))
+}
+
+fn facts_from<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> ResponseFacts {
+    let mut f = ResponseFacts::default();
+    for (name, value) in headers {
+        let text = || std::str::from_utf8(value).unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("cache-control") {
+            read_response_directives(value, &mut f.directives);
+        } else if name.eq_ignore_ascii_case("date") {
+            f.date = httpdate::parse_http_date(text()).ok();
+        } else if name.eq_ignore_ascii_case("expires") {
+            f.expires = Some(httpdate::parse_http_date(text()).unwrap_or(SystemTime::UNIX_EPOCH));
+        } else if name.eq_ignore_ascii_case("age") {
+            f.age = text().parse().ok();
+        } else if name.eq_ignore_ascii_case("last-modified") {
+            f.last_modified = Some(text().to_string()).filter(|s| !s.is_empty());
+        } else if name.eq_ignore_ascii_case("etag") {
+            f.etag = Some(text().to_string()).filter(|s| !s.is_empty());
+        } else if name.eq_ignore_ascii_case("vary") {
+            for t in tokens(value) {
+                if t == "*" {
+                    f.vary_any = true;
+                } else {
+                    f.vary
+                        .get_or_insert_with(Vec::new)
+                        .push(t.to_ascii_lowercase());
+                }
+            }
+        } else if name.eq_ignore_ascii_case("set-cookie") {
+            f.set_cookie = true;
+        }
+    }
+    if let Some(names) = &mut f.vary {
+        names.sort_unstable();
+        names.dedup();
+    }
+    f
+}
+
+/// Directive name and optional argument (quotes removed), for each comma-separated item.
+fn directives(value: &[u8]) -> impl Iterator<Item = (&str, Option<&str>)> {
+    std::str::from_utf8(value)
+        .unwrap_or("")
+        .split(',')
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+            None => (item.trim(), None),
+        })
+        .filter(|(k, _)| !k.is_empty())
+}
+
+/// delta-seconds; an invalid value makes the directive count as 0 (stale), the safe reading.
+fn delta_seconds(arg: Option<&str>) -> u64 {
+    arg.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn read_response_directives(value: &[u8], d: &mut ResponseDirectives) {
+    for (name, arg) in directives(value) {
+        match name.to_ascii_lowercase().as_str() {
+            "no-store" => d.no_store = true,
+            // With or without field names: the qualified forms are treated as unqualified,
+            // which RFC 9111 5.2.2.4 and 5.2.2.7 allow.
+            "no-cache" => d.no_cache = true,
+            "private" => d.private = true,
+            "public" => d.public = true,
+            "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
+            "max-age" => d.max_age = Some(delta_seconds(arg)),
+            "s-maxage" => d.s_maxage = Some(delta_seconds(arg)),
+            _ => {}
+        }
+    }
+}
+
+/// The request directives a shared cache acts on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestDirectives {
+    /// `no-cache`, `max-age=0` or `Pragma: no-cache`: validate with the origin first.
+    pub revalidate: bool,
+    /// `max-age=N`: the client accepts nothing older.
+    pub max_age: Option<u64>,
+}
+
+/// Reads the request's `Cache-Control` (and `Pragma`).
+pub fn request_directives(headers: &[Header]) -> RequestDirectives {
+    let mut r = RequestDirectives::default();
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("cache-control") {
+            for (name, arg) in directives(&h.value) {
+                if name.eq_ignore_ascii_case("no-cache") {
+                    r.revalidate = true;
+                } else if name.eq_ignore_ascii_case("max-age") {
+                    let n = delta_seconds(arg);
+                    r.max_age = Some(r.max_age.map_or(n, |m| m.min(n)));
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("pragma") {
+            r.revalidate |= tokens(&h.value).any(|t| t.eq_ignore_ascii_case("no-cache"));
+        }
+    }
+    r.revalidate |= r.max_age == Some(0);
+    r
+}
+
+/// Whether the request carries credentials: its response is the client's own.
+pub fn has_authorization(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("authorization"))
+}
+
+/// Whether the request carries `Authorization` or `Cookie`.
+pub fn has_credentials(headers: &[Header]) -> bool {
+    headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("authorization") || h.name.eq_ignore_ascii_case("cookie")
+    })
+}
+
+/// Request headers never sent on a fetch liveweb stores: the stored response must be the
+/// whole, unconditional one (a client's `304` or `206` stored as the URL's record would be
+/// served to everyone). liveweb answers conditional requests itself.
+pub fn is_conditional(name: &str) -> bool {
+    [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// How a stored response may be reused, decided when it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reuse {
+    /// May answer requests other than the one that fetched it (RFC 9111 3 and 3.5).
+    pub shareable: bool,
+    /// The fetching request carried Authorization or Cookie.
+    pub credentialed: bool,
+    /// Freshness lifetime in seconds (already capped by `--ttl`).
+    pub lifetime: u64,
+    /// Age when stored, in seconds (RFC 9111 4.2.3 `corrected_initial_age`).
+    pub initial_age: u64,
+    /// The response said `no-cache`: validate before every reuse.
+    pub validate_always: bool,
+    pub etag: Option<Box<str>>,
+    pub last_modified: Option<Box<str>>,
+    /// For a response with `Vary`: each listed request header and the value the fetching
+    /// request had (`None`: absent). Another request matches only with the same values.
+    pub vary: Option<Box<[(Box<str>, Option<Box<[u8]>>)]>>,
+}
+
+/// Works out the reuse rules for a response fetched at `now` for a request with `request`
+/// headers. `ttl` caps every freshness lifetime.
+pub fn reuse_for(
+    status: u16,
+    facts: &ResponseFacts,
+    request: &[Header],
+    now: SystemTime,
+    ttl: Duration,
+) -> Reuse {
+    let d = &facts.directives;
+    let authorized = has_authorization(request);
+    let shareable = !d.no_store
+        && !d.private
+        && !facts.vary_any
+        && (!authorized || d.public || d.s_maxage.is_some() || d.must_revalidate)
+        && (!facts.set_cookie || d.public);
+    let secs =
+        |t: SystemTime, since: SystemTime| t.duration_since(since).map_or(0, |d| d.as_secs());
+    let date = facts.date.unwrap_or(now);
+    let explicit = d
+        .s_maxage
+        .or(d.max_age)
+        .or_else(|| facts.expires.map(|e| secs(e, date)));
+    let heuristic = || {
+        let allowed = HEURISTIC_STATUSES.contains(&status) || d.public;
+        if !allowed {
+            return 0;
+        }
+        // No Last-Modified at all: the operator's --ttl is the heuristic (as Varnish's
+        // default_ttl); with one, a tenth of how long it had not changed.
+        match facts
+            .last_modified
+            .as_deref()
+            .map(httpdate::parse_http_date)
+        {
+            Some(Ok(modified)) => secs(date, modified) / HEURISTIC_FRACTION,
+            Some(Err(_)) | None => u64::MAX,
+        }
+    };
+    let lifetime = explicit.unwrap_or_else(heuristic).min(ttl.as_secs());
+    let apparent_age = facts.date.map_or(0, |date| secs(now, date));
+    let initial_age = apparent_age.max(facts.age.unwrap_or(0));
+    let vary = facts.vary.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|name| {
+                let value = request_value(request, name);
+                (Box::from(name.as_str()), value.map(Box::from))
+            })
+            .collect()
+    });
+    Reuse {
+        shareable,
+        credentialed: has_credentials(request),
+        lifetime,
+        initial_age,
+        validate_always: d.no_cache,
+        etag: facts.etag.as_deref().map(Box::from),
+        last_modified: facts.last_modified.as_deref().map(Box::from),
+        vary,
+    }
+}
+
+/// The request's value for a header that `Vary` names: all its fields joined with `, `
+/// (RFC 9111 4.1 compares the combined value), whitespace around each trimmed.
+fn request_value(request: &[Header], name: &str) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    for h in request.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        let v = out.get_or_insert_with(Vec::new);
+        if !v.is_empty() {
+            v.extend_from_slice(b", ");
+        }
+        v.extend_from_slice(h.value.trim_ascii());
+    }
+    out
+}
+
+impl Reuse {
+    /// Current age in seconds, `resident` after it was stored (RFC 9111 4.2.3).
+    pub fn age(&self, resident: Duration) -> u64 {
+        self.initial_age.saturating_add(resident.as_secs())
+    }
+
+    /// Whether it may answer this request without contacting the origin, `resident` after
+    /// it was stored.
+    pub fn is_fresh_for(&self, req: RequestDirectives, resident: Duration) -> bool {
+        let age = self.age(resident);
+        !self.validate_always
+            && !req.revalidate
+            && age < self.lifetime
+            && req.max_age.is_none_or(|max| age <= max)
+    }
+
+    /// Whether `request` selects the same variant as the request that fetched it.
+    pub fn matches_variant(&self, request: &[Header]) -> bool {
+        let Some(vary) = &self.vary else {
+            return true;
+        };
+        vary.iter().all(|(name, stored)| {
+            request_value(request, name).as_deref() == stored.as_deref().map(|v| &v[..])
+        })
+    }
+
+    /// The conditional request headers that validate this response with its origin.
+    pub fn validators(&self) -> Vec<Header> {
+        let mut out = Vec::new();
+        if let Some(etag) = &self.etag {
+            out.push(Header {
+                name: "If-None-Match".into(),
+                value: etag.as_bytes().to_vec(),
+            });
+        }
+        if let Some(lm) = &self.last_modified {
+            out.push(Header {
+                name: "If-Modified-Since".into(),
+                value: lm.as_bytes().to_vec(),
+            });
+        }
+        out
+    }
+
+    /// A `304 Not Modified` from the origin refreshes a stored response: its freshness comes
+    /// from the 304's headers where they give any (RFC 9111 4.3.4).
+    pub fn refreshed(
+        &self,
+        status: u16,
+        facts: &ResponseFacts,
+        request: &[Header],
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Reuse {
+        let fresh = reuse_for(status, facts, request, now, ttl);
+        let has_freshness = facts.directives.max_age.is_some()
+            || facts.directives.s_maxage.is_some()
+            || facts.expires.is_some();
+        Reuse {
+            shareable: self.shareable && fresh.shareable,
+            credentialed: self.credentialed,
+            lifetime: if has_freshness {
+                fresh.lifetime
+            } else {
+                self.lifetime
+            },
+            initial_age: fresh.initial_age,
+            validate_always: self.validate_always || fresh.validate_always,
+            etag: fresh.etag.or_else(|| self.etag.clone()),
+            last_modified: fresh.last_modified.or_else(|| self.last_modified.clone()),
+            vary: self.vary.clone(),
+        }
+    }
+
+    /// Whether a client's conditional request is satisfied by this (fresh) response, so it
+    /// is answered `304` (RFC 9110 13.2.2: If-None-Match first, If-Modified-Since only
+    /// without it; weak comparison for If-None-Match).
+    pub fn not_modified_for(&self, request: &[Header]) -> bool {
+        let find = |n: &str| request.iter().find(|h| h.name.eq_ignore_ascii_case(n));
+        if let Some(inm) = find("if-none-match") {
+            let Some(etag) = &self.etag else {
+                return false;
+            };
+            let ours = weak(etag);
+            return std::str::from_utf8(&inm.value)
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || weak(t) == ours);
+        }
+        let (Some(ims), Some(lm)) = (find("if-modified-since"), &self.last_modified) else {
+            return false;
+        };
+        let since = std::str::from_utf8(&ims.value).ok().map(str::trim);
+        match (
+            since.map(httpdate::parse_http_date),
+            httpdate::parse_http_date(lm),
+        ) {
+            (Some(Ok(since)), Ok(modified)) => modified <= since,
+            _ => false,
+        }
+    }
+}
+
+/// An entity tag without its weakness prefix.
+fn weak(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn facts(head: &str) -> ResponseFacts {
+        response_facts(format!("HTTP/1.1 200 OK\r\n{head}\r\n").as_bytes())
+    }
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(at(secs))
+    }
+
+    fn reuse(head: &str, request: &[Header]) -> Reuse {
+        reuse_for(200, &facts(head), request, at(0), TTL)
+    }
+
+    #[test]
+    fn what_is_not_shareable() {
+        for head in [
+            "Cache-Control: no-store\r\n",
+            "Cache-Control: private\r\n",
+            "Cache-Control: private=\"x\", max-age=60\r\n",
+            "Set-Cookie: sid=1\r\n",
+            "Vary: *\r\n",
+            "Vary: Accept, *\r\n",
+        ] {
+            assert!(!reuse(head, &[]).shareable, "{head}");
+        }
+        assert!(reuse("Set-Cookie: sid=1\r\nCache-Control: public\r\n", &[]).shareable);
+        assert!(reuse("Cache-Control: max-age=60\r\n", &[]).shareable);
+        let auth = [h("Authorization", "Bearer alice")];
+        assert!(!reuse("Cache-Control: max-age=60\r\n", &auth).shareable);
+        assert!(reuse("", &auth).credentialed);
+        for allowed in ["public", "s-maxage=60", "must-revalidate, max-age=9"] {
+            assert!(
+                reuse(&format!("Cache-Control: {allowed}\r\n"), &auth).shareable,
+                "{allowed}"
+            );
+        }
+        assert!(reuse("", &[h("cookie", "a=b")]).credentialed);
+        assert!(!reuse("", &[h("Accept", "*/*")]).credentialed);
+    }
+
+    #[test]
+    fn freshness_lifetime_in_rfc_order() {
+        let d = date(0);
+        assert_eq!(
+            reuse("Cache-Control: max-age=60, s-maxage=30\r\n", &[]).lifetime,
+            30
+        );
+        assert_eq!(reuse("Cache-Control: max-age=60\r\n", &[]).lifetime, 60);
+        let expires = format!("Date: {d}\r\nExpires: {}\r\n", date(120));
+        assert_eq!(reuse(&expires, &[]).lifetime, 120);
+        let both = format!("Cache-Control: max-age=5\r\n{expires}");
+        assert_eq!(reuse(&both, &[]).lifetime, 5, "max-age beats Expires");
+        assert_eq!(
+            reuse("Expires: 0\r\n", &[]).lifetime,
+            0,
+            "invalid = expired"
+        );
+        assert_eq!(reuse("Cache-Control: max-age=abc\r\n", &[]).lifetime, 0);
+        // Heuristic: a tenth of the Last-Modified age, or --ttl without Last-Modified.
+        let lm = format!(
+            "Date: {d}\r\nLast-Modified: {}\r\n",
+            httpdate::fmt_http_date(at(0) - Duration::from_secs(1000))
+        );
+        assert_eq!(reuse(&lm, &[]).lifetime, 100);
+        assert_eq!(reuse("", &[]).lifetime, 3600);
+        // Capped by --ttl; statuses without heuristic freshness get none.
+        assert_eq!(
+            reuse("Cache-Control: max-age=99999\r\n", &[]).lifetime,
+            3600
+        );
+        assert_eq!(reuse_for(302, &facts(""), &[], at(0), TTL).lifetime, 0);
+        assert_eq!(reuse_for(500, &facts(""), &[], at(0), TTL).lifetime, 0);
+        assert_eq!(
+            reuse_for(302, &facts("Cache-Control: max-age=7\r\n"), &[], at(0), TTL).lifetime,
+            7
+        );
+    }
+
+    #[test]
+    fn age_and_fresh_for_a_request() {
+        let d = date(0);
+        let r = reuse_for(
+            200,
+            &facts(&format!(
+                "Date: {d}\r\nAge: 10\r\nCache-Control: max-age=60\r\n"
+            )),
+            &[],
+            at(30),
+            TTL,
+        );
+        assert_eq!(r.initial_age, 30, "apparent age beats the Age header");
+        assert_eq!(r.age(Duration::from_secs(5)), 35);
+        let any = RequestDirectives::default();
+        assert!(r.is_fresh_for(any, Duration::from_secs(29)));
+        assert!(!r.is_fresh_for(any, Duration::from_secs(30)));
+        let max10 = request_directives(&[h("Cache-Control", "max-age=40")]);
+        assert!(r.is_fresh_for(max10, Duration::from_secs(10)));
+        assert!(!r.is_fresh_for(max10, Duration::from_secs(11)));
+        for revalidate in [
+            h("Cache-Control", "no-cache"),
+            h("Cache-Control", "max-age=0"),
+            h("Pragma", "no-cache"),
+        ] {
+            let req = request_directives(std::slice::from_ref(&revalidate));
+            assert!(req.revalidate, "{revalidate:?}");
+            assert!(!r.is_fresh_for(req, Duration::ZERO));
+        }
+        let no_cache = reuse("Cache-Control: no-cache, max-age=600\r\n", &[]);
+        assert!(no_cache.shareable && !no_cache.is_fresh_for(any, Duration::ZERO));
+        assert!(!reuse("Cache-Control: max-age=0\r\n", &[]).is_fresh_for(any, Duration::ZERO));
+    }
+
+    #[test]
+    fn vary_selects_variants() {
+        let gzip = [h("Accept-Encoding", "gzip"), h("Accept", "a")];
+        let r = reuse("Vary: accept-encoding, Accept-Language\r\n", &gzip);
+        assert!(r.matches_variant(&[h("accept-encoding", " gzip ")]));
+        assert!(!r.matches_variant(&[h("Accept-Encoding", "br")]));
+        assert!(!r.matches_variant(&[]));
+        assert!(!r.matches_variant(&[h("Accept-Encoding", "gzip"), h("Accept-Language", "en")]));
+        let absent = reuse("Vary: Cookie\r\n", &[]);
+        assert!(absent.matches_variant(&[]));
+        assert!(!absent.matches_variant(&[h("Cookie", "a=1")]));
+        assert!(reuse("", &gzip).matches_variant(&[]));
+    }
+
+    #[test]
+    fn conditional_requests_and_validators() {
+        let lm = date(0);
+        let r = reuse(&format!("ETag: W/\"v1\"\r\nLast-Modified: {lm}\r\n"), &[]);
+        assert_eq!(
+            r.validators(),
+            vec![h("If-None-Match", "W/\"v1\""), h("If-Modified-Since", &lm)]
+        );
+        assert!(r.not_modified_for(&[h("If-None-Match", "\"x\", \"v1\"")]));
+        assert!(r.not_modified_for(&[h("If-None-Match", "*")]));
+        assert!(!r.not_modified_for(&[h("If-None-Match", "\"v2\"")]));
+        // If-None-Match wins over If-Modified-Since.
+        assert!(!r.not_modified_for(&[
+            h("If-None-Match", "\"v2\""),
+            h("If-Modified-Since", &date(5))
+        ]));
+        assert!(r.not_modified_for(&[h("If-Modified-Since", &date(5))]));
+        assert!(r.not_modified_for(&[h("If-Modified-Since", &lm)]));
+        let earlier = httpdate::fmt_http_date(at(0) - Duration::from_secs(1));
+        assert!(!r.not_modified_for(&[h("If-Modified-Since", &earlier)]));
+        assert!(!r.not_modified_for(&[h("If-Modified-Since", "garbage")]));
+        assert!(!r.not_modified_for(&[]));
+        assert!(
+            is_conditional("If-None-Match") && is_conditional("range") && !is_conditional("accept")
+        );
+    }
+
+    #[test]
+    fn a_304_refreshes_freshness_and_validators() {
+        let old = reuse("ETag: \"v1\"\r\nCache-Control: max-age=60\r\n", &[]);
+        let plain = old.refreshed(304, &facts(""), &[], at(100), TTL);
+        assert_eq!(
+            (plain.lifetime, plain.etag.as_deref()),
+            (60, Some("\"v1\""))
+        );
+        let longer = old.refreshed(
+            304,
+            &facts("Cache-Control: max-age=600\r\nETag: \"v2\"\r\n"),
+            &[],
+            at(100),
+            TTL,
+        );
+        assert_eq!(
+            (longer.lifetime, longer.etag.as_deref()),
+            (600, Some("\"v2\""))
+        );
+        assert!(
+            !old.refreshed(304, &facts("Cache-Control: no-store\r\n"), &[], at(0), TTL)
+                .shareable
+        );
+    }
+}

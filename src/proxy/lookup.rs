@@ -1,0 +1,330 @@
+//! The shared-cache decision for one request: answer from a stored record, wait for a fetch
+//! in flight, revalidate a stale record, or fetch. Forward mode follows RFC 9111 for reuse
+//! (who may get a stored response, for how long, which variant); liveweb mode keeps its
+//! fixed `--ttl`, except that credentialed requests keep their exchanges to themselves.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{live_response, reply_for, store, ReplyTo, RequestState, Response, WorkerCtx};
+use crate::error::{Error, LogLine};
+use crate::fetch::Tap;
+use crate::http::cache::{
+    has_authorization, has_credentials, request_directives, RequestDirectives,
+};
+use crate::http::request::{Header, RequestHead};
+use crate::http::url::TargetUrl;
+use crate::index::{Flight, FlightGuard, Lookup, Outcome, StoredRecord};
+
+/// What one request may take from the cache.
+struct CacheView<'a> {
+    req: &'a RequestHead,
+    forward: bool,
+    /// Forward mode: the request's Cache-Control; liveweb mode: only `no-cache` counts.
+    directives: RequestDirectives,
+    /// `--isolate-credentials` (liveweb mode).
+    isolate_credentials: bool,
+}
+
+impl CacheView<'_> {
+    /// A request whose exchange nobody else may see: forward mode, one with Authorization
+    /// (RFC 9111 3.5; a response it gets that says `public`, `s-maxage` or `must-revalidate`
+    /// is still shared); liveweb mode, one with Authorization or Cookie (if isolated).
+    fn keeps_to_itself(&self) -> bool {
+        if self.forward {
+            has_authorization(&self.req.headers)
+        } else {
+            self.isolate_credentials && has_credentials(&self.req.headers)
+        }
+    }
+
+    /// Whether a stored record may answer this request now without the origin.
+    fn usable(&self, r: &StoredRecord, now: Instant) -> bool {
+        if !r.is_fresh(now) || (self.directives.revalidate && !self.forward) {
+            return false;
+        }
+        if !self.forward {
+            return !(self.isolate_credentials && r.is_credentialed());
+        }
+        r.reuse.as_ref().is_some_and(|reuse| {
+            let resident = now.saturating_duration_since(r.stored_at);
+            reuse.shareable
+                && reuse.matches_variant(&self.req.headers)
+                && reuse.is_fresh_for(self.directives, resident)
+        })
+    }
+
+    /// Whether a record another request's fetch just produced may answer this one (it is
+    /// as fresh as can be, but must be for everyone and for this variant).
+    fn accepts_delivery(&self, r: &StoredRecord) -> bool {
+        if !self.forward {
+            return !(self.isolate_credentials && r.is_credentialed());
+        }
+        r.reuse.as_ref().is_some_and(|reuse| {
+            reuse.shareable
+                && reuse.matches_variant(&self.req.headers)
+                && reuse.lifetime > 0
+                && !reuse.validate_always
+        })
+    }
+
+    /// Whether a stored record that cannot answer as it is may be revalidated with the
+    /// origin (a conditional request) instead of fetched whole.
+    fn revalidates(&self, r: &StoredRecord, now: Instant) -> bool {
+        self.forward
+            && r.is_fresh(now)
+            && r.reuse.as_ref().is_some_and(|reuse| {
+                reuse.shareable
+                    && reuse.matches_variant(&self.req.headers)
+                    && (reuse.etag.is_some() || reuse.last_modified.is_some())
+            })
+    }
+}
+
+/// What a fetch does with its result in the index.
+enum Settle {
+    /// It claimed this key: the result replaces the flight there.
+    Claimed(String),
+    /// Fetched outside the index: a result shareable with everyone is stored under this key.
+    Offer(String),
+    /// Fetched for this request alone.
+    Alone,
+}
+
+/// Hit, coalesce, revalidate or become the fetcher. Bounded: a claim can only lose to a
+/// concurrent change, which resolves on the next look.
+pub(super) async fn lookup_or_fetch(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    url: TargetUrl,
+    to: ReplyTo,
+) -> Result<Response, Error> {
+    let index = &ctx.shared.index;
+    let view = CacheView {
+        req,
+        forward: to.forward,
+        directives: if to.forward {
+            request_directives(&req.headers)
+        } else {
+            RequestDirectives {
+                revalidate: req.no_cache,
+                max_age: None,
+            }
+        },
+        isolate_credentials: ctx.shared.config.isolate_credentials,
+    };
+    let key = if to.forward {
+        index.variant_key(&url.normalized, &req.headers)
+    } else {
+        None
+    }
+    .unwrap_or_else(|| url.normalized.clone());
+    if view.keeps_to_itself() {
+        if req.only_if_cached {
+            return Err(Error::NotCached);
+        }
+        check_archiving(ctx)?;
+        let settle = if to.forward {
+            Settle::Offer(key)
+        } else {
+            Settle::Alone
+        };
+        return fetch_alone(ctx, req, url, to, settle).await;
+    }
+    // A record whose ARC file was handed off and deleted is fetched again like a stale one.
+    let gone = Cell::new(false);
+    let usable = |r: &StoredRecord| !gone.get() && view.usable(r, Instant::now());
+    for _ in 0..8 {
+        let lookup = match index.lookup(&key, usable) {
+            Lookup::Absent if req.only_if_cached => return Err(Error::NotCached),
+            Lookup::Absent => {
+                check_archiving(ctx)?;
+                match index.claim(&key, usable) {
+                    Ok(claim) => {
+                        let revalidate = claim
+                            .previous
+                            .filter(|p| !gone.get() && view.revalidates(p, Instant::now()));
+                        let settle = Settle::Claimed(key);
+                        return fetch(ctx, req, url, to, claim.flight, settle, revalidate).await;
+                    }
+                    Err(other) => other,
+                }
+            }
+            found => found,
+        };
+        match lookup {
+            Lookup::Hit(record) => match stored(ctx, record, RequestState::Hit, req, to) {
+                Some(resp) => return Ok(resp),
+                None => gone.set(true),
+            },
+            Lookup::Wait(flight) => {
+                return match flight.wait().await {
+                    // The response is not for this request (private, another variant, or
+                    // to be validated before any reuse): fetch its own.
+                    Ok(d) if !view.accepts_delivery(&d.record) => {
+                        fetch_alone(ctx, req, url, to, Settle::Alone).await
+                    }
+                    outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to),
+                };
+            }
+            Lookup::Absent => continue,
+        }
+    }
+    Err(Error::Internal("index kept changing under the request"))
+}
+
+/// Misses are refused without contacting the origin while archiving is paused (disk full).
+fn check_archiving(ctx: &WorkerCtx) -> Result<(), Error> {
+    if ctx.writer.is_paused() {
+        return Err(Error::Storage("disk full, archiving paused".into()));
+    }
+    Ok(())
+}
+
+/// A fetch outside the index's coalescing (its own flight, nobody else waits on it).
+async fn fetch_alone(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    url: TargetUrl,
+    to: ReplyTo,
+    settle: Settle,
+) -> Result<Response, Error> {
+    let flight = Arc::new(Flight::new());
+    fetch(ctx, req, url, to, flight, settle, None).await
+}
+
+/// Starts the fetch as its own task and answers this request from it: streamed as it arrives
+/// (a forward-mode GET that is not a revalidation), or once it is stored.
+async fn fetch(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    url: TargetUrl,
+    to: ReplyTo,
+    flight: Arc<Flight>,
+    settle: Settle,
+    revalidate: Option<Arc<StoredRecord>>,
+) -> Result<Response, Error> {
+    let guard = FlightGuard(flight.clone());
+    // Forward-mode clients get their origin's failure, not a record of it.
+    let archive_failures = !to.forward;
+    // A forward-mode GET streams the response while it is being fetched; a revalidation's
+    // answer may be a 304 meant for liveweb, so that client waits for the stored record.
+    let tap = (to.forward && !to.head_only && revalidate.is_none()).then(Tap::new);
+    let task = fetch_and_store(
+        ctx.clone(),
+        url,
+        req.headers.clone(),
+        guard,
+        settle,
+        archive_failures,
+        tap.clone(),
+        revalidate.clone(),
+    );
+    monoio::spawn(task);
+    if let Some(tap) = tap {
+        return Ok(live_response(tap, to, ctx.shared.config.max_body));
+    }
+    let outcome = flight.wait().await;
+    let state = match (&revalidate, &outcome) {
+        (Some(old), Ok(d)) if d.record.loc == old.loc => RequestState::Revalidated,
+        _ => RequestState::Miss,
+    };
+    delivered(ctx, outcome, state, req, to)
+}
+
+/// The fetcher's task: runs to the end even if the requesting client goes away, so the
+/// waiters and the index are always settled.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_and_store(
+    ctx: Rc<WorkerCtx>,
+    url: TargetUrl,
+    headers: Vec<Header>,
+    guard: FlightGuard,
+    settle: Settle,
+    archive_failures: bool,
+    tap: Option<Rc<Tap>>,
+    revalidate: Option<Arc<StoredRecord>>,
+) {
+    let validators = revalidate
+        .as_ref()
+        .and_then(|r| r.reuse.as_ref())
+        .map(|r| r.validators())
+        .unwrap_or_default();
+    let fetched = crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
+    let outcome = match (fetched, &revalidate) {
+        (Ok(f), Some(old)) if f.head.status == 304 => {
+            store::store_revalidation(&ctx, &url, f, &headers, old).await
+        }
+        (Ok(f), _) => store::store_response(&ctx, &url, f, &headers).await,
+        (Err(fe), _) if archive_failures && fe.error.is_archived_failure() => {
+            eprintln!("liveweb: {} {}", url.normalized, LogLine(&fe.error));
+            store::store_failure(&ctx, &url, fe).await
+        }
+        (Err(fe), _) => Err(fe.error),
+    };
+    let record = outcome.as_ref().ok().map(|d| d.record.clone());
+    let index = &ctx.shared.index;
+    match settle {
+        Settle::Claimed(key) => index.settle(&key, &guard.0, record),
+        Settle::Offer(key) => {
+            let shareable = |r: &Arc<StoredRecord>| r.reuse.as_ref().is_some_and(|u| u.shareable);
+            if let Some(record) = record.filter(shareable) {
+                index.offer(&key, record);
+            }
+        }
+        Settle::Alone => {}
+    }
+    guard.0.complete(outcome);
+}
+
+fn delivered(
+    ctx: &Rc<WorkerCtx>,
+    outcome: Outcome,
+    state: RequestState,
+    req: &RequestHead,
+    to: ReplyTo,
+) -> Result<Response, Error> {
+    let d = outcome?;
+    let Some(member) = d.member else {
+        // A revalidated record not in memory: read like a hit.
+        return stored(ctx, d.record, state, req, to)
+            .ok_or(Error::Internal("revalidated record's file is gone"));
+    };
+    // The fetcher runs on this worker and already kept a miss's record; a coalesced one may
+    // come from another worker's fetch.
+    if state == RequestState::Coalesced {
+        ctx.hot.borrow_mut().insert(&d.record.loc, member.clone());
+    }
+    Ok(reply_for(
+        ctx,
+        &d.record,
+        Some(member),
+        None,
+        state,
+        req,
+        to,
+    ))
+}
+
+/// The reply for a stored record; `None` when its ARC file is gone (handed off).
+fn stored(
+    ctx: &Rc<WorkerCtx>,
+    record: Arc<StoredRecord>,
+    state: RequestState,
+    req: &RequestHead,
+    to: ReplyTo,
+) -> Option<Response> {
+    let file = ctx.shared.files.get(record.loc.file_id)?;
+    let in_memory = ctx.hot.borrow().get(&record.loc);
+    Some(reply_for(
+        ctx,
+        &record,
+        in_memory,
+        Some(file),
+        state,
+        req,
+        to,
+    ))
+}
