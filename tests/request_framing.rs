@@ -241,6 +241,13 @@ fn get_bodies_do_not_desynchronise_a_pooled_nginx_connection() {
         assert_eq!(r.status, 200, "{file}: {}", r.head);
         assert_eq!(r.body, body.as_bytes());
     }
+    // A forward miss streams before its record lands: wait for b's (a cache-only request
+    // waits on a fetch in flight).
+    get(
+        proxy.addr,
+        &url("b.txt"),
+        "X-Liveweb-Mode: liveweb\r\nCache-Control: only-if-cached\r\n",
+    );
     // Nothing bad was cached: b is still nginx's page, from the store (nginx's files are
     // seconds old, so their heuristic freshness is short and the hit may be a revalidation:
     // a conditional request on the pooled connection, answered 304).

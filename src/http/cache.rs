@@ -211,8 +211,11 @@ pub struct Reuse {
     pub last_modified: Option<Box<str>>,
     /// For a response with `Vary`: each listed request header and the value the fetching
     /// request had (`None`: absent). Another request matches only with the same values.
-    pub vary: Option<Box<[(Box<str>, Option<Box<[u8]>>)]>>,
+    pub vary: Option<Box<[VaryValue]>>,
 }
+
+/// A header `Vary` names and the value the fetching request had for it (`None`: absent).
+pub type VaryValue = (Box<str>, Option<Box<[u8]>>);
 
 /// Works out the reuse rules for a response fetched at `now` for a request with `request`
 /// headers. `ttl` caps every freshness lifetime.
@@ -312,9 +315,8 @@ impl Reuse {
         let Some(vary) = &self.vary else {
             return true;
         };
-        vary.iter().all(|(name, stored)| {
-            request_value(request, name).as_deref() == stored.as_deref().map(|v| &v[..])
-        })
+        vary.iter()
+            .all(|(name, stored)| request_value(request, name).as_deref() == stored.as_deref())
     }
 
     /// The conditional request headers that validate this response with its origin.

@@ -164,6 +164,9 @@ pub(super) async fn lookup_or_fetch(
                     // The response is not for this request (private, another variant, or
                     // to be validated before any reuse): fetch its own.
                     Ok(d) if !view.accepts_delivery(&d.record) => {
+                        if req.only_if_cached {
+                            return Err(Error::NotCached);
+                        }
                         fetch_alone(ctx, req, url, to, Settle::Alone).await
                     }
                     outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to),

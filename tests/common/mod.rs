@@ -162,6 +162,76 @@ fn serve_origin(
     }
 }
 
+/// An origin whose answer is computed from each request head by `respond` (which sees the
+/// whole head, so it can answer conditionals, vary on headers, count, or wait); every
+/// request head is recorded. One request per connection, then close.
+pub struct FnOrigin {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FnOrigin {
+    pub fn start(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> FnOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = requests.clone();
+        let respond = Arc::new(respond);
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let (seen, respond) = (seen.clone(), respond.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(text.clone());
+                    let _ = conn.write_all(&respond(&text));
+                });
+            }
+        });
+        FnOrigin { addr, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Request heads received for `path`.
+    pub fn requests_for(&self, path: &str) -> Vec<String> {
+        let prefix = format!("GET {path} ");
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A request header's value in a recorded request head (case-insensitive name).
+pub fn header_in(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// An HTTP/1.1 response with Content-Length and the given extra header lines.
+pub fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// The body the origin sends for `/echo/...` paths: the path, repeated to about 2 KB.
 pub fn echo_body(path: &str) -> Vec<u8> {
     path.as_bytes().iter().copied().cycle().take(2000).collect()
