@@ -3,4 +3,4 @@
 
 mod ranges;
 
-pub use ranges::{Cidr, RangeSet, UpstreamRules};
+pub use ranges::{to_point, Cidr, RangeSet, UpstreamRules};

@@ -13,12 +13,13 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// First and last address as points in the unified 128-bit space.
-    fn bounds(&self) -> (u128, u128) {
+    /// First and last address as points in the unified 128-bit space (see [`to_point`]).
+    pub fn bounds(&self) -> (u128, u128) {
         let (base, bits) = match self.addr {
             IpAddr::V4(v4) => (to_point(IpAddr::V4(v4)), 96 + u32::from(self.prefix)),
             IpAddr::V6(v6) => (u128::from(v6), u32::from(self.prefix)),
         };
+        // Shifting a u128 by its full width overflows; a full-length prefix has no host bits.
         let host_mask = if bits >= 128 { 0 } else { u128::MAX >> bits };
         (base & !host_mask, base | host_mask)
     }
@@ -55,7 +56,9 @@ impl fmt::Display for Cidr {
     }
 }
 
-fn to_point(ip: IpAddr) -> u128 {
+/// An address as a point in the unified 128-bit space: IPv6 as itself, IPv4 as its
+/// IPv4-mapped form, so `10.0.0.1` and `::ffff:10.0.0.1` are the same point.
+pub fn to_point(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
@@ -71,16 +74,30 @@ pub struct RangeSet {
 
 impl RangeSet {
     pub fn new(cidrs: &[Cidr]) -> Self {
-        let mut ranges: Vec<(u128, u128)> = cidrs.iter().map(Cidr::bounds).collect();
+        Self::from_ranges(cidrs.iter().map(Cidr::bounds).collect())
+    }
+
+    /// Builds a set from inclusive `(first, last)` points in the unified space (see
+    /// [`to_point`]), in any order, overlapping or not. A pair whose first point is past its
+    /// last is empty and contributes nothing.
+    pub fn from_ranges(mut ranges: Vec<(u128, u128)>) -> Self {
+        ranges.retain(|(start, end)| start <= end);
         ranges.sort_unstable();
-        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
-        for (start, end) in ranges {
-            match merged.last_mut() {
-                Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+        // Merge in place: a client table can hold millions of ranges, so no second vector.
+        let mut kept = 0;
+        for i in 0..ranges.len() {
+            let (start, end) = ranges[i];
+            if kept > 0 && start <= ranges[kept - 1].1.saturating_add(1) {
+                let last = &mut ranges[kept - 1].1;
+                *last = (*last).max(end);
+            } else {
+                ranges[kept] = (start, end);
+                kept += 1;
             }
         }
-        RangeSet { ranges: merged }
+        ranges.truncate(kept);
+        ranges.shrink_to_fit();
+        RangeSet { ranges }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -184,6 +201,44 @@ mod tests {
         assert!(set.contains(ip("2001:db8:ffff::1")));
         assert!(!set.contains(ip("2001:db9::")));
         assert!(!RangeSet::default().contains(ip("1.1.1.1")));
+    }
+
+    #[test]
+    fn from_ranges_sorts_merges_and_drops_empty_pairs() {
+        let v4 = |s: &str| to_point(ip(s));
+        let set = RangeSet::from_ranges(vec![
+            (v4("10.0.0.20"), v4("10.0.0.30")),
+            (v4("10.0.0.1"), v4("10.0.0.9")),
+            (v4("10.0.0.10"), v4("10.0.0.12")),
+            (v4("10.0.0.5"), v4("10.0.0.7")),
+            (v4("10.0.0.50"), v4("10.0.0.40")),
+            (u128::MAX - 1, u128::MAX),
+            (u128::MAX, u128::MAX),
+        ]);
+        assert_eq!(
+            set.len(),
+            3,
+            "adjacent and nested merge, the reversed pair is dropped"
+        );
+        assert!(set.contains(ip("10.0.0.1")));
+        assert!(set.contains(ip("10.0.0.12")));
+        assert!(!set.contains(ip("10.0.0.13")));
+        assert!(!set.contains(ip("10.0.0.0")));
+        assert!(!set.contains(ip("10.0.0.45")));
+        assert!(set.contains(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+        assert!(RangeSet::from_ranges(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn bounds_and_points_share_one_space() {
+        let cidr: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(
+            cidr.bounds(),
+            (to_point(ip("10.0.0.0")), to_point(ip("10.255.255.255")))
+        );
+        assert_eq!(to_point(ip("10.0.0.1")), to_point(ip("::ffff:10.0.0.1")));
+        let all: Cidr = "::/0".parse().unwrap();
+        assert_eq!(all.bounds(), (0, u128::MAX));
     }
 
     #[test]
