@@ -1,6 +1,8 @@
-//! IP range tables that keep upstream connections (and later clients and admins) where they
-//! belong.
+//! IP range tables for upstreams, clients and admins (CIDR parsing, sorted range sets, table
+//! files), plus proxy authentication.
 
 mod ranges;
+mod table;
 
 pub use ranges::{to_point, Cidr, RangeSet, UpstreamRules};
+pub use table::{load_table, parse_table, TableError};
