@@ -2,7 +2,7 @@
 //! (IPv4 lives at ::ffff:0:0/96, so an IPv4-mapped IPv6 address is judged as its IPv4 self).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// An address block such as `10.0.0.0/8` or `fe80::/10`; a bare address is a /32 or /128.
@@ -116,8 +116,9 @@ impl RangeSet {
     }
 }
 
-/// Where liveweb may connect: everything public, minus the default deny list, plus what the
-/// operator allowed with `--allow-upstream`.
+/// Where liveweb may connect: everything public, minus the default deny list (also when it
+/// hides inside an IPv6 address that wraps IPv4), plus what the operator allowed with
+/// `--allow-upstream`.
 #[derive(Debug, Clone)]
 pub struct UpstreamRules {
     deny: RangeSet,
@@ -156,8 +157,41 @@ impl UpstreamRules {
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {
-        self.allow.contains(ip) || !self.deny.contains(ip)
+        if self.allow.contains(ip) {
+            return true;
+        }
+        if self.deny.contains(ip) {
+            return false;
+        }
+        // An IPv6 address that a translator or tunnel turns back into IPv4 reaches that IPv4
+        // host, so it gets the IPv4 host's verdict.
+        match ip {
+            IpAddr::V6(v6) => match embedded_ipv4(v6) {
+                Some(v4) => self.allow.contains(v4.into()) || !self.deny.contains(v4.into()),
+                None => true,
+            },
+            IpAddr::V4(_) => true,
+        }
     }
+}
+
+/// The IPv4 address inside an IPv6 address that wraps one: IPv4-compatible `::a.b.c.d`,
+/// NAT64 `64:ff9b::/96` (RFC 6052) and `64:ff9b:1::/48` (RFC 8215, read as its common /96
+/// layout), and 6to4 `2002:AABB:CCDD::/48`. IPv4-mapped addresses need no unwrapping: they
+/// already share the IPv4 points (see [`to_point`]).
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = u128::from(v6);
+    let low32 = Ipv4Addr::from(bits as u32);
+    if bits >> 32 == 0 || bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return Some(low32);
+    }
+    if bits >> 80 == 0x0064_ff9b_0001 {
+        return Some(low32);
+    }
+    if bits >> 112 == 0x2002 {
+        return Some(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -268,6 +302,52 @@ mod tests {
         for allowed in ["93.184.216.34", "172.32.0.1", "100.128.0.1", "2606:4700::1"] {
             assert!(rules.allows(ip(allowed)), "{allowed} must be allowed");
         }
+    }
+
+    #[test]
+    fn ipv6_wrapping_a_denied_ipv4_is_denied() {
+        let rules = UpstreamRules::new(&[]);
+        for denied in [
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:ffff::c0a8:1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            assert!(!rules.allows(ip(denied)), "{denied} must be denied");
+        }
+        for allowed in [
+            "64:ff9b::5db8:d822",
+            "64:ff9b:1::5db8:d822",
+            "2002:5db8:d822::1",
+            "::93.184.216.34",
+            "2606:4700::a00:1",
+            "64:ff9a::a00:1",
+        ] {
+            assert!(rules.allows(ip(allowed)), "{allowed} must be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_of_the_ipv4_or_the_ipv6_lifts_the_wrapped_deny() {
+        let rules = UpstreamRules::new(&["127.0.0.0/8".parse().unwrap()]);
+        assert!(rules.allows(ip("64:ff9b::7f00:1")));
+        assert!(rules.allows(ip("2002:7f00:1::1")));
+        assert!(rules.allows(ip("::127.0.0.1")));
+        assert!(!rules.allows(ip("64:ff9b::a00:1")));
+        let rules = UpstreamRules::new(&["64:ff9b::a00:0/120".parse().unwrap()]);
+        assert!(rules.allows(ip("64:ff9b::a00:1")));
+        assert!(!rules.allows(ip("64:ff9b::a00:101")));
+        assert!(
+            !rules.allows(ip("10.0.0.1")),
+            "allowing the IPv6 form lifts only that form"
+        );
     }
 
     #[test]
