@@ -1,8 +1,10 @@
 //! IP range tables for upstreams, clients and admins (CIDR parsing, sorted range sets, table
-//! files), plus proxy authentication.
+//! files), plus proxy authentication from an htpasswd file of bcrypt hashes.
 
+mod auth;
 mod ranges;
 mod table;
 
+pub use auth::ProxyAuth;
 pub use ranges::{to_point, Cidr, RangeSet, UpstreamRules};
 pub use table::{load_table, parse_table, TableError};
