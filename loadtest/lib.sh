@@ -20,10 +20,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # Starts the release build on a free port with `--workers 2`, loopback upstreams allowed and
 # its data under $WORK/$LW_NAME (default liveweb), plus any extra flags; sets LW_PID and
-# LW_ADDR (host:port).
+# LW_ADDR (host:port). The load generator is one client address opening thousands of
+# connections, so the per-client connection cap is lifted (the peers have none either).
 launch_liveweb() {
   local name=${LW_NAME:-liveweb}
   target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
+    --max-connections-per-client "${LIVEWEB_MAX_CONNECTIONS_PER_CLIENT:-1000000}" \
     --data-dir "$WORK/$name" "$@" 2> "$WORK/$name.log" &
   LW_PID=$!
   PIDS+=("$LW_PID")

@@ -90,6 +90,51 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_ALLOW_UPSTREAM", value_delimiter = ',')]
     pub allow_upstream: Vec<Cidr>,
 
+    /// Clients allowed to use the proxy besides loopback, e.g. 10.0.0.0/8. Repeatable; in the
+    /// environment, comma-separated. Others get 403.
+    #[arg(long, env = "LIVEWEB_ALLOW_CLIENT", value_delimiter = ',')]
+    pub allow_client: Vec<Cidr>,
+
+    /// A file of allowed client ranges (one CIDR, address or `first-last` range per line,
+    /// `#` comments), reloaded on SIGHUP; a bad file is rejected with its line number.
+    #[arg(long, env = "LIVEWEB_CLIENT_TABLE")]
+    pub client_table: Option<PathBuf>,
+
+    /// Loopback clients are allowed as clients and admins. `false` when something on this
+    /// machine (a TLS terminator, a local balancer) forwards other people's connections, so
+    /// loopback must not bypass the tables.
+    #[arg(long, env = "LIVEWEB_ALLOW_LOOPBACK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_loopback: bool,
+
+    /// Addresses allowed to use `/_liveweb/...` besides loopback. Repeatable; comma-separated
+    /// in the environment.
+    #[arg(long, env = "LIVEWEB_ALLOW_ADMIN", value_delimiter = ',')]
+    pub allow_admin: Vec<Cidr>,
+
+    /// Require proxy authentication (Basic) against this htpasswd file of bcrypt hashes
+    /// (`htpasswd -B`); reloaded on SIGHUP.
+    #[arg(long, env = "LIVEWEB_PROXY_AUTH")]
+    pub proxy_auth: Option<PathBuf>,
+
+    /// Longest time a client may take to send a whole request head, however it trickles
+    /// (then 408 and the connection closes).
+    #[arg(long, env = "LIVEWEB_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_head_timeout: Duration,
+
+    /// Most client connections open at once; over it a new connection gets 503 and is
+    /// closed [default: from the open-file limit, half of it less a reserve, since a client
+    /// connection may need an upstream one].
+    #[arg(long, env = "LIVEWEB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most connections open at once from one client address; over it, 503.
+    #[arg(
+        long,
+        env = "LIVEWEB_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
+    pub max_connections_per_client: usize,
+
     /// Memory for hot records, split evenly across workers.
     #[arg(long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
     pub mem_cache: u64,
@@ -238,13 +283,45 @@ impl Config {
         if self.notsent_lowat > i32::MAX as u64 {
             return Err("--notsent-lowat must be below 2GB".into());
         }
+        if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
+            return Err("connection limits must be at least 1".into());
+        }
         if self.fetch_timeout.is_zero()
             || self.connect_timeout.is_zero()
             || self.read_timeout.is_zero()
+            || self.request_head_timeout.is_zero()
         {
             return Err("timeouts must be greater than zero".into());
         }
         Ok(())
+    }
+
+    /// `--max-connections` after defaulting from the open-file limit: each client connection
+    /// may hold an upstream connection too, and files, listeners and the pools need a reserve.
+    pub fn connection_limit(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit fills the struct we pass.
+            let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+                usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+            } else {
+                1024
+            };
+            (files.saturating_sub(256) / 2).max(16)
+        })
+    }
+
+    /// Who may use the proxy and its admin endpoints.
+    pub fn access(&self) -> crate::policy::AccessConfig {
+        crate::policy::AccessConfig {
+            allow_client: self.allow_client.clone(),
+            client_table: self.client_table.clone(),
+            allow_admin: self.allow_admin.clone(),
+            allow_loopback: self.allow_loopback,
+        }
     }
 
     /// Worker count after defaulting to the number of CPUs.

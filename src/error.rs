@@ -50,6 +50,16 @@ pub enum Error {
     NotImplemented(&'static str),
     #[error("not cached (only-if-cached)")]
     NotCached,
+    #[error("client address not allowed")]
+    ClientNotAllowed,
+    #[error("admin endpoints are not allowed from this address")]
+    AdminNotAllowed,
+    #[error("proxy authentication required")]
+    ProxyAuthRequired,
+    #[error("request head not received in time")]
+    RequestTimeout,
+    #[error("too many connections")]
+    TooManyConnections,
     #[error("CONNECT to port {0} is not allowed (see --connect-ports)")]
     ConnectPortNotAllowed(u16),
     #[error("upstream address not allowed: {0}")]
@@ -99,6 +109,11 @@ impl Error {
             | HeadTooLarge
             | NotImplemented(_)
             | NotCached
+            | ClientNotAllowed
+            | AdminNotAllowed
+            | ProxyAuthRequired
+            | RequestTimeout
+            | TooManyConnections
             | ConnectPortNotAllowed(_) => Side::Client,
             AddressNotAllowed(_) | Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
             | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
@@ -136,7 +151,13 @@ impl Error {
             BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme => {
                 (400, "Bad Request")
             }
-            AddressNotAllowed(_) | ConnectPortNotAllowed(_) => (403, "Forbidden"),
+            AddressNotAllowed(_)
+            | ConnectPortNotAllowed(_)
+            | ClientNotAllowed
+            | AdminNotAllowed => (403, "Forbidden"),
+            ProxyAuthRequired => (407, "Proxy Authentication Required"),
+            RequestTimeout => (408, "Request Timeout"),
+            TooManyConnections => (503, "Service Unavailable"),
             MethodNotAllowed => (405, "Method Not Allowed"),
             RequestBodyTooLarge => (413, "Content Too Large"),
             UriTooLong => (414, "URI Too Long"),
@@ -162,7 +183,17 @@ impl Error {
 
     /// Seconds a client should wait before retrying, for failures that pass by themselves.
     pub fn retry_after(&self) -> Option<u32> {
-        matches!(self, Error::Storage(_)).then_some(30)
+        match self {
+            Error::Storage(_) => Some(30),
+            Error::TooManyConnections => Some(1),
+            _ => None,
+        }
+    }
+
+    /// A header line the reply must carry besides the status (the challenge of a 407).
+    pub fn challenge(&self) -> Option<&'static str> {
+        matches!(self, Error::ProxyAuthRequired)
+            .then_some("Proxy-Authenticate: Basic realm=\"liveweb\"\r\n")
     }
 
     /// One line for the log and the body of a text error reply.

@@ -1,10 +1,12 @@
 //! IP range tables for upstreams, clients and admins (CIDR parsing, sorted range sets, table
 //! files), plus proxy authentication from an htpasswd file of bcrypt hashes.
 
+mod access;
 mod auth;
 mod ranges;
 mod table;
 
+pub use access::{AccessConfig, ClientAccess};
 pub use auth::ProxyAuth;
 pub use ranges::{to_point, Cidr, RangeSet, UpstreamRules};
 pub use table::{load_table, parse_table, TableError};

@@ -9,11 +9,16 @@ use crate::config::Config;
 use crate::fetch::{DnsCache, FetchLimits, UpstreamPool};
 use crate::http::request::Limits;
 use crate::index::Index;
-use crate::policy::UpstreamRules;
+use crate::policy::{ClientAccess, ProxyAuth, TableError, UpstreamRules};
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 /// Read-mostly state shared by every worker.
 pub struct Shared {
     pub config: Config,
+    /// Client and admin ranges; replaced whole on reload.
+    pub access: ArcSwap<ClientAccess>,
+    /// `--proxy-auth` users; replaced whole on reload.
+    pub proxy_auth: ArcSwapOption<ProxyAuth>,
     pub index: Index,
     pub files: Arc<FileTable>,
     pub upstream_rules: UpstreamRules,
@@ -24,14 +29,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Self {
+    /// Builds the shared state; the client table and the htpasswd file are read here, and a
+    /// bad one is an error naming its line.
+    pub fn new(config: Config) -> Result<Self, TableError> {
+        let access = ClientAccess::load(&config.access())?;
+        let proxy_auth = match &config.proxy_auth {
+            Some(path) => Some(Arc::new(ProxyAuth::load(path)?)),
+            None => None,
+        };
         let fetch_limits = FetchLimits {
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
             fetch_timeout: config.fetch_timeout,
             max_body: config.max_body,
         };
-        Shared {
+        Ok(Shared {
+            access: ArcSwap::from_pointee(access),
+            proxy_auth: ArcSwapOption::new(proxy_auth),
             index: Index::new(),
             files: Arc::new(FileTable::new()),
             upstream_rules: UpstreamRules::new(&config.allow_upstream),
@@ -39,7 +53,25 @@ impl Shared {
             fetch_limits,
             user_agent: config.user_agent(),
             config,
-        }
+        })
+    }
+
+    /// Reads the client table and the htpasswd file again and swaps them in whole; on any
+    /// error the tables in force stay and the error (with its line) is returned.
+    pub fn reload(&self) -> Result<String, TableError> {
+        let access = ClientAccess::load(&self.config.access())?;
+        let auth = match &self.config.proxy_auth {
+            Some(path) => Some(Arc::new(ProxyAuth::load(path)?)),
+            None => None,
+        };
+        let summary = format!(
+            "client table: {} ranges; proxy users: {}",
+            access.table_ranges(),
+            auth.as_ref().map_or(0, |a| a.user_count())
+        );
+        self.access.store(Arc::new(access));
+        self.proxy_auth.store(auth);
+        Ok(summary)
     }
 }
 

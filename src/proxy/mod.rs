@@ -153,6 +153,9 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
     if let Some(secs) = e.retry_after() {
         extra.push_str(&format!("Retry-After: {secs}\r\n"));
     }
+    if let Some(challenge) = e.challenge() {
+        extra.push_str(challenge);
+    }
     Response {
         head: text_reply(
             status.code,

@@ -2,14 +2,17 @@
 //! consume any request body, hand each request to the proxy, write the reply, and keep the
 //! connection while the client wants it, within the idle timeout, until the worker drains.
 
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::drain::Drain;
+use super::gate;
+use super::limits::Refused;
 use crate::error::Error;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
@@ -26,25 +29,51 @@ const MAX_DISCARD_BODY: u64 = 64 * 1024;
 enum Fill {
     Data,
     Closed,
+    TimedOut,
 }
 
-/// `stream` comes from a listener whose options it inherited (TCP_NODELAY among them).
-pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, drain: &Drain) {
-    let idle = ctx.shared.config.client_idle_timeout;
+/// Serves one connection from `peer`. `stream` comes from a listener whose options it
+/// inherited (TCP_NODELAY among them).
+pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drain: &Drain) {
+    let config = &ctx.shared.config;
+    let idle = config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
+    if !gate::may_connect(&ctx, peer) {
+        return refuse(&ctx, &mut stream, &Error::ClientNotAllowed, 1, idle).await;
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+    // The whole head must arrive within --request-head-timeout of its first byte (of the
+    // connection's start, for the first request), however slowly it trickles.
+    let mut head_deadline = Some(Instant::now() + config.request_head_timeout);
     loop {
         let (req, used) = match parse_request_head(&buf, &limits) {
             Ok(Some(found)) => found,
             // Shutting down and between requests: close instead of waiting for another.
             Ok(None) if buf.is_empty() && drain.is_draining() => return,
-            Ok(None) => match fill(&mut stream, &mut buf, idle, drain).await {
-                Fill::Data => continue,
-                Fill::Closed => return,
-            },
+            Ok(None) => {
+                if !buf.is_empty() && head_deadline.is_none() {
+                    head_deadline = Some(Instant::now() + config.request_head_timeout);
+                }
+                let wait = head_deadline.map_or(idle, |d| {
+                    d.saturating_duration_since(Instant::now()).min(idle)
+                });
+                // (A read that times out takes the buffer with it.)
+                let partial = !buf.is_empty();
+                match fill(&mut stream, &mut buf, wait, drain).await {
+                    Fill::Data => continue,
+                    Fill::TimedOut if partial => {
+                        return refuse(&ctx, &mut stream, &Error::RequestTimeout, 1, idle).await
+                    }
+                    Fill::Closed | Fill::TimedOut => return,
+                }
+            }
             Err(e) => return refuse(&ctx, &mut stream, &e, 1, idle).await,
         };
         buf.drain(..used);
+        head_deadline = None;
+        if let Err(e) = gate::admit(&ctx, peer, &req).await {
+            return refuse(&ctx, &mut stream, &e, req.version, idle).await;
+        }
         let mode = proxy::forward_requested(&ctx, &req);
         let forward = mode == Ok(true);
         let absolute = !req.target.starts_with('/');
@@ -121,6 +150,29 @@ async fn connect(
     }
 }
 
+/// A connection over `--max-connections` or `--max-connections-per-client`: `503` with
+/// Retry-After, then closed, without reading a request (logged at most once a second per
+/// worker, as a flood would otherwise flood the log).
+pub async fn refuse_busy(ctx: &WorkerCtx, mut stream: TcpStream, peer: IpAddr, refused: Refused) {
+    thread_local! {
+        static LAST_LOG: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = Instant::now();
+    if LAST_LOG
+        .get()
+        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+    {
+        LAST_LOG.set(Some(now));
+        let which = match refused {
+            Refused::Total => "--max-connections",
+            Refused::PerClient => "--max-connections-per-client",
+        };
+        eprintln!("liveweb: refusing connections over {which} (latest from {peer})");
+    }
+    let short = Duration::from_secs(1).min(ctx.shared.config.client_idle_timeout);
+    refuse(ctx, &mut stream, &Error::TooManyConnections, 1, short).await;
+}
+
 /// Answers with an error reply and `Connection: close`; the caller then drops the connection.
 async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8, idle: Duration) {
     let close = ConnState {
@@ -128,7 +180,35 @@ async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8,
         version,
     };
     let resp = proxy::error_response(e, close, false);
-    let _ = write_response(ctx, stream, resp, idle).await;
+    if write_response(ctx, stream, resp, idle).await.is_ok() {
+        linger(stream).await;
+    }
+}
+
+/// Most time and bytes spent draining a refused client before closing.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes our side, then reads and drops what the client is still sending (bounded) before
+/// the socket is closed: closing with unread bytes makes the kernel send a reset, which can
+/// destroy the error reply before the client reads it.
+async fn linger(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut dropped = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    while dropped < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, stream.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                dropped += n;
+                buf = b;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Reads more bytes into `buf`, waiting at most `idle`; a connection idle between requests
@@ -154,6 +234,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration, drain: 
             *buf = slice.into_inner();
             Fill::Data
         }
+        Some(Err(_elapsed)) => Fill::TimedOut,
         _ => Fill::Closed,
     }
 }
@@ -181,7 +262,7 @@ async fn discard_chunked(
             }
             None => buf.clear(),
         }
-        if let Fill::Closed = fill(stream, buf, idle, drain).await {
+        if !matches!(fill(stream, buf, idle, drain).await, Fill::Data) {
             return Err(None);
         }
     }
@@ -203,7 +284,7 @@ async fn discard(
         if left == 0 {
             return true;
         }
-        if let Fill::Closed = fill(stream, buf, idle, drain).await {
+        if !matches!(fill(stream, buf, idle, drain).await, Fill::Data) {
             return false;
         }
     }

@@ -4,6 +4,8 @@
 
 mod conn;
 mod drain;
+mod gate;
+mod limits;
 mod listener;
 mod lock;
 mod worker;
@@ -93,7 +95,9 @@ impl Server {
         }
         let (listeners, local_addr) =
             listener::bind_all(config.listen, workers, config.notsent_lowat)?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Shared::new(config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let shared = Arc::new(shared);
         let config = &shared.config;
 
         let started = Instant::now();
@@ -118,6 +122,10 @@ impl Server {
             None => None,
         };
 
+        let limits = Arc::new(limits::ConnLimits::new(
+            config.connection_limit(),
+            config.max_connections_per_client,
+        ));
         let pool = monoio::blocking::DefaultThreadPool::new(4);
         let mut handles = Vec::with_capacity(workers);
         let mut stops = Vec::with_capacity(workers);
@@ -134,6 +142,7 @@ impl Server {
                 stop: stop_rx,
                 first_serial: recovered.next_serial,
                 handoff: handoff.clone(),
+                limits: limits.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("liveweb-w{id}"))
@@ -196,6 +205,7 @@ pub fn run(config: Config) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])?;
     let server = Arc::new(Server::start(config)?);
     eprintln!(
@@ -209,14 +219,23 @@ pub fn run(config: Config) -> io::Result<()> {
     std::thread::Builder::new()
         .name("liveweb-signals".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
-                eprintln!("liveweb: shutting down");
-                for_signals.shutdown();
-            }
-            // A second signal ends the process at once.
-            if signals.forever().next().is_some() {
-                eprintln!("liveweb: second signal, exiting now");
-                std::process::exit(130);
+            let mut stopping = false;
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    // A bad file is reported with its line; the tables in force stay.
+                    match for_signals.shared().reload() {
+                        Ok(summary) => eprintln!("liveweb: reloaded ({summary})"),
+                        Err(e) => eprintln!("liveweb: reload refused, keeping the old tables: {e}"),
+                    }
+                } else if stopping {
+                    // A second stop signal ends the process at once.
+                    eprintln!("liveweb: second signal, exiting now");
+                    std::process::exit(130);
+                } else {
+                    eprintln!("liveweb: shutting down");
+                    stopping = true;
+                    for_signals.shutdown();
+                }
             }
         })?;
     server.wait(grace);

@@ -12,6 +12,7 @@ use monoio::net::TcpListener;
 
 use super::conn;
 use super::drain::Drain;
+use super::limits::ConnLimits;
 use super::listener::{accept_pending, is_nonblocking};
 use crate::archive::handoff::Handoff;
 use crate::archive::{ArcWriter, WriterConfig};
@@ -28,6 +29,8 @@ pub(super) struct WorkerSetup {
     /// First ARC file serial (above every serial already on disk).
     pub first_serial: u64,
     pub handoff: Option<Arc<Handoff>>,
+    /// Connection counts shared by all workers.
+    pub limits: Arc<ConnLimits>,
 }
 
 pub(super) fn run(setup: WorkerSetup) {
@@ -64,6 +67,7 @@ async fn serve(setup: WorkerSetup) {
         mut stop,
         first_serial,
         handoff,
+        limits,
         ..
     } = setup;
     let listener = match listener
@@ -104,20 +108,29 @@ async fn serve(setup: WorkerSetup) {
     });
     let active = Rc::new(Cell::new(0usize));
     let drain = Rc::new(Drain::default());
+    let mut accept_errors = AcceptBackoff::default();
 
     loop {
         monoio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    accept_errors.reset();
                     let nonblocking = is_nonblocking(stream.as_raw_fd());
-                    let spawn_conn = |stream| {
+                    let spawn_conn = |stream: monoio::net::TcpStream| {
+                        let Ok(peer) = stream.peer_addr() else {
+                            return; // already gone
+                        };
                         let ctx = ctx.clone();
                         let active = active.clone();
                         let drain = drain.clone();
                         active.set(active.get() + 1);
+                        let permit = limits.acquire(peer.ip());
                         monoio::spawn(async move {
-                            conn::serve(ctx, stream, &drain).await;
+                            match permit {
+                                Ok(_permit) => conn::serve(ctx, stream, peer.ip(), &drain).await,
+                                Err(refused) => conn::refuse_busy(&ctx, stream, peer.ip(), refused).await,
+                            }
                             active.set(active.get() - 1);
                         });
                     };
@@ -127,9 +140,11 @@ async fn serve(setup: WorkerSetup) {
                     }
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    eprintln!("liveweb: worker {id} accept failed: {e}");
-                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    // EMFILE and friends: the connections already open keep being served
+                    // while this worker waits (longer each time) for descriptors to free up;
+                    // the log says so once a second, not once per attempt.
+                    let wait = accept_errors.failed(id, &e);
+                    monoio::time::sleep(wait).await;
                 }
             }
         }
@@ -141,4 +156,39 @@ async fn serve(setup: WorkerSetup) {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
     writer.close().await;
+}
+
+/// Accept failures in a row: how long to wait before the next try and when to log.
+#[derive(Default)]
+struct AcceptBackoff {
+    in_a_row: u32,
+    suppressed: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    /// Records a failure; returns how long to wait (10 ms doubling to 1 s).
+    fn failed(&mut self, worker: usize, e: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            eprintln!(
+                "liveweb: worker {worker} accept failed: {e} ({} more since the last report); backing off",
+                self.suppressed
+            );
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        Duration::from_millis(10u64 << self.in_a_row.min(7).saturating_sub(1))
+            .min(Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        self.in_a_row = 0;
+    }
 }

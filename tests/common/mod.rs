@@ -351,6 +351,10 @@ impl Proxy {
         let _ = child.wait();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
