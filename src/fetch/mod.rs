@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dns;
 pub mod pool;
+pub mod request;
 pub mod tap;
 
 pub use client::{connect_upstream, fetch, FetchError, FetchLimits, Fetched, Upstream};

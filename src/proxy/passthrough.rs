@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 
 use super::WorkerCtx;
 use crate::error::Error;
-use crate::fetch::client::{build_request, UpstreamBody};
+use crate::fetch::request::{build_request, UpstreamBody};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::forward::{ClientSide, ResponseStreamer};
 use crate::http::request::{Method, RequestBody, RequestHead};
