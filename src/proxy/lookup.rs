@@ -215,17 +215,15 @@ async fn fetch(
     // A forward-mode GET streams the response while it is being fetched; a revalidation's
     // answer may be a 304 meant for liveweb, so that client waits for the stored record.
     let tap = (to.forward && !to.head_only && revalidate.is_none()).then(Tap::new);
-    let task = fetch_and_store(
-        ctx.clone(),
+    let job = FetchJob {
         url,
-        req.headers.clone(),
-        guard,
+        headers: req.headers.clone(),
         settle,
         archive_failures,
-        tap.clone(),
-        revalidate.clone(),
-    );
-    monoio::spawn(task);
+        tap: tap.clone(),
+        revalidate: revalidate.clone(),
+    };
+    monoio::spawn(fetch_and_store(ctx.clone(), guard, job));
     if let Some(tap) = tap {
         return Ok(live_response(tap, to, ctx.shared.config.max_body));
     }
@@ -237,19 +235,31 @@ async fn fetch(
     delivered(ctx, outcome, state, req, to)
 }
 
+/// What one fetch task does.
+struct FetchJob {
+    url: TargetUrl,
+    /// The requesting client's headers (what goes upstream, and whose response it is).
+    headers: Vec<Header>,
+    settle: Settle,
+    /// Archive an upstream failure as a record (liveweb mode) rather than only report it.
+    archive_failures: bool,
+    /// Hands the response on as it arrives (a forward-mode miss).
+    tap: Option<Rc<Tap>>,
+    /// The stored record being revalidated (its validators are sent).
+    revalidate: Option<Arc<StoredRecord>>,
+}
+
 /// The fetcher's task: runs to the end even if the requesting client goes away, so the
 /// waiters and the index are always settled.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_and_store(
-    ctx: Rc<WorkerCtx>,
-    url: TargetUrl,
-    headers: Vec<Header>,
-    guard: FlightGuard,
-    settle: Settle,
-    archive_failures: bool,
-    tap: Option<Rc<Tap>>,
-    revalidate: Option<Arc<StoredRecord>>,
-) {
+async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) {
+    let FetchJob {
+        url,
+        headers,
+        settle,
+        archive_failures,
+        tap,
+        revalidate,
+    } = job;
     let validators = revalidate
         .as_ref()
         .and_then(|r| r.reuse.as_ref())
