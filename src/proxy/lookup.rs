@@ -279,15 +279,32 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     };
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
     let index = &ctx.shared.index;
-    match settle {
-        Settle::Claimed(key) => index.settle(&key, &guard.0, record),
+    let shareable = record
+        .as_ref()
+        .filter(|r| r.reuse.as_ref().is_some_and(|u| u.shareable))
+        .cloned();
+    let key = match settle {
+        Settle::Claimed(key) => {
+            index.settle(&key, &guard.0, record);
+            Some(key)
+        }
         Settle::Offer(key) => {
-            let shareable = |r: &Arc<StoredRecord>| r.reuse.as_ref().is_some_and(|u| u.shareable);
-            if let Some(record) = record.filter(shareable) {
-                index.offer(&key, record);
+            if let Some(record) = &shareable {
+                index.offer(&key, record.clone());
+            }
+            Some(key)
+        }
+        Settle::Alone => None,
+    };
+    // A response that says Vary, fetched before the URL's Vary was known, is also stored
+    // under its own variant's key, so the next request like this one is a hit.
+    let varies = |r: &Arc<StoredRecord>| r.reuse.as_ref().is_some_and(|u| u.vary.is_some());
+    if let (Some(key), Some(record)) = (key, shareable.filter(varies)) {
+        if let Some(variant) = index.variant_key(&url.normalized, &headers) {
+            if variant != key {
+                index.offer(&variant, record);
             }
         }
-        Settle::Alone => {}
     }
     guard.0.complete(outcome);
 }
