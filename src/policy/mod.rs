@@ -3,10 +3,12 @@
 
 mod access;
 mod auth;
+mod range_set;
 mod ranges;
 mod table;
 
 pub use access::{AccessConfig, ClientAccess};
 pub use auth::ProxyAuth;
-pub use ranges::{to_point, Cidr, RangeSet, UpstreamRules};
+pub use range_set::RangeSet;
+pub use ranges::{to_point, Cidr, UpstreamRules};
 pub use table::{load_table, parse_table, TableError};

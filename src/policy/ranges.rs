@@ -1,9 +1,11 @@
-//! CIDR parsing and sorted range sets with binary-search lookup, IPv4 and IPv6 in one space
-//! (IPv4 lives at ::ffff:0:0/96, so an IPv4-mapped IPv6 address is judged as its IPv4 self).
+//! CIDR parsing, the unified address space (IPv4 lives at ::ffff:0:0/96, so an IPv4-mapped
+//! IPv6 address is judged as its IPv4 self) and the upstream rules built on range sets.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+
+use super::range_set::RangeSet;
 
 /// An address block such as `10.0.0.0/8` or `fe80::/10`; a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,57 +64,6 @@ pub fn to_point(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
-/// A set of address ranges, merged and sorted so a lookup is one binary search.
-#[derive(Debug, Clone, Default)]
-pub struct RangeSet {
-    /// Disjoint, non-adjacent inclusive ranges sorted by start.
-    ranges: Vec<(u128, u128)>,
-}
-
-impl RangeSet {
-    pub fn new(cidrs: &[Cidr]) -> Self {
-        Self::from_ranges(cidrs.iter().map(Cidr::bounds).collect())
-    }
-
-    /// Builds a set from inclusive `(first, last)` points in the unified space (see
-    /// [`to_point`]), in any order, overlapping or not. A pair whose first point is past its
-    /// last is empty and contributes nothing.
-    pub fn from_ranges(mut ranges: Vec<(u128, u128)>) -> Self {
-        ranges.retain(|(start, end)| start <= end);
-        ranges.sort_unstable();
-        // Merge in place: a client table can hold millions of ranges, so no second vector.
-        let mut kept = 0;
-        for i in 0..ranges.len() {
-            let (start, end) = ranges[i];
-            if kept > 0 && start <= ranges[kept - 1].1.saturating_add(1) {
-                let last = &mut ranges[kept - 1].1;
-                *last = (*last).max(end);
-            } else {
-                ranges[kept] = (start, end);
-                kept += 1;
-            }
-        }
-        ranges.truncate(kept);
-        ranges.shrink_to_fit();
-        RangeSet { ranges }
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let point = to_point(ip);
-        // Index of the first range starting after `point`; the one before it may hold it.
-        let idx = self.ranges.partition_point(|(start, _)| *start <= point);
-        idx > 0 && point <= self.ranges[idx - 1].1
-    }
-
-    pub fn len(&self) -> usize {
-        self.ranges.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
     }
 }
 
@@ -217,50 +168,6 @@ mod tests {
         assert!("fe80::/129".parse::<Cidr>().is_err());
         assert!("nonsense/8".parse::<Cidr>().is_err());
         assert!("10.0.0.0/".parse::<Cidr>().is_err());
-    }
-
-    #[test]
-    fn range_set_merges_and_finds_edges() {
-        let set = RangeSet::new(&[
-            "10.0.0.0/8".parse().unwrap(),
-            "10.1.0.0/16".parse().unwrap(),
-            "11.0.0.0/8".parse().unwrap(),
-            "2001:db8::/32".parse().unwrap(),
-        ]);
-        assert_eq!(set.len(), 2, "10/8 and 11/8 are adjacent and merge");
-        assert!(set.contains(ip("10.0.0.0")));
-        assert!(set.contains(ip("11.255.255.255")));
-        assert!(!set.contains(ip("9.255.255.255")));
-        assert!(!set.contains(ip("12.0.0.0")));
-        assert!(set.contains(ip("2001:db8:ffff::1")));
-        assert!(!set.contains(ip("2001:db9::")));
-        assert!(!RangeSet::default().contains(ip("1.1.1.1")));
-    }
-
-    #[test]
-    fn from_ranges_sorts_merges_and_drops_empty_pairs() {
-        let v4 = |s: &str| to_point(ip(s));
-        let set = RangeSet::from_ranges(vec![
-            (v4("10.0.0.20"), v4("10.0.0.30")),
-            (v4("10.0.0.1"), v4("10.0.0.9")),
-            (v4("10.0.0.10"), v4("10.0.0.12")),
-            (v4("10.0.0.5"), v4("10.0.0.7")),
-            (v4("10.0.0.50"), v4("10.0.0.40")),
-            (u128::MAX - 1, u128::MAX),
-            (u128::MAX, u128::MAX),
-        ]);
-        assert_eq!(
-            set.len(),
-            3,
-            "adjacent and nested merge, the reversed pair is dropped"
-        );
-        assert!(set.contains(ip("10.0.0.1")));
-        assert!(set.contains(ip("10.0.0.12")));
-        assert!(!set.contains(ip("10.0.0.13")));
-        assert!(!set.contains(ip("10.0.0.0")));
-        assert!(!set.contains(ip("10.0.0.45")));
-        assert!(set.contains(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
-        assert!(RangeSet::from_ranges(Vec::new()).is_empty());
     }
 
     #[test]

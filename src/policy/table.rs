@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::ranges::{to_point, RangeSet};
+use super::range_set::RangeSet;
+use super::ranges::to_point;
 
 /// Why a table (or another policy file) could not be loaded: which file, which line, what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
