@@ -22,10 +22,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # its data under $WORK/$LW_NAME (default liveweb), plus any extra flags; sets LW_PID and
 # LW_ADDR (host:port). The load generator is one client address opening thousands of
 # connections, so the per-client connection cap is lifted (the peers have none either).
+# LW_BIN picks another build (default target/release/liveweb), e.g. an older commit's for an
+# A/B run; the per-client cap is only passed to builds that have it.
 launch_liveweb() {
   local name=${LW_NAME:-liveweb}
-  target/release/liveweb --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 \
-    --max-connections-per-client "${LIVEWEB_MAX_CONNECTIONS_PER_CLIENT:-1000000}" \
+  local bin=${LW_BIN:-target/release/liveweb}
+  local caps=()
+  if "$bin" --help | grep -q -- --max-connections-per-client; then
+    caps=(--max-connections-per-client "${LIVEWEB_MAX_CONNECTIONS_PER_CLIENT:-1000000}")
+  fi
+  "$bin" --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 "${caps[@]}" \
     --data-dir "$WORK/$name" "$@" 2> "$WORK/$name.log" &
   LW_PID=$!
   PIDS+=("$LW_PID")

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A/B of two liveweb builds on 1 KiB hits, both reply shapes (liveweb: the ARC record;
+# forward: the origin's response), in one run, alternating rounds so drift hits both alike.
+# wrk -t1 -c50 pinned to CPU 1; loopback only; everything started here is stopped at exit.
+# Usage: loadtest/ab.sh BIN_A BIN_B [rounds] [seconds]
+#   e.g. git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
+#        loadtest/ab.sh /tmp/old/target/release/liveweb target/release/liveweb 5 5
+# Needs: wrk, nginx, curl. Results: loadtest/results/ab-<time>.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$1
+B=$2
+ROUNDS=${3:-5}
+SECS=${4:-5}
+for tool in wrk nginx taskset curl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install wrk nginx" >&2; exit 1; }
+done
+. loadtest/lib.sh
+
+mkdir -p "$WORK/www" "$WORK/nginx"
+head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
+chmod -R a+rX "$WORK/www"
+ORIGIN_PORT=$(free_port)
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  keepalive_requests 1000000; keepalive_timeout 60s; access_log off;
+  server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; expires 1h; }
+}
+CONF
+nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+PIDS+=($!)
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/1k.bin" -o /dev/null && break; sleep 0.1; done
+
+LW_NAME=a LW_BIN=$A launch_liveweb
+ADDR_A=$LW_ADDR
+LW_NAME=b LW_BIN=$B launch_liveweb
+ADDR_B=$LW_ADDR
+URL="http://127.0.0.1:$ORIGIN_PORT/1k.bin"
+for addr in "$ADDR_A" "$ADDR_B"; do
+  for mode in liveweb forward; do
+    curl -sf -x "http://$addr" -H "X-Liveweb-Mode: $mode" "$URL" -o /dev/null
+    curl -sf -D - -x "http://$addr" -H "X-Liveweb-Mode: $mode" "$URL" -o /dev/null | grep -q 'X-Cache: HIT'
+  done
+done
+
+OUT=loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ).txt
+{
+  echo "# loadtest/ab.sh rounds=$ROUNDS secs=$SECS  $(date -u)"
+  echo "# A=$A ($("$A" --version)) B=$B ($("$B" --version)); wrk -t1 -c50 on CPU 1; 1 KiB hits"
+} > "$OUT"
+cat > "$WORK/req.lua" <<'LUA'
+local url, mode = os.getenv("AB_URL"), os.getenv("AB_MODE")
+wrk.method = "GET"
+wrk.path = url
+wrk.headers["X-Liveweb-Mode"] = mode
+LUA
+for round in $(seq "$ROUNDS"); do
+  for mode in liveweb forward; do
+    for side in A B; do
+      addr=$ADDR_A; [ "$side" = B ] && addr=$ADDR_B
+      rps=$(AB_URL=$URL AB_MODE=$mode taskset -c 1 wrk -t1 -c50 -d"${SECS}s" -s "$WORK/req.lua" "http://$addr" \
+        | awk '/Requests\/sec/ {print $2}')
+      echo "round $round $mode $side $rps" | tee -a "$OUT"
+    done
+  done
+done
+echo "# medians (req/s):" | tee -a "$OUT"
+for mode in liveweb forward; do
+  for side in A B; do
+    med=$(awk -v m="$mode" -v s="$side" '$3==m && $4==s {print $5}' "$OUT" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "$mode $side $med" | tee -a "$OUT"
+  done
+done
