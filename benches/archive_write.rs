@@ -25,6 +25,7 @@ fn cdx() -> CdxEntry {
         digest: "X".into(),
         length: 0,
         offset: 0,
+        private: false,
     }
 }
 

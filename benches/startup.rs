@@ -55,6 +55,7 @@ fn main() {
                 digest: payload_digest(payload.as_bytes()),
                 length: member.len() as u64,
                 offset: data.len() as u64,
+                private: false,
             });
             data.extend(member);
             made += 1;

@@ -4,13 +4,17 @@
 //! - [`config`]: the CLI (clap, `LIVEWEB_*` env) and its unit parsers.
 //! - [`error`]: the one error type, its codes and the status mapping.
 //! - [`clock`]: ARC timestamps.
-//! - [`http`]: pure HTTP/1.x: request/response heads, chunked framing, URLs, reply heads.
-//! - [`policy`]: IP range tables (upstream rules).
+//! - [`http`]: pure HTTP/1.x: request/response heads, chunked framing, URLs, reply heads,
+//!   and the RFC 9111 shared-cache rules (`http::cache`).
+//! - [`policy`]: IP range tables (upstream rules, client and admin ranges, table files) and
+//!   proxy authentication.
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client.
-//! - [`proxy`]: where index, fetch and archive meet; hot shard; zero-copy sends.
-//! - [`server`]: worker threads, runtimes, listeners, connection loop, shutdown.
+//! - [`proxy`]: where index, fetch and archive meet: the cache decision per request
+//!   (`proxy::lookup`), storing, hot shard, zero-copy sends.
+//! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a
+//!   request (`gate`), connection loop, shutdown.
 
 pub mod archive;
 pub mod clock;

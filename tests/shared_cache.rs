@@ -418,3 +418,42 @@ fn liveweb_mode_never_crosses_credentials_unless_told_to() {
     drop(kept);
     shared.finish();
 }
+
+#[test]
+fn a_credentialed_record_stays_private_across_a_restart_and_a_crash() {
+    let origin = whose_origin("Cache-Control: max-age=600\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cached = |proxy: &Proxy, path: &str| {
+        get(
+            proxy.addr,
+            &origin.url(path),
+            "Cache-Control: only-if-cached\r\n",
+        )
+        .status
+    };
+    let proxy = Proxy::start_in(&data, &[]);
+    get(proxy.addr, &origin.url("/mine"), "Cookie: user=alice\r\n");
+    get(proxy.addr, &origin.url("/public"), "");
+    // Clean stop (files sealed, with their private list), then a crash (files scanned).
+    let mut proxy = proxy;
+    assert!(proxy.terminate().success());
+    let proxy = Proxy::start_in(&data, &[]);
+    assert_eq!(cached(&proxy, "/public"), 200);
+    assert_eq!(
+        cached(&proxy, "/mine"),
+        504,
+        "alice's record answers nobody else"
+    );
+    get(
+        proxy.addr,
+        &origin.url("/mine2"),
+        "Authorization: Bearer alice\r\n",
+    );
+    proxy.kill9();
+    let proxy = Proxy::start_in(&data, &[]);
+    assert_eq!(cached(&proxy, "/public"), 200);
+    assert_eq!(cached(&proxy, "/mine"), 504);
+    assert_eq!(cached(&proxy, "/mine2"), 504);
+    proxy.finish();
+}

@@ -26,6 +26,29 @@ pub struct CdxEntry {
     pub length: u64,
     /// Member offset in the ARC file (field V).
     pub offset: u64,
+    /// Fetched for a request with credentials: never indexed for others, after a restart
+    /// too. Not a CDX field: kept in the `.private` list beside the CDX and in the member.
+    pub private: bool,
+}
+
+/// The file listing the offsets of private records, beside an ARC file's CDX.
+pub fn private_name(arc_name: &str) -> String {
+    format!("{}.private", super::record::arc_stem(arc_name))
+}
+
+/// The `.private` list for `entries`: one member offset per line; `None` when none is private.
+pub fn private_list(entries: &[CdxEntry]) -> Option<String> {
+    let offsets: Vec<String> = entries
+        .iter()
+        .filter(|e| e.private)
+        .map(|e| e.offset.to_string())
+        .collect();
+    (!offsets.is_empty()).then(|| offsets.join("\n") + "\n")
+}
+
+/// Offsets in a `.private` list (lines that are not numbers are skipped).
+pub fn parse_private_list(text: &str) -> std::collections::HashSet<u64> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 impl CdxEntry {
@@ -202,6 +225,7 @@ mod tests {
     #[test]
     fn line_roundtrip_and_sorting() {
         let e = CdxEntry {
+            private: false,
             urlkey: surt("http://b.com/"),
             date14: "20261122000000".into(),
             url: "http://b.com/".into(),

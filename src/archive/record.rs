@@ -122,6 +122,42 @@ impl OneShot {
     }
 }
 
+/// The gzip extra subfield (RFC 1952 2.3.1.1: id `L` `W`, no data) that marks a record
+/// fetched for a request carrying credentials: it must never answer another request, after
+/// a restart too. Readers skip extra fields, so the member stays an ordinary gzip member.
+const PRIVATE_SUBFIELD: [u8; 4] = [b'L', b'W', 0, 0];
+/// The FEXTRA bit of a gzip header's flags byte.
+const FEXTRA: u8 = 0x04;
+
+/// A gzip member marked private (see `PRIVATE_SUBFIELD`); other bytes are returned as they
+/// are. The extra field goes right after the fixed 10-byte header, where RFC 1952 puts it.
+pub fn mark_private(member: Vec<u8>) -> Vec<u8> {
+    let plain_gzip = member.len() >= 10 && member.starts_with(&[0x1f, 0x8b, 8]);
+    if !plain_gzip || member[3] & FEXTRA != 0 {
+        return member;
+    }
+    let mut out = Vec::with_capacity(member.len() + 2 + PRIVATE_SUBFIELD.len());
+    out.extend_from_slice(&member[..10]);
+    out[3] |= FEXTRA;
+    out.extend_from_slice(&(PRIVATE_SUBFIELD.len() as u16).to_le_bytes());
+    out.extend_from_slice(&PRIVATE_SUBFIELD);
+    out.extend_from_slice(&member[10..]);
+    out
+}
+
+/// Whether a gzip header's extra field holds the private mark.
+pub fn extra_marks_private(extra: &[u8]) -> bool {
+    let mut rest = extra;
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_le_bytes([rest[2], rest[3]]));
+        if rest[..2] == PRIVATE_SUBFIELD[..2] {
+            return true;
+        }
+        rest = rest.get(4 + len..).unwrap_or(&[]);
+    }
+    false
+}
+
 /// Whether a file name is an ARC file (`.arc.gz` or `.arc`).
 pub fn is_arc_name(name: &str) -> bool {
     name.ends_with(".arc.gz") || name.ends_with(".arc")
@@ -178,6 +214,33 @@ fn filedesc_header(file_name: &str, date14: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_mark_is_an_ordinary_gzip_extra_field() {
+        use std::io::Read;
+        let header = header_line("http://a/", None, "20261122000000", "text/plain", 5);
+        for member in [
+            encode_member(&header, b"hello", 1),
+            Codec::Gzip(1).encode(&header, b"hello"),
+        ] {
+            let marked = mark_private(member.clone());
+            assert_eq!(marked.len(), member.len() + 6);
+            let mut decoder = flate2::read::GzDecoder::new(&marked[..]);
+            let mut plain = Vec::new();
+            decoder.read_to_end(&mut plain).unwrap();
+            assert_eq!(plain, format!("{header}hello\n").as_bytes());
+            assert!(extra_marks_private(
+                decoder.header().unwrap().extra().unwrap()
+            ));
+            assert_eq!(mark_private(marked.clone()), marked, "marked once");
+        }
+        assert_eq!(mark_private(b"plain arc".to_vec()), b"plain arc");
+        assert!(!extra_marks_private(&[b'A', b'p', 1, 0, 9]));
+        assert!(extra_marks_private(&[
+            b'A', b'p', 1, 0, 9, b'L', b'W', 0, 0
+        ]));
+        assert!(!extra_marks_private(&[b'L', b'W', 9]), "truncated");
+    }
     use flate2::read::GzDecoder;
     use std::io::Read;
 

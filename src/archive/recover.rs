@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cdx::{cdx_file, CdxRef, CDX_HEADER};
+use super::cdx::{cdx_file, parse_private_list, private_list, private_name, CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name};
 use super::scan::scan;
@@ -54,7 +54,8 @@ pub fn recover(
             if is_arc_name(&name) {
                 note_serial(&mut max_serial, &name);
                 repair_open_file(&path, &sealed_dir, &mut out)?;
-            } else if name.ends_with(".cdx") || name.ends_with(".tmp") {
+            } else if name.ends_with(".cdx") || name.ends_with(".tmp") || name.ends_with(".private")
+            {
                 // A CDX whose ARC was already moved, or a half-written one: never needed.
                 let _ = fs::remove_file(&path);
             }
@@ -128,18 +129,32 @@ fn load_sealed(
         let name = file_name(path);
         let size = fs::metadata(path)?.len();
         let cdx_path = sealed_dir.join(cdx_name(&name));
-        let text = match fs::read_to_string(&cdx_path)
+        let private_path = sealed_dir.join(private_name(&name));
+        let (text, private) = match fs::read_to_string(&cdx_path)
             .ok()
             .filter(|t| cdx_is_valid(t, &name, size))
         {
-            Some(t) => t,
+            Some(t) => {
+                let private = fs::read_to_string(&private_path).unwrap_or_default();
+                (t, parse_private_list(&private))
+            }
             None => {
                 let scanned = scan(&fs::read(path)?);
+                // The members say which records are private; the list is written first.
+                if let Some(list) = private_list(&scanned.entries) {
+                    write_synced(&private_path, list.as_bytes())?;
+                }
                 let text = cdx_file(&scanned.entries, &name);
                 write_synced(&cdx_path, text.as_bytes())?;
                 out.rebuilt_cdx += 1;
                 eprintln!("liveweb: rebuilt CDX for {}", path.display());
-                text
+                let private = scanned
+                    .entries
+                    .iter()
+                    .filter(|e| e.private)
+                    .map(|e| e.offset)
+                    .collect();
+                (text, private)
             }
         };
         let fd = OwnedFd::from(fs::File::open(path)?);
@@ -148,6 +163,9 @@ fn load_sealed(
             let Some(e) = CdxRef::parse(line) else {
                 continue;
             };
+            if private.contains(&e.offset) {
+                continue;
+            }
             if let Some(record) = restored_record(&e, id, now, now_unix, ttl) {
                 index.restore(e.url, record);
                 out.indexed += 1;
@@ -326,5 +344,52 @@ mod tests {
         .unwrap();
         assert_eq!(r2.rebuilt_cdx, 1);
         assert_eq!(r2.indexed, 1);
+    }
+
+    #[test]
+    fn private_records_are_never_restored_from_a_crash_a_seal_or_a_rebuilt_cdx() {
+        let dir = tempfile::tempdir().unwrap();
+        let w0 = dir.path().join("0");
+        fs::create_dir_all(&w0).unwrap();
+        let now14 = UtcTime::now().arc14();
+        let mut data = filedesc_member("P-1-0-00001.arc.gz", &now14, 1);
+        data.extend(member(
+            "http://public/",
+            &now14,
+            b"HTTP/1.1 200 OK\r\n\r\np",
+        ));
+        let private_at = data.len() as u64;
+        data.extend(crate::archive::record::mark_private(member(
+            "http://mine/",
+            &now14,
+            b"HTTP/1.1 200 OK\r\n\r\nalice",
+        )));
+        fs::write(w0.join("P-1-0-00001.arc.gz"), &data).unwrap();
+        let ttl = Duration::from_secs(3600);
+        let check = |expect_rebuilt: usize| {
+            let index = Index::new();
+            let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+            assert_eq!((r.indexed, r.rebuilt_cdx), (1, expect_rebuilt));
+            let now = Instant::now();
+            assert!(matches!(
+                index.lookup("http://public/", |r| r.is_fresh(now)),
+                Lookup::Hit(_)
+            ));
+            assert!(matches!(
+                index.lookup("http://mine/", |r| r.is_fresh(now)),
+                Lookup::Absent
+            ));
+        };
+        // Crash: the open file is scanned; the member's mark says private. Sealing writes the
+        // list beside the CDX.
+        check(0);
+        let list = fs::read_to_string(dir.path().join("sealed/P-1-0-00001.private")).unwrap();
+        assert_eq!(list, format!("{private_at}\n"));
+        // Restart from the CDX and the list; then with the CDX lost, from the members again.
+        check(0);
+        fs::remove_file(dir.path().join("sealed/P-1-0-00001.cdx")).unwrap();
+        fs::remove_file(dir.path().join("sealed/P-1-0-00001.private")).unwrap();
+        check(1);
+        assert!(dir.path().join("sealed/P-1-0-00001.private").exists());
     }
 }

@@ -7,7 +7,7 @@ use std::io::Read;
 use flate2::bufread::GzDecoder;
 
 use super::cdx::{payload_digest, payload_status, surt, CdxEntry};
-use super::record::{declared_length, MAX_HEADER_LINE};
+use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
 
 /// Largest record content accepted while scanning (a corrupt length cannot make the scanner
 /// allocate without bound).
@@ -36,7 +36,7 @@ pub fn scan(data: &[u8]) -> ScanResult {
         } else {
             plain_record(&data[offset..])
         };
-        let Some((consumed, plain)) = record else {
+        let Some((consumed, plain, private)) = record else {
             break;
         };
         let Some((header, content)) = split_record(&plain) else {
@@ -49,9 +49,10 @@ pub fn scan(data: &[u8]) -> ScanResult {
             }
             result.has_filedesc = true;
         } else {
-            let Some(entry) = entry_for(header, content, offset as u64, consumed as u64) else {
+            let Some(mut entry) = entry_for(header, content, offset as u64, consumed as u64) else {
                 break;
             };
+            entry.private = private;
             result.entries.push(entry);
         }
         offset += consumed;
@@ -60,25 +61,31 @@ pub fn scan(data: &[u8]) -> ScanResult {
     result
 }
 
-/// Inflates one gzip member; returns its compressed size and its content.
-fn inflate_member(data: &[u8]) -> Option<(usize, Vec<u8>)> {
+/// Inflates one gzip member; returns its compressed size, its content, and whether its
+/// header marks it private.
+fn inflate_member(data: &[u8]) -> Option<(usize, Vec<u8>, bool)> {
     let mut rest = data;
     let mut decoder = GzDecoder::new(&mut rest);
     let mut plain = Vec::new();
     decoder.read_to_end(&mut plain).ok()?;
+    let private = decoder
+        .header()
+        .and_then(|h| h.extra())
+        .is_some_and(extra_marks_private);
     drop(decoder);
-    Some((data.len() - rest.len(), plain))
+    Some((data.len() - rest.len(), plain, private))
 }
 
-/// The plain record at the front of `data`: its size and bytes, if whole.
-fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>)> {
+/// The plain record at the front of `data`: its size and bytes, if whole (plain records
+/// carry no private mark).
+fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>, bool)> {
     let nl = data
         .iter()
         .take(MAX_HEADER_LINE)
         .position(|&b| b == b'\n')?;
     let len = usize::try_from(declared_length(&data[..nl])?).ok()?;
     let size = nl.checked_add(1)?.checked_add(len)?.checked_add(1)?;
-    (size <= data.len()).then(|| (size, data[..size].to_vec()))
+    (size <= data.len()).then(|| (size, data[..size].to_vec(), false))
 }
 
 /// Splits `header line \n content \n`, checking the declared length.
@@ -112,6 +119,7 @@ fn entry_for(header: &str, payload: &[u8], offset: u64, length: u64) -> Option<C
         digest: payload_digest(payload),
         length,
         offset,
+        private: false,
     })
 }
 

@@ -1,12 +1,13 @@
 //! Sealing a finished ARC file, on a blocking thread: cut it to its exact length, make it
-//! durable, write its CDX beside it, then move both into `DATA/sealed/` with renames, ARC
-//! first (a sealed ARC whose CDX is missing is rebuilt by scanning at start).
+//! durable, write its CDX (and the list of its private records) beside it, then move them
+//! into `DATA/sealed/` with renames, the private list first, then the ARC (a sealed ARC whose
+//! CDX is missing is rebuilt by scanning at start).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::cdx::{cdx_file, CdxEntry};
+use super::cdx::{cdx_file, private_list, private_name, CdxEntry};
 
 /// The CDX file name for an ARC file name.
 pub fn cdx_name(arc_name: &str) -> String {
@@ -31,6 +32,12 @@ pub fn seal(
         .and_then(|n| n.to_str())
         .ok_or_else(|| io::Error::other("ARC file name is not UTF-8"))?
         .to_string();
+    // The private list goes first and moves first: a sealed file with a CDX always has its
+    // list, so no private record is ever restored for others.
+    let private = private_list(entries);
+    if let Some(list) = &private {
+        write_synced(&path.with_file_name(private_name(&name)), list.as_bytes())?;
+    }
     let cdx_beside = path.with_file_name(cdx_name(&name));
     let cdx_written = match write_synced(&cdx_beside, cdx_file(entries, &name).as_bytes()) {
         Ok(()) => true,
@@ -44,6 +51,12 @@ pub fn seal(
         }
     };
     fs::create_dir_all(sealed_dir)?;
+    if private.is_some() {
+        fs::rename(
+            path.with_file_name(private_name(&name)),
+            sealed_dir.join(private_name(&name)),
+        )?;
+    }
     let sealed = sealed_dir.join(&name);
     fs::rename(path, &sealed)?;
     if cdx_written {

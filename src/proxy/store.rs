@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use crate::archive::cdx::{payload_digest, surt, CdxEntry};
-use crate::archive::record::{header_line, Codec};
+use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
@@ -54,8 +54,12 @@ pub async fn store_response(
         &mime,
         fetched.raw.len(),
     );
-    let (member, digest) = encode(header, fetched.raw, ctx.shared.config.codec()).await?;
-    let cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
+    // A record fetched with credentials is marked private in the archive itself, so a
+    // restart never makes it answer someone else.
+    let private = reuse.credentialed;
+    let (member, digest) = encode(header, fetched.raw, config.codec(), private).await?;
+    let mut cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
+    cdx.private = private;
     let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
     append(ctx, AppendRecord { member, cdx }, status, config.ttl, reuse).await
 }
@@ -110,7 +114,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         "text/plain",
         payload.len(),
     );
-    let (member, digest) = encode(header, payload, ctx.shared.config.codec()).await?;
+    let (member, digest) = encode(header, payload, ctx.shared.config.codec(), false).await?;
     let cdx = cdx_entry(url, date, "text/plain".into(), status.code, digest);
     let status = RecordStatus::new(status.code, status.reason, Some(code));
     let error_ttl = ctx.shared.config.error_ttl;
@@ -155,14 +159,25 @@ fn cdx_entry(
         digest,
         length: 0,
         offset: 0,
+        private: false,
     }
 }
 
-/// The gzip member and the payload digest.
-async fn encode(header: String, payload: Vec<u8>, codec: Codec) -> Result<(Bytes, String), Error> {
+/// The gzip member (marked private if asked) and the payload digest.
+async fn encode(
+    header: String,
+    payload: Vec<u8>,
+    codec: Codec,
+    private: bool,
+) -> Result<(Bytes, String), Error> {
     let small = payload.len() <= INLINE_GZIP_LIMIT;
     let work = move || {
-        let member = Bytes::from(codec.encode(&header, &payload));
+        let member = codec.encode(&header, &payload);
+        let member = Bytes::from(if private {
+            mark_private(member)
+        } else {
+            member
+        });
         (member, payload_digest(&payload))
     };
     if small {
