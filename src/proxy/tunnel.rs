@@ -53,18 +53,26 @@ pub async fn relay(client: TcpStream, mut upstream: TcpStream, early: Vec<u8>, i
     let (upstream_read, upstream_write) = upstream.into_split();
     let up = pump(client_read, upstream_write, activity.clone(), fds);
     let down = pump(upstream_read, client_write, activity.clone(), fds);
-    let both = futures_util::future::join(up, down);
+    let mut both = std::pin::pin!(futures_util::future::join(up, down));
+    // The watchdog shuts the sockets down while the pumps still own them, then the pumps end
+    // on their own: shutting down after they were dropped could hit a descriptor number
+    // another connection has been given since.
     let watchdog = async {
         loop {
             monoio::time::sleep(idle.min(Duration::from_secs(1))).await;
             if activity.get().elapsed() >= idle {
+                shutdown_both(fds);
                 return;
             }
         }
     };
     monoio::select! {
-        _ = both => {}
-        _ = watchdog => shutdown_both(fds),
+        _ = &mut both => {}
+        _ = watchdog => {
+            // Shut down sockets end every pending splice; bounded anyway, and dropping the
+            // pumps after the shutdown touches no descriptor.
+            let _ = monoio::time::timeout(Duration::from_secs(5), both).await;
+        }
     }
 }
 
@@ -106,8 +114,9 @@ async fn pump<R: SpliceSource, W: SpliceDestination + AsyncWriteRent>(
 
 fn shutdown_both(fds: [RawFd; 2]) {
     for fd in fds {
-        // SAFETY: both descriptors belong to this tunnel's sockets, still open (the halves
-        // are alive in the caller); shutdown only ends their streams.
+        // SAFETY: both descriptors belong to this tunnel's sockets, still open: every caller
+        // holds (or runs inside a future that holds) both sockets' halves; shutdown only ends
+        // their streams.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 }

@@ -82,7 +82,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Recovers the data directory, binds, and starts the workers.
+    /// Recovers the data directory, then binds and starts the workers. The caller installs
+    /// its signal handlers before this, so a signal during recovery is handled, not fatal.
     pub fn start(config: Config) -> io::Result<Server> {
         let workers = config.worker_count();
         let placement = worker_cpus(&config.cpu_affinity, workers)?;
@@ -93,8 +94,6 @@ impl Server {
         for w in 0..workers {
             std::fs::create_dir_all(config.data_dir.join(w.to_string()))?;
         }
-        let (listeners, local_addr) =
-            listener::bind_all(config.listen, workers, config.notsent_lowat)?;
         let shared = Shared::new(config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let shared = Arc::new(shared);
@@ -102,6 +101,10 @@ impl Server {
 
         let started = Instant::now();
         let recovered = recover(&config.data_dir, &shared.index, &shared.files, config.ttl)?;
+        // Bound only once ready to serve: a connection made during a long recovery is refused
+        // at once instead of waiting in the backlog.
+        let (listeners, local_addr) =
+            listener::bind_all(config.listen, workers, config.notsent_lowat)?;
         eprintln!(
             "liveweb: recovered {} records in {:.2?} ({} files repaired, {} bytes cut, {} CDX rebuilt)",
             recovered.indexed,
