@@ -205,8 +205,9 @@ fn full_disk_pauses_archiving_keeps_hits_and_recovers() {
         0,
         "no fetch while archiving is paused"
     );
-    // Space comes back: archiving resumes by itself.
-    mnt.resize("16m");
+    // Space comes back, less than 4 MiB of it but more than the failed write: archiving
+    // resumes by itself (--min-free 0 plus one write).
+    mnt.resize("2m");
     let r = wait_for_status(&proxy, &fresh, 200, false);
     assert_eq!(
         r.status,
@@ -273,4 +274,74 @@ fn gunzip_first_member(data: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .unwrap();
     out
+}
+
+#[test]
+fn a_failed_fdatasync_under_fsync_always_is_never_acknowledged() {
+    let origin = Origin::start();
+    origin.ok_numbered("/s", 3, "synced");
+    // The first fdatasync succeeds, every later one fails with EIO (debug-build hook).
+    let proxy = Proxy::start_env(
+        &["--workers", "1", "--fsync", "always"],
+        &[("LIVEWEB_FAULT_FDATASYNC_AFTER", "1")],
+    );
+    let ok = get(proxy.addr, &origin.url("/s0"), "");
+    assert_eq!(ok.status, 200);
+    for path in ["/s1", "/s2"] {
+        let r = get(proxy.addr, &origin.url(path), "");
+        assert_eq!(r.status, 503, "{path}: {}", r.head);
+        assert_eq!(
+            r.header("x-liveweb-error").as_deref(),
+            Some("E50 storage failure")
+        );
+        // Nothing was indexed for it.
+        let cached = get(
+            proxy.addr,
+            &origin.url(path),
+            "Cache-Control: only-if-cached\r\n",
+        );
+        assert_eq!(cached.status, 504);
+    }
+    assert_eq!(
+        get(proxy.addr, &origin.url("/s0"), "")
+            .header("x-cache")
+            .as_deref(),
+        Some("HIT")
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains("poisoned by the failed fdatasync"),
+        "{}",
+        proxy.log_text()
+    );
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    // The poisoned file was cut back to its acknowledged record and sealed; the unacknowledged
+    // records are in no ARC file.
+    let mut arcs = Vec::new();
+    collect_arcs(&data, &mut arcs);
+    let mut urls = Vec::new();
+    for arc in &arcs {
+        let bytes = std::fs::read(arc).unwrap();
+        let mut rest: &[u8] = &bytes;
+        while !rest.is_empty() {
+            let mut dec = flate2::bufread::GzDecoder::new(rest);
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut dec, &mut plain).unwrap();
+            let used = rest.len() - dec.into_inner().len();
+            rest = &rest[used..];
+            urls.push(
+                String::from_utf8_lossy(&plain[..plain.iter().position(|&b| b == b' ').unwrap()])
+                    .into_owned(),
+            );
+        }
+    }
+    assert!(urls.iter().any(|u| u.ends_with("/s0")), "{urls:?}");
+    assert!(
+        !urls
+            .iter()
+            .any(|u| u.ends_with("/s1") || u.ends_with("/s2")),
+        "{urls:?}"
+    );
 }

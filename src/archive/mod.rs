@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod cdx;
+mod fault;
 pub mod files;
 pub mod handoff;
 pub mod record;

@@ -40,8 +40,6 @@ pub struct RecordLoc {
 const MAX_BATCH_BYTES: usize = 32 << 20;
 /// How often free space is checked.
 const SPACE_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Free space needed to resume after a full disk, when `--min-free` is smaller.
-const RESUME_HEADROOM: u64 = 4 << 20;
 
 /// What the writer needs to know.
 #[derive(Clone)]
@@ -98,6 +96,8 @@ impl ArcWriter {
             scratch: Some(AlignedBuf::with_capacity(1 << 20)),
             direct_io: true,
             paused: paused.clone(),
+            resume_floor: 0,
+            last_write: 0,
             seals: Vec::new(),
             last_space_check: Instant::now() - SPACE_CHECK_EVERY,
         };
@@ -158,6 +158,11 @@ struct Writer {
     scratch: Option<AlignedBuf>,
     direct_io: bool,
     paused: Rc<Cell<bool>>,
+    /// While paused: free bytes needed to resume, `--min-free` plus one write (the one that
+    /// failed, or the last one made), so one resumed write cannot fill the disk again.
+    resume_floor: u64,
+    /// Bytes the last group write put on disk (blocks included).
+    last_write: u64,
     /// Seals running on the blocking pool; awaited at close.
     seals: Vec<monoio::task::JoinHandle<Result<(), monoio::blocking::JoinError>>>,
     last_space_check: Instant,
@@ -236,7 +241,9 @@ impl Writer {
         }
         if let (Some(open), FsyncPolicy::Interval(d)) = (self.open.as_mut(), self.config.fsync) {
             if open.dirty && now >= open.last_sync + d {
-                sync(open, self.config.worker).await;
+                // Already acknowledged: the failure is logged, the next sync or the seal
+                // tries again.
+                let _ = sync(open, self.config.worker).await;
             }
         }
     }
@@ -250,11 +257,13 @@ impl Writer {
         let min = self.config.min_free;
         let w = self.config.worker;
         if !self.paused.get() && min > 0 && free < min {
+            self.resume_floor = min.saturating_add(self.last_write);
             eprintln!(
-                "liveweb: worker {w}: {free} bytes free (< --min-free {min}), archiving paused"
+                "liveweb: worker {w}: {free} bytes free (< --min-free {min}), archiving paused until {} are",
+                self.resume_floor
             );
             self.paused.set(true);
-        } else if self.paused.get() && free >= min.max(RESUME_HEADROOM) {
+        } else if self.paused.get() && free >= self.resume_floor {
             eprintln!("liveweb: worker {w}: {free} bytes free, archiving resumed");
             self.paused.set(false);
         }
@@ -277,14 +286,17 @@ impl Writer {
             }
             let tail = rest.split_off(fitting);
             let group = std::mem::replace(&mut rest, tail);
-            let result = self.write_group(&group).await;
+            let before = self.open.as_ref().map_or(0, |o| o.logical);
+            let result = match self.write_group(&group).await {
+                Ok(locs) if self.config.fsync == FsyncPolicy::Always => {
+                    self.sync_group(before).await.map(|()| locs)
+                }
+                other => other,
+            };
             match result {
                 Ok(locs) => {
                     if let Some(open) = self.open.as_mut() {
                         open.last_append = Instant::now();
-                        if self.config.fsync == FsyncPolicy::Always {
-                            sync(open, self.config.worker).await;
-                        }
                     }
                     for ((record, done), loc) in group.into_iter().zip(locs) {
                         if let Some(open) = self.open.as_mut() {
@@ -300,7 +312,13 @@ impl Writer {
                     let w = self.config.worker;
                     eprintln!("liveweb: worker {w} archive write failed: {e}");
                     if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-                        eprintln!("liveweb: worker {w}: disk full, archiving paused");
+                        let write: usize = group.iter().map(|(r, _)| r.member.len()).sum();
+                        let write = (write + 2 * BLOCK) as u64;
+                        self.resume_floor = self.config.min_free.saturating_add(write);
+                        eprintln!(
+                            "liveweb: worker {w}: disk full, archiving paused until {} bytes are free",
+                            self.resume_floor
+                        );
                         self.paused.set(true);
                     }
                     let err = Error::Storage(e.to_string());
@@ -317,6 +335,27 @@ impl Writer {
                 self.seal_open().await;
             }
         }
+    }
+
+    /// Under `--fsync always`, makes the group just written durable before anyone is told.
+    /// If fdatasync fails, nothing in the group was acknowledged and its bytes may or may not
+    /// be on disk: the file is cut back to `before` (its last acknowledged byte) and sealed,
+    /// and the next group starts a new file.
+    async fn sync_group(&mut self, before: u64) -> io::Result<()> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let Err(e) = sync(open, self.config.worker).await else {
+            return Ok(());
+        };
+        open.logical = before;
+        eprintln!(
+            "liveweb: worker {}: {} poisoned by the failed fdatasync: cut to {before} bytes and sealed",
+            self.config.worker,
+            open.path.display()
+        );
+        self.seal_open().await;
+        Err(io::Error::new(e.kind(), format!("fdatasync failed: {e}")))
     }
 
     /// How many records from the front of `batch` go into the open file: all that fit under
@@ -377,6 +416,7 @@ impl Writer {
         }
         let data_len = buf.len();
         buf.pad_to_block();
+        self.last_write = buf.len() as u64;
         let (res, buf) = open.file.write_all_at(buf, open.tail_start).await;
         let outcome = res.map(|()| {
             let keep_from = data_len / BLOCK * BLOCK;
@@ -501,16 +541,20 @@ impl Writer {
     }
 }
 
-/// fdatasync through the runtime; a failure is logged (the data stays written, only its
-/// durability is in doubt, and the next sync or the seal tries again).
-async fn sync(open: &mut OpenArc, worker: usize) {
-    match open.file.sync_data().await {
+/// fdatasync through the runtime; a failure is logged and returned.
+async fn sync(open: &mut OpenArc, worker: usize) -> io::Result<()> {
+    let result = match super::fault::fdatasync() {
+        Some(injected) => Err(injected),
+        None => open.file.sync_data().await,
+    };
+    match &result {
         Ok(()) => {
             open.dirty = false;
             open.last_sync = Instant::now();
         }
         Err(e) => eprintln!("liveweb: worker {worker}: fdatasync failed: {e}"),
     }
+    result
 }
 
 /// Opens the shared read descriptor. A plain open(2) of a file this thread just created is

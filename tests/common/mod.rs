@@ -257,19 +257,32 @@ impl Proxy {
     pub fn start_raw(args: &[&str]) -> Proxy {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        Self::start_with(data_dir, Some(tmp), args)
+        Self::start_with(data_dir, Some(tmp), args, &[])
+    }
+
+    /// Starts liveweb (test defaults plus `extra`) with `env` set for it: fault injection.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        Self::start_with(data_dir, Some(tmp), &with_defaults(extra), env)
     }
 
     /// Starts liveweb on an existing data directory (test defaults plus `extra`).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Proxy {
-        Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra))
+        Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra), &[])
     }
 
-    fn start_with(data_dir: PathBuf, tmp: Option<tempfile::TempDir>, args: &[&str]) -> Proxy {
+    fn start_with(
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_liveweb"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
