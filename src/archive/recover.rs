@@ -207,8 +207,13 @@ fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64) -> bool {
     let mut lines = text.lines();
     lines.next() == Some(CDX_HEADER)
         && lines.all(|line| {
-            CdxRef::parse(line)
-                .is_some_and(|e| e.file == arc_name && e.offset + e.length <= arc_size)
+            CdxRef::parse(line).is_some_and(|e| {
+                // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
+                e.file == arc_name
+                    && e.offset
+                        .checked_add(e.length)
+                        .is_some_and(|end| end <= arc_size)
+            })
         })
 }
 
@@ -391,5 +396,15 @@ mod tests {
         fs::remove_file(dir.path().join("sealed/P-1-0-00001.private")).unwrap();
         check(1);
         assert!(dir.path().join("sealed/P-1-0-00001.private").exists());
+    }
+
+    #[test]
+    fn a_cdx_whose_offsets_wrap_is_invalid() {
+        let line = |offset: u64, length: u64| {
+            format!("{CDX_HEADER}\nk 20261122000000 http://a/ text/plain 200 D - - {length} {offset} F.arc.gz\n")
+        };
+        assert!(cdx_is_valid(&line(10, 20), "F.arc.gz", 30));
+        assert!(!cdx_is_valid(&line(10, 21), "F.arc.gz", 30));
+        assert!(!cdx_is_valid(&line(u64::MAX, 2), "F.arc.gz", 30));
     }
 }
