@@ -285,3 +285,58 @@ fn upstream_connections_are_reused_and_stale_ones_retried() {
     }
     proxy.finish();
 }
+
+/// The peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+#[test]
+fn a_cold_hit_of_a_big_record_streams_in_bounded_memory() {
+    let body: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let origin = Origin::start();
+    origin.ok("/big", "application/octet-stream", &body);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--workers", "1", "--gzip-level", "0", "--mem-cache", "1MB"];
+    let proxy = Proxy::start_in(&data, &args);
+    let first = get(proxy.addr, &origin.url("/big"), "");
+    assert_eq!(first.status, 200);
+    let mut proxy = proxy;
+    assert!(proxy.terminate().success());
+    // A fresh process (its peak memory starts low), the record's pages out of the cache.
+    let mut arcs = Vec::new();
+    collect_arcs(&data, &mut arcs);
+    for arc in &arcs {
+        let f = std::fs::File::open(arc).unwrap();
+        // SAFETY: advice on our own descriptor; dropping clean pages is always allowed.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+    }
+    let proxy = Proxy::start_in(&data, &args);
+    let before = peak_rss(proxy.pid());
+    let hit = get(proxy.addr, &origin.url("/big"), "");
+    assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+    assert!(hit.body == first.body, "byte-identical");
+    let grown = peak_rss(proxy.pid()).saturating_sub(before);
+    assert!(
+        grown < 8 << 20,
+        "a 24 MiB cold hit raised peak memory by {grown} bytes"
+    );
+    assert_eq!(origin.hits("/big"), 1);
+    proxy.finish();
+}

@@ -99,6 +99,11 @@ async fn write_record(
             if is_resident(file.fd.as_raw_fd(), offset, len) {
                 write_all(stream, head, timeout).await?;
                 sendfile_all(stream, file.fd.as_raw_fd(), offset, len, timeout).await
+            } else if len > COLD_WHOLE_LIMIT {
+                // Too big to hold whole per connection: read and sent piece by piece (the
+                // buffered reads leave it resident for sendfile next time).
+                write_all(stream, head, timeout).await?;
+                send_in_pieces(stream, &file, offset, len, timeout).await
             } else {
                 let member = bytes::Bytes::from(read_region(&file, offset, len).await?);
                 ctx.hot.borrow_mut().insert(&record.loc, member.clone());
@@ -134,6 +139,31 @@ pub(crate) async fn write_all<B: monoio::buf::IoBuf + 'static>(
         Ok((res, buf)) => res.map(|_| buf),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
     }
+}
+
+/// Cold records up to this size are read whole and kept in the hot shard; bigger ones are
+/// streamed in `COLD_PIECE` reads, so a connection holds at most one piece.
+const COLD_WHOLE_LIMIT: u64 = 1 << 20;
+const COLD_PIECE: u64 = 256 * 1024;
+
+/// Sends a file region read through io_uring one piece at a time, reusing one buffer.
+async fn send_in_pieces(
+    stream: &mut TcpStream,
+    file: &ArcFile,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> io::Result<()> {
+    let reader = file.reader()?;
+    let mut buf = Vec::with_capacity(COLD_PIECE as usize);
+    let mut pos = 0;
+    while pos < len {
+        let want = (len - pos).min(COLD_PIECE) as usize;
+        buf = reader.read(buf, offset + pos, want).await?;
+        buf = write_all(stream, buf, timeout).await?;
+        pos += want as u64;
+    }
+    Ok(())
 }
 
 /// Reads a record region through io_uring (buffered, so the pages become resident too).
