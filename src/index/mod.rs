@@ -5,7 +5,7 @@
 mod flight;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::archive::RecordLoc;
 use crate::http::cache::Reuse;
@@ -78,6 +78,8 @@ pub struct Claim {
 struct VaryNames {
     names: Arc<[Box<str>]>,
     generation: u32,
+    /// When a response last said so; lists not refreshed within `--ttl` are swept.
+    learned_at: Instant,
 }
 
 /// Key -> entry, shared by all workers. A key is the normalized URL, or for forward-mode
@@ -183,6 +185,7 @@ impl Index {
     /// Remembers which request headers `url`'s responses vary on (from its latest response).
     pub fn learn_vary(&self, url: &str, names: &[String]) {
         let vary = self.vary.pin();
+        let now = Instant::now();
         vary.compute(Box::from(url), |current| {
             let same = current.is_some_and(|(_, v)| {
                 v.names
@@ -190,14 +193,35 @@ impl Index {
                     .map(|n| &**n)
                     .eq(names.iter().map(String::as_str))
             });
-            if same {
-                return papaya::Operation::Abort(());
-            }
-            papaya::Operation::Insert(VaryNames {
-                names: names.iter().map(|n| Box::from(n.as_str())).collect(),
+            let names = match current {
+                Some((_, v)) if same => v.names.clone(),
+                _ => names.iter().map(|n| Box::from(n.as_str())).collect(),
+            };
+            papaya::Operation::<_, ()>::Insert(VaryNames {
+                names,
                 generation: current.map_or(0, |(_, v)| v.generation),
+                learned_at: now,
             })
         });
+    }
+
+    /// Drops every stored record past its `--ttl` (or `--error-ttl`), and Vary name lists not
+    /// refreshed for `vary_ttl`: without this the map would keep every URL ever seen. Fetches
+    /// in flight are never touched; a record replaced meanwhile is judged afresh. Returns how
+    /// many records went.
+    pub fn sweep(&self, now: Instant, vary_ttl: Duration) -> usize {
+        let mut removed = 0;
+        self.map.pin().retain(|_, entry| match entry {
+            Entry::Stored(r) if !r.is_fresh(now) => {
+                removed += 1;
+                false
+            }
+            _ => true,
+        });
+        self.vary
+            .pin()
+            .retain(|_, v| now.saturating_duration_since(v.learned_at) < vary_ttl);
+        removed
     }
 
     /// Replaces `flight` with its result: the stored record, or nothing (so the next request
@@ -237,6 +261,7 @@ impl Index {
             Some((_, v)) => papaya::Operation::Insert(VaryNames {
                 names: v.names.clone(),
                 generation: v.generation.wrapping_add(1),
+                learned_at: v.learned_at,
             }),
             None => papaya::Operation::Abort(()),
         });
@@ -393,5 +418,36 @@ mod tests {
             index.lookup("u", fresh(now, false)),
             Lookup::Hit(_)
         ));
+    }
+
+    #[test]
+    fn sweep_drops_expired_records_and_old_vary_lists_only() {
+        let index = Index::new();
+        let now = Instant::now();
+        let long = now + Duration::from_secs(60);
+        for (key, expires) in [("old", now), ("new", long)] {
+            let c = index.claim(key, fresh(now, false)).unwrap();
+            index.settle(key, &c.flight, Some(record(expires)));
+        }
+        let in_flight = index.claim("flying", fresh(now, false)).unwrap();
+        index.learn_vary("new", &["accept".to_string()]);
+        assert_eq!(index.sweep(now, Duration::from_secs(60)), 1);
+        assert_eq!(
+            index.len(),
+            2,
+            "the fresh record and the fetch in flight stay"
+        );
+        assert!(matches!(
+            index.lookup("flying", fresh(now, false)),
+            Lookup::Wait(_)
+        ));
+        assert!(index.variant_key("new", &[]).is_some());
+        index.sweep(now + Duration::from_secs(61), Duration::from_secs(60));
+        assert_eq!(index.len(), 1);
+        assert!(
+            index.variant_key("new", &[]).is_none(),
+            "vary list not refreshed in time"
+        );
+        index.settle("flying", &in_flight.flight, None);
     }
 }

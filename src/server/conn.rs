@@ -198,12 +198,14 @@ async fn linger(stream: &mut TcpStream) {
     }
     let deadline = Instant::now() + LINGER_TIME;
     let mut dropped = 0;
-    let mut buf = vec![0u8; 16 * 1024];
+    // Reads fill a Vec's spare capacity: keep it empty.
+    let mut buf = Vec::with_capacity(16 * 1024);
     while dropped < LINGER_BYTES {
         let left = deadline.saturating_duration_since(Instant::now());
         match monoio::time::timeout(left, stream.read(buf)).await {
-            Ok((Ok(n), b)) if n > 0 => {
+            Ok((Ok(n), mut b)) if n > 0 => {
                 dropped += n;
+                b.clear();
                 buf = b;
             }
             _ => return,

@@ -12,6 +12,7 @@ mod worker;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,6 +80,33 @@ pub struct Server {
     pub recovered: Recovered,
     /// Keeps a second liveweb off this data directory while we run.
     _lock: lock::DataDirLock,
+    /// The index sweeper thread and its stop flag.
+    sweeper: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+}
+
+/// How often expired records are swept from the index: a quarter of `--ttl`, between 1 s
+/// and 1 min (an expired record never answers; the sweep only frees its memory).
+fn sweep_every(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Starts the thread that sweeps expired records out of the index until `stop` is set.
+fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let every = sweep_every(shared.config.ttl);
+    let handle = std::thread::Builder::new()
+        .name("liveweb-sweep".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                std::thread::park_timeout(every);
+                if flag.load(Ordering::Acquire) {
+                    break;
+                }
+                shared.index.sweep(Instant::now(), shared.config.ttl);
+            }
+        })?;
+    Ok((stop, handle))
 }
 
 impl Server {
@@ -152,7 +180,9 @@ impl Server {
                 .spawn(move || worker::run(setup))?;
             handles.push(handle);
         }
+        let sweeper = start_sweeper(shared.clone())?;
         Ok(Server {
+            sweeper: Mutex::new(Some(sweeper)),
             local_addr,
             workers: Mutex::new(handles),
             stops: Mutex::new(stops),
@@ -177,6 +207,11 @@ impl Server {
         for stop in stops {
             let _ = stop.send(());
         }
+        let sweeper = self.sweeper.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((stop, handle)) = sweeper.as_ref() {
+            stop.store(true, Ordering::Release);
+            handle.thread().unpark();
+        }
     }
 
     /// Waits for every worker thread to finish, then gives queued on-seal hooks a last try
@@ -185,6 +220,14 @@ impl Server {
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         for w in workers {
             let _ = w.join();
+        }
+        let sweeper = self
+            .sweeper
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((_, handle)) = sweeper {
+            let _ = handle.join();
         }
         let handoff = self
             .handoff
