@@ -60,6 +60,8 @@ pub enum Error {
     RequestTimeout,
     #[error("too many connections")]
     TooManyConnections,
+    #[error("overloaded: {0}")]
+    Overloaded(&'static str),
     #[error("CONNECT to port {0} is not allowed (see --connect-ports)")]
     ConnectPortNotAllowed(u16),
     #[error("upstream address not allowed: {0}")]
@@ -114,6 +116,7 @@ impl Error {
             | ProxyAuthRequired
             | RequestTimeout
             | TooManyConnections
+            | Overloaded(_)
             | ConnectPortNotAllowed(_) => Side::Client,
             AddressNotAllowed(_) | Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
             | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
@@ -157,7 +160,7 @@ impl Error {
             | AdminNotAllowed => (403, "Forbidden"),
             ProxyAuthRequired => (407, "Proxy Authentication Required"),
             RequestTimeout => (408, "Request Timeout"),
-            TooManyConnections => (503, "Service Unavailable"),
+            TooManyConnections | Overloaded(_) => (503, "Service Unavailable"),
             MethodNotAllowed => (405, "Method Not Allowed"),
             RequestBodyTooLarge => (413, "Content Too Large"),
             UriTooLong => (414, "URI Too Long"),
@@ -185,7 +188,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Error::Storage(_) => Some(30),
-            Error::TooManyConnections => Some(1),
+            Error::TooManyConnections | Error::Overloaded(_) => Some(1),
             _ => None,
         }
     }

@@ -362,3 +362,19 @@ fn odd_status_codes_and_transfer_codings_are_e35_and_origin_diagnostics_are_drop
     }
     proxy.finish();
 }
+
+#[test]
+fn an_empty_post_keeps_its_content_length() {
+    let origin = KeepAliveOrigin::start();
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let url = format!("http://{}/empty", origin.addr);
+    let r = send_raw(
+        proxy.addr,
+        format!("POST {url} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let seen = origin.requests();
+    let text = String::from_utf8_lossy(&seen[0]);
+    assert!(text.contains("\r\nContent-Length: 0\r\n"), "{text}");
+    proxy.finish();
+}

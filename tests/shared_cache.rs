@@ -129,6 +129,10 @@ fn set_cookie_no_store_private_and_vary_star_are_never_reused() {
             wait_stored(&proxy, &url, "");
         }
         assert_eq!(origin.requests_for(path).len(), 3, "{path}");
+        // Nor does the liveweb-mode API hand a forward client's private answer to anyone.
+        let r = fwd(&proxy, &url, "X-Liveweb-Mode: liveweb\r\n");
+        assert_eq!(cache(&r), "MISS", "{path}: {}", r.head);
+        assert_eq!(origin.requests_for(path).len(), 4, "{path}");
     }
     let url = origin.url("/public-cookie");
     fwd(&proxy, &url, "");

@@ -2,6 +2,7 @@
 //! member, cut at the first torn or invalid member, and sealed; sealed files are indexed from
 //! their CDX (rebuilt by scanning when missing or corrupt). Records within `--ttl` become hits.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -130,17 +131,33 @@ fn load_sealed(
         let size = fs::metadata(path)?.len();
         let cdx_path = sealed_dir.join(cdx_name(&name));
         let private_path = sealed_dir.join(private_name(&name));
+        // The list of private records; an unreadable one (other than absent) fails closed:
+        // none of the file's records is indexed.
+        let listed = match fs::read_to_string(&private_path) {
+            Ok(text) => Some(parse_private_list(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(HashSet::new()),
+            Err(e) => {
+                eprintln!(
+                    "liveweb: {} unreadable ({e}): {name} stays on disk but is not indexed",
+                    private_path.display()
+                );
+                None
+            }
+        };
         let (text, private) = match fs::read_to_string(&cdx_path)
             .ok()
             .filter(|t| cdx_is_valid(t, &name, size))
         {
-            Some(t) => {
-                let private = fs::read_to_string(&private_path).unwrap_or_default();
-                (t, parse_private_list(&private))
-            }
+            Some(t) => (t, listed),
             None => {
-                let scanned = scan(&fs::read(path)?);
-                // The members say which records are private; the list is written first.
+                let mut scanned = scan(&fs::read(path)?);
+                // Private records are those the members mark and those the old list names
+                // (plain records carry no mark); the list is written before the CDX.
+                if let Some(listed) = &listed {
+                    for e in &mut scanned.entries {
+                        e.private |= listed.contains(&e.offset);
+                    }
+                }
                 if let Some(list) = private_list(&scanned.entries) {
                     write_synced(&private_path, list.as_bytes())?;
                 }
@@ -148,17 +165,20 @@ fn load_sealed(
                 write_synced(&cdx_path, text.as_bytes())?;
                 out.rebuilt_cdx += 1;
                 eprintln!("liveweb: rebuilt CDX for {}", path.display());
-                let private = scanned
+                let marked = scanned
                     .entries
                     .iter()
                     .filter(|e| e.private)
-                    .map(|e| e.offset)
-                    .collect();
-                (text, private)
+                    .map(|e| e.offset);
+                (text, listed.map(|_| marked.collect()))
             }
         };
         let fd = OwnedFd::from(fs::File::open(path)?);
         let id = files.insert(path.clone(), fd);
+        out.files.push((id, path.clone()));
+        let Some(private) = private else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let Some(e) = CdxRef::parse(line) else {
                 continue;
@@ -171,7 +191,6 @@ fn load_sealed(
                 out.indexed += 1;
             }
         }
-        out.files.push((id, path.clone()));
     }
     Ok(out)
 }
@@ -406,5 +425,52 @@ mod tests {
         assert!(cdx_is_valid(&line(10, 20), "F.arc.gz", 30));
         assert!(!cdx_is_valid(&line(10, 21), "F.arc.gz", 30));
         assert!(!cdx_is_valid(&line(u64::MAX, 2), "F.arc.gz", 30));
+    }
+
+    #[test]
+    fn plain_private_records_keep_their_list_through_a_rebuild_and_fail_closed() {
+        use crate::archive::record::Codec;
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = dir.path().join("sealed");
+        fs::create_dir_all(&sealed).unwrap();
+        let now14 = UtcTime::now().arc14();
+        let plain = |url: &str, payload: &[u8]| {
+            Codec::Plain.encode(
+                &header_line(url, None, &now14, "text/plain", payload.len()),
+                payload,
+            )
+        };
+        let mut data = Codec::Plain.filedesc("Q-1-0-00001.arc", &now14);
+        data.extend(plain("http://public/", b"HTTP/1.1 200 OK\r\n\r\np"));
+        let private_at = data.len();
+        data.extend(plain("http://mine/", b"HTTP/1.1 200 OK\r\n\r\nm"));
+        fs::write(sealed.join("Q-1-0-00001.arc"), &data).unwrap();
+        fs::write(
+            sealed.join("Q-1-0-00001.private"),
+            format!("{private_at}\n"),
+        )
+        .unwrap();
+        // No CDX: rebuilt by scanning, which finds no mark in plain records; the list counts.
+        let ttl = Duration::from_secs(3600);
+        let index = Index::new();
+        let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+        assert_eq!((r.indexed, r.rebuilt_cdx), (1, 1));
+        let now = Instant::now();
+        assert!(matches!(
+            index.lookup("http://mine/", |r| r.is_fresh(now)),
+            Lookup::Absent
+        ));
+        let list = fs::read_to_string(sealed.join("Q-1-0-00001.private")).unwrap();
+        assert_eq!(
+            list,
+            format!("{private_at}\n"),
+            "rewritten with the rebuild"
+        );
+        // An unreadable list: none of the file's records is indexed.
+        fs::remove_file(sealed.join("Q-1-0-00001.private")).unwrap();
+        fs::create_dir(sealed.join("Q-1-0-00001.private")).unwrap();
+        let index = Index::new();
+        let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+        assert_eq!(r.indexed, 0);
     }
 }

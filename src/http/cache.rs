@@ -68,6 +68,11 @@ fn facts_from<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Respons
     for (name, value) in headers {
         let text = || std::str::from_utf8(value).unwrap_or("").trim();
         if name.eq_ignore_ascii_case("cache-control") {
+            // Directives that cannot be read could have said `private` or `no-store`: take
+            // the safe reading.
+            if std::str::from_utf8(value).is_err() {
+                f.directives.no_store = true;
+            }
             read_response_directives(value, &mut f.directives);
         } else if name.eq_ignore_ascii_case("date") {
             f.date = httpdate::parse_http_date(text()).ok();
@@ -80,6 +85,8 @@ fn facts_from<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Respons
         } else if name.eq_ignore_ascii_case("etag") {
             f.etag = Some(text().to_string()).filter(|s| !s.is_empty());
         } else if name.eq_ignore_ascii_case("vary") {
+            // An unreadable Vary could name any header: as `*`, nobody else matches.
+            f.vary_any |= std::str::from_utf8(value).is_err();
             for t in tokens(value) {
                 if t == "*" {
                     f.vary_any = true;
@@ -201,6 +208,10 @@ pub struct Reuse {
     pub shareable: bool,
     /// The fetching request carried Authorization or Cookie.
     pub credentialed: bool,
+    /// Fetched in forward mode and not shareable there (private, no-store, Set-Cookie...):
+    /// the response was meant for that client alone, so no other request gets it in either
+    /// mode, and it is marked private in the archive.
+    pub forward_private: bool,
     /// Freshness lifetime in seconds (already capped by `--ttl`).
     pub lifetime: u64,
     /// Age when stored, in seconds (RFC 9111 4.2.3 `corrected_initial_age`).
@@ -271,6 +282,7 @@ pub fn reuse_for(
     Reuse {
         shareable,
         credentialed: has_credentials(request),
+        forward_private: false,
         lifetime,
         initial_age,
         validate_always: d.no_cache,
@@ -354,6 +366,7 @@ impl Reuse {
         Reuse {
             shareable: self.shareable && fresh.shareable,
             credentialed: self.credentialed,
+            forward_private: self.forward_private,
             lifetime: if has_freshness {
                 fresh.lifetime
             } else {
@@ -456,6 +469,14 @@ mod tests {
         }
         assert!(reuse("", &[h("cookie", "a=b")]).credentialed);
         assert!(!reuse("", &[h("Accept", "*/*")]).credentialed);
+    }
+
+    #[test]
+    fn unreadable_cache_control_and_vary_are_taken_safely() {
+        let raw = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60, x=\"\xe9\"\r\n\r\n";
+        assert!(!reuse_for(200, &response_facts(raw), &[], at(0), TTL).shareable);
+        let raw = b"HTTP/1.1 200 OK\r\nVary: Cookie, X-\xe9\r\n\r\n";
+        assert!(!reuse_for(200, &response_facts(raw), &[], at(0), TTL).shareable);
     }
 
     #[test]

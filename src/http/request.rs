@@ -114,6 +114,7 @@ pub fn parse_request_head(
     let mut only_if_cached = false;
     let mut content_length: Option<u64> = None;
     let mut transfer_codings = 0usize;
+    let mut transfer_encoding_header = false;
     let mut last_coding_chunked = false;
     let mut other_coding = false;
     let mut framing_named_by_connection = false;
@@ -147,6 +148,7 @@ pub fn parse_request_head(
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding_header = true;
             for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if coding.is_empty() {
                     continue;
@@ -175,8 +177,8 @@ pub fn parse_request_head(
     }
     // RFC 9112 6.1 and 6.3: only chunked, exactly once and last, frames a request body; an
     // HTTP/1.0 message with Transfer-Encoding has faulty framing.
-    let chunked = transfer_codings > 0;
-    if chunked && (version == 0 || !last_coding_chunked || transfer_codings > 1) {
+    let chunked = transfer_encoding_header;
+    if chunked && (version == 0 || !last_coding_chunked || transfer_codings != 1) {
         return Err(if other_coding && last_coding_chunked && version == 1 {
             Error::NotImplemented("transfer codings other than chunked")
         } else {
@@ -348,6 +350,8 @@ mod tests {
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: ,\r\n\r\n",
         ] {
             assert!(matches!(parse(raw), Err(Error::BadRequest(_))), "{raw:?}");
         }

@@ -37,9 +37,14 @@ impl StoredRecord {
     }
 
     /// Whether the request that fetched it carried Authorization or Cookie (unknown for a
-    /// restored record: `false`).
+    /// restored record: `false`; private ones are never restored).
     pub fn is_credentialed(&self) -> bool {
         self.reuse.as_ref().is_some_and(|r| r.credentialed)
+    }
+
+    /// Whether it was a forward-mode response meant for its client alone.
+    pub fn is_forward_private(&self) -> bool {
+        self.reuse.as_ref().is_some_and(|r| r.forward_private)
     }
 }
 

@@ -46,7 +46,7 @@ impl CacheView<'_> {
             return false;
         }
         if !self.forward {
-            return !(self.isolate_credentials && r.is_credentialed());
+            return self.liveweb_may_use(r);
         }
         r.reuse.as_ref().is_some_and(|reuse| {
             let resident = now.saturating_duration_since(r.stored_at);
@@ -60,7 +60,7 @@ impl CacheView<'_> {
     /// as fresh as can be, but must be for everyone and for this variant).
     fn accepts_delivery(&self, r: &StoredRecord) -> bool {
         if !self.forward {
-            return !(self.isolate_credentials && r.is_credentialed());
+            return self.liveweb_may_use(r);
         }
         r.reuse.as_ref().is_some_and(|reuse| {
             reuse.shareable
@@ -68,6 +68,12 @@ impl CacheView<'_> {
                 && reuse.lifetime > 0
                 && !reuse.validate_always
         })
+    }
+
+    /// Liveweb mode: any record but a credentialed request's (when isolated) or a forward-mode
+    /// response meant for its client alone.
+    fn liveweb_may_use(&self, r: &StoredRecord) -> bool {
+        !(self.isolate_credentials && r.is_credentialed()) && !r.is_forward_private()
     }
 
     /// Whether a stored record that cannot answer as it is may be revalidated with the
@@ -211,7 +217,7 @@ async fn fetch(
 ) -> Result<Response, Error> {
     let guard = FlightGuard(flight.clone());
     // Forward-mode clients get their origin's failure, not a record of it.
-    let archive_failures = !to.forward;
+    let forward = to.forward;
     // A forward-mode GET streams the response while it is being fetched; a revalidation's
     // answer may be a 304 meant for liveweb, so that client waits for the stored record.
     let tap = (to.forward && !to.head_only && revalidate.is_none()).then(Tap::new);
@@ -219,7 +225,7 @@ async fn fetch(
         url,
         headers: req.headers.clone(),
         settle,
-        archive_failures,
+        forward,
         tap: tap.clone(),
         revalidate: revalidate.clone(),
     };
@@ -241,8 +247,9 @@ struct FetchJob {
     /// The requesting client's headers (what goes upstream, and whose response it is).
     headers: Vec<Header>,
     settle: Settle,
-    /// Archive an upstream failure as a record (liveweb mode) rather than only report it.
-    archive_failures: bool,
+    /// Fetched for a forward-mode request: its failures are reported, not archived as
+    /// records, and a response it may not share is its client's alone.
+    forward: bool,
     /// Hands the response on as it arrives (a forward-mode miss).
     tap: Option<Rc<Tap>>,
     /// The stored record being revalidated (its validators are sent).
@@ -256,7 +263,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         url,
         headers,
         settle,
-        archive_failures,
+        forward,
         tap,
         revalidate,
     } = job;
@@ -268,10 +275,10 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     let fetched = crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
     let outcome = match (fetched, &revalidate) {
         (Ok(f), Some(old)) if f.head.status == 304 => {
-            store::store_revalidation(&ctx, &url, f, &headers, old).await
+            store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
         }
-        (Ok(f), _) => store::store_response(&ctx, &url, f, &headers).await,
-        (Err(fe), _) if archive_failures && fe.error.is_archived_failure() => {
+        (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
+        (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
             eprintln!("liveweb: {} {}", url.normalized, LogLine(&fe.error));
             store::store_failure(&ctx, &url, fe).await
         }

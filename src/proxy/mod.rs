@@ -347,7 +347,10 @@ fn not_modified(
     if !(200..300).contains(&record.status.code) || !reuse.not_modified_for(&req.headers) {
         return None;
     }
-    let mut head = String::from("HTTP/1.1 304 Not Modified\r\n");
+    let mut head = format!(
+        "HTTP/1.1 304 Not Modified\r\nDate: {}\r\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
     if let Some(etag) = &reuse.etag {
         head.push_str(&format!("ETag: {etag}\r\n"));
     }

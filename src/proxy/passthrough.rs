@@ -64,6 +64,9 @@ pub async fn relay(
         Method::Head => "HEAD",
     };
     let body = match req.body {
+        // A declared empty body stays declared (POST with `Content-Length: 0`: origins may
+        // insist on a length).
+        RequestBody::None if req.header("content-length").is_some() => UpstreamBody::Length(0),
         RequestBody::None => UpstreamBody::None,
         RequestBody::Length(n) => UpstreamBody::Length(n),
         RequestBody::Chunked => UpstreamBody::Chunked,

@@ -32,19 +32,21 @@ pub async fn store_response(
     url: &TargetUrl,
     fetched: Fetched,
     request: &[Header],
+    forward: bool,
 ) -> Outcome {
     let facts = response_facts(final_head(&fetched.raw));
     if let Some(names) = &facts.vary {
         ctx.shared.index.learn_vary(&url.normalized, names);
     }
     let config = &ctx.shared.config;
-    let reuse = reuse_for(
+    let mut reuse = reuse_for(
         fetched.head.status,
         &facts,
         request,
         SystemTime::now(),
         config.ttl,
     );
+    reuse.forward_private = forward && !reuse.shareable;
     let mime = arc_mime(fetched.head.content_type.as_deref());
     let date = UtcTime::now().arc14();
     let header = header_line(
@@ -56,7 +58,7 @@ pub async fn store_response(
     );
     // A record fetched with credentials is marked private in the archive itself, so a
     // restart never makes it answer someone else.
-    let private = reuse.credentialed;
+    let private = reuse.credentialed || reuse.forward_private;
     let (member, digest) = encode(header, fetched.raw, config.codec(), private).await?;
     let mut cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
     cdx.private = private;
@@ -72,10 +74,11 @@ pub async fn store_revalidation(
     fetched: Fetched,
     request: &[Header],
     confirmed: &StoredRecord,
+    forward: bool,
 ) -> Outcome {
     let facts = response_facts(final_head(&fetched.raw));
     let status = fetched.head.status;
-    store_response(ctx, url, fetched, request).await?;
+    store_response(ctx, url, fetched, request, forward).await?;
     let ttl = ctx.shared.config.ttl;
     let reuse = confirmed
         .reuse
@@ -122,6 +125,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
     let reuse = Reuse {
         shareable: true,
         credentialed: false,
+        forward_private: false,
         lifetime: error_ttl.as_secs(),
         initial_age: 0,
         validate_always: false,

@@ -12,7 +12,6 @@ use monoio::net::TcpStream;
 
 use super::drain::Drain;
 use super::gate;
-use super::limits::Refused;
 use crate::error::Error;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
@@ -38,9 +37,6 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drai
     let config = &ctx.shared.config;
     let idle = config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
-    if !gate::may_connect(&ctx, peer) {
-        return refuse(&ctx, &mut stream, &Error::ClientNotAllowed, 1, idle).await;
-    }
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     // The whole head must arrive within --request-head-timeout of its first byte (of the
     // connection's start, for the first request), however slowly it trickles.
@@ -150,28 +146,20 @@ async fn connect(
     }
 }
 
-/// A connection over `--max-connections` or `--max-connections-per-client`: `503` with
-/// Retry-After, then closed, without reading a request (logged at most once a second per
-/// worker, as a flood would otherwise flood the log).
-pub async fn refuse_busy(ctx: &WorkerCtx, mut stream: TcpStream, peer: IpAddr, refused: Refused) {
-    thread_local! {
-        static LAST_LOG: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-    }
-    let now = Instant::now();
-    if LAST_LOG
-        .get()
-        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-    {
-        LAST_LOG.set(Some(now));
-        let which = match refused {
-            Refused::Total => "--max-connections",
-            Refused::PerClient => "--max-connections-per-client",
-        };
-        eprintln!("liveweb: refusing connections over {which} (latest from {peer})");
-    }
-    let short = Duration::from_secs(1).min(ctx.shared.config.client_idle_timeout);
-    refuse(ctx, &mut stream, &Error::TooManyConnections, 1, short).await;
+/// Answers a connection refused before any request is read (an address outside the client
+/// ranges, or over a connection limit) with `e` and closes it at once: one short write, no
+/// draining, so a flood of refused connections holds no descriptors for long.
+pub async fn refuse_at_once(ctx: &WorkerCtx, mut stream: TcpStream, e: &Error) {
+    let close = ConnState {
+        keep_alive: false,
+        version: 1,
+    };
+    let resp = proxy::error_response(e, close, false);
+    let _ = write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await;
 }
+
+/// Longest wait to write a refusal to a connection that sent nothing yet.
+const REFUSE_WRITE_TIME: Duration = Duration::from_millis(200);
 
 /// Answers with an error reply and `Connection: close`; the caller then drops the connection.
 async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8, idle: Duration) {

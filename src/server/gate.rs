@@ -3,20 +3,74 @@
 //! from the shared state on every check, so a reload (SIGHUP) applies to the next request.
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use futures_channel::oneshot;
 
 use crate::error::Error;
 use crate::http::request::RequestHead;
+use crate::policy::ProxyAuth;
 use crate::proxy::WorkerCtx;
 
 /// Whether a connection from `peer` may be served at all (client or admin); refused ones get
-/// `403` before any request is read.
+/// `403` before any request is read. Logged at most once a second per worker (with how
+/// many more), so a flood of outsiders cannot flood the log.
 pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr) -> bool {
     let access = ctx.shared.access.load();
     let allowed = access.is_client(peer) || access.is_admin(peer);
     if !allowed {
-        eprintln!("liveweb: refused client {peer}: not in the client or admin ranges");
+        log_limited(&REFUSED_LOG, || {
+            format!("refused client {peer}: not in the client or admin ranges")
+        });
     }
     allowed
+}
+
+/// A log line at most once a second per worker thread; the lines dropped meanwhile are
+/// counted in the next one.
+pub(super) struct LogLimit {
+    last: std::cell::Cell<Option<std::time::Instant>>,
+    dropped: std::cell::Cell<u64>,
+}
+
+impl LogLimit {
+    pub(super) const fn new() -> LogLimit {
+        LogLimit {
+            last: std::cell::Cell::new(None),
+            dropped: std::cell::Cell::new(0),
+        }
+    }
+}
+
+thread_local! {
+    static REFUSED_LOG: LogLimit = const { LogLimit::new() };
+    pub(super) static BUSY_LOG: LogLimit = const { LogLimit::new() };
+}
+
+pub(super) fn log_limited(
+    limit: &'static std::thread::LocalKey<LogLimit>,
+    line: impl FnOnce() -> String,
+) {
+    limit.with(|l| {
+        let now = std::time::Instant::now();
+        if l.last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            l.dropped.set(l.dropped.get() + 1);
+            return;
+        }
+        let dropped = l.dropped.replace(0);
+        l.last.set(Some(now));
+        if dropped > 0 {
+            eprintln!(
+                "liveweb: {} ({dropped} more like it in the last second)",
+                line()
+            );
+        } else {
+            eprintln!("liveweb: {}", line());
+        }
+    });
 }
 
 /// Whether `req` from `peer` may be served; the error is the reply (403 or 407).
@@ -26,11 +80,15 @@ pub(super) async fn admit(ctx: &WorkerCtx, peer: IpAddr, req: &RequestHead) -> R
         if access.is_admin(peer) {
             return Ok(());
         }
-        eprintln!("liveweb: refused admin request from {peer}: not in the admin ranges");
+        log_limited(&REFUSED_LOG, || {
+            format!("refused admin request from {peer}: not in the admin ranges")
+        });
         return Err(Error::AdminNotAllowed);
     }
     if !access.is_client(peer) {
-        eprintln!("liveweb: refused client {peer}: not in the client ranges");
+        log_limited(&REFUSED_LOG, || {
+            format!("refused client {peer}: not in the client ranges")
+        });
         return Err(Error::ClientNotAllowed);
     }
     let Some(auth) = ctx.shared.proxy_auth.load_full() else {
@@ -41,18 +99,53 @@ pub(super) async fn admit(ctx: &WorkerCtx, peer: IpAddr, req: &RequestHead) -> R
     };
     let verified = match auth.check_cached(credentials) {
         Some(verdict) => verdict,
-        // bcrypt is slow by design: never on the worker.
-        None => {
-            let credentials = credentials.to_vec();
-            monoio::spawn_blocking(move || auth.verify(&credentials))
-                .await
-                .unwrap_or(false)
-        }
+        None => verify_off_worker(auth, credentials.to_vec()).await?,
     };
     if verified {
         Ok(())
     } else {
-        eprintln!("liveweb: proxy authentication failed from {peer}");
+        log_limited(&REFUSED_LOG, || {
+            format!("proxy authentication failed from {peer}")
+        });
         Err(Error::ProxyAuthRequired)
     }
+}
+
+/// Threads that run bcrypt, apart from the blocking pool (DNS, compression, seals), so a
+/// flood of guesses cannot starve those.
+const AUTH_THREADS: usize = 2;
+/// Checks waiting for an auth thread at most; beyond it a request is refused with 503.
+const AUTH_QUEUE: usize = 64;
+
+type AuthJob = (Arc<ProxyAuth>, Vec<u8>, oneshot::Sender<bool>);
+
+/// The queue to the auth threads, started on first use.
+fn auth_queue() -> &'static crossbeam_channel::Sender<AuthJob> {
+    static QUEUE: OnceLock<crossbeam_channel::Sender<AuthJob>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded::<AuthJob>(AUTH_QUEUE);
+        for n in 0..AUTH_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("liveweb-auth{n}"))
+                .spawn(move || {
+                    for (auth, credentials, reply) in rx {
+                        let _ = reply.send(auth.verify(&credentials));
+                    }
+                });
+            if let Err(e) = spawned {
+                eprintln!("liveweb: could not start an authentication thread: {e}");
+            }
+        }
+        tx
+    })
+}
+
+/// Runs the full bcrypt check on an auth thread; `Overloaded` when too many are waiting.
+async fn verify_off_worker(auth: Arc<ProxyAuth>, credentials: Vec<u8>) -> Result<bool, Error> {
+    let (reply, verdict) = oneshot::channel();
+    auth_queue()
+        .try_send((auth, credentials, reply))
+        .map_err(|_| Error::Overloaded("too many proxy authentication checks waiting"))?;
+    Ok(verdict.await.unwrap_or(false))
 }

@@ -56,8 +56,10 @@ impl ConnLimits {
         &self.per_client[h.wrapping_mul(0x9E37_79B9) % SHARDS]
     }
 
-    /// Takes a place for a connection from `ip`, or says which limit it would break.
+    /// Takes a place for a connection from `ip`, or says which limit it would break. IPv6
+    /// clients count per /64 (one host usually holds a whole /64).
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, Refused> {
+        let ip = client_key(ip);
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Total);
@@ -80,6 +82,18 @@ impl ConnLimits {
     #[cfg(test)]
     fn open(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+}
+
+/// The address a connection counts against: IPv4 as is (also when IPv4-mapped), IPv6 cut to
+/// its /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -120,5 +134,21 @@ mod tests {
         assert_eq!(limits.open(), 2);
         let _b2 = limits.acquire(b).unwrap();
         assert_eq!(limits.acquire(b).err(), Some(Refused::Total));
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let limits = Arc::new(ConnLimits::new(10, 1));
+        let _a = limits.acquire("2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            limits.acquire("2001:db8::ffff:2".parse().unwrap()).err(),
+            Some(Refused::PerClient)
+        );
+        assert!(limits.acquire("2001:db8:0:1::1".parse().unwrap()).is_ok());
+        let _v4 = limits.acquire("10.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(
+            limits.acquire("::ffff:10.0.0.1".parse().unwrap()).err(),
+            Some(Refused::PerClient)
+        );
     }
 }

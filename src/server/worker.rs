@@ -12,10 +12,12 @@ use monoio::net::TcpListener;
 
 use super::conn;
 use super::drain::Drain;
-use super::limits::ConnLimits;
+use super::gate;
+use super::limits::{ConnLimits, Refused};
 use super::listener::{accept_pending, is_nonblocking};
 use crate::archive::handoff::Handoff;
 use crate::archive::{ArcWriter, WriterConfig};
+use crate::error::Error;
 use crate::fetch::DnsCache;
 use crate::proxy::{hot::HotShard, Shared, WorkerCtx};
 
@@ -121,15 +123,30 @@ async fn serve(setup: WorkerSetup) {
                         let Ok(peer) = stream.peer_addr() else {
                             return; // already gone
                         };
+                        let ip = peer.ip();
                         let ctx = ctx.clone();
                         let active = active.clone();
                         let drain = drain.clone();
                         active.set(active.get() + 1);
-                        let permit = limits.acquire(peer.ip());
+                        // Outsiders are refused before they can take a connection slot.
+                        let admitted = if gate::may_connect(&ctx, ip) {
+                            limits.acquire(ip).map_err(|refused| {
+                                let which = match refused {
+                                    Refused::Total => "--max-connections",
+                                    Refused::PerClient => "--max-connections-per-client",
+                                };
+                                gate::log_limited(&gate::BUSY_LOG, || {
+                                    format!("refusing connections over {which} (latest from {ip})")
+                                });
+                                Error::TooManyConnections
+                            })
+                        } else {
+                            Err(Error::ClientNotAllowed)
+                        };
                         monoio::spawn(async move {
-                            match permit {
-                                Ok(_permit) => conn::serve(ctx, stream, peer.ip(), &drain).await,
-                                Err(refused) => conn::refuse_busy(&ctx, stream, peer.ip(), refused).await,
+                            match admitted {
+                                Ok(_permit) => conn::serve(ctx, stream, ip, &drain).await,
+                                Err(e) => conn::refuse_at_once(&ctx, stream, &e).await,
                             }
                             active.set(active.get() - 1);
                         });
