@@ -73,7 +73,7 @@ impl CacheView<'_> {
     /// Liveweb mode: any record but a credentialed request's (when isolated) or a forward-mode
     /// response meant for its client alone.
     fn liveweb_may_use(&self, r: &StoredRecord) -> bool {
-        !(self.isolate_credentials && r.is_credentialed()) && !r.is_forward_private()
+        !(r.is_forward_private() || (self.isolate_credentials && r.is_credentialed()))
     }
 
     /// Whether a stored record that cannot answer as it is may be revalidated with the
