@@ -155,11 +155,17 @@ pub async fn refuse_at_once(ctx: &WorkerCtx, mut stream: TcpStream, e: &Error) {
         version: 1,
     };
     let resp = proxy::error_response(e, close, false);
-    let _ = write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await;
+    if write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await.is_ok() {
+        linger_for(&mut stream, REFUSE_LINGER).await;
+    }
 }
 
-/// Longest wait to write a refusal to a connection that sent nothing yet.
+/// Longest wait to write a refusal to a connection refused before its request was read.
 const REFUSE_WRITE_TIME: Duration = Duration::from_millis(200);
+/// How long such a connection is drained before closing: long enough to take the request the
+/// client had already sent (closing with it unread would reset the connection and lose the
+/// refusal), short enough that a flood holds few descriptors.
+const REFUSE_LINGER: Duration = Duration::from_millis(100);
 
 /// Answers with an error reply and `Connection: close`; the caller then drops the connection.
 async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8, idle: Duration) {
@@ -181,10 +187,14 @@ const LINGER_BYTES: usize = 1 << 20;
 /// the socket is closed: closing with unread bytes makes the kernel send a reset, which can
 /// destroy the error reply before the client reads it.
 async fn linger(stream: &mut TcpStream) {
+    linger_for(stream, LINGER_TIME).await
+}
+
+async fn linger_for(stream: &mut TcpStream, time: Duration) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER_TIME;
+    let deadline = Instant::now() + time;
     let mut dropped = 0;
     // Reads fill a Vec's spare capacity: keep it empty.
     let mut buf = Vec::with_capacity(16 * 1024);

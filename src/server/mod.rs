@@ -226,7 +226,10 @@ impl Server {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some((_, handle)) = sweeper {
+        // Stopped here too: shutdown() may find the sweeper already taken by this wait.
+        if let Some((stop, handle)) = sweeper {
+            stop.store(true, Ordering::Release);
+            handle.thread().unpark();
             let _ = handle.join();
         }
         let handoff = self
