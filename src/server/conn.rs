@@ -155,7 +155,10 @@ pub async fn refuse_at_once(ctx: &WorkerCtx, mut stream: TcpStream, e: &Error) {
         version: 1,
     };
     let resp = proxy::error_response(e, close, false);
-    if write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await.is_ok() {
+    if write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME)
+        .await
+        .is_ok()
+    {
         linger_for(&mut stream, REFUSE_LINGER).await;
     }
 }
