@@ -135,6 +135,16 @@ pub struct Config {
     )]
     pub max_connections_per_client: usize,
 
+    /// Threads resolving names (getaddrinfo), apart from the blocking pool so a lookup never
+    /// waits behind compression or sealing.
+    #[arg(long, env = "LIVEWEB_DNS_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub dns_threads: u16,
+
+    /// Threads for the other blocking work: compressing large records, sealing files, checking
+    /// free space.
+    #[arg(long, env = "LIVEWEB_BLOCKING_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub blocking_threads: u16,
+
     /// Memory for hot records, split evenly across workers.
     #[arg(long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
     pub mem_cache: u64,

@@ -4,6 +4,8 @@
 //! - [`config`]: the CLI (clap, `LIVEWEB_*` env) and its unit parsers.
 //! - [`error`]: the one error type, its codes and the status mapping.
 //! - [`clock`]: ARC timestamps.
+//! - [`blocking`]: small thread pools with bounded queues (DNS, bcrypt) apart from the
+//!   runtime's blocking pool.
 //! - [`http`]: pure HTTP/1.x: request/response heads, chunked framing, URLs, reply heads,
 //!   and the RFC 9111 shared-cache rules (`http::cache`).
 //! - [`policy`]: IP range tables (upstream rules, client and admin ranges, table files) and
@@ -17,6 +19,7 @@
 //!   request (`gate`), connection loop, shutdown.
 
 pub mod archive;
+pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod error;

@@ -1,10 +1,13 @@
-//! Per-worker DNS cache. Lookups run `getaddrinfo` on the shared blocking pool (never on a
-//! worker thread) under a timeout; answers are kept briefly, failures more briefly.
+//! Per-worker DNS cache. Lookups run `getaddrinfo` on the DNS pool (never on a worker thread,
+//! never queued behind compression or sealing) under a timeout; answers are kept briefly,
+//! failures more briefly.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::blocking::Pool;
 use crate::error::Error;
 
 /// How long a successful answer is reused.
@@ -20,14 +23,18 @@ struct Cached {
 }
 
 /// One worker's view of DNS.
-#[derive(Default)]
 pub struct DnsCache {
     entries: RefCell<hashbrown::HashMap<String, Cached>>,
+    /// Where lookups run (`--dns-threads`).
+    pool: Arc<Pool>,
 }
 
 impl DnsCache {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(pool: Arc<Pool>) -> Self {
+        DnsCache {
+            entries: RefCell::default(),
+            pool,
+        }
     }
 
     /// Resolves `host` (no brackets) to addresses, within `timeout`.
@@ -48,7 +55,7 @@ impl DnsCache {
                 return c.answer.clone();
             }
         }
-        let answer = lookup(lower.clone(), timeout).await;
+        let answer = lookup(&self.pool, lower.clone(), timeout).await;
         // A timeout is not cached: the next request may be luckier.
         if !matches!(answer, Err(Error::DnsTimeout)) {
             let ttl = if answer.is_ok() {
@@ -72,16 +79,19 @@ impl DnsCache {
     }
 }
 
-async fn lookup(host: String, timeout: Duration) -> Result<Vec<IpAddr>, Error> {
+async fn lookup(pool: &Pool, host: String, timeout: Duration) -> Result<Vec<IpAddr>, Error> {
     let name = host.clone();
-    let job = monoio::spawn_blocking(move || {
-        (name.as_str(), 0u16)
-            .to_socket_addrs()
-            .map(|addrs| addrs.map(|a| a.ip()).collect::<Vec<_>>())
-    });
+    let job = pool
+        .run(move || {
+            (name.as_str(), 0u16)
+                .to_socket_addrs()
+                .map(|addrs| addrs.map(|a| a.ip()).collect::<Vec<_>>())
+        })
+        // As many lookups waiting as the queue holds: this one would wait too long anyway.
+        .map_err(|_| Error::DnsTimeout)?;
     match monoio::time::timeout(timeout, job).await {
         Err(_) => Err(Error::DnsTimeout),
-        Ok(Err(_)) => Err(Error::Internal("DNS lookup task was cancelled")),
+        Ok(Err(_)) => Err(Error::Internal("DNS lookup was dropped")),
         Ok(Ok(Err(e))) => Err(Error::Dns(format!("{host}: {e}"))),
         Ok(Ok(Ok(addrs))) if addrs.is_empty() => Err(Error::Dns(format!("{host}: no addresses"))),
         Ok(Ok(Ok(mut addrs))) => {

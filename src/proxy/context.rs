@@ -11,6 +11,12 @@ use crate::http::request::Limits;
 use crate::index::Index;
 use crate::policy::{ClientAccess, ProxyAuth, TableError, UpstreamRules};
 use arc_swap::{ArcSwap, ArcSwapOption};
+use std::io;
+
+use crate::blocking::Pool;
+
+/// DNS lookups waiting for a thread at most; beyond that a lookup fails as a DNS timeout.
+const DNS_QUEUE: usize = 1024;
 
 /// Read-mostly state shared by every worker.
 pub struct Shared {
@@ -19,6 +25,8 @@ pub struct Shared {
     pub access: ArcSwap<ClientAccess>,
     /// `--proxy-auth` users; replaced whole on reload.
     pub proxy_auth: ArcSwapOption<ProxyAuth>,
+    /// Where DNS lookups run (`--dns-threads`).
+    pub dns_pool: Arc<Pool>,
     pub index: Index,
     pub files: Arc<FileTable>,
     pub upstream_rules: UpstreamRules,
@@ -31,10 +39,11 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state; the client table and the htpasswd file are read here, and a
     /// bad one is an error naming its line.
-    pub fn new(config: Config) -> Result<Self, TableError> {
-        let access = ClientAccess::load(&config.access())?;
+    pub fn new(config: Config) -> io::Result<Self> {
+        let invalid = |e: TableError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let access = ClientAccess::load(&config.access()).map_err(invalid)?;
         let proxy_auth = match &config.proxy_auth {
-            Some(path) => Some(Arc::new(ProxyAuth::load(path)?)),
+            Some(path) => Some(Arc::new(ProxyAuth::load(path).map_err(invalid)?)),
             None => None,
         };
         let fetch_limits = FetchLimits {
@@ -43,7 +52,9 @@ impl Shared {
             fetch_timeout: config.fetch_timeout,
             max_body: config.max_body,
         };
+        let dns_pool = Pool::start("dns", usize::from(config.dns_threads), DNS_QUEUE)?;
         Ok(Shared {
+            dns_pool: Arc::new(dns_pool),
             access: ArcSwap::from_pointee(access),
             proxy_auth: ArcSwapOption::new(proxy_auth),
             index: Index::new(),

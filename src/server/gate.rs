@@ -5,8 +5,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use futures_channel::oneshot;
-
+use crate::blocking::Pool;
 use crate::error::Error;
 use crate::http::request::RequestHead;
 use crate::policy::ProxyAuth;
@@ -111,41 +110,31 @@ pub(super) async fn admit(ctx: &WorkerCtx, peer: IpAddr, req: &RequestHead) -> R
     }
 }
 
-/// Threads that run bcrypt, apart from the blocking pool (DNS, compression, seals), so a
-/// flood of guesses cannot starve those.
+/// Threads that run bcrypt, apart from the blocking pool and the DNS pool, so a flood of
+/// guesses cannot starve those.
 const AUTH_THREADS: usize = 2;
 /// Checks waiting for an auth thread at most; beyond it a request is refused with 503.
 const AUTH_QUEUE: usize = 64;
 
-type AuthJob = (Arc<ProxyAuth>, Vec<u8>, oneshot::Sender<bool>);
-
-/// The queue to the auth threads, started on first use.
-fn auth_queue() -> &'static crossbeam_channel::Sender<AuthJob> {
-    static QUEUE: OnceLock<crossbeam_channel::Sender<AuthJob>> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::bounded::<AuthJob>(AUTH_QUEUE);
-        for n in 0..AUTH_THREADS {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("liveweb-auth{n}"))
-                .spawn(move || {
-                    for (auth, credentials, reply) in rx {
-                        let _ = reply.send(auth.verify(&credentials));
-                    }
-                });
-            if let Err(e) = spawned {
-                eprintln!("liveweb: could not start an authentication thread: {e}");
-            }
+/// The bcrypt pool, started on first use (`None` if its threads could not be started).
+fn auth_pool() -> Option<&'static Pool> {
+    static POOL: OnceLock<Option<Pool>> = OnceLock::new();
+    POOL.get_or_init(|| match Pool::start("auth", AUTH_THREADS, AUTH_QUEUE) {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            eprintln!("liveweb: could not start the authentication threads: {e}");
+            None
         }
-        tx
     })
+    .as_ref()
 }
 
 /// Runs the full bcrypt check on an auth thread; `Overloaded` when too many are waiting.
 async fn verify_off_worker(auth: Arc<ProxyAuth>, credentials: Vec<u8>) -> Result<bool, Error> {
-    let (reply, verdict) = oneshot::channel();
-    auth_queue()
-        .try_send((auth, credentials, reply))
-        .map_err(|_| Error::Overloaded("too many proxy authentication checks waiting"))?;
+    let busy = Error::Overloaded("too many proxy authentication checks waiting");
+    let pool = auth_pool().ok_or(busy.clone())?;
+    let verdict = pool
+        .run(move || auth.verify(&credentials))
+        .map_err(|_| busy)?;
     Ok(verdict.await.unwrap_or(false))
 }

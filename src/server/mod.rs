@@ -122,9 +122,7 @@ impl Server {
         for w in 0..workers {
             std::fs::create_dir_all(config.data_dir.join(w.to_string()))?;
         }
-        let shared = Shared::new(config)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let shared = Arc::new(shared);
+        let shared = Arc::new(Shared::new(config)?);
         let config = &shared.config;
 
         let started = Instant::now();
@@ -157,7 +155,7 @@ impl Server {
             config.connection_limit(),
             config.max_connections_per_client,
         ));
-        let pool = monoio::blocking::DefaultThreadPool::new(4);
+        let pool = monoio::blocking::DefaultThreadPool::new(usize::from(config.blocking_threads));
         let mut handles = Vec::with_capacity(workers);
         let mut stops = Vec::with_capacity(workers);
         for (id, std_listener) in listeners.into_iter().enumerate() {

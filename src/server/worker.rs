@@ -103,7 +103,7 @@ async fn serve(setup: WorkerSetup) {
     let ctx = Rc::new(WorkerCtx {
         id,
         shared: shared.clone(),
-        dns: DnsCache::new(),
+        dns: DnsCache::new(shared.dns_pool.clone()),
         pool: crate::fetch::UpstreamPool::new(),
         hot: RefCell::new(HotShard::new(shard_bytes)),
         writer: writer.clone(),
