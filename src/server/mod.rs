@@ -127,6 +127,9 @@ impl Server {
 
         let started = Instant::now();
         let recovered = recover(&config.data_dir, &shared.index, &shared.files, config.ttl)?;
+        // Sized now, not while serving: a growing table stalls the worker that grows it.
+        let room = config.expected_urls.saturating_sub(shared.index.len());
+        shared.index.reserve(room);
         // Bound only once ready to serve: a connection made during a long recovery is refused
         // at once instead of waiting in the backlog.
         let (listeners, local_addr) =
