@@ -12,18 +12,11 @@ use liveweb::archive::RecordLoc;
 use liveweb::http::reply::RecordStatus;
 use liveweb::index::{Index, StoredRecord};
 
+mod common;
+use common::rss_bytes;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing: stay quick then.
