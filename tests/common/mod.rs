@@ -118,15 +118,9 @@ fn serve_origin(
     hits: Arc<Mutex<HashMap<String, usize>>>,
     requests: Arc<Mutex<Vec<String>>>,
 ) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    let Some(text) = read_request_head(&mut conn) else {
+        return;
+    };
     let path = text.split(' ').nth(1).unwrap_or("").to_string();
     requests.lock().unwrap().push(text);
     *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
@@ -181,15 +175,9 @@ impl FnOrigin {
             for mut conn in listener.incoming().flatten() {
                 let (seen, respond) = (seen.clone(), respond.clone());
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match conn.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let Some(text) = read_request_head(&mut conn) else {
+                        return;
+                    };
                     seen.lock().unwrap().push(text.clone());
                     let _ = conn.write_all(&respond(&text));
                 });
@@ -230,6 +218,20 @@ pub fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Reads one request head byte by byte (so nothing after it is consumed); `None` if the
+/// connection ends first.
+fn read_request_head(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// The body the origin sends for `/echo/...` paths: the path, repeated to about 2 KB.
