@@ -1,6 +1,9 @@
 //! Fault injection for the tests, in debug builds only (release builds have none):
 //! `LIVEWEB_FAULT_FDATASYNC_AFTER=N` lets N fdatasync calls succeed, then fails every later
-//! one with EIO, as a dying disk would.
+//! one with EIO, as a dying disk would. `LIVEWEB_FAULT_GARBLE_WRITE_AFTER=N` lets N archive
+//! writes land, then makes the next one a power cut on a device without sector atomicity:
+//! every block it would have written is overwritten with garbage and the process dies at
+//! once, nothing acknowledged.
 
 use std::io;
 
@@ -22,4 +25,36 @@ pub(super) fn fdatasync() -> Option<io::Error> {
 #[cfg(not(debug_assertions))]
 pub(super) fn fdatasync() -> Option<io::Error> {
     None
+}
+
+/// Whether this archive write is the one to garble (see the module doc).
+#[cfg(debug_assertions)]
+pub(super) fn garble_write() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AFTER: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let Some(after) = *AFTER.get_or_init(|| {
+        std::env::var("LIVEWEB_FAULT_GARBLE_WRITE_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) else {
+        return false;
+    };
+    WRITES.fetch_add(1, Ordering::Relaxed) == after
+}
+
+#[cfg(not(debug_assertions))]
+pub(super) fn garble_write() -> bool {
+    false
+}
+
+/// Overwrites `len` bytes at `offset` (the blocks a write was about to cover) with garbage,
+/// then ends the process as a power cut would: no reply, no seal, no cleanup.
+pub(super) async fn garble_and_die(file: &monoio::fs::File, len: usize, offset: u64) -> ! {
+    let mut junk = super::aligned::AlignedBuf::with_capacity(len);
+    junk.extend_from_slice(&vec![0xA5; len]);
+    let (res, _) = file.write_all_at(junk, offset).await;
+    eprintln!("liveweb: fault injection: write at {offset} garbled ({res:?}), dying");
+    std::process::abort()
 }

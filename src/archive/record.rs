@@ -145,6 +145,47 @@ pub fn mark_private(member: Vec<u8>) -> Vec<u8> {
     out
 }
 
+/// The gzip extra subfield (id `L` `P`) whose data is filler: it grows a member to end on a
+/// block boundary, so the next write starts in a fresh block (see `writer.rs`). Readers skip
+/// extra fields; the member inflates to the same record.
+const PAD_SUBFIELD_ID: [u8; 2] = [b'L', b'P'];
+
+/// Fewest bytes `pad_member` can add to a member without an extra field: XLEN and one
+/// subfield header (a member that has one needs only the subfield header).
+pub const MIN_PAD: usize = 6;
+
+/// `member` grown by exactly `grow` bytes of filler in its gzip extra field, or `None` when it
+/// is not a gzip member this writer made or `grow` is too small (under `MIN_PAD` or, for a
+/// member already carrying an extra field, under its 4-byte subfield header) or too big for
+/// one subfield.
+pub fn pad_member(member: &[u8], grow: usize) -> Option<Vec<u8>> {
+    if member.len() < 18 || !member.starts_with(&[0x1f, 0x8b, 8]) {
+        return None;
+    }
+    let has_extra = member[3] & FEXTRA != 0;
+    let (old_xlen, body_at) = if has_extra {
+        let xlen = usize::from(u16::from_le_bytes([*member.get(10)?, *member.get(11)?]));
+        (xlen, 12usize.checked_add(xlen)?)
+    } else {
+        (0, 10)
+    };
+    let overhead = if has_extra { 4 } else { 6 };
+    let data = grow.checked_sub(overhead)?;
+    let new_xlen = u16::try_from(old_xlen + 4 + data).ok()?;
+    let mut out = Vec::with_capacity(member.len() + grow);
+    out.extend_from_slice(&member[..10]);
+    out[3] |= FEXTRA;
+    out.extend_from_slice(&new_xlen.to_le_bytes());
+    if has_extra {
+        out.extend_from_slice(member.get(12..body_at)?);
+    }
+    out.extend_from_slice(&PAD_SUBFIELD_ID);
+    out.extend_from_slice(&u16::try_from(data).ok()?.to_le_bytes());
+    out.resize(out.len() + data, 0);
+    out.extend_from_slice(member.get(body_at..)?);
+    Some(out)
+}
+
 /// Whether a gzip header's extra field holds the private mark.
 pub fn extra_marks_private(extra: &[u8]) -> bool {
     let mut rest = extra;
@@ -214,6 +255,34 @@ fn filedesc_header(file_name: &str, date14: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padding_grows_a_member_exactly_and_keeps_what_it_inflates_to() {
+        use std::io::Read;
+        let header = header_line("http://p/", None, "20261122000000", "text/plain", 5);
+        let plain = encode_member(&header, b"hello", 1);
+        let private = mark_private(plain.clone());
+        for member in [&plain, &private] {
+            let min = if member == &plain { MIN_PAD } else { 4 };
+            assert_eq!(pad_member(member, min - 1), None);
+            for grow in [min, min + 1, 100, 4095 + MIN_PAD] {
+                let padded = pad_member(member, grow).unwrap();
+                assert_eq!(padded.len(), member.len() + grow);
+                let mut d = flate2::read::GzDecoder::new(&padded[..]);
+                let mut out = Vec::new();
+                d.read_to_end(&mut out).unwrap();
+                let mut expected = Vec::new();
+                flate2::read::GzDecoder::new(&member[..])
+                    .read_to_end(&mut expected)
+                    .unwrap();
+                assert_eq!(out, expected);
+                let extra = d.header().unwrap().extra().unwrap();
+                assert_eq!(extra_marks_private(extra), member == &private);
+            }
+        }
+        assert_eq!(pad_member(b"plain arc record\n", 100), None);
+        assert_eq!(pad_member(&plain, 70_000), None, "one subfield at most");
+    }
 
     #[test]
     fn a_private_mark_is_an_ordinary_gzip_extra_field() {

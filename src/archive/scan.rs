@@ -31,6 +31,12 @@ pub fn scan(data: &[u8]) -> ScanResult {
     let mut result = ScanResult::default();
     let mut offset = 0usize;
     while offset < data.len() {
+        if !gzip && offset > 0 && data[offset] == b'\n' {
+            // Blank lines between plain records: ARC readers skip them (the writer leaves
+            // some under `--fsync always`, to end a write on a block boundary).
+            offset += data[offset..].iter().take_while(|&&b| b == b'\n').count();
+            continue;
+        }
         let record = if gzip {
             inflate_member(&data[offset..])
         } else {
@@ -174,6 +180,35 @@ mod tests {
         assert_eq!(
             (r.entries[0].offset, r.entries[0].length),
             (start as u64, (whole - start) as u64)
+        );
+    }
+
+    #[test]
+    fn padded_members_and_blank_lines_between_plain_records_scan_as_written() {
+        use crate::archive::record::{pad_member, Codec};
+        let mut data = filedesc_member("F.arc.gz", "20261122000000", 1);
+        let h = header_line("http://a/", None, "20261122000000", "text/plain", 1);
+        let padded = pad_member(&encode_member(&h, b"a", 1), 4000).unwrap();
+        let second = data.len() + padded.len();
+        data.extend_from_slice(&padded);
+        data.extend(encode_member(&h, b"a", 1));
+        let r = scan(&data);
+        assert_eq!(r.valid_len, data.len() as u64);
+        assert_eq!(r.entries[0].length, padded.len() as u64);
+        assert_eq!(r.entries[1].offset, second as u64);
+
+        let mut plain = Codec::Plain.filedesc("F.arc", "20261122000000");
+        plain.extend_from_slice(&[b'\n'; 3000]);
+        let start = plain.len();
+        plain.extend(Codec::Plain.encode(&h, b"a"));
+        let whole = plain.len();
+        plain.extend_from_slice(&[b'\n'; 100]);
+        let r = scan(&plain);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.entries[0].offset, start as u64);
+        assert_eq!(
+            r.valid_len, whole as u64,
+            "trailing blank lines are not a record"
         );
     }
 

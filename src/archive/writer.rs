@@ -22,7 +22,7 @@ use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
-use super::record::Codec;
+use super::record::{pad_member, Codec, MIN_PAD};
 use super::seal::seal;
 use crate::clock::UtcTime;
 use crate::config::FsyncPolicy;
@@ -68,10 +68,19 @@ pub struct AppendRecord {
     pub cdx: CdxEntry,
 }
 
+/// A record on disk.
+#[derive(Debug)]
+pub struct Appended {
+    pub loc: RecordLoc,
+    /// The member as written, when the writer grew it to end on a block boundary (see
+    /// `write_group`); `None` when the bytes on disk are the ones appended.
+    pub padded: Option<Bytes>,
+}
+
 enum Command {
     Append {
         record: AppendRecord,
-        done: oneshot::Sender<Result<RecordLoc, Error>>,
+        done: oneshot::Sender<Result<Appended, Error>>,
     },
     Close(oneshot::Sender<()>),
 }
@@ -111,7 +120,7 @@ impl ArcWriter {
     }
 
     /// Appends one record; resolves once it is written (and durable under `--fsync always`).
-    pub async fn append(&self, record: AppendRecord) -> Result<RecordLoc, Error> {
+    pub async fn append(&self, record: AppendRecord) -> Result<Appended, Error> {
         let (done, wait) = oneshot::channel();
         self.tx
             .unbounded_send(Command::Append { record, done })
@@ -168,7 +177,7 @@ struct Writer {
     last_space_check: Instant,
 }
 
-type Pending = (AppendRecord, oneshot::Sender<Result<RecordLoc, Error>>);
+type Pending = (AppendRecord, oneshot::Sender<Result<Appended, Error>>);
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
@@ -288,24 +297,26 @@ impl Writer {
             let group = std::mem::replace(&mut rest, tail);
             let before = self.open.as_ref().map_or(0, |o| o.logical);
             let result = match self.write_group(&group).await {
-                Ok(locs) if self.config.fsync == FsyncPolicy::Always => {
-                    self.sync_group(before).await.map(|()| locs)
+                Ok(written) if self.config.fsync == FsyncPolicy::Always => {
+                    self.sync_group(before).await.map(|()| written)
                 }
                 other => other,
             };
             match result {
-                Ok(locs) => {
+                Ok((locs, mut padded)) => {
                     if let Some(open) = self.open.as_mut() {
                         open.last_append = Instant::now();
                     }
-                    for ((record, done), loc) in group.into_iter().zip(locs) {
+                    let last = locs.len().saturating_sub(1);
+                    for (i, ((record, done), loc)) in group.into_iter().zip(locs).enumerate() {
                         if let Some(open) = self.open.as_mut() {
                             let mut entry = record.cdx;
                             entry.offset = loc.offset;
                             entry.length = loc.len;
                             open.entries.push(entry);
                         }
-                        let _ = done.send(Ok(loc));
+                        let padded = if i == last { padded.take() } else { None };
+                        let _ = done.send(Ok(Appended { loc, padded }));
                     }
                 }
                 Err(e) => {
@@ -377,8 +388,19 @@ impl Writer {
         n
     }
 
-    /// Writes members back to back after the current end; returns each one's location.
-    async fn write_group(&mut self, group: &[Pending]) -> io::Result<Vec<RecordLoc>> {
+    /// Writes members back to back after the current end; returns each one's location, and
+    /// the last member as written when it was padded.
+    ///
+    /// The partial last block of a write is rewritten by the next one, its acknowledged bytes
+    /// unchanged. A device that garbles the sectors a power cut interrupts could damage those
+    /// bytes, so under `--fsync always` (the policy that promises acknowledged records survive
+    /// a power loss) acknowledged bytes are never rewritten: each write ends on a block
+    /// boundary, its last gzip member grown by a filler extra field (plain records are
+    /// followed by blank lines, which ARC readers skip).
+    async fn write_group(
+        &mut self,
+        group: &[Pending],
+    ) -> io::Result<(Vec<RecordLoc>, Option<Bytes>)> {
         if self.open.is_none() {
             self.open = Some(self.open_new_file().await?);
         }
@@ -399,24 +421,48 @@ impl Writer {
             .scratch
             .take()
             .unwrap_or_else(|| AlignedBuf::with_capacity(total))
-            .reserve_total(total + BLOCK);
+            .reserve_total(total + 3 * BLOCK);
         buf.clear();
         buf.extend_from_slice(&open.tail);
         if let Some(h) = &header {
             buf.extend_from_slice(h);
         }
+        let end_on_block = self.config.fsync == FsyncPolicy::Always;
         let mut locs = Vec::with_capacity(group.len());
-        for (record, _) in group {
+        let mut padded = None;
+        for (i, (record, _)) in group.iter().enumerate() {
+            let mut member: &[u8] = &record.member;
+            if end_on_block && i + 1 == group.len() && self.config.codec != Codec::Plain {
+                let mut grow = (BLOCK - (buf.len() + member.len()) % BLOCK) % BLOCK;
+                if grow > 0 && grow < MIN_PAD {
+                    grow += BLOCK;
+                }
+                // Not padded (left to be rewritten) only if the member is not one of ours.
+                padded = (grow > 0)
+                    .then(|| pad_member(member, grow))
+                    .flatten()
+                    .map(Bytes::from);
+                if let Some(p) = &padded {
+                    member = p;
+                }
+            }
             locs.push(RecordLoc {
                 file_id: open.id,
                 offset: open.tail_start + buf.len() as u64,
-                len: record.member.len() as u64,
+                len: member.len() as u64,
             });
-            buf.extend_from_slice(&record.member);
+            buf.extend_from_slice(member);
+        }
+        if end_on_block && self.config.codec == Codec::Plain {
+            let blank = (BLOCK - buf.len() % BLOCK) % BLOCK;
+            buf.extend_from_slice(&[b'\n'; BLOCK][..blank]);
         }
         let data_len = buf.len();
         buf.pad_to_block();
         self.last_write = buf.len() as u64;
+        if super::fault::garble_write() {
+            super::fault::garble_and_die(&open.file, buf.len(), open.tail_start).await;
+        }
         let (res, buf) = open.file.write_all_at(buf, open.tail_start).await;
         let outcome = res.map(|()| {
             let keep_from = data_len / BLOCK * BLOCK;
@@ -424,7 +470,7 @@ impl Writer {
             open.logical = open.tail_start + data_len as u64;
             open.tail_start += keep_from as u64;
             open.dirty = true;
-            locs
+            (locs, padded)
         });
         // Keep a moderately sized scratch buffer; let a huge one go.
         if buf.capacity() <= 8 << 20 {

@@ -200,7 +200,8 @@ async fn append(
     reuse: Reuse,
 ) -> Outcome {
     let member = record.member.clone();
-    let loc = ctx.writer.append(record).await?;
+    let appended = ctx.writer.append(record).await?;
+    let (loc, member) = (appended.loc, appended.padded.unwrap_or(member));
     ctx.hot.borrow_mut().insert(&loc, member.clone());
     let now = Instant::now();
     let record = Arc::new(StoredRecord {

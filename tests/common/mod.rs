@@ -274,6 +274,11 @@ impl Proxy {
         Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra), &[])
     }
 
+    /// Starts liveweb on an existing data directory with `env` set for it.
+    pub fn start_in_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra), env)
+    }
+
     fn start_with(
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
@@ -354,7 +359,7 @@ impl Proxy {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     }
 
-    /// Waits for the process to exit (after `signal_term`).
+    /// Waits for the process to exit (after `signal_term`, or a fault that kills it).
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.child.take().expect("running").wait().expect("wait")
     }
