@@ -337,3 +337,72 @@ fn a_second_instance_is_refused_on_the_same_data_dir_or_address() {
     let proxy = Proxy::start_in(&data, &["--workers", "1"]);
     proxy.finish();
 }
+
+/// During a long start-up recovery nothing listens (a client is refused at once rather than
+/// left in a backlog), and SIGTERM ends the process with status 0; the next start recovers
+/// everything.
+#[test]
+fn during_recovery_connections_are_refused_and_sigterm_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let origin = Origin::start();
+    let body = origin.ok("/kept", "text/plain", b"kept across a stopped recovery");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let proxy = Proxy::start_in(&data, &[]);
+    let first = get(proxy.addr, &origin.url("/kept"), "");
+    assert_eq!(first.status, 200);
+    // Left open, so the recovery below has a file to repair.
+    proxy.kill9();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .args(["--listen", &listen, "--data-dir"])
+        .arg(&data)
+        .args(["--allow-upstream", "127.0.0.0/8"])
+        .env("LIVEWEB_FAULT_RECOVERY_DELAY_MS", "60000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("liveweb: recovering") {
+        assert!(
+            log.read_line(&mut seen).unwrap() > 0,
+            "exited early: {seen}"
+        );
+    }
+    let refused = std::net::TcpStream::connect(&listen).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let asked = Instant::now();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+    assert!(status.success(), "{status}; log:\n{seen}{rest}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "SIGTERM waited for recovery"
+    );
+    assert!(rest.contains("during start-up recovery"), "{seen}{rest}");
+
+    let proxy = Proxy::start_in(&data, &[]);
+    let hit = get(proxy.addr, &origin.url("/kept"), "");
+    assert_eq!(
+        hit.header("x-cache").as_deref(),
+        Some("HIT"),
+        "{}",
+        proxy.log_text()
+    );
+    assert_eq!(hit.body, first.body);
+    assert!(hit.body.len() > body.len(), "the record holds the response");
+    let _keep = proxy.finish();
+}

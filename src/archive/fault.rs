@@ -3,7 +3,8 @@
 //! one with EIO, as a dying disk would. `LIVEWEB_FAULT_GARBLE_WRITE_AFTER=N` lets N archive
 //! writes land, then makes the next one a power cut on a device without sector atomicity:
 //! every block it would have written is overwritten with garbage and the process dies at
-//! once, nothing acknowledged.
+//! once, nothing acknowledged. `LIVEWEB_FAULT_RECOVERY_DELAY_MS=N` makes start-up recovery
+//! take N ms longer, as a big data directory would.
 
 use std::io;
 
@@ -57,4 +58,15 @@ pub(super) async fn garble_and_die(file: &monoio::fs::File, len: usize, offset: 
     let (res, _) = file.write_all_at(junk, offset).await;
     eprintln!("liveweb: fault injection: write at {offset} garbled ({res:?}), dying");
     std::process::abort()
+}
+
+/// Stretches start-up recovery (see the module doc).
+pub(super) fn slow_recovery() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("LIVEWEB_FAULT_RECOVERY_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }

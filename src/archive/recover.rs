@@ -44,6 +44,8 @@ pub fn recover(
     files: &FileTable,
     ttl: Duration,
 ) -> io::Result<Recovered> {
+    eprintln!("liveweb: recovering {}", data_dir.display());
+    super::fault::slow_recovery();
     let sealed_dir = data_dir.join("sealed");
     fs::create_dir_all(&sealed_dir)?;
     let mut out = Recovered::default();

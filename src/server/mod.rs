@@ -247,7 +247,9 @@ impl Server {
     }
 }
 
-/// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+/// Runs until SIGINT or SIGTERM, then shuts down cleanly. Signals are handled from the
+/// start: a stop signal during start-up recovery exits at once with status 0 (recovery only
+/// ever replaces files whole, so it is redone from where it stopped at the next start).
 pub fn run(config: Config) -> io::Result<()> {
     let data_dir = config.data_dir.clone();
     let workers = config.worker_count();
@@ -257,23 +259,27 @@ pub fn run(config: Config) -> io::Result<()> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])?;
-    let server = Arc::new(Server::start(config)?);
-    eprintln!(
-        "liveweb: listening on {}, {} workers, driver {}, data dir {}",
-        server.local_addr(),
-        workers,
-        driver_name(),
-        data_dir.display()
-    );
-    let for_signals = server.clone();
+    // `None` until the server is up; the signal thread holds the lock while it acts, so a
+    // stop signal either exits before start-up ends or shuts the running server down.
+    let running: Arc<Mutex<Option<Arc<Server>>>> = Arc::default();
+    let for_signals = running.clone();
     std::thread::Builder::new()
         .name("liveweb-signals".into())
         .spawn(move || {
             let mut stopping = false;
             for signal in signals.forever() {
+                let state = for_signals.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(server) = state.as_ref() else {
+                    if signal == signal_hook::consts::SIGHUP {
+                        eprintln!("liveweb: SIGHUP ignored: still recovering");
+                        continue;
+                    }
+                    eprintln!("liveweb: stop signal during start-up recovery, exiting");
+                    std::process::exit(0);
+                };
                 if signal == signal_hook::consts::SIGHUP {
                     // A bad file is reported with its line; the tables in force stay.
-                    match for_signals.shared().reload() {
+                    match server.shared().reload() {
                         Ok(summary) => eprintln!("liveweb: reloaded ({summary})"),
                         Err(e) => eprintln!("liveweb: reload refused, keeping the old tables: {e}"),
                     }
@@ -284,10 +290,21 @@ pub fn run(config: Config) -> io::Result<()> {
                 } else {
                     eprintln!("liveweb: shutting down");
                     stopping = true;
-                    for_signals.shutdown();
+                    let server = server.clone();
+                    drop(state);
+                    server.shutdown();
                 }
             }
         })?;
+    let server = Arc::new(Server::start(config)?);
+    *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.clone());
+    eprintln!(
+        "liveweb: listening on {}, {} workers, driver {}, data dir {}",
+        server.local_addr(),
+        workers,
+        driver_name(),
+        data_dir.display()
+    );
     server.wait(grace);
     eprintln!("liveweb: stopped");
     Ok(())
