@@ -6,10 +6,12 @@ pub mod cdx;
 mod fault;
 pub mod files;
 pub mod handoff;
+mod layout;
 pub mod record;
 pub mod recover;
 pub mod scan;
 pub mod seal;
+mod space;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};

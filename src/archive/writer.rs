@@ -1,10 +1,9 @@
 //! The per-worker ARC writer: one task owning the worker's open ARC file, appending gzip
 //! members with O_DIRECT. Records that arrive while a write is in flight are batched into the
-//! next write (group commit). The partial last block stays in memory and is rewritten, zero
-//! padded, by the next write; a record's location is published only after its write completed,
-//! so readers never see padding or half a record. The writer also rolls files (by size and
-//! idle time), hands them to the sealer, applies the fsync policy, and pauses archiving while
-//! the disk is full.
+//! next write (group commit), laid out by `layout`. A record's location is published only
+//! after its write completed, so readers never see padding or half a record. The writer also
+//! rolls files (by size and idle time), hands them to the sealer, applies the fsync policy,
+//! and stops taking records while `space` says the disk is full.
 
 use std::cell::Cell;
 use std::io;
@@ -22,8 +21,10 @@ use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
-use super::record::{pad_member, Codec, MIN_PAD};
+use super::layout::{plan, Ending, Pad};
+use super::record::{pad_member, Codec};
 use super::seal::seal;
+use super::space::SpaceMonitor;
 use crate::clock::UtcTime;
 use crate::config::FsyncPolicy;
 use crate::error::Error;
@@ -38,8 +39,6 @@ pub struct RecordLoc {
 
 /// Most bytes gathered into one group-commit write.
 const MAX_BATCH_BYTES: usize = 32 << 20;
-/// How often free space is checked.
-const SPACE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the writer needs to know.
 #[derive(Clone)]
@@ -96,7 +95,8 @@ impl ArcWriter {
     /// Starts the writer task on the current monoio runtime.
     pub fn spawn(config: WriterConfig, files: Arc<FileTable>) -> Self {
         let (tx, rx) = mpsc::unbounded();
-        let paused = Rc::new(Cell::new(false));
+        let space = SpaceMonitor::new(config.dir.clone(), config.worker, config.min_free);
+        let paused = space.paused_flag();
         let writer = Writer {
             serial: config.first_serial,
             config,
@@ -104,11 +104,8 @@ impl ArcWriter {
             open: None,
             scratch: Some(AlignedBuf::with_capacity(1 << 20)),
             direct_io: true,
-            paused: paused.clone(),
-            resume_floor: 0,
-            last_write: 0,
+            space,
             seals: Vec::new(),
-            last_space_check: Instant::now() - SPACE_CHECK_EVERY,
         };
         monoio::spawn(writer.run(rx));
         ArcWriter { tx, paused }
@@ -166,15 +163,9 @@ struct Writer {
     serial: u64,
     scratch: Option<AlignedBuf>,
     direct_io: bool,
-    paused: Rc<Cell<bool>>,
-    /// While paused: free bytes needed to resume, `--min-free` plus one write (the one that
-    /// failed, or the last one made), so one resumed write cannot fill the disk again.
-    resume_floor: u64,
-    /// Bytes the last group write put on disk (blocks included).
-    last_write: u64,
+    space: SpaceMonitor,
     /// Seals running on the blocking pool; awaited at close.
     seals: Vec<monoio::task::JoinHandle<Result<(), monoio::blocking::JoinError>>>,
-    last_space_check: Instant,
 }
 
 type Pending = (AppendRecord, oneshot::Sender<Result<Appended, Error>>);
@@ -223,7 +214,7 @@ impl Writer {
 
     /// The earliest moment a timer needs attention.
     fn next_wake(&self) -> Instant {
-        let mut wake = self.last_space_check + SPACE_CHECK_EVERY;
+        let mut wake = self.space.next_check();
         if let Some(open) = &self.open {
             if !open.entries.is_empty() {
                 wake = wake.min(open.last_append + self.config.max_idle);
@@ -237,10 +228,7 @@ impl Writer {
 
     async fn on_timers(&mut self) {
         let now = Instant::now();
-        if now >= self.last_space_check + SPACE_CHECK_EVERY {
-            self.last_space_check = now;
-            self.check_space().await;
-        }
+        self.space.check_if_due(now).await;
         let idle = self
             .open
             .as_ref()
@@ -257,30 +245,9 @@ impl Writer {
         }
     }
 
-    /// Pauses archiving under `--min-free`; resumes once there is room again.
-    async fn check_space(&mut self) {
-        let dir = self.config.dir.clone();
-        let Ok(Ok(free)) = monoio::spawn_blocking(move || free_bytes(&dir)).await else {
-            return;
-        };
-        let min = self.config.min_free;
-        let w = self.config.worker;
-        if !self.paused.get() && min > 0 && free < min {
-            self.resume_floor = min.saturating_add(self.last_write);
-            eprintln!(
-                "liveweb: worker {w}: {free} bytes free (< --min-free {min}), archiving paused until {} are",
-                self.resume_floor
-            );
-            self.paused.set(true);
-        } else if self.paused.get() && free >= self.resume_floor {
-            eprintln!("liveweb: worker {w}: {free} bytes free, archiving resumed");
-            self.paused.set(false);
-        }
-    }
-
     /// Writes a batch, rolling to a new file whenever the next record would not fit.
     async fn append_batch(&mut self, batch: Vec<Pending>) {
-        if self.paused.get() {
+        if self.space.is_paused() {
             for (_, done) in batch {
                 let _ = done.send(Err(Error::Storage("disk full, archiving paused".into())));
             }
@@ -324,13 +291,7 @@ impl Writer {
                     eprintln!("liveweb: worker {w} archive write failed: {e}");
                     if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
                         let write: usize = group.iter().map(|(r, _)| r.member.len()).sum();
-                        let write = (write + 2 * BLOCK) as u64;
-                        self.resume_floor = self.config.min_free.saturating_add(write);
-                        eprintln!(
-                            "liveweb: worker {w}: disk full, archiving paused until {} bytes are free",
-                            self.resume_floor
-                        );
-                        self.paused.set(true);
+                        self.space.disk_full((write + 2 * BLOCK) as u64);
                     }
                     let err = Error::Storage(e.to_string());
                     for (_, done) in group.into_iter().chain(std::mem::take(&mut rest)) {
@@ -396,7 +357,7 @@ impl Writer {
     /// bytes, so under `--fsync always` (the policy that promises acknowledged records survive
     /// a power loss) acknowledged bytes are never rewritten: each write ends on a block
     /// boundary, its last gzip member grown by a filler extra field (plain records are
-    /// followed by blank lines, which ARC readers skip).
+    /// followed by blank lines, which ARC readers skip). Other policies do not pay that space.
     async fn write_group(
         &mut self,
         group: &[Pending],
@@ -427,45 +388,53 @@ impl Writer {
         if let Some(h) = &header {
             buf.extend_from_slice(h);
         }
-        let end_on_block = self.config.fsync == FsyncPolicy::Always;
-        let mut locs = Vec::with_capacity(group.len());
+        let ending = match (self.config.fsync, self.config.codec) {
+            (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,
+            (FsyncPolicy::Always, Codec::Gzip(_)) => Ending::PadMember,
+            _ => Ending::Partial,
+        };
+        let sizes: Vec<usize> = group.iter().map(|(r, _)| r.member.len()).collect();
+        let mut layout = plan(open.tail_start, open.tail.len(), header_len, &sizes, ending);
         let mut padded = None;
-        for (i, (record, _)) in group.iter().enumerate() {
-            let mut member: &[u8] = &record.member;
-            if end_on_block && i + 1 == group.len() && self.config.codec != Codec::Plain {
-                let mut grow = (BLOCK - (buf.len() + member.len()) % BLOCK) % BLOCK;
-                if grow > 0 && grow < MIN_PAD {
-                    grow += BLOCK;
-                }
-                // Not padded (left to be rewritten) only if the member is not one of ours.
-                padded = (grow > 0)
-                    .then(|| pad_member(member, grow))
-                    .flatten()
-                    .map(Bytes::from);
-                if let Some(p) = &padded {
-                    member = p;
-                }
+        if let (Pad::Member(grow), Some((last, _))) = (layout.pad, group.last()) {
+            padded = pad_member(&last.member, grow).map(Bytes::from);
+            if padded.is_none() {
+                // Not a member this writer made: left unpadded, to be rewritten.
+                layout = plan(
+                    open.tail_start,
+                    open.tail.len(),
+                    header_len,
+                    &sizes,
+                    Ending::Partial,
+                );
             }
+        }
+        let last = group.len().saturating_sub(1);
+        let mut locs = Vec::with_capacity(group.len());
+        for (i, ((record, _), &offset)) in group.iter().zip(&layout.offsets).enumerate() {
+            let member: &[u8] = match &padded {
+                Some(p) if i == last => p,
+                _ => &record.member,
+            };
             locs.push(RecordLoc {
                 file_id: open.id,
-                offset: open.tail_start + buf.len() as u64,
+                offset,
                 len: member.len() as u64,
             });
             buf.extend_from_slice(member);
         }
-        if end_on_block && self.config.codec == Codec::Plain {
-            let blank = (BLOCK - buf.len() % BLOCK) % BLOCK;
-            buf.extend_from_slice(&[b'\n'; BLOCK][..blank]);
+        if let Pad::BlankLines(n) = layout.pad {
+            buf.extend_from_slice(&[b'\n'; BLOCK][..n]);
         }
-        let data_len = buf.len();
+        debug_assert_eq!(buf.len(), layout.data_len);
+        let (data_len, keep_from) = (layout.data_len, layout.keep_from);
         buf.pad_to_block();
-        self.last_write = buf.len() as u64;
+        self.space.wrote(buf.len() as u64);
         if super::fault::garble_write() {
             super::fault::garble_and_die(&open.file, buf.len(), open.tail_start).await;
         }
         let (res, buf) = open.file.write_all_at(buf, open.tail_start).await;
         let outcome = res.map(|()| {
-            let keep_from = data_len / BLOCK * BLOCK;
             open.tail = buf.as_slice()[keep_from..data_len].to_vec();
             open.logical = open.tail_start + data_len as u64;
             open.tail_start += keep_from as u64;
@@ -607,16 +576,4 @@ async fn sync(open: &mut OpenArc, worker: usize) -> io::Result<()> {
 /// served from the dentry cache and does not wait on the disk.
 fn open_reader(path: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(std::fs::File::open(path)?))
-}
-
-/// Bytes available to unprivileged writers on the filesystem holding `dir`.
-fn free_bytes(dir: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: statvfs fills the zeroed struct; c is a valid NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
