@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use liveweb::archive::cdx::CdxEntry;
+use liveweb::archive::FsyncPolicy;
 use liveweb::archive::{AppendRecord, ArcWriter, FileTable, WriterConfig};
-use liveweb::config::FsyncPolicy;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -9,7 +9,7 @@ use liveweb::archive::record::{encode_member, filedesc_member, header_line};
 use liveweb::archive::recover::recover;
 use liveweb::archive::FileTable;
 use liveweb::clock::UtcTime;
-use liveweb::index::Index;
+use liveweb::index::{Index, Restorer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -72,7 +72,8 @@ fn main() {
     let index = Index::new();
     let files = FileTable::new();
     let started = Instant::now();
-    let r = recover(dir.path(), &index, &files, Duration::from_secs(3600)).expect("recover");
+    let restorer = Restorer::new(&index, Duration::from_secs(3600));
+    let r = recover(dir.path(), &files, &restorer).expect("recover");
     println!(
         "startup: recovered {} records from {} files in {:.2?} ({} indexed URLs)",
         r.indexed,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::archive::FsyncPolicy;
 use crate::policy::Cidr;
 
 /// How a reply is shaped.
@@ -219,17 +220,6 @@ pub struct Config {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-}
-
-/// When written records are made durable with fdatasync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Only when a file is sealed.
-    Never,
-    /// At most this long after a write.
-    Interval(Duration),
-    /// Before the reply is sent.
-    Always,
 }
 
 /// Parses `never`, `always` or `interval:DURATION`.

@@ -15,4 +15,4 @@ mod space;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};
-pub use writer::{AppendRecord, ArcWriter, RecordLoc, WriterConfig};
+pub use writer::{AppendRecord, ArcWriter, FsyncPolicy, RecordLoc, WriterConfig};

@@ -1,14 +1,13 @@
 //! Start-up recovery, before any worker runs: files left open by a crash are scanned member by
-//! member, cut at the first torn or invalid member, and sealed; sealed files are indexed from
-//! their CDX (rebuilt by scanning when missing or corrupt). Records within `--ttl` become hits.
+//! member, cut at the first torn or invalid member, and sealed; sealed files are read from
+//! their CDX (rebuilt by scanning when missing or corrupt) and every record that may answer
+//! again (not private) is handed to a `RecordSink`, which decides what to index.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::cdx::{cdx_file, parse_private_list, private_list, private_name, CdxRef, CDX_HEADER};
 use super::files::FileTable;
@@ -16,9 +15,27 @@ use super::record::{arc_stem, is_arc_name};
 use super::scan::scan;
 use super::seal::{cdx_name, seal, write_synced};
 use super::RecordLoc;
-use crate::clock::{parse_arc14, unix_now};
-use crate::http::reply::{canonical_reason, RecordStatus};
-use crate::index::{Index, StoredRecord};
+use crate::clock::parse_arc14;
+
+/// A record found on disk that may answer requests again (private ones are never found).
+#[derive(Debug, Clone, Copy)]
+pub struct FoundRecord<'a> {
+    pub url: &'a str,
+    pub loc: RecordLoc,
+    /// The archived response's status code.
+    pub status: u16,
+    /// When it was archived, Unix seconds.
+    pub archived_at: i64,
+}
+
+/// Where recovery puts what it finds (the server's index). Called from several loader
+/// threads at once.
+pub trait RecordSink: Sync {
+    /// About `n` records are coming.
+    fn reserve(&self, n: usize);
+    /// One record; returns whether it was kept.
+    fn found(&self, record: FoundRecord<'_>) -> bool;
+}
 
 /// What recovery did.
 #[derive(Debug, Default)]
@@ -27,7 +44,7 @@ pub struct Recovered {
     pub next_serial: u64,
     /// Sealed files now in the file table, to hand to `--on-seal` again.
     pub sealed: Vec<(u32, PathBuf)>,
-    /// Records put in the index.
+    /// Records the sink kept.
     pub indexed: usize,
     /// Files left open by a crash that were cut and sealed.
     pub repaired: usize,
@@ -38,12 +55,7 @@ pub struct Recovered {
 }
 
 /// Recovers `data_dir` (worker directories `N/` and `sealed/`).
-pub fn recover(
-    data_dir: &Path,
-    index: &Index,
-    files: &FileTable,
-    ttl: Duration,
-) -> io::Result<Recovered> {
+pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io::Result<Recovered> {
     eprintln!("liveweb: recovering {}", data_dir.display());
     super::fault::slow_recovery();
     let sealed_dir = data_dir.join("sealed");
@@ -79,7 +91,7 @@ pub fn recover(
         .filter_map(|p| fs::metadata(sealed_dir.join(cdx_name(&file_name(p)))).ok())
         .map(|m| m.len())
         .sum();
-    index.reserve((cdx_bytes / 160) as usize);
+    sink.reserve((cdx_bytes / 160) as usize);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(sealed.len().max(1));
@@ -88,7 +100,7 @@ pub fn recover(
     let results: Vec<io::Result<Loaded>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sealed
             .chunks(chunk)
-            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, index, files, ttl)))
+            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, files, sink)))
             .collect();
         handles
             .into_iter()
@@ -116,18 +128,15 @@ struct Loaded {
     files: Vec<(u32, PathBuf)>,
 }
 
-/// Registers sealed files and indexes their fresh records, from their CDX, rebuilding a
+/// Registers sealed files and hands their records to the sink, from their CDX, rebuilding a
 /// missing or corrupt CDX by scanning the ARC file.
 fn load_sealed(
     paths: &[PathBuf],
     sealed_dir: &Path,
-    index: &Index,
     files: &FileTable,
-    ttl: Duration,
+    sink: &dyn RecordSink,
 ) -> io::Result<Loaded> {
     let mut out = Loaded::default();
-    let now_unix = unix_now();
-    let now = Instant::now();
     for path in paths {
         let name = file_name(path);
         let size = fs::metadata(path)?.len();
@@ -188,8 +197,20 @@ fn load_sealed(
             if private.contains(&e.offset) {
                 continue;
             }
-            if let Some(record) = restored_record(&e, id, now, now_unix, ttl) {
-                index.restore(e.url, record);
+            let Some(archived_at) = parse_arc14(e.date14) else {
+                continue;
+            };
+            let found = FoundRecord {
+                url: e.url,
+                loc: RecordLoc {
+                    file_id: id,
+                    offset: e.offset,
+                    len: e.length,
+                },
+                status: e.status,
+                archived_at,
+            };
+            if sink.found(found) {
                 out.indexed += 1;
             }
         }
@@ -238,33 +259,6 @@ fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64) -> bool {
         })
 }
 
-/// The index entry for a record found on disk, if it is still fresh. Records that may be
-/// archived failures (502, 504) are not restored: they lived for `--error-ttl` only.
-fn restored_record(
-    e: &CdxRef<'_>,
-    file_id: u32,
-    now: Instant,
-    now_unix: i64,
-    ttl: Duration,
-) -> Option<Arc<StoredRecord>> {
-    if matches!(e.status, 502 | 504) {
-        return None;
-    }
-    let age = now_unix.saturating_sub(parse_arc14(e.date14)?).max(0) as u64;
-    let left = ttl.checked_sub(Duration::from_secs(age))?;
-    Some(Arc::new(StoredRecord {
-        loc: RecordLoc {
-            file_id,
-            offset: e.offset,
-            len: e.length,
-        },
-        status: RecordStatus::new(e.status, canonical_reason(e.status), None),
-        expires_at: now + left,
-        stored_at: now.checked_sub(Duration::from_secs(age)).unwrap_or(now),
-        reuse: None,
-    }))
-}
-
 fn worker_dirs(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(list(data_dir)?
         .into_iter()
@@ -304,7 +298,38 @@ mod tests {
     use super::*;
     use crate::archive::record::{encode_member, filedesc_member, header_line};
     use crate::clock::UtcTime;
-    use crate::index::Lookup;
+    use std::sync::Mutex;
+
+    /// Keeps every record found; `kept` says which URLs it accepts.
+    #[derive(Default)]
+    struct Collect {
+        found: Mutex<Vec<(String, u16, RecordLoc)>>,
+    }
+
+    impl RecordSink for Collect {
+        fn reserve(&self, _: usize) {}
+        fn found(&self, r: FoundRecord<'_>) -> bool {
+            self.found
+                .lock()
+                .unwrap()
+                .push((r.url.to_string(), r.status, r.loc));
+            true
+        }
+    }
+
+    impl Collect {
+        fn urls(&self) -> Vec<String> {
+            let mut v: Vec<String> = self
+                .found
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|f| f.0.clone())
+                .collect();
+            v.sort();
+            v
+        }
+    }
 
     fn member(url: &str, date: &str, payload: &[u8]) -> Vec<u8> {
         encode_member(
@@ -338,38 +363,28 @@ mod tests {
         fs::write(w0.join("L-1-0-00007.arc.gz"), &data).unwrap();
         fs::write(w0.join("orphan.cdx"), b"x").unwrap();
 
-        let index = Index::new();
+        let sink = Collect::default();
         let files = FileTable::new();
-        let r = recover(dir.path(), &index, &files, Duration::from_secs(3600)).unwrap();
+        let r = recover(dir.path(), &files, &sink).unwrap();
         assert_eq!(r.repaired, 1);
         assert_eq!(r.cut_bytes, (data.len() - whole) as u64);
         assert_eq!(r.next_serial, 8);
-        assert_eq!(r.indexed, 1, "old and failure records are not restored");
+        assert_eq!(r.indexed, 3);
+        assert_eq!(sink.urls(), ["http://a/", "http://fail/", "http://old/"]);
         assert!(!w0.join("orphan.cdx").exists());
         let sealed = dir.path().join("sealed/L-1-0-00007.arc.gz");
         assert_eq!(fs::metadata(&sealed).unwrap().len(), whole as u64);
-        let now = Instant::now();
-        let Lookup::Hit(rec) = index.lookup("http://a/", |r| r.is_fresh(now)) else {
-            panic!("a/ restored")
-        };
-        assert_eq!(rec.status.code, 200);
-        assert!(matches!(
-            index.lookup("http://b/", |r| r.is_fresh(now)),
-            Lookup::Absent
-        ));
+        let found = sink.found.lock().unwrap().clone();
+        let fail = found.iter().find(|f| f.0 == "http://fail/").unwrap();
+        assert_eq!(fail.1, 502);
+        assert_eq!(fail.2.offset + fail.2.len, whole as u64);
 
         // A corrupt CDX is rebuilt on the next start; the result is the same.
         fs::write(dir.path().join("sealed/L-1-0-00007.cdx"), b"junk\n").unwrap();
-        let index2 = Index::new();
-        let r2 = recover(
-            dir.path(),
-            &index2,
-            &FileTable::new(),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+        let again = Collect::default();
+        let r2 = recover(dir.path(), &FileTable::new(), &again).unwrap();
         assert_eq!(r2.rebuilt_cdx, 1);
-        assert_eq!(r2.indexed, 1);
+        assert_eq!(again.urls(), sink.urls());
     }
 
     #[test]
@@ -391,20 +406,11 @@ mod tests {
             b"HTTP/1.1 200 OK\r\n\r\nalice",
         )));
         fs::write(w0.join("P-1-0-00001.arc.gz"), &data).unwrap();
-        let ttl = Duration::from_secs(3600);
         let check = |expect_rebuilt: usize| {
-            let index = Index::new();
-            let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+            let sink = Collect::default();
+            let r = recover(dir.path(), &FileTable::new(), &sink).unwrap();
             assert_eq!((r.indexed, r.rebuilt_cdx), (1, expect_rebuilt));
-            let now = Instant::now();
-            assert!(matches!(
-                index.lookup("http://public/", |r| r.is_fresh(now)),
-                Lookup::Hit(_)
-            ));
-            assert!(matches!(
-                index.lookup("http://mine/", |r| r.is_fresh(now)),
-                Lookup::Absent
-            ));
+            assert_eq!(sink.urls(), ["http://public/"]);
         };
         // Crash: the open file is scanned; the member's mark says private. Sealing writes the
         // list beside the CDX.
@@ -453,15 +459,10 @@ mod tests {
         )
         .unwrap();
         // No CDX: rebuilt by scanning, which finds no mark in plain records; the list counts.
-        let ttl = Duration::from_secs(3600);
-        let index = Index::new();
-        let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+        let sink = Collect::default();
+        let r = recover(dir.path(), &FileTable::new(), &sink).unwrap();
         assert_eq!((r.indexed, r.rebuilt_cdx), (1, 1));
-        let now = Instant::now();
-        assert!(matches!(
-            index.lookup("http://mine/", |r| r.is_fresh(now)),
-            Lookup::Absent
-        ));
+        assert_eq!(sink.urls(), ["http://public/"]);
         let list = fs::read_to_string(sealed.join("Q-1-0-00001.private")).unwrap();
         assert_eq!(
             list,
@@ -471,8 +472,7 @@ mod tests {
         // An unreadable list: none of the file's records is indexed.
         fs::remove_file(sealed.join("Q-1-0-00001.private")).unwrap();
         fs::create_dir(sealed.join("Q-1-0-00001.private")).unwrap();
-        let index = Index::new();
-        let r = recover(dir.path(), &index, &FileTable::new(), ttl).unwrap();
+        let r = recover(dir.path(), &FileTable::new(), &Collect::default()).unwrap();
         assert_eq!(r.indexed, 0);
     }
 }

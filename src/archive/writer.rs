@@ -26,7 +26,6 @@ use super::record::{pad_member, Codec};
 use super::seal::seal;
 use super::space::SpaceMonitor;
 use crate::clock::UtcTime;
-use crate::config::FsyncPolicy;
 use crate::error::Error;
 
 /// Where a record lives: file, byte offset of its gzip member, member length.
@@ -35,6 +34,17 @@ pub struct RecordLoc {
     pub file_id: u32,
     pub offset: u64,
     pub len: u64,
+}
+
+/// When written records are made durable with fdatasync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Only when a file is sealed.
+    Never,
+    /// At most this long after a write.
+    Interval(Duration),
+    /// Before the reply is sent.
+    Always,
 }
 
 /// Most bytes gathered into one group-commit write.

@@ -3,6 +3,9 @@
 //! everyone else waits on the same `Flight` and is woken, on whatever thread, when it lands.
 
 mod flight;
+mod restore;
+
+pub use restore::Restorer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -126,7 +126,8 @@ impl Server {
         let config = &shared.config;
 
         let started = Instant::now();
-        let recovered = recover(&config.data_dir, &shared.index, &shared.files, config.ttl)?;
+        let restorer = crate::index::Restorer::new(&shared.index, config.ttl);
+        let recovered = recover(&config.data_dir, &shared.files, &restorer)?;
         // Sized now, not while serving: a growing table stalls the worker that grows it.
         let room = config.expected_urls.saturating_sub(shared.index.len());
         shared.index.reserve(room);
