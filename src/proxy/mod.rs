@@ -6,6 +6,7 @@ pub mod forward;
 pub mod hot;
 mod lookup;
 pub mod passthrough;
+pub mod router;
 pub mod send;
 pub mod store;
 pub mod tunnel;
@@ -17,9 +18,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use context::{Shared, WorkerCtx};
+pub use router::Route;
 
 use crate::archive::ArcFile;
-use crate::config::Mode;
 use crate::error::{Error, LogLine};
 use crate::fetch::{Tap, TapReader};
 use crate::http::reply::{record_head, text_reply, ConnState};
@@ -102,42 +103,26 @@ pub struct ReplyTo {
     pub forward: bool,
 }
 
-/// Answers one request; `forward` is `forward_requested` for it (the connection loop has
-/// already worked it out to route CONNECT and other methods).
-pub async fn handle(
-    ctx: &Rc<WorkerCtx>,
-    req: &RequestHead,
-    forward: Result<bool, Error>,
-) -> Response {
+/// Answers a request the router sent here: `Admin`, `Cache` or `Refuse` (the connection loop
+/// serves tunnels and pass-throughs itself).
+pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead, route: Route) -> Response {
     let conn = ConnState {
         keep_alive: req.keep_alive,
         version: req.version,
     };
     let head_only = req.method == Method::Head;
-    let to = match forward {
-        Ok(forward) => ReplyTo {
-            conn,
-            head_only,
-            forward,
-        },
-        Err(e) => return error_response(&e, conn, head_only),
+    let to = |forward| ReplyTo {
+        conn,
+        head_only,
+        forward,
     };
-    match route(ctx, req, to).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(&e, conn, head_only),
-    }
-}
-
-/// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
-pub fn forward_requested(ctx: &WorkerCtx, req: &RequestHead) -> Result<bool, Error> {
-    match req.header("x-liveweb-mode") {
-        None => Ok(ctx.shared.config.mode == Mode::Forward),
-        Some(v) if v.eq_ignore_ascii_case(b"forward") => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case(b"liveweb") => Ok(false),
-        Some(_) => Err(Error::BadRequest(
-            "X-Liveweb-Mode must be liveweb or forward",
-        )),
-    }
+    let result = match route {
+        Route::Admin => admin(req, to(false)),
+        Route::Cache { forward } => cache(ctx, req, to(forward)).await,
+        Route::Refuse(e) => Err(e),
+        Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
+    };
+    result.unwrap_or_else(|e| error_response(&e, conn, head_only))
 }
 
 /// A text reply for an error that produced no record; logs non-client failures.
@@ -170,13 +155,8 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
     }
 }
 
-async fn route(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
-    if req.target.starts_with('/') {
-        return admin(req, to);
-    }
-    if !matches!(req.method, Method::Get | Method::Head) {
-        return Err(Error::MethodNotAllowed);
-    }
+/// A GET or HEAD of an absolute URL.
+async fn cache(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
     if url.scheme == Scheme::Https {
         return Err(Error::NotImplemented("https:// URLs are not supported yet"));

@@ -15,8 +15,9 @@ use super::gate;
 use crate::error::Error;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
-use crate::http::request::{parse_request_head, Method, RequestBody};
+use crate::http::request::{parse_request_head, RequestBody};
 use crate::proxy::passthrough::{self, Failure};
+use crate::proxy::router::{self, Route};
 use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
 
 /// Largest request body liveweb reads and discards on a GET/HEAD (it is never forwarded: the
@@ -70,22 +71,20 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drai
         if let Err(e) = gate::admit(&ctx, peer, &req).await {
             return refuse(&ctx, &mut stream, &e, req.version, idle).await;
         }
-        let mode = proxy::forward_requested(&ctx, &req);
-        let forward = mode == Ok(true);
-        let absolute = !req.target.starts_with('/');
-        let connect_method = matches!(&req.method, Method::Other(m) if m == "CONNECT");
-        if forward && connect_method {
-            return connect(&ctx, stream, &req, buf, idle).await;
-        }
-        if forward && absolute && !matches!(req.method, Method::Get | Method::Head) {
-            match passthrough::relay(&ctx, &mut stream, &req, &mut buf, idle).await {
-                Ok(true) if !drain.is_draining() => continue,
-                Ok(_) | Err(Failure::After) => return,
-                // The request body may be unread: answer, then close.
-                Err(Failure::Before(e)) => {
-                    return refuse(&ctx, &mut stream, &e, req.version, idle).await
+        let route = router::route(config.mode, &req);
+        match route {
+            Route::Tunnel => return connect(&ctx, stream, &req, buf, idle).await,
+            Route::PassThrough => {
+                match passthrough::relay(&ctx, &mut stream, &req, &mut buf, idle).await {
+                    Ok(true) if !drain.is_draining() => continue,
+                    Ok(_) | Err(Failure::After) => return,
+                    // The request body may be unread: answer, then close.
+                    Err(Failure::Before(e)) => {
+                        return refuse(&ctx, &mut stream, &e, req.version, idle).await
+                    }
                 }
             }
+            Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
         }
         let body_error = match req.body {
             RequestBody::None => None,
@@ -110,7 +109,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drai
         let mut req = req;
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
-        let resp = proxy::handle(&ctx, &req, mode).await;
+        let resp = proxy::handle(&ctx, &req, route).await;
         match write_response(&ctx, &mut stream, resp, idle).await {
             Ok(true) if req.keep_alive => {}
             _ => return,

@@ -1,0 +1,110 @@
+//! Decides what a request is, in one place: for liveweb itself (origin-form `/_liveweb/...`),
+//! a CONNECT tunnel, a pass-through of another method, or a cacheable GET/HEAD answered in
+//! liveweb or forward mode. Pure: the connection loop acts on the answer.
+
+use crate::config::Mode;
+use crate::error::Error;
+use crate::http::request::{Method, RequestHead};
+
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    /// Origin-form: a request for liveweb itself.
+    Admin,
+    /// Forward-mode CONNECT.
+    Tunnel,
+    /// Forward mode, a method other than GET/HEAD: relayed to the origin, never cached.
+    PassThrough,
+    /// GET or HEAD of an absolute URL: looked up, fetched once, archived.
+    Cache { forward: bool },
+    /// Answered with this error (after the request body, if any, is read).
+    Refuse(Error),
+}
+
+/// The route for `req` under `--mode` (`default`), which the request's `X-Liveweb-Mode`
+/// header may override.
+pub fn route(default: Mode, req: &RequestHead) -> Route {
+    if req.target.starts_with('/') {
+        return Route::Admin;
+    }
+    let forward = match forward_requested(default, req) {
+        Ok(forward) => forward,
+        Err(e) => return Route::Refuse(e),
+    };
+    match &req.method {
+        Method::Get | Method::Head => Route::Cache { forward },
+        Method::Other(m) if forward && m == "CONNECT" => Route::Tunnel,
+        Method::Other(_) if forward => Route::PassThrough,
+        Method::Other(_) => Route::Refuse(Error::MethodNotAllowed),
+    }
+}
+
+/// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
+fn forward_requested(default: Mode, req: &RequestHead) -> Result<bool, Error> {
+    match req.header("x-liveweb-mode") {
+        None => Ok(default == Mode::Forward),
+        Some(v) if v.eq_ignore_ascii_case(b"forward") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case(b"liveweb") => Ok(false),
+        Some(_) => Err(Error::BadRequest(
+            "X-Liveweb-Mode must be liveweb or forward",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse_request_head, Limits};
+
+    fn route_of(default: Mode, raw: &str) -> Route {
+        let (req, _) = parse_request_head(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        route(default, &req)
+    }
+
+    #[test]
+    fn each_kind_of_request_has_one_route() {
+        let l = Mode::Liveweb;
+        let f = Mode::Forward;
+        let get = "GET http://a/ HTTP/1.1\r\n\r\n";
+        assert_eq!(route_of(l, get), Route::Cache { forward: false });
+        assert_eq!(route_of(f, get), Route::Cache { forward: true });
+        assert_eq!(
+            route_of(
+                l,
+                "HEAD http://a/ HTTP/1.1\r\nX-Liveweb-Mode: FORWARD\r\n\r\n"
+            ),
+            Route::Cache { forward: true }
+        );
+        assert_eq!(
+            route_of(
+                f,
+                "GET http://a/ HTTP/1.1\r\nX-Liveweb-Mode: liveweb\r\n\r\n"
+            ),
+            Route::Cache { forward: false }
+        );
+        assert_eq!(
+            route_of(f, "GET /_liveweb/health HTTP/1.1\r\n\r\n"),
+            Route::Admin
+        );
+        assert_eq!(route_of(l, "POST /x HTTP/1.1\r\n\r\n"), Route::Admin);
+        assert_eq!(route_of(f, "CONNECT a:443 HTTP/1.1\r\n\r\n"), Route::Tunnel);
+        assert_eq!(
+            route_of(f, "POST http://a/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Route::PassThrough
+        );
+        for liveweb_only in [
+            "CONNECT a:443 HTTP/1.1\r\n\r\n",
+            "DELETE http://a/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                route_of(l, liveweb_only),
+                Route::Refuse(Error::MethodNotAllowed)
+            );
+        }
+        assert!(matches!(
+            route_of(l, "GET http://a/ HTTP/1.1\r\nX-Liveweb-Mode: both\r\n\r\n"),
+            Route::Refuse(Error::BadRequest(_))
+        ));
+    }
+}
