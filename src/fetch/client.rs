@@ -1,25 +1,21 @@
-//! The upstream HTTP/1.1 client: resolve, check the address against the upstream rules,
-//! connect, send the request, and read the response exactly to the end of its framing,
-//! keeping the raw bytes as received for the archive.
+//! The upstream HTTP/1.1 client: one fetch of one URL, on a pooled connection or a fresh one
+//! (`connect`), the exchange itself in `exchange`; the raw bytes are kept as received for the
+//! archive.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
-use super::dns::DnsCache;
+use super::connect::{connect_upstream, Upstream};
+use super::exchange::{exchange, Exchanged};
 use super::pool::UpstreamPool;
 use super::request::{build_request, UpstreamBody};
 use super::tap::Tap;
 use crate::error::Error;
 use crate::http::cache::is_conditional;
 use crate::http::request::Header;
-use crate::http::response::{Framing, ResponseHead, ResponseTracker};
+use crate::http::response::ResponseHead;
 use crate::http::url::TargetUrl;
-use crate::policy::UpstreamRules;
 
 /// Time and size bounds for one fetch.
 #[derive(Debug, Clone, Copy)]
@@ -44,55 +40,6 @@ pub struct Fetched {
 pub struct FetchError {
     pub error: Error,
     pub ip: Option<IpAddr>,
-}
-
-/// Size of each read from an origin.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Read buffers kept per worker thread for reuse.
-const SPARE_READ_BUFS: usize = 64;
-
-thread_local! {
-    /// Spare read buffers: a fresh 64 KiB allocation per fetch, freed right after, made the
-    /// allocator fault in (and zero) new pages on every miss (16-19% of the miss-path CPU
-    /// in `perf`, all in `clear_page_erms` under this function).
-    static READ_BUFS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A read buffer borrowed from the thread's spares; goes back when dropped.
-struct ReadBuf(Vec<u8>);
-
-impl ReadBuf {
-    fn take() -> ReadBuf {
-        let spare = READ_BUFS.with(|bufs| bufs.borrow_mut().pop());
-        ReadBuf(spare.unwrap_or_else(|| Vec::with_capacity(READ_CHUNK)))
-    }
-}
-
-impl Drop for ReadBuf {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if buf.capacity() == READ_CHUNK {
-            READ_BUFS.with(|bufs| {
-                let mut bufs = bufs.borrow_mut();
-                if bufs.len() < SPARE_READ_BUFS {
-                    bufs.push(buf);
-                }
-            });
-        }
-    }
-}
-
-/// Everything a worker fetches through: its DNS cache and connection pool, the shared
-/// upstream rules and limits.
-#[derive(Clone, Copy)]
-pub struct Upstream<'a> {
-    pub dns: &'a DnsCache,
-    pub pool: &'a UpstreamPool,
-    pub rules: &'a UpstreamRules,
-    pub limits: &'a FetchLimits,
-    /// Sent when the client sent no User-Agent.
-    pub user_agent: &'a str,
 }
 
 /// Fetches `url` and returns the whole response. The client's conditional headers (and
@@ -178,43 +125,6 @@ async fn fetch_inner(
     }
 }
 
-/// What one request on one connection gave.
-struct Exchanged {
-    raw: Vec<u8>,
-    head: ResponseHead,
-    archivable: bool,
-    /// The connection, if it may carry another request.
-    reusable: Option<TcpStream>,
-}
-
-/// Sends the request and reads the response. On failure, whether any response byte came
-/// back (if not, a pooled connection was stale and the request can be retried).
-async fn exchange(
-    mut stream: TcpStream,
-    request: bytes::Bytes,
-    limits: &FetchLimits,
-    deadline: Instant,
-    tap: Option<&Rc<Tap>>,
-) -> Result<Exchanged, (Error, bool)> {
-    let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
-    match write {
-        Err(_) => return Err((Error::ReadTimeout("sending request"), true)),
-        Ok((Err(e), _)) => return Err((Error::Dropped(format!("sending request: {e}")), false)),
-        Ok((Ok(_), _)) => {}
-    }
-    let mut started = false;
-    let read = read_response(&mut stream, limits, deadline, tap, &mut started).await;
-    let (raw, head, archivable, clean_end) = read.map_err(|e| (e, started))?;
-    let reusable =
-        (clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
-    Ok(Exchanged {
-        raw,
-        head,
-        archivable,
-        reusable,
-    })
-}
-
 fn finish(
     done: Exchanged,
     pool: &UpstreamPool,
@@ -237,221 +147,4 @@ fn finish(
         head: done.head,
         ip,
     })
-}
-
-/// Resolves `host` off the worker, keeps the addresses the upstream rules allow (checked
-/// after resolution, so a name cannot smuggle a private address past them), and connects to
-/// the first that answers.
-pub async fn connect_upstream(
-    up: Upstream<'_>,
-    host: &str,
-    port: u16,
-    deadline: Instant,
-) -> Result<(TcpStream, IpAddr), FetchError> {
-    let (dns, rules, limits) = (up.dns, up.rules, up.limits);
-    let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let addrs = dns
-        .resolve(host, limits.connect_timeout.min(left))
-        .await
-        .map_err(|e| fail(e, None))?;
-    let allowed: Vec<IpAddr> = addrs
-        .iter()
-        .copied()
-        .filter(|ip| rules.allows(*ip))
-        .collect();
-    if allowed.is_empty() {
-        let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
-        return Err(fail(Error::AddressNotAllowed(shown), None));
-    }
-    connect_any(&allowed, port, limits, deadline)
-        .await
-        .map_err(|(e, ip)| fail(e, ip))
-}
-
-/// Tries each address in turn; the last failure is reported.
-async fn connect_any(
-    addrs: &[IpAddr],
-    port: u16,
-    limits: &FetchLimits,
-    deadline: Instant,
-) -> Result<(TcpStream, IpAddr), (Error, Option<IpAddr>)> {
-    let mut last = (Error::ConnectTimeout, None);
-    for &ip in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let wait = limits.connect_timeout.min(left);
-        let addr = SocketAddr::new(ip, port);
-        match monoio::time::timeout(wait, TcpStream::connect_addr(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok((stream, ip));
-            }
-            Ok(Err(e)) => last = (Error::Refused(format!("{addr}: {e}")), Some(ip)),
-            Err(_) => last = (Error::ConnectTimeout, Some(ip)),
-        }
-    }
-    Err(last)
-}
-
-/// Reads until the response is complete by its framing. With a tap, every byte is also
-/// handed on as it arrives, and a body over `--max-body` is still read to its end (for the
-/// client) but not kept. Returns the raw response, its head, and whether it may be archived.
-async fn read_response(
-    stream: &mut TcpStream,
-    limits: &FetchLimits,
-    deadline: Instant,
-    tap: Option<&Rc<Tap>>,
-    started: &mut bool,
-) -> Result<(Vec<u8>, ResponseHead, bool, bool), Error> {
-    // Sized once the head tells the length (see below), so a small response does not hold
-    // a 64 KiB allocation on its way to the archive.
-    let mut raw: Vec<u8> = Vec::new();
-    let mut tracker = ResponseTracker::new();
-    let mut archivable = true;
-    let mut spare = ReadBuf::take();
-    loop {
-        let buf = &mut spare.0;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::ReadTimeout("total fetch time exceeded"));
-        }
-        let read = stream.read(std::mem::take(buf).slice_mut(0..READ_CHUNK));
-        let (res, slice) = match monoio::time::timeout(limits.read_timeout.min(left), read).await {
-            Ok(r) => r,
-            Err(_) if !tracker.started() => return Err(Error::FirstByteTimeout),
-            Err(_) if left <= limits.read_timeout => {
-                return Err(Error::ReadTimeout("total fetch time exceeded"))
-            }
-            Err(_) => return Err(Error::ReadTimeout("origin went silent")),
-        };
-        *buf = slice.into_inner();
-        let n = match res {
-            Ok(0) if tracker.complete_at_close() => {
-                let head = tracker
-                    .take_head()
-                    .ok_or(Error::Internal("response without head"))?;
-                return Ok((raw, head, archivable, false));
-            }
-            Ok(0) if !tracker.started() => {
-                return Err(Error::Dropped("origin closed without responding".into()))
-            }
-            Ok(0) if tracker.head().is_none() => {
-                return Err(Error::InvalidResponse(
-                    "origin closed inside the response head".into(),
-                ))
-            }
-            Ok(0) => {
-                return Err(Error::Dropped(
-                    "origin closed before the end of the body".into(),
-                ))
-            }
-            Ok(n) => n,
-            Err(e) => return Err(Error::Dropped(e.to_string())),
-        };
-        *started = true;
-        let end = tracker.feed(&buf[..n])?;
-        let take = end.unwrap_or(n);
-        if let Some(tap) = tap {
-            tap.push(&buf[..take]).await;
-        }
-        if archivable {
-            if raw.capacity() == 0 {
-                reserve_for_length(&mut raw, &tracker, limits.max_body);
-            }
-            raw.extend_from_slice(&buf[..take]);
-        }
-        if tracker.head().is_some() && tracker.body_len() > limits.max_body {
-            if tap.is_none() {
-                return Err(Error::TooBig(limits.max_body));
-            }
-            // The client still gets it whole; the archive does not.
-            archivable = false;
-            raw = Vec::new();
-        }
-        if let Some(end) = end {
-            let head = tracker
-                .take_head()
-                .ok_or(Error::Internal("response without head"))?;
-            // Bytes past the end mean the origin misbehaved: do not reuse the connection.
-            return Ok((raw, head, archivable, end == n));
-        }
-    }
-}
-
-/// Most reserved up front from a declared length: an origin's Content-Length is a claim, and
-/// reserving what it claims before the bytes arrive would let it make us hold memory it never
-/// sends. Bigger bodies grow from here as they arrive.
-const RESERVE_LIMIT: u64 = 1 << 20;
-
-/// Reserves the whole response once the head has declared its length (up to
-/// `RESERVE_LIMIT` and within `max_body`), so a typical response is neither reallocated while
-/// growing nor over-allocated.
-fn reserve_for_length(raw: &mut Vec<u8>, tracker: &ResponseTracker, max_body: u64) {
-    let (Some(head), Some(head_len)) = (tracker.head(), tracker.head_len()) else {
-        return;
-    };
-    let Framing::Length(declared) = head.framing else {
-        return;
-    };
-    if declared > max_body {
-        return;
-    }
-    let total = declared.saturating_add(head_len as u64).min(RESERVE_LIMIT);
-    if let Ok(total) = usize::try_from(total) {
-        raw.reserve_exact(total);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_bytes_are_reserved_once_the_length_is_known() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
-        let mut tracker = ResponseTracker::new();
-        let mut first = head.to_vec();
-        first.extend_from_slice(&[b'x'; 100]);
-        assert_eq!(tracker.feed(&first).unwrap(), None);
-        let mut raw = Vec::new();
-        reserve_for_length(&mut raw, &tracker, 1 << 20);
-        assert_eq!(raw.capacity(), head.len() + 10_000);
-
-        // A large claim reserves at most RESERVE_LIMIT before the bytes exist.
-        let mut claim = ResponseTracker::new();
-        claim
-            .feed(b"HTTP/1.1 200 OK\r\nContent-Length: 90000000\r\n\r\n")
-            .unwrap();
-        let mut raw = Vec::new();
-        reserve_for_length(&mut raw, &claim, 100 << 20);
-        assert_eq!(raw.capacity() as u64, RESERVE_LIMIT);
-
-        // Over --max-body, or not declared: left to grow as bytes arrive.
-        let mut raw = Vec::new();
-        reserve_for_length(&mut raw, &tracker, 5_000);
-        assert_eq!(raw.capacity(), 0);
-        let mut chunked = ResponseTracker::new();
-        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        chunked.feed(head).unwrap();
-        reserve_for_length(&mut raw, &chunked, 1 << 20);
-        assert_eq!(raw.capacity(), 0);
-        // A head still incomplete: nothing known yet.
-        let mut partial = ResponseTracker::new();
-        partial.feed(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap();
-        reserve_for_length(&mut raw, &partial, 1 << 20);
-        assert_eq!(raw.capacity(), 0);
-    }
-
-    #[test]
-    fn read_buffers_are_reused_on_the_same_thread() {
-        let first = ReadBuf::take();
-        let ptr = first.0.as_ptr();
-        drop(first);
-        let again = ReadBuf::take();
-        assert_eq!(again.0.as_ptr(), ptr);
-        assert_eq!(again.0.capacity(), READ_CHUNK);
-    }
 }

@@ -1,0 +1,83 @@
+//! Reaching an origin: resolve its name off the worker, keep the addresses the upstream rules
+//! allow (checked after resolution, so a name cannot smuggle a private address past them),
+//! and connect to the first that answers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::client::{FetchError, FetchLimits};
+use super::dns::DnsCache;
+use super::pool::UpstreamPool;
+use crate::error::Error;
+use crate::policy::UpstreamRules;
+
+/// Everything a worker fetches through: its DNS cache and connection pool, the shared
+/// upstream rules and limits.
+#[derive(Clone, Copy)]
+pub struct Upstream<'a> {
+    pub dns: &'a DnsCache,
+    pub pool: &'a UpstreamPool,
+    pub rules: &'a UpstreamRules,
+    pub limits: &'a FetchLimits,
+    /// Sent when the client sent no User-Agent.
+    pub user_agent: &'a str,
+}
+
+/// Resolves `host` off the worker, keeps the addresses the upstream rules allow (checked
+/// after resolution, so a name cannot smuggle a private address past them), and connects to
+/// the first that answers.
+pub async fn connect_upstream(
+    up: Upstream<'_>,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<(TcpStream, IpAddr), FetchError> {
+    let (dns, rules, limits) = (up.dns, up.rules, up.limits);
+    let fail = |error: Error, ip: Option<IpAddr>| FetchError { error, ip };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addrs = dns
+        .resolve(host, limits.connect_timeout.min(left))
+        .await
+        .map_err(|e| fail(e, None))?;
+    let allowed: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|ip| rules.allows(*ip))
+        .collect();
+    if allowed.is_empty() {
+        let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
+        return Err(fail(Error::AddressNotAllowed(shown), None));
+    }
+    connect_any(&allowed, port, limits, deadline)
+        .await
+        .map_err(|(e, ip)| fail(e, ip))
+}
+
+/// Tries each address in turn; the last failure is reported.
+async fn connect_any(
+    addrs: &[IpAddr],
+    port: u16,
+    limits: &FetchLimits,
+    deadline: Instant,
+) -> Result<(TcpStream, IpAddr), (Error, Option<IpAddr>)> {
+    let mut last = (Error::ConnectTimeout, None);
+    for &ip in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let wait = limits.connect_timeout.min(left);
+        let addr = SocketAddr::new(ip, port);
+        match monoio::time::timeout(wait, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, ip));
+            }
+            Ok(Err(e)) => last = (Error::Refused(format!("{addr}: {e}")), Some(ip)),
+            Err(_) => last = (Error::ConnectTimeout, Some(ip)),
+        }
+    }
+    Err(last)
+}
