@@ -1,6 +1,7 @@
 //! The ways a hit's bytes can reach a client socket, on loopback TCP with a reader thread
 //! draining the other end: write from memory (hot shard), sendfile(2) from a page-cache
-//! resident file, splice(2) file -> pipe -> socket, and pread + write (the copy we avoid).
+//! resident file, splice(2) file -> pipe -> socket, and pread + write (the copy we avoid);
+//! and the residency check that picks sendfile: cachestat(2) against mmap + mincore(2).
 //! Run: `cargo bench --bench hit_paths`.
 
 use std::io::{Read, Write};
@@ -9,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use liveweb::archive::reader;
 
 fn drained_socket() -> TcpStream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -111,6 +113,23 @@ fn hit_paths(c: &mut Criterion) {
                 file.read_exact_at(&mut buf, offset).unwrap();
                 sock.write_all(&buf).unwrap()
             })
+        });
+    }
+    group.finish();
+
+    // What deciding "sendfile or read it first" costs per hit: cachestat(2) against the
+    // mmap + mincore + munmap it replaced.
+    let mut group = c.benchmark_group("residency_check");
+    for size in [64 * 1024u64, 4 * 1024 * 1024] {
+        let path = dir.path().join(format!("r{size}"));
+        let file = std::fs::File::open(&path).unwrap();
+        let offset = 777;
+        assert!(reader::is_resident(&file, offset, size));
+        group.bench_function(BenchmarkId::new("cachestat", size), |b| {
+            b.iter(|| reader::is_resident(&file, offset, size))
+        });
+        group.bench_function(BenchmarkId::new("mmap_mincore", size), |b| {
+            b.iter(|| reader::mincore_resident(file.as_raw_fd(), offset, size))
         });
     }
     group.finish();

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::reader::RegionReader;
+
 /// An ARC file that hits can be served from.
 #[derive(Debug)]
 pub struct ArcFile {
@@ -25,31 +27,7 @@ impl ArcFile {
     /// An io_uring handle on the file for reading records (a duplicate descriptor, closed
     /// when the handle is dropped).
     pub fn reader(&self) -> std::io::Result<RegionReader> {
-        let dup = self.fd.try_clone()?;
-        Ok(RegionReader {
-            file: monoio::fs::File::from_std(std::fs::File::from(dup))?,
-        })
-    }
-}
-
-/// Reads parts of an ARC file through the runtime (never a blocking read on a worker).
-pub struct RegionReader {
-    file: monoio::fs::File,
-}
-
-impl RegionReader {
-    /// Reads exactly `len` bytes at `offset` into `buf` (reusing its allocation).
-    pub async fn read(
-        &self,
-        mut buf: Vec<u8>,
-        offset: u64,
-        len: usize,
-    ) -> std::io::Result<Vec<u8>> {
-        use monoio::buf::IoBufMut;
-        buf.clear();
-        let (res, slice) = self.file.read_exact_at(buf.slice_mut(0..len), offset).await;
-        res?;
-        Ok(slice.into_inner())
+        RegionReader::open(&self.fd)
     }
 }
 

@@ -7,6 +7,7 @@ mod fault;
 pub mod files;
 pub mod handoff;
 mod layout;
+pub mod reader;
 pub mod record;
 pub mod recover;
 pub mod scan;

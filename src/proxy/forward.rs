@@ -132,7 +132,7 @@ async fn send_plain(
             let rest = state.payload_left;
             state.flush(stream, timeout).await?;
             let fd = file.fd.as_raw_fd();
-            if super::send::is_resident(fd, offset + pos, rest) {
+            if crate::archive::reader::is_resident(&file.fd, offset + pos, rest) {
                 super::send::sendfile_all(stream, fd, offset + pos, rest, timeout).await?;
                 state.skip_rest();
                 break;

@@ -10,6 +10,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::{Body, Response, WorkerCtx};
+use crate::archive::reader::is_resident;
 use crate::archive::ArcFile;
 use crate::fetch::{TapItem, TapReader};
 use crate::http::forward::{ClientSide, ResponseStreamer};
@@ -96,7 +97,7 @@ async fn write_record(
         Body::Memory(bytes) => write_memory(stream, head, bytes, timeout).await,
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
-            if is_resident(file.fd.as_raw_fd(), offset, len) {
+            if is_resident(&file.fd, offset, len) {
                 write_all(stream, head, timeout).await?;
                 sendfile_all(stream, file.fd.as_raw_fd(), offset, len, timeout).await
             } else if len > COLD_WHOLE_LIMIT {
@@ -105,7 +106,7 @@ async fn write_record(
                 write_all(stream, head, timeout).await?;
                 send_in_pieces(stream, &file, offset, len, timeout).await
             } else {
-                let member = bytes::Bytes::from(read_region(&file, offset, len).await?);
+                let member = bytes::Bytes::from(file.reader()?.read_region(offset, len).await?);
                 ctx.hot.borrow_mut().insert(&record.loc, member.clone());
                 write_memory(stream, head, member, timeout).await
             }
@@ -164,50 +165,6 @@ async fn send_in_pieces(
         pos += want as u64;
     }
     Ok(())
-}
-
-/// Reads a record region through io_uring (buffered, so the pages become resident too).
-async fn read_region(file: &ArcFile, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let len = usize::try_from(len).map_err(io::Error::other)?;
-    file.reader()?
-        .read(Vec::with_capacity(len), offset, len)
-        .await
-}
-
-/// Whether every page of the region is in the page cache (mmap + mincore: no disk access).
-pub(super) fn is_resident(fd: RawFd, offset: u64, len: u64) -> bool {
-    if len == 0 {
-        return true;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        p if p > 0 => p as u64,
-        _ => 4096,
-    };
-    let start = offset / page * page;
-    let map_len = (offset + len - start) as usize;
-    let Ok(map_off) = libc::off_t::try_from(start) else {
-        return false;
-    };
-    // SAFETY: a fresh read-only shared mapping of our own descriptor; unmapped below and never
-    // dereferenced (mincore only inspects page-table state).
-    unsafe {
-        let addr = libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            map_off,
-        );
-        if addr == libc::MAP_FAILED {
-            return false;
-        }
-        let mut vec = vec![0u8; map_len.div_ceil(page as usize)];
-        let ok = libc::mincore(addr, map_len, vec.as_mut_ptr()) == 0;
-        libc::munmap(addr, map_len);
-        ok && vec.iter().all(|b| b & 1 == 1)
-    }
 }
 
 /// Restores a descriptor's file status flags when dropped.
