@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A/B of two liveweb builds on 1 KiB hits, both reply shapes (liveweb: the ARC record;
-# forward: the origin's response), in one run, alternating rounds so drift hits both alike.
+# A/B of two liveweb builds on hits of one object (1 KiB unless SIZE says otherwise, e.g.
+# SIZE=256k or SIZE=4m), both reply shapes (liveweb: the ARC record; forward: the origin's
+# response), in one run, alternating rounds so drift hits both alike.
 # wrk -t1 -c50 pinned to CPU 1; loopback only; everything started here is stopped at exit.
-# Usage: loadtest/ab.sh BIN_A BIN_B [rounds] [seconds]
+# Usage: [SIZE=1k] loadtest/ab.sh BIN_A BIN_B [rounds] [seconds]
 #   e.g. git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
 #        loadtest/ab.sh /tmp/old/target/release/liveweb target/release/liveweb 5 5
 # Needs: wrk, nginx, curl. Results: loadtest/results/ab-<time>.txt.
@@ -18,7 +19,13 @@ done
 . loadtest/lib.sh
 
 mkdir -p "$WORK/www" "$WORK/nginx"
-head -c 1024 /dev/urandom > "$WORK/www/1k.bin"
+SIZE=${SIZE:-1k}
+case $SIZE in
+  *k) BYTES=$(( ${SIZE%k} * 1024 )) ;;
+  *m) BYTES=$(( ${SIZE%m} * 1024 * 1024 )) ;;
+  *) echo "SIZE is like 1k or 4m" >&2; exit 1 ;;
+esac
+head -c "$BYTES" /dev/urandom > "$WORK/www/$SIZE.bin"
 chmod -R a+rX "$WORK/www"
 ORIGIN_PORT=$(free_port)
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -34,13 +41,13 @@ http {
 CONF
 nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/1k.bin" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/$SIZE.bin" -o /dev/null && break; sleep 0.1; done
 
 LW_NAME=a LW_BIN=$A launch_liveweb
 ADDR_A=$LW_ADDR
 LW_NAME=b LW_BIN=$B launch_liveweb
 ADDR_B=$LW_ADDR
-URL="http://127.0.0.1:$ORIGIN_PORT/1k.bin"
+URL="http://127.0.0.1:$ORIGIN_PORT/$SIZE.bin"
 for addr in "$ADDR_A" "$ADDR_B"; do
   for mode in liveweb forward; do
     curl -sf -x "http://$addr" -H "X-Liveweb-Mode: $mode" "$URL" -o /dev/null
@@ -51,7 +58,7 @@ done
 OUT=loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "# loadtest/ab.sh rounds=$ROUNDS secs=$SECS  $(date -u)"
-  echo "# A=$A ($("$A" --version)) B=$B ($("$B" --version)); wrk -t1 -c50 on CPU 1; 1 KiB hits"
+  echo "# A=$A ($("$A" --version)) B=$B ($("$B" --version)); wrk -t1 -c50 on CPU 1; $SIZE hits"
 } > "$OUT"
 cat > "$WORK/req.lua" <<'LUA'
 local url, mode = os.getenv("AB_URL"), os.getenv("AB_MODE")
