@@ -35,7 +35,12 @@ launch_liveweb() {
     --data-dir "$WORK/$name" "$@" 2> "$WORK/$name.log" &
   LW_PID=$!
   PIDS+=("$LW_PID")
-  for _ in $(seq 100); do grep -q listening "$WORK/$name.log" 2>/dev/null && break; sleep 0.1; done
-  LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/$name.log" | grep -o '127.0.0.1:[0-9]*')
+  # Recovery of a big data directory comes first: LW_START_WAIT seconds at most (default 10).
+  for _ in $(seq $(( ${LW_START_WAIT:-10} * 10 ))); do
+    grep -q listening "$WORK/$name.log" 2>/dev/null && break
+    kill -0 "$LW_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/$name.log" | grep -o '127.0.0.1:[0-9]*' || true)
   [ -n "$LW_ADDR" ] || { echo "liveweb did not start:" >&2; cat "$WORK/$name.log" >&2; return 1; }
 }

@@ -50,6 +50,7 @@ nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 PIDS+=($!)
 
 LW_NAME=soak
+LW_START_WAIT=300
 LW_FLAGS=(--connect-ports "$ORIGIN_PORT" --ttl 60s --arc-max-size 16MB --request-head-timeout 2s)
 echo "minutes=$MINUTES cycle=${CYCLE}s flags=${LW_FLAGS[*]}" | tee "$OUT/summary.txt"
 printf 't_s\tcycle\trss_kib\n' > "$OUT/rss.tsv"

@@ -160,7 +160,8 @@ impl Nginx {
         std::fs::write(
             &conf,
             format!(
-                "user root; worker_processes 1; pid {pid}; error_log {log};\n\
+                // One process (no master and workers), so killing it leaves nothing behind.
+                "user root; master_process off; pid {pid}; error_log {log};\n\
                  events {{ worker_connections 64; }}\n\
                  http {{ access_log off; keepalive_requests 1000; keepalive_timeout 60s;\n\
                    client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};\n\
