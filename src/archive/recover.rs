@@ -35,6 +35,12 @@ pub trait RecordSink: Sync {
     fn reserve(&self, n: usize);
     /// One record; returns whether it was kept.
     fn found(&self, record: FoundRecord<'_>) -> bool;
+    /// Records archived before this Unix time are never kept: a sealed file last written
+    /// before it (and whose CDX exists) is registered without reading its CDX, so start-up
+    /// time follows the records that can still answer, not the size of the archive.
+    fn kept_from(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// What recovery did.
@@ -137,9 +143,24 @@ fn load_sealed(
     sink: &dyn RecordSink,
 ) -> io::Result<Loaded> {
     let mut out = Loaded::default();
+    let kept_from = sink.kept_from();
     for path in paths {
         let name = file_name(path);
-        let size = fs::metadata(path)?.len();
+        let meta = fs::metadata(path)?;
+        let size = meta.len();
+        // Every record in a file is dated no later than the file's last write.
+        let last_write = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        let all_past = matches!((kept_from, last_write), (Some(from), Some(w)) if w < from);
+        if all_past && sealed_dir.join(cdx_name(&name)).exists() {
+            let fd = OwnedFd::from(fs::File::open(path)?);
+            let id = files.insert(path.clone(), fd);
+            out.files.push((id, path.clone()));
+            continue;
+        }
         let cdx_path = sealed_dir.join(cdx_name(&name));
         let private_path = sealed_dir.join(private_name(&name));
         // The list of private records; an unreadable one (other than absent) fails closed:
@@ -423,6 +444,63 @@ mod tests {
         fs::remove_file(dir.path().join("sealed/P-1-0-00001.private")).unwrap();
         check(1);
         assert!(dir.path().join("sealed/P-1-0-00001.private").exists());
+    }
+
+    #[test]
+    fn files_last_written_before_what_the_sink_keeps_are_registered_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let w0 = dir.path().join("0");
+        fs::create_dir_all(&w0).unwrap();
+        let now14 = UtcTime::now().arc14();
+        let mut data = filedesc_member("O-1-0-00001.arc.gz", &now14, 1);
+        data.extend(member("http://a/", &now14, b"HTTP/1.1 200 OK\r\n\r\na"));
+        fs::write(w0.join("O-1-0-00001.arc.gz"), &data).unwrap();
+        // The crash repair seals it (and writes its CDX).
+        recover(dir.path(), &FileTable::new(), &Collect::default()).unwrap();
+        let sealed = dir.path().join("sealed/O-1-0-00001.arc.gz");
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&sealed)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+
+        struct Recent(Collect, i64);
+        impl RecordSink for Recent {
+            fn reserve(&self, _: usize) {}
+            fn found(&self, r: FoundRecord<'_>) -> bool {
+                self.0.found(r)
+            }
+            fn kept_from(&self) -> Option<i64> {
+                Some(self.1)
+            }
+        }
+        let now = crate::clock::unix_now();
+        let recent = Recent(Collect::default(), now - 60);
+        let files = FileTable::new();
+        let r = recover(dir.path(), &files, &recent).unwrap();
+        assert_eq!(r.indexed, 0);
+        assert!(recent.0.urls().is_empty(), "its CDX was not read");
+        assert_eq!(
+            r.sealed.len(),
+            1,
+            "still registered (and handed to --on-seal)"
+        );
+        assert_eq!(files.len(), 1);
+        // Within the window: read.
+        let wide = Recent(Collect::default(), now - 7200);
+        recover(dir.path(), &FileTable::new(), &wide).unwrap();
+        assert_eq!(wide.0.urls(), ["http://a/"]);
+        // Without its CDX the file is scanned and the CDX rebuilt, whatever its age.
+        fs::remove_file(dir.path().join("sealed/O-1-0-00001.cdx")).unwrap();
+        let r = recover(
+            dir.path(),
+            &FileTable::new(),
+            &Recent(Collect::default(), now),
+        )
+        .unwrap();
+        assert_eq!(r.rebuilt_cdx, 1);
     }
 
     #[test]

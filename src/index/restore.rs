@@ -54,6 +54,11 @@ impl RecordSink for Restorer<'_> {
         self.index.reserve(n);
     }
 
+    fn kept_from(&self) -> Option<i64> {
+        let ttl = i64::try_from(self.ttl.as_secs()).ok()?;
+        Some(self.now_unix.saturating_sub(ttl))
+    }
+
     fn found(&self, found: FoundRecord<'_>) -> bool {
         let Some(record) = self.record(&found) else {
             return false;
