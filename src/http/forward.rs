@@ -78,6 +78,17 @@ pub fn forward_head(
     body_len: Option<u64>,
     client: ClientSide,
 ) -> ForwardHead {
+    finish_head(
+        &kept_head(raw_head, origin),
+        origin.framing,
+        body_len,
+        client,
+    )
+}
+
+/// The part of the client head that depends only on the stored response: the status line
+/// and the origin headers that go on to the client.
+fn kept_head(raw_head: &[u8], origin: &ResponseHead) -> Vec<u8> {
     let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut storage);
     // The head was parsed once already; a failure here cannot happen, and would only lose
@@ -89,19 +100,6 @@ pub fn forward_head(
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .flat_map(|h| tokens(h.value))
         .collect();
-
-    let (plan, close) = match (origin.framing, body_len, client.version) {
-        (Framing::Empty, _, _) => (BodyPlan::None, false),
-        (Framing::Length(n), _, _) | (Framing::UntilClose, Some(n), _) => {
-            (BodyPlan::Length(n), false)
-        }
-        (Framing::Chunked, _, 1) => (BodyPlan::PassChunked, false),
-        (Framing::Chunked, _, _) => (BodyPlan::Dechunk, true),
-        (Framing::UntilClose, None, 1) => (BodyPlan::Rechunk, false),
-        (Framing::UntilClose, None, _) => (BodyPlan::UntilClose, true),
-    };
-    let close = close || !client.keep_alive;
-
     let mut out = Vec::with_capacity(raw_head.len() + 128);
     let _ = write!(
         out,
@@ -118,6 +116,35 @@ pub fn forward_head(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
+    out
+}
+
+/// The body plan for a response framed as `framing` going to a client of HTTP/1.`version`,
+/// and whether the connection must close after it.
+fn plan_for(framing: Framing, body_len: Option<u64>, version: u8) -> (BodyPlan, bool) {
+    match (framing, body_len, version) {
+        (Framing::Empty, _, _) => (BodyPlan::None, false),
+        (Framing::Length(n), _, _) | (Framing::UntilClose, Some(n), _) => {
+            (BodyPlan::Length(n), false)
+        }
+        (Framing::Chunked, _, 1) => (BodyPlan::PassChunked, false),
+        (Framing::Chunked, _, _) => (BodyPlan::Dechunk, true),
+        (Framing::UntilClose, None, 1) => (BodyPlan::Rechunk, false),
+        (Framing::UntilClose, None, _) => (BodyPlan::UntilClose, true),
+    }
+}
+
+/// The client head: `kept` (see `kept_head`), then the framing and our own headers.
+fn finish_head(
+    kept: &[u8],
+    framing: Framing,
+    body_len: Option<u64>,
+    client: ClientSide,
+) -> ForwardHead {
+    let (plan, close) = plan_for(framing, body_len, client.version);
+    let close = close || !client.keep_alive;
+    let mut out = Vec::with_capacity(kept.len() + 128);
+    out.extend_from_slice(kept);
     match plan {
         BodyPlan::Length(n) => {
             let _ = write!(out, "Content-Length: {n}\r\n");
@@ -131,7 +158,7 @@ pub fn forward_head(
     if let Some(age) = client.age {
         let _ = write!(out, "Age: {age}\r\n");
     }
-    if let (Some(limit), Framing::Length(n)) = (client.archive_limit, origin.framing) {
+    if let (Some(limit), Framing::Length(n)) = (client.archive_limit, framing) {
         if n > limit {
             out.extend_from_slice(b"X-Liveweb-Archived: no; E40\r\n");
         }
@@ -151,6 +178,46 @@ pub fn forward_head(
             plan
         },
         close,
+    }
+}
+
+/// A stored response made ready for forward-mode hits, once: its client head up to the
+/// per-request part, and where its body lies, so a hit neither parses nor filters anything.
+#[derive(Debug)]
+pub struct ForwardTemplate {
+    kept: Vec<u8>,
+    framing: Framing,
+    /// The body's range in the stored response.
+    pub body: std::ops::Range<usize>,
+}
+
+impl ForwardTemplate {
+    /// Prepares `response` (a whole stored response: head, body), or `None` if it does not
+    /// parse.
+    pub fn new(response: &[u8]) -> Option<Self> {
+        let (head, head_at, body_start) = split_head(response).ok()??;
+        Some(ForwardTemplate {
+            kept: kept_head(&response[head_at..body_start], &head),
+            framing: head.framing,
+            body: body_start..response.len(),
+        })
+    }
+
+    /// The head for this client and the body plan, when the stored body goes out unchanged
+    /// (`None` for a chunked body to an HTTP/1.0 client, which must be decoded).
+    pub fn head_for(&self, client: ClientSide) -> Option<ForwardHead> {
+        let f = finish_head(
+            &self.kept,
+            self.framing,
+            Some(self.body.len() as u64),
+            client,
+        );
+        (f.plan != BodyPlan::Dechunk).then_some(f)
+    }
+
+    /// Bytes held, for the hot shard's accounting.
+    pub fn size(&self) -> usize {
+        self.kept.len() + std::mem::size_of::<Self>()
     }
 }
 
@@ -384,6 +451,43 @@ mod tests {
         let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let head = String::from_utf8(out[..split].to_vec()).unwrap();
         (head, out[split..].to_vec(), s.must_close())
+    }
+
+    #[test]
+    fn a_template_gives_the_same_reply_as_the_streamer() {
+        let responses: [&[u8]; 5] = [
+            b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: X-Hop\r\nX-Hop: 1\r\nAge: 9\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Gone Away\r\nContent-Length: 2\r\n\r\nno",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+        ];
+        for raw in responses {
+            let t = ForwardTemplate::new(raw).unwrap();
+            for version in [0, 1] {
+                for (keep_alive, head_only) in [(true, false), (false, false), (true, true)] {
+                    let c = ClientSide {
+                        keep_alive,
+                        head_only,
+                        ..client(version)
+                    };
+                    let (head, body, close) = run(raw, Some(raw.len() as u64), c);
+                    let Some(f) = t.head_for(c) else {
+                        assert!(raw.ends_with(b"0\r\n\r\n") && version == 0);
+                        continue;
+                    };
+                    assert_eq!(String::from_utf8(f.head).unwrap(), head);
+                    assert_eq!(f.close, close);
+                    let sent = if f.plan == BodyPlan::None {
+                        &[][..]
+                    } else {
+                        &raw[t.body.clone()]
+                    };
+                    assert_eq!(sent, &body[..], "{version} {keep_alive} {head_only}");
+                }
+            }
+        }
+        assert!(ForwardTemplate::new(b"not http").is_none());
     }
 
     #[test]

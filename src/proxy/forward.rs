@@ -18,7 +18,7 @@ use super::send::write_all;
 use crate::archive::record::{declared_length, MAX_HEADER_LINE};
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
-use crate::http::forward::{ClientSide, ResponseStreamer};
+use crate::http::forward::{ClientSide, ForwardTemplate, ResponseStreamer};
 
 /// Records up to this size (compressed, and again decoded) are kept decoded after a forward
 /// hit.
@@ -82,9 +82,26 @@ pub async fn send_stored(
     let decoded = state.decoded.take();
     let keep = state.finish(stream, timeout).await?;
     if let (Some((hot, loc)), Some(plain)) = (keep_decoded, decoded) {
-        hot.borrow_mut().insert_decoded(&loc, Bytes::from(plain));
+        let template = template_for_record(&plain);
+        hot.borrow_mut()
+            .insert_decoded(&loc, Bytes::from(plain), template);
     }
     Ok(keep)
+}
+
+/// The forward reply prepared for a decoded record (ARC header line, stored response, `\n`),
+/// its body range relative to the record.
+pub fn template_for_record(plain: &[u8]) -> Option<ForwardTemplate> {
+    let nl = plain
+        .iter()
+        .take(MAX_HEADER_LINE)
+        .position(|&b| b == b'\n')?;
+    let len = usize::try_from(declared_length(&plain[..nl])?).ok()?;
+    let start = nl + 1;
+    let response = plain.get(start..start.checked_add(len)?)?;
+    let mut template = ForwardTemplate::new(response)?;
+    template.body = template.body.start + start..template.body.end + start;
+    Some(template)
 }
 
 /// A plain (`.arc`) record: the head is read and rewritten, then the body goes from the file

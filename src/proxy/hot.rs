@@ -3,14 +3,17 @@
 //! looked at (FIFO-reinsertion, the CLOCK family: a popular record stays, a record seen once
 //! leaves in order). Hits found here are answered with a plain write. A record can
 //! be held as stored (its gzip member) and, for forward-mode hits, decoded (the plain record),
-//! so a forward hit does not inflate the same record again and again.
+//! so a forward hit does not inflate the same record again and again; a decoded record also
+//! keeps its forward reply prepared (`ForwardTemplate`), so such a hit parses nothing.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::archive::RecordLoc;
+use crate::http::forward::ForwardTemplate;
 
 /// File id, offset, and whether the bytes are the decoded form.
 type Key = (u32, u64, bool);
@@ -22,7 +25,16 @@ const SLAB: usize = 1 << 20;
 /// A kept record and whether it was hit since eviction last passed it.
 struct Kept {
     bytes: Bytes,
+    /// For a decoded record: its forward reply, prepared.
+    template: Option<Rc<ForwardTemplate>>,
     hit: Cell<bool>,
+}
+
+/// A decoded record and, when its response parses, its forward reply prepared (body range
+/// relative to `plain`).
+pub struct Decoded {
+    pub plain: Bytes,
+    pub template: Option<Rc<ForwardTemplate>>,
 }
 
 /// Byte-bounded cache of gzip members keyed by file id and offset, FIFO with reinsertion.
@@ -55,38 +67,52 @@ impl HotShard {
 
     pub fn get(&self, loc: &RecordLoc) -> Option<Bytes> {
         self.hit((loc.file_id, loc.offset, false))
+            .map(|k| k.bytes.clone())
     }
 
     /// The decoded (plain) form of a gzip record, if kept.
-    pub fn get_decoded(&self, loc: &RecordLoc) -> Option<Bytes> {
-        self.hit((loc.file_id, loc.offset, true))
+    pub fn get_decoded(&self, loc: &RecordLoc) -> Option<Decoded> {
+        self.hit((loc.file_id, loc.offset, true)).map(|k| Decoded {
+            plain: k.bytes.clone(),
+            template: k.template.clone(),
+        })
     }
 
-    fn hit(&self, key: Key) -> Option<Bytes> {
+    fn hit(&self, key: Key) -> Option<&Kept> {
         let kept = self.map.get(&key)?;
         kept.hit.set(true);
-        Some(kept.bytes.clone())
+        Some(kept)
     }
 
-    /// Keeps the decoded form of a gzip record.
-    pub fn insert_decoded(&mut self, loc: &RecordLoc, plain: Bytes) {
-        self.put((loc.file_id, loc.offset, true), plain);
+    /// Keeps the decoded form of a gzip record, with its forward reply prepared.
+    pub fn insert_decoded(
+        &mut self,
+        loc: &RecordLoc,
+        plain: Bytes,
+        template: Option<ForwardTemplate>,
+    ) {
+        self.put(
+            (loc.file_id, loc.offset, true),
+            plain,
+            template.map(Rc::new),
+        );
     }
 
     /// Keeps `member`; records over a quarter of the shard are not kept (one of them would
     /// evict most of the shard for little gain).
     pub fn insert(&mut self, loc: &RecordLoc, member: Bytes) {
-        self.put((loc.file_id, loc.offset, false), member);
+        self.put((loc.file_id, loc.offset, false), member, None);
     }
 
-    fn put(&mut self, key: Key, member: Bytes) {
-        if member.len() > self.capacity / 4 || self.map.contains_key(&key) {
+    fn put(&mut self, key: Key, member: Bytes, template: Option<Rc<ForwardTemplate>>) {
+        let size = member.len() + template.as_ref().map_or(0, |t| t.size());
+        if size > self.capacity / 4 || self.map.contains_key(&key) {
             return;
         }
         // Each record is passed over at most once per eviction run before it can go, so
         // this ends even when every record was hit.
         let mut passes = self.order.len();
-        while self.used + member.len() > self.capacity {
+        while self.used + size > self.capacity {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
@@ -105,15 +131,16 @@ impl HotShard {
                 continue;
             }
             if let Some(evicted) = self.map.remove(&old) {
-                self.used -= evicted.bytes.len();
+                self.used -= evicted.bytes.len() + evicted.template.map_or(0, |t| t.size());
             }
         }
-        self.used += member.len();
+        self.used += size;
         let bytes = Self::pack_into(&mut self.slab, member);
         self.map.insert(
             key,
             Kept {
                 bytes,
+                template,
                 hit: Cell::new(false),
             },
         );
@@ -162,9 +189,9 @@ mod tests {
         assert!(shard.used_bytes() <= 100);
         assert!(shard.get(&loc(0)).is_none() && shard.get(&loc(1)).is_none());
         assert_eq!(shard.get(&loc(7)).unwrap()[0], 7);
-        shard.insert_decoded(&loc(7), Bytes::from(vec![9; 10]));
+        shard.insert_decoded(&loc(7), Bytes::from(vec![9; 10]), None);
         assert_eq!(
-            shard.get_decoded(&loc(7)).unwrap()[0],
+            shard.get_decoded(&loc(7)).unwrap().plain[0],
             9,
             "decoded kept apart"
         );

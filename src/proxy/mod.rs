@@ -213,10 +213,6 @@ fn reply_for(
         } else {
             None
         };
-        let (source, gzip) = match decoded {
-            Some(plain) => (forward::MemberSource::Memory(plain), false),
-            None => (forward_source(record, member, file), gzip),
-        };
         let age = matches!(state, RequestState::Hit | RequestState::Revalidated)
             .then(|| age_of(record, Instant::now()));
         if let Some(head) = not_modified(record, req, state, age, to) {
@@ -227,6 +223,28 @@ fn reply_for(
             };
         }
         let client = client_side(to, state, age, None);
+        let (source, gzip) = match decoded {
+            Some(d) => {
+                // Prepared: the head from the template, the body a slice of the decoded copy.
+                let prepared = d
+                    .template
+                    .as_ref()
+                    .and_then(|t| Some((t, t.head_for(client)?)));
+                if let Some((t, f)) = prepared {
+                    let body = match f.plan {
+                        crate::http::forward::BodyPlan::None => Body::None,
+                        _ => Body::Memory(d.plain.slice(t.body.clone())),
+                    };
+                    return Response {
+                        head: f.head,
+                        body,
+                        state,
+                    };
+                }
+                (forward::MemberSource::Memory(d.plain), false)
+            }
+            None => (forward_source(record, member, file), gzip),
+        };
         return Response {
             head: Vec::new(),
             body: Body::Forward {
