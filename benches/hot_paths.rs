@@ -1,5 +1,6 @@
 //! The per-request pure work: request-head parse, URL normalization, upstream range lookup,
-//! and the shared index (lookup and insert from 2 threads at once).
+//! the shared index (lookup and insert from 2 threads at once), and a forward hit's client
+//! head (parsed and rewritten per hit, against prepared once in a `ForwardTemplate`).
 //! Run: `cargo bench --bench hot_paths`.
 
 use std::sync::Arc;
@@ -122,5 +123,36 @@ fn index(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, index);
+/// A typical stored response head (nginx serving a 1 KiB file) and its body.
+const STORED: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Wed, 25 Nov 2026 18:00:00 GMT\r\nContent-Type: application/octet-stream\r\nContent-Length: 16\r\nLast-Modified: Wed, 25 Nov 2026 17:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6925e0a0-400\"\r\nExpires: Wed, 25 Nov 2026 19:00:00 GMT\r\nCache-Control: max-age=3600\r\nAccept-Ranges: bytes\r\n\r\n0123456789abcdef";
+
+fn forward_head(c: &mut Criterion) {
+    use liveweb::http::forward::{ClientSide, ForwardTemplate, ResponseStreamer};
+    let client = ClientSide {
+        version: 1,
+        keep_alive: true,
+        head_only: false,
+        cache: "HIT",
+        age: Some(12),
+        archive_limit: None,
+    };
+    let mut g = c.benchmark_group("forward_hit_head");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parsed_per_hit", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter(|| {
+            out.clear();
+            let mut s = ResponseStreamer::new(client, Some(STORED.len() as u64));
+            s.push(STORED, &mut out).expect("stored response");
+            out.len()
+        })
+    });
+    let template = ForwardTemplate::new(STORED).expect("stored response");
+    g.bench_function("prepared_template", |b| {
+        b.iter(|| template.head_for(client).map(|f| f.head.len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parsing, index, forward_head);
 criterion_main!(benches);
