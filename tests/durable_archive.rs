@@ -242,7 +242,12 @@ fn sigterm_finishes_in_flight_requests_and_seals() {
             std::thread::spawn(move || get(addr, &url, ""))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // In flight: every fetch has reached the origin (which holds each reply 800 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..4).any(|i| origin.hits(&format!("/s{i}")) == 0) {
+        assert!(Instant::now() < deadline, "the fetches never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     proxy.signal_term();
     for c in clients {
         let r = c.join().unwrap();
