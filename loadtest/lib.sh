@@ -42,5 +42,11 @@ launch_liveweb() {
     sleep 0.1
   done
   LW_ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/$name.log" | grep -o '127.0.0.1:[0-9]*' || true)
-  [ -n "$LW_ADDR" ] || { echo "liveweb did not start:" >&2; cat "$WORK/$name.log" >&2; return 1; }
+  if [ -z "$LW_ADDR" ]; then
+    local status=running
+    kill -0 "$LW_PID" 2>/dev/null || { wait "$LW_PID" && status=0 || status=$?; }
+    echo "liveweb did not start (status: $status), its log:" >&2
+    cat "$WORK/$name.log" >&2
+    return 1
+  fi
 }

@@ -57,8 +57,13 @@ printf 't_s\tcycle\trss_kib\n' > "$OUT/rss.tsv"
 START=$SECONDS
 END=$((SECONDS + MINUTES * 60))
 cycle=0
+FAILED_START=""
 while [ $SECONDS -lt $END ]; do
-  launch_liveweb "${LW_FLAGS[@]}"
+  if ! launch_liveweb "${LW_FLAGS[@]}" 2>> "$OUT/stops.txt"; then
+    FAILED_START="cycle $cycle"
+    echo "cycle $cycle: liveweb did not start" >> "$OUT/stops.txt"
+    break
+  fi
   grep -h 'recovered' "$WORK/soak.log" | sed "s/^/cycle $cycle: /" >> "$OUT/recoveries.txt" || true
   len=$(( END - SECONDS < CYCLE ? END - SECONDS : CYCLE ))
   [ "$len" -ge 15 ] || len=15
@@ -92,11 +97,14 @@ while [ $SECONDS -lt $END ]; do
 done
 
 # One last start: recovery after the last stop, then a clean stop that seals everything.
-launch_liveweb "${LW_FLAGS[@]}"
-grep -h 'recovered' "$WORK/soak.log" | sed "s/^/final: /" >> "$OUT/recoveries.txt" || true
-kill -TERM "$LW_PID"; rc=0; wait "$LW_PID" || rc=$?
-unset 'PIDS[-1]'
-echo "final: SIGTERM, exit $rc" >> "$OUT/stops.txt"
+if [ -z "$FAILED_START" ] && launch_liveweb "${LW_FLAGS[@]}" 2>> "$OUT/stops.txt"; then
+  grep -h 'recovered' "$WORK/soak.log" | sed "s/^/final: /" >> "$OUT/recoveries.txt" || true
+  kill -TERM "$LW_PID"; rc=0; wait "$LW_PID" || rc=$?
+  unset 'PIDS[-1]'
+  echo "final: SIGTERM, exit $rc" >> "$OUT/stops.txt"
+else
+  echo "final: liveweb did not start" >> "$OUT/stops.txt"
+fi
 
 files=0; records=0; bad_files=0
 for arc in "$WORK"/soak/sealed/*.arc.gz; do

@@ -117,8 +117,12 @@ impl Error {
             | RequestTimeout
             | TooManyConnections
             | Overloaded(_)
-            | ConnectPortNotAllowed(_) => Side::Client,
-            AddressNotAllowed(_) | Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
+            | ConnectPortNotAllowed(_)
+            // A URL whose host resolves to a denied address is the client's request refused
+            // by policy, not an upstream failure: no log line per request (a client probing
+            // internal addresses would otherwise flood the log).
+            | AddressNotAllowed(_) => Side::Client,
+            Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
             | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
                 Side::Upstream
             }
@@ -181,7 +185,7 @@ impl Error {
     /// Whether the failure is recorded as an ARC record and cached for `--error-ttl`: the
     /// origin was tried and failed. A policy refusal (E11) never reached the origin.
     pub fn is_archived_failure(&self) -> bool {
-        self.side() == Side::Upstream && !matches!(self, Error::AddressNotAllowed(_))
+        self.side() == Side::Upstream
     }
 
     /// Seconds a client should wait before retrying, for failures that pass by themselves.
