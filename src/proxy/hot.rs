@@ -20,6 +20,8 @@ type Key = (u32, u64, bool);
 
 /// Records up to this size are copied into shared slabs of `SLAB` bytes.
 const PACK_LIMIT: usize = 16 * 1024;
+/// Stored members from this size on are sent with sendfile, not kept in the shard.
+pub const SENDFILE_FROM: u64 = 64 * 1024;
 const SLAB: usize = 1 << 20;
 
 /// A kept record and whether it was hit since eviction last passed it.
@@ -98,9 +100,14 @@ impl HotShard {
         );
     }
 
-    /// Keeps `member`; records over a quarter of the shard are not kept (one of them would
-    /// evict most of the shard for little gain).
+    /// Keeps `member`, unless it is `SENDFILE_FROM` or bigger: those are cheaper to send
+    /// from the page cache with sendfile than from memory (`cargo bench --bench hit_paths`;
+    /// `SIZE=256k loadtest/ab.sh`), so the shard leaves them to the page cache. (Records over
+    /// a quarter of the shard are never kept: one would evict most of it for little gain.)
     pub fn insert(&mut self, loc: &RecordLoc, member: Bytes) {
+        if member.len() as u64 >= SENDFILE_FROM {
+            return;
+        }
         self.put((loc.file_id, loc.offset, false), member, None);
     }
 
@@ -174,6 +181,19 @@ mod tests {
             offset,
             len: 0,
         }
+    }
+
+    #[test]
+    fn members_sent_by_sendfile_are_left_to_the_page_cache() {
+        let mut shard = HotShard::new(16 << 20);
+        let big = SENDFILE_FROM as usize;
+        shard.insert(&loc(0), Bytes::from(vec![0; big - 1]));
+        shard.insert(&loc(1), Bytes::from(vec![1; big]));
+        assert!(shard.get(&loc(0)).is_some());
+        assert!(shard.get(&loc(1)).is_none());
+        // Decoded copies (forward hits inflate them) are kept whatever their size.
+        shard.insert_decoded(&loc(1), Bytes::from(vec![1; big * 4]), None);
+        assert!(shard.get_decoded(&loc(1)).is_some());
     }
 
     #[test]
