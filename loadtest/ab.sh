@@ -26,22 +26,7 @@ case $SIZE in
   *) echo "SIZE is like 1k or 4m" >&2; exit 1 ;;
 esac
 head -c "$BYTES" /dev/urandom > "$WORK/www/$SIZE.bin"
-chmod -R a+rX "$WORK/www"
-ORIGIN_PORT=$(free_port)
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-daemon off;
-events { worker_connections 1024; }
-http {
-  keepalive_requests 1000000; keepalive_timeout 60s; access_log off;
-  server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; expires 1h; }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/$SIZE.bin" -o /dev/null && break; sleep 0.1; done
+start_origin "expires 1h;"
 
 LW_NAME=a LW_BIN=$A launch_liveweb
 ADDR_A=$LW_ADDR

@@ -15,25 +15,10 @@ done
 cargo build --release --quiet
 . loadtest/lib.sh
 
-mkdir -p "$WORK/nginx"
-ORIGIN_PORT=$(free_port)
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-daemon off;
-events { worker_connections 1024; }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
-  server { listen 127.0.0.1:$ORIGIN_PORT; location /u/ { default_type text/plain; return 200 "unique \$request_uri\n"; } }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$ORIGIN_PORT/u/x" -o /dev/null && break; sleep 0.1; done
+start_origin 'location /u/ { default_type text/plain; return 200 "unique $request_uri\n"; }'
 
 OUT=loadtest/results/growth-$(date -u +%Y%m%dT%H%M%SZ).txt
-echo "# loadtest/growth.sh secs=$SECS rounds=$ROUNDS $(date -u); wrk -t1 -c50 on CPU 1; unique 4 KiB-ish misses" > "$OUT"
+echo "# loadtest/growth.sh secs=$SECS rounds=$ROUNDS $(date -u); wrk -t1 -c50 on CPU 1; unique small misses" > "$OUT"
 for round in $(seq "$ROUNDS"); do
   for expected in 1000 2000000; do
     LW_NAME=g$round-$expected launch_liveweb --expected-urls "$expected"

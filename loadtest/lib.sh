@@ -50,3 +50,32 @@ launch_liveweb() {
     return 1
   fi
 }
+
+# Starts an nginx origin on a free loopback port (sets ORIGIN_PORT): serves $WORK/www with
+# long keep-alive and no access log, plus the server-block directives given in $1 (locations,
+# `expires`); returns once it answers.
+start_origin() {
+  mkdir -p "$WORK/www" "$WORK/nginx"
+  chmod -R a+rX "$WORK/www"
+  ORIGIN_PORT=$(free_port)
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; ${1:-} }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+  PIDS+=($!)
+  for _ in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$ORIGIN_PORT/" && return 0
+    sleep 0.1
+  done
+  echo "origin nginx did not start:" >&2
+  cat "$WORK/nginx/error.log" >&2
+  return 1
+}

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-30}
 CYCLE=${CYCLE:-150}
-for tool in wrk nginx python3; do
+for tool in wrk nginx python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install wrk nginx" >&2; exit 1; }
 done
 python3 -c 'import warcio' 2>/dev/null || { echo "missing warcio: pip install warcio" >&2; exit 1; }
@@ -27,27 +27,8 @@ mkdir -p "$WORK/www/static" "$WORK/nginx"
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/static/1k.bin"
 head -c 65536 /dev/urandom > "$WORK/www/static/64k.bin"
 head -c 1048576 /dev/urandom > "$WORK/www/static/1m.bin"
-chmod -R a+rX "$WORK/www"
-ORIGIN_PORT=$(free_port)
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT;
-    root $WORK/www;
-    location /u/ { default_type text/plain; return 200 "unique \$request_uri\n"; }
-    location /post { default_type text/plain; return 200 "posted\n"; }
-  }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-PIDS+=($!)
+start_origin 'location /u/ { default_type text/plain; return 200 "unique $request_uri\n"; }
+  location /post { default_type text/plain; return 200 "posted\n"; }'
 
 LW_NAME=soak
 LW_START_WAIT=300
