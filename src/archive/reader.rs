@@ -47,10 +47,17 @@ pub fn is_resident(fd: &impl AsRawFd, offset: u64, len: u64) -> bool {
     if !NO_CACHESTAT.load(Ordering::Relaxed) {
         match cachestat(fd.as_raw_fd(), offset, len) {
             Ok(resident) => return resident,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // Not there (old kernel) or not allowed (a seccomp profile that knows the call
+            // and refuses it): use mincore from now on, or no hit would ever use sendfile.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EPERM | libc::EOPNOTSUPP | libc::EINVAL)
+                ) =>
+            {
                 NO_CACHESTAT.store(true, Ordering::Relaxed)
             }
-            Err(_) => return false,
+            Err(_) => {}
         }
     }
     mincore_resident(fd.as_raw_fd(), offset, len)

@@ -126,8 +126,11 @@ impl OneShot {
 /// fetched for a request carrying credentials: it must never answer another request, after
 /// a restart too. Readers skip extra fields, so the member stays an ordinary gzip member.
 const PRIVATE_SUBFIELD: [u8; 4] = [b'L', b'W', 0, 0];
-/// The FEXTRA bit of a gzip header's flags byte.
+/// Bits of a gzip header's flags byte (RFC 1952 2.3.1).
+const FTEXT: u8 = 0x01;
 const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
 
 /// A gzip member marked private (see `PRIVATE_SUBFIELD`); other bytes are returned as they
 /// are. The extra field goes right after the fixed 10-byte header, where RFC 1952 puts it.
@@ -160,6 +163,10 @@ pub const MIN_PAD: usize = 6;
 /// one subfield.
 pub fn pad_member(member: &[u8], grow: usize) -> Option<Vec<u8>> {
     if member.len() < 18 || !member.starts_with(&[0x1f, 0x8b, 8]) {
+        return None;
+    }
+    // A header CRC (FHCRC) would no longer match, and reserved bits are unknown: leave those.
+    if member[3] & !(FTEXT | FEXTRA | FNAME | FCOMMENT) != 0 {
         return None;
     }
     let has_extra = member[3] & FEXTRA != 0;
@@ -282,6 +289,13 @@ mod tests {
         }
         assert_eq!(pad_member(b"plain arc record\n", 100), None);
         assert_eq!(pad_member(&plain, 70_000), None, "one subfield at most");
+        let mut with_hcrc = plain.clone();
+        with_hcrc[3] |= 0x02;
+        assert_eq!(
+            pad_member(&with_hcrc, 100),
+            None,
+            "a header CRC would go stale"
+        );
     }
 
     #[test]

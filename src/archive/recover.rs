@@ -126,6 +126,10 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     Ok(out)
 }
 
+/// Seconds a sealed file's time may lag the dates of its records before the `kept_from` skip
+/// could drop a fresh one.
+const MTIME_SLACK: i64 = 3600;
+
 /// What one loader thread put in the index and the file table.
 #[derive(Default)]
 struct Loaded {
@@ -154,7 +158,10 @@ fn load_sealed(
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64);
-        let all_past = matches!((kept_from, last_write), (Some(from), Some(w)) if w < from);
+        // With an hour of slack for a file time set by a clock a little behind the one that
+        // dated the records (copies, NFS).
+        let all_past = matches!((kept_from, last_write),
+            (Some(from), Some(w)) if w.saturating_add(MTIME_SLACK) < from);
         if all_past && sealed_dir.join(cdx_name(&name)).exists() {
             let fd = OwnedFd::from(fs::File::open(path)?);
             let id = files.insert(path.clone(), fd);
@@ -458,12 +465,12 @@ mod tests {
         // The crash repair seals it (and writes its CDX).
         recover(dir.path(), &FileTable::new(), &Collect::default()).unwrap();
         let sealed = dir.path().join("sealed/O-1-0-00001.arc.gz");
-        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
         fs::File::options()
             .write(true)
             .open(&sealed)
             .unwrap()
-            .set_modified(an_hour_ago)
+            .set_modified(two_hours_ago)
             .unwrap();
 
         struct Recent(Collect, i64);
@@ -489,7 +496,7 @@ mod tests {
         );
         assert_eq!(files.len(), 1);
         // Within the window: read.
-        let wide = Recent(Collect::default(), now - 7200);
+        let wide = Recent(Collect::default(), now - 4 * 3600);
         recover(dir.path(), &FileTable::new(), &wide).unwrap();
         assert_eq!(wide.0.urls(), ["http://a/"]);
         // Without its CDX the file is scanned and the CDX rebuilt, whatever its age.

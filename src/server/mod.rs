@@ -110,9 +110,10 @@ fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle
 }
 
 impl Server {
-    /// Recovers the data directory, then binds and starts the workers. The caller installs
-    /// its signal handlers before this, so a signal during recovery is handled, not fatal.
-    pub fn start(config: Config) -> io::Result<Server> {
+    /// Recovers the data directory, then binds and starts the workers; `recovered` is called
+    /// between the two. The caller installs its signal handlers before this, so a signal
+    /// during recovery is handled, not fatal.
+    pub fn start(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
         let workers = config.worker_count();
         let placement = worker_cpus(&config.cpu_affinity, workers)?;
         // Before recovery: recovering a directory another instance writes would cut its
@@ -127,7 +128,9 @@ impl Server {
 
         let started = Instant::now();
         let restorer = crate::index::Restorer::new(&shared.index, config.ttl);
-        let recovered = recover(&config.data_dir, &shared.files, &restorer)?;
+        let recovered_files = recover(&config.data_dir, &shared.files, &restorer)?;
+        recovered();
+        let recovered = recovered_files;
         // Sized now, not while serving: a growing table stalls the worker that grows it.
         let room = config.expected_urls.saturating_sub(shared.index.len());
         shared.index.reserve(room);
@@ -248,6 +251,20 @@ impl Server {
     }
 }
 
+/// Where start-up is, for the signal thread.
+enum Startup {
+    Recovering,
+    /// Recovered; binding and starting the workers. `stop`: a stop signal came meanwhile.
+    Binding {
+        stop: bool,
+    },
+    Running(Arc<Server>),
+}
+
+fn lock_startup(s: &Mutex<Startup>) -> std::sync::MutexGuard<'_, Startup> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs until SIGINT or SIGTERM, then shuts down cleanly. Signals are handled from the
 /// start: a stop signal during start-up recovery exits at once with status 0 (recovery only
 /// ever replaces files whole, so it is redone from where it stopped at the next start).
@@ -260,25 +277,35 @@ pub fn run(config: Config) -> io::Result<()> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])?;
-    // `None` until the server is up; the signal thread holds the lock while it acts, so a
-    // stop signal either exits before start-up ends or shuts the running server down.
-    let running: Arc<Mutex<Option<Arc<Server>>>> = Arc::default();
-    let for_signals = running.clone();
+    // The signal thread holds the lock while it acts on a signal, so a stop signal is either
+    // acted on at once (recovering: exit; running: shut down) or left for `run` to act on as
+    // soon as the server is up (binding and starting, when exiting would cut what starts).
+    let startup = Arc::new(Mutex::new(Startup::Recovering));
+    let for_signals = startup.clone();
     std::thread::Builder::new()
         .name("liveweb-signals".into())
         .spawn(move || {
             let mut stopping = false;
             for signal in signals.forever() {
-                let state = for_signals.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(server) = state.as_ref() else {
-                    if signal == signal_hook::consts::SIGHUP {
-                        eprintln!("liveweb: SIGHUP ignored: still recovering");
+                let mut state = lock_startup(&for_signals);
+                let hup = signal == signal_hook::consts::SIGHUP;
+                let server = match &mut *state {
+                    Startup::Recovering | Startup::Binding { .. } if hup => {
+                        eprintln!("liveweb: SIGHUP ignored: still starting");
                         continue;
                     }
-                    eprintln!("liveweb: stop signal during start-up recovery, exiting");
-                    std::process::exit(0);
+                    Startup::Recovering => {
+                        eprintln!("liveweb: stop signal during start-up recovery, exiting");
+                        std::process::exit(0);
+                    }
+                    Startup::Binding { stop } => {
+                        *stop = true;
+                        continue;
+                    }
+                    Startup::Running(server) => server.clone(),
                 };
-                if signal == signal_hook::consts::SIGHUP {
+                drop(state);
+                if hup {
                     // A bad file is reported with its line; the tables in force stay.
                     match server.shared().reload() {
                         Ok(summary) => eprintln!("liveweb: reloaded ({summary})"),
@@ -291,14 +318,18 @@ pub fn run(config: Config) -> io::Result<()> {
                 } else {
                     eprintln!("liveweb: shutting down");
                     stopping = true;
-                    let server = server.clone();
-                    drop(state);
                     server.shutdown();
                 }
             }
         })?;
-    let server = Arc::new(Server::start(config)?);
-    *running.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.clone());
+    let binding = || *lock_startup(&startup) = Startup::Binding { stop: false };
+    let server = Arc::new(Server::start(config, &binding)?);
+    let stop_asked = {
+        let mut state = lock_startup(&startup);
+        let asked = matches!(*state, Startup::Binding { stop: true });
+        *state = Startup::Running(server.clone());
+        asked
+    };
     eprintln!(
         "liveweb: listening on {}, {} workers, driver {}, data dir {}",
         server.local_addr(),
@@ -306,6 +337,10 @@ pub fn run(config: Config) -> io::Result<()> {
         driver_name(),
         data_dir.display()
     );
+    if stop_asked {
+        eprintln!("liveweb: stop signal during start-up, shutting down");
+        server.shutdown();
+    }
     server.wait(grace);
     eprintln!("liveweb: stopped");
     Ok(())
