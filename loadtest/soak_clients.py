@@ -27,9 +27,10 @@ def count(kind):
         COUNTS[kind] = COUNTS.get(kind, 0) + 1
 
 
-def read_all(s, limit=4 << 20):
+def read_until(s, done=lambda data: False, limit=4 << 20):
+    """Bytes until `done(data)`, `limit` bytes or the close (the proxy may keep it open)."""
     data = b""
-    while len(data) < limit:
+    while len(data) < limit and not done(data):
         chunk = s.recv(65536)
         if not chunk:
             break
@@ -38,14 +39,7 @@ def read_all(s, limit=4 << 20):
 
 
 def read_status_line(s):
-    """Bytes up to the end of the first line (the proxy may keep the connection open)."""
-    data = b""
-    while b"\r\n" not in data and len(data) < 65536:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return read_until(s, lambda data: b"\r\n" in data, 65536)
 
 
 def status_of(data):
@@ -74,7 +68,7 @@ def tunnel():
         if status_of(head) != 200:
             return "tunnel-bad"
         s.sendall(b"GET /static/1k.bin HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n")
-        reply = head.split(b"\r\n\r\n", 1)[1] + read_all(s)
+        reply = head.split(b"\r\n\r\n", 1)[1] + read_until(s)
         parts = reply.split(b"\r\n\r\n", 1)
         ok = status_of(reply) == 200 and len(parts) == 2 and len(parts[1]) == 1024
         return "tunnel-ok" if ok else "tunnel-bad"
@@ -116,7 +110,7 @@ def slowloris():
     s = connect()
     try:
         s.sendall(b"GET http://127.0.0.1:%d/static/1k.bin HTTP/1.1\r\nHost: x\r\n" % ORIGIN_PORT)
-        reply = read_all(s, 1 << 16)
+        reply = read_until(s, limit=1 << 16)
         st = status_of(reply) if reply else None
         return "slowloris-ok" if st in {408, None} else "slowloris-bad:%s" % st
     finally:

@@ -29,6 +29,8 @@ struct Kept {
     bytes: Bytes,
     /// For a decoded record: its forward reply, prepared.
     template: Option<Rc<ForwardTemplate>>,
+    /// Bytes counted against the shard for it (record and template).
+    size: usize,
     hit: Cell<bool>,
 }
 
@@ -138,7 +140,7 @@ impl HotShard {
                 continue;
             }
             if let Some(evicted) = self.map.remove(&old) {
-                self.used -= evicted.bytes.len() + evicted.template.map_or(0, |t| t.size());
+                self.used -= evicted.size;
             }
         }
         self.used += size;
@@ -148,6 +150,7 @@ impl HotShard {
             Kept {
                 bytes,
                 template,
+                size,
                 hit: Cell::new(false),
             },
         );
