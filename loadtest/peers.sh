@@ -6,6 +6,8 @@
 #   PEERS="liveweb nginx" loadtest/peers.sh 5     (a subset)
 #   CASES="hit-4m miss-4k" PEERS=liveweb loadtest/peers.sh 5   (some cases; origin only
 #                                                    when it is in PEERS or PEERS is unset)
+#   ROUNDS=3 loadtest/peers.sh 10      (every case ROUNDS times, targets interleaved per
+#                                       round; the table gives each row's median round)
 #
 # Origin: nginx serving 1 KiB, 256 KiB and 4 MiB objects and a 4 KiB /u/<anything> space.
 # Cases per target: hits on each size at -c50, 1 KiB hits at -c256, misses on never-repeated
@@ -17,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-unpinned liveweb-unpinned-forward nginx varnish squid ats origin"}
 CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k"}
 
@@ -67,7 +70,7 @@ liveweb_flags() {
 start_liveweb() { # variant; its -forward twin is the same process (X-Liveweb-Mode: forward)
   local flags; flags=$(liveweb_flags "$1")
   # shellcheck disable=SC2086 # flags are words
-  LW_NAME=$1 launch_liveweb --mem-cache 1GB $flags
+  LW_NAME=$1 launch_liveweb $flags
   PID[$1]=$LW_PID; ADDR[$1]=$LW_ADDR
   PID[$1-forward]=$LW_PID; ADDR[$1-forward]=$LW_ADDR
 }
@@ -166,7 +169,9 @@ to_mb() { # wrk's Transfer/sec (e.g. 3.44GB) in MB/s
     m=(u=="KB")?1/1024:(u=="MB")?1:(u=="GB")?1024:1/1048576; printf "%.0f", v*m}'
 }
 ticks=$(getconf CLK_TCK)
-printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s\n' target case req/s MB/s p50 p99 errors origin cpu | tee "$OUT.rows"
+HEADER=$(printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s %5s' target case req/s MB/s p50 p99 errors origin cpu round)
+echo "$HEADER" | tee "$OUT.rows"
+ROUND=1
 run_case() { # target case conns url addr [pid]
   local target=$1 name=$2 conns=$3 url=$4 addr=$5 pid=${6:-}
   local before cpu0 raw
@@ -187,29 +192,38 @@ run_case() { # target case conns url addr [pid]
   local cpu
   cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$ticks" -v s="$SECS" 'BEGIN {printf "%.2f", (b-a)/t/s}')
   [ -n "$pid" ] || cpu=-
-  { echo "== $target $name"; echo "$raw"; } >> "$RAW"
-  printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s\n' "$target" "$name" "$rps" "$mbs" "$p50" "$p99" "$errs" "$reqs" "$cpu" | tee -a "$OUT.rows"
+  { echo "== $target $name round $ROUND"; echo "$raw"; } >> "$RAW"
+  printf '%-24s %-10s %10s %8s %9s %9s %7s %9s %6s %5s\n' "$target" "$name" "$rps" "$mbs" "$p50" "$p99" "$errs" "$reqs" "$cpu" "$ROUND" | tee -a "$OUT.rows"
 }
-for p in "${READY[@]}"; do
-  for obj in 1k 256k 4m; do
-    run_case "$p" "hit-$obj" 50 "http://127.0.0.1:$ORIGIN/$obj.bin" "${ADDR[$p]}" "${PID[$p]}"
+for round in $(seq "$ROUNDS"); do
+  ROUND=$round
+  for p in "${READY[@]}"; do
+    for obj in 1k 256k 4m; do
+      run_case "$p" "hit-$obj" 50 "http://127.0.0.1:$ORIGIN/$obj.bin" "${ADDR[$p]}" "${PID[$p]}"
+    done
+    run_case "$p" "hit-1k-c256" 256 "http://127.0.0.1:$ORIGIN/1k.bin" "${ADDR[$p]}" "${PID[$p]}"
+    run_case "$p" "miss-4k" 50 "http://127.0.0.1:$ORIGIN/u/" "${ADDR[$p]}" "${PID[$p]}"
   done
-  run_case "$p" "hit-1k-c256" 256 "http://127.0.0.1:$ORIGIN/1k.bin" "${ADDR[$p]}" "${PID[$p]}"
-  run_case "$p" "miss-4k" 50 "http://127.0.0.1:$ORIGIN/u/" "${ADDR[$p]}" "${PID[$p]}"
+  if [[ " $PEERS " == *" origin "* ]]; then
+    for obj in 1k 256k 4m; do
+      run_case origin "hit-$obj" 50 "http://127.0.0.1:$DIRECT/$obj.bin" "127.0.0.1:$DIRECT"
+    done
+    run_case origin "hit-1k-c256" 256 "http://127.0.0.1:$DIRECT/1k.bin" "127.0.0.1:$DIRECT"
+  fi
 done
-if [[ " $PEERS " == *" origin "* ]]; then
-  for obj in 1k 256k 4m; do
-    run_case origin "hit-$obj" 50 "http://127.0.0.1:$DIRECT/$obj.bin" "127.0.0.1:$DIRECT"
-  done
-  run_case origin "hit-1k-c256" 256 "http://127.0.0.1:$DIRECT/1k.bin" "127.0.0.1:$DIRECT"
-fi
 
 {
   echo "# loadtest/peers.sh $SECS s per case, $(date -u), $(nproc) CPUs, $(uname -r)"
-  echo "# wrk -t1 on CPU 1; liveweb --workers 2 --mem-cache 1GB: default pinning (worker N on CPU N), -cpu0 = --cpu-affinity 0,"
+  echo "# wrk -t1 on CPU 1; liveweb --workers 2, default flags: default pinning (worker N on CPU N), -cpu0 = --cpu-affinity 0,"
   echo "#   -unpinned = --cpu-affinity off; X-forward = the same process asked with X-Liveweb-Mode: forward"
   echo "# origin = nginx serving the files directly (the ceiling); 'origin' column = requests that reached it"
   echo "# cpu = proxy CPU seconds per second (all its processes); MB/s = wrk's Transfer/sec"
+  if [ "$ROUNDS" -gt 1 ]; then
+    echo "# $ROUNDS rounds; each row is the round with the median req/s (every round below)"
+    python3 loadtest/median_rows.py < "$OUT.rows"
+    echo
+    echo "# every round"
+  fi
   cat "$OUT.rows"
 } > "$OUT"
 rm -f "$OUT.rows"
