@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod cdx;
+mod compressibility;
 mod fault;
 pub mod files;
 pub mod handoff;

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::compressibility::worth_deflating;
+
 /// The filedesc record's version block: version 1, reserved 0, origin code, then the URL
 /// record definition. The record's length counts exactly these bytes.
 pub const FILEDESC_BLOCK: &[u8] =
@@ -22,12 +24,14 @@ pub enum Codec {
 
 impl Codec {
     /// One record: header line + content + `\n`, gzip-compressed as one member or plain.
+    /// Content that deflate cannot shrink goes into a member of stored blocks
+    /// (`compressibility`).
     pub fn encode(self, header: &str, content: &[u8]) -> Vec<u8> {
         match self {
-            Codec::Gzip(level) if content.len() <= ONE_SHOT_LIMIT => {
-                REUSED.with(|cell| cell.borrow_mut().encode(level, header, content))
+            Codec::Gzip(level) => {
+                let level = if worth_deflating(content) { level } else { 0 };
+                Self::gzip(level, header, content)
             }
-            Codec::Gzip(level) => encode_member(header, content, level),
             Codec::Plain => {
                 let mut out = Vec::with_capacity(header.len() + content.len() + 1);
                 out.extend_from_slice(header.as_bytes());
@@ -35,6 +39,15 @@ impl Codec {
                 out.push(b'\n');
                 out
             }
+        }
+    }
+
+    /// One gzip member at exactly `level` (0 = stored blocks).
+    pub fn gzip(level: u32, header: &str, content: &[u8]) -> Vec<u8> {
+        if content.len() <= ONE_SHOT_LIMIT {
+            REUSED.with(|cell| cell.borrow_mut().encode(level, header, content))
+        } else {
+            encode_member(header, content, level)
         }
     }
 
@@ -71,7 +84,7 @@ thread_local! {
     /// One compressor and input buffer per thread, reused between records: a fresh
     /// compressor state per record cost ~15% of a miss in allocation and page zeroing (perf,
     /// 4 KiB misses).
-    static REUSED: std::cell::RefCell<OneShot> = const { std::cell::RefCell::new(OneShot { level: u32::MAX, compressor: None, input: Vec::new() }) };
+    static REUSED: std::cell::RefCell<OneShot> = const { std::cell::RefCell::new(OneShot { compressors: Vec::new(), input: Vec::new() }) };
 }
 
 /// libdeflate at the record's level, and the scratch that makes a record contiguous.
@@ -79,23 +92,25 @@ thread_local! {
 /// members, 2.5x faster on incompressible bodies (images, archives), 2x faster at level 6
 /// (`cargo bench --bench arc_encode` runs both).
 struct OneShot {
-    level: u32,
-    compressor: Option<libdeflater::Compressor>,
+    /// One per level used: the configured one and 0 (stored) for incompressible content.
+    compressors: Vec<(u32, libdeflater::Compressor)>,
     input: Vec<u8>,
 }
 
 impl OneShot {
     fn encode(&mut self, level: u32, header: &str, content: &[u8]) -> Vec<u8> {
-        if self.level != level || self.compressor.is_none() {
-            let Ok(lvl) = libdeflater::CompressionLvl::new(level as i32) else {
-                return encode_member(header, content, level);
-            };
-            self.compressor = Some(libdeflater::Compressor::new(lvl));
-            self.level = level;
-        }
-        let Some(compressor) = self.compressor.as_mut() else {
-            return encode_member(header, content, level);
+        let at = match self.compressors.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                let Ok(lvl) = libdeflater::CompressionLvl::new(level as i32) else {
+                    return encode_member(header, content, level);
+                };
+                self.compressors
+                    .push((level, libdeflater::Compressor::new(lvl)));
+                self.compressors.len() - 1
+            }
         };
+        let compressor = &mut self.compressors[at].1;
         self.input.clear();
         self.input.reserve(header.len() + content.len() + 1);
         self.input.extend_from_slice(header.as_bytes());
@@ -361,6 +376,33 @@ mod tests {
                 assert!(member.capacity() - member.len() <= member.len() / 8);
             }
         }
+    }
+
+    #[test]
+    fn content_with_random_looking_bytes_is_stored_not_deflated() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let block: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        // High entropy byte by byte, yet deflate finds the repeats: the one case the
+        // heuristic gives up compression for, which makes the choice visible here.
+        let repeated = block.repeat(4);
+        let deflated = Codec::gzip(1, "h\n", &repeated);
+        let record = Codec::Gzip(1).encode("h\n", &repeated);
+        assert!(deflated.len() < 5000, "{}", deflated.len());
+        assert!(record.len() > repeated.len(), "{}", record.len());
+        let mut expected = b"h\n".to_vec();
+        expected.extend_from_slice(&repeated);
+        expected.push(b'\n');
+        assert_eq!(inflate(&record), expected);
+        // Stored members take the private mark and block padding like any other.
+        assert!(pad_member(&record, 100).is_some_and(|p| inflate(&p) == expected));
+        assert_eq!(inflate(&mark_private(record)), expected);
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! Whether a record is worth deflating: an order-0 entropy estimate over a sample of its
+//! bytes. JPEG, PNG, video, archives and already-encoded bodies are close to 8 bits per
+//! byte and deflate cannot shrink them, yet trying costs a miss more than everything else
+//! it does (`cargo bench --bench arc_encode`); such records are stored in gzip members made
+//! of stored blocks instead (still one valid gzip member per record). The same idea as the
+//! compression heuristics of btrfs and ZFS.
+//!
+//! The estimate only sees byte frequencies, so data that is high-entropy byte by byte but
+//! repeats itself at a distance (the same random block twice) is stored uncompressed: a
+//! bigger file, never a wrong one.
+
+/// Below this many bytes the record is always deflated: too few bytes for the estimate to
+/// tell (its bias is about 255 / (2 n ln 2) bits) and too few for the work to matter.
+const MIN_LEN: usize = 1024;
+/// The sample: the whole record up to `SAMPLE_CHUNK * SAMPLE_CHUNKS` bytes, else that many
+/// chunks spread evenly over it.
+const SAMPLE_CHUNK: usize = 256;
+const SAMPLE_CHUNKS: usize = 32;
+/// Above this many bits per byte deflate saves at most a few percent (Huffman coding alone
+/// cannot beat the order-0 entropy, and such data rarely has long matches). Text, markup,
+/// JSON and base64 lie well below; random and compressed bytes, sampled as here, above.
+const STORE_ABOVE_BITS: f64 = 7.5;
+
+/// Whether `data` should be deflated rather than stored.
+pub fn worth_deflating(data: &[u8]) -> bool {
+    if data.len() < MIN_LEN {
+        return true;
+    }
+    // Four histograms so consecutive equal bytes do not wait on one counter.
+    let mut counts = [[0u32; 256]; 4];
+    let mut count = |chunk: &[u8]| {
+        let mut quads = chunk.chunks_exact(4);
+        for q in &mut quads {
+            counts[0][usize::from(q[0])] += 1;
+            counts[1][usize::from(q[1])] += 1;
+            counts[2][usize::from(q[2])] += 1;
+            counts[3][usize::from(q[3])] += 1;
+        }
+        for &b in quads.remainder() {
+            counts[0][usize::from(b)] += 1;
+        }
+    };
+    let budget = SAMPLE_CHUNK * SAMPLE_CHUNKS;
+    let sampled = if data.len() <= budget {
+        count(data);
+        data.len()
+    } else {
+        let stride = (data.len() - SAMPLE_CHUNK) / (SAMPLE_CHUNKS - 1);
+        for i in 0..SAMPLE_CHUNKS {
+            let at = i * stride;
+            count(&data[at..at + SAMPLE_CHUNK]);
+        }
+        budget
+    };
+    let n = sampled as f64;
+    let bits: f64 = (0..256)
+        .map(|b| counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b])
+        .filter(|&c| c > 0)
+        .map(|c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits <= STORE_ABOVE_BITS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn gzipped(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn markup(len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0u64;
+        while out.len() < len {
+            i = i.wrapping_mul(6364136223846793005).wrapping_add(1);
+            out.extend_from_slice(
+                format!("<div class=\"c{}\">item {}</div>\n", i >> 50, i % 997).as_bytes(),
+            );
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn random_and_already_compressed_bytes_are_stored() {
+        for len in [MIN_LEN, 4096, 100_000, 3 << 20] {
+            assert!(!worth_deflating(&random(len, len as u64)), "random {len}");
+        }
+        let packed = gzipped(&markup(200_000));
+        assert!(packed.len() > MIN_LEN);
+        assert!(!worth_deflating(&packed));
+    }
+
+    #[test]
+    fn text_markup_and_base64_are_deflated() {
+        for len in [MIN_LEN, 4096, 1 << 20] {
+            assert!(worth_deflating(&markup(len)), "markup {len}");
+        }
+        // Base64 carries 6 bits per byte: deflate still saves about a quarter.
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b64: Vec<u8> = random(50_000, 7)
+            .iter()
+            .map(|b| alphabet[usize::from(b % 64)])
+            .collect();
+        assert!(worth_deflating(&b64));
+        assert!(worth_deflating(&vec![0u8; 1 << 20]));
+    }
+
+    #[test]
+    fn a_text_head_before_a_random_body_does_not_hide_it() {
+        let mut record = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 4096\r\nServer: nginx\r\nDate: Wed, 25 Nov 2026 20:00:00 GMT\r\n\r\n".to_vec();
+        record.extend_from_slice(&random(4096, 3));
+        assert!(!worth_deflating(&record));
+    }
+
+    #[test]
+    fn short_records_are_always_deflated() {
+        assert!(worth_deflating(&random(MIN_LEN - 1, 5)));
+        assert!(worth_deflating(b""));
+    }
+
+    #[test]
+    fn a_compressible_record_with_a_random_tail_is_judged_on_the_sample() {
+        // Mostly markup, a random stretch at the end: still deflated.
+        let mut record = markup(1 << 20);
+        record.extend_from_slice(&random(64 * 1024, 9));
+        assert!(worth_deflating(&record));
+    }
+}
