@@ -46,16 +46,33 @@ pub struct Decoded {
 /// Small records are copied back to back into 1 MiB slabs instead of each keeping its own
 /// allocation: the shard's memory is then close to what it counts (4 KiB misses, ~4.8 KB
 /// records: RSS grew 5.9-6.1 KB per miss with per-record allocations, 5.2-5.3 KB with
-/// slabs, index included). A slab is freed when the last record in it is evicted and no reply still
-/// holds one; eviction empties slabs in order, as a small record given a second chance is
-/// copied into the current slab instead of pinning its old one.
+/// slabs, index included). Eviction empties slabs in order, as a small record given a
+/// second chance is copied into the current slab instead of pinning its old one; an emptied
+/// slab is filled again (see `Slabs`).
 pub struct HotShard {
     capacity: usize,
     used: usize,
     map: hashbrown::HashMap<Key, Kept>,
     order: VecDeque<Key>,
-    /// The rest of the slab being filled.
-    slab: BytesMut,
+    slabs: Slabs,
+}
+
+/// The slab being filled and the filled ones, oldest first. Once eviction and every reply
+/// have let go of all records in the oldest filled slab, its memory is filled again rather
+/// than freed: the allocator would hand it back to the kernel, and the next slab would be
+/// faulted in and zeroed page by page, a cost the miss profile showed
+/// (`tuning/PROFILING.md`, misses).
+struct Slabs {
+    /// The rest of the slab being filled (until the first record, an empty handle that
+    /// owns no slab: `started` tells them apart).
+    current: BytesMut,
+    started: bool,
+    /// Each filled slab's empty tail handle, which can take back the whole slab once no
+    /// record in it is referenced.
+    filled: VecDeque<BytesMut>,
+    /// At most this many filled slabs are held: the shard's bytes fill no more, so a slab
+    /// beyond them is one a reply still holds; it is let go of and freed when that ends.
+    max_filled: usize,
 }
 
 impl HotShard {
@@ -65,7 +82,12 @@ impl HotShard {
             used: 0,
             map: hashbrown::HashMap::new(),
             order: VecDeque::new(),
-            slab: BytesMut::new(),
+            slabs: Slabs {
+                current: BytesMut::new(),
+                started: false,
+                filled: VecDeque::new(),
+                max_filled: capacity / SLAB + 2,
+            },
         }
     }
 
@@ -134,7 +156,7 @@ impl HotShard {
                 passes -= 1;
                 // Re-packed, so the slab it sat in can empty in order.
                 if let Some(kept) = self.map.get_mut(&old) {
-                    kept.bytes = Self::pack_into(&mut self.slab, kept.bytes.clone());
+                    kept.bytes = self.slabs.pack(kept.bytes.clone());
                 }
                 self.order.push_back(old);
                 continue;
@@ -144,7 +166,7 @@ impl HotShard {
             }
         }
         self.used += size;
-        let bytes = Self::pack_into(&mut self.slab, member);
+        let bytes = self.slabs.pack(member);
         self.map.insert(
             key,
             Kept {
@@ -157,20 +179,39 @@ impl HotShard {
         self.order.push_back(key);
     }
 
-    /// A copy of a small record inside the current slab (a fresh slab when it is full).
-    fn pack_into(slab: &mut BytesMut, record: Bytes) -> Bytes {
+    pub fn used_bytes(&self) -> usize {
+        self.used
+    }
+}
+
+impl Slabs {
+    /// A copy of a small record inside the current slab (the next one when it is full).
+    fn pack(&mut self, record: Bytes) -> Bytes {
         if record.len() > PACK_LIMIT || record.is_empty() {
             return record;
         }
-        if slab.capacity() < record.len() {
-            *slab = BytesMut::with_capacity(SLAB);
+        if self.current.capacity() < record.len() {
+            let next = self.reclaim().unwrap_or_else(|| BytesMut::with_capacity(SLAB));
+            let full = std::mem::replace(&mut self.current, next);
+            if full.capacity() > 0 || self.started {
+                self.filled.push_back(full);
+            }
+            self.started = true;
+            if self.filled.len() > self.max_filled {
+                self.filled.pop_front();
+            }
         }
-        slab.extend_from_slice(&record);
-        slab.split().freeze()
+        self.current.extend_from_slice(&record);
+        self.current.split().freeze()
     }
 
-    pub fn used_bytes(&self) -> usize {
-        self.used
+    /// The oldest filled slab as a whole, empty slab, if nothing refers to it any more.
+    fn reclaim(&mut self) -> Option<BytesMut> {
+        let oldest = self.filled.front_mut()?;
+        if !oldest.try_reclaim(SLAB) {
+            return None;
+        }
+        self.filled.pop_front()
     }
 }
 
@@ -244,6 +285,44 @@ mod tests {
         // Neighbours sit back to back in one slab (no allocation of their own).
         let (a, b) = (shard.get(&loc(1)).unwrap(), shard.get(&loc(2)).unwrap());
         assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize);
+    }
+
+    #[test]
+    fn an_emptied_slab_is_filled_again_unless_a_reply_still_holds_it() {
+        // Room for about two slabs of records: the third slab's records evict the first's.
+        let mut shard = HotShard::new(2 * SLAB + SLAB / 2);
+        let record = |i: u64| Bytes::from(vec![i as u8; 10_000]);
+        let per_slab = (SLAB / 10_000) as u64;
+        shard.insert(&loc(0), record(0));
+        // Looked at without counting as a hit (a hit would give it a second chance).
+        let peek =
+            |shard: &HotShard, i: u64| shard.map.get(&(1, i, false)).map(|k| k.bytes.clone());
+        let first_slab = peek(&shard, 0).unwrap().as_ptr() as usize;
+        // Slabs 0-3 filled; by the time slab 4 is needed, slab 0's records are long evicted
+        // (the shard holds about two and a half slabs), so slab 0 becomes slab 4.
+        let i = 4 * per_slab;
+        for j in 1..=i {
+            shard.insert(&loc(j), record(j));
+        }
+        assert!(peek(&shard, 0).is_none());
+        let now = peek(&shard, i).unwrap();
+        assert_eq!(now[0], i as u8);
+        let reused = (first_slab..first_slab + SLAB).contains(&(now.as_ptr() as usize));
+        assert!(reused, "the emptied first slab was filled again");
+
+        // A reply holding a record keeps its slab from being reused; its bytes stay intact.
+        let mut shard = HotShard::new(2 * SLAB + SLAB / 2);
+        shard.insert(&loc(0), record(0));
+        let reply = shard.get(&loc(0)).unwrap();
+        let first_slab = reply.as_ptr() as usize;
+        for i in 1..(6 * per_slab) {
+            shard.insert(&loc(i), record(i));
+            let last = peek(&shard, i).unwrap();
+            let in_first = (first_slab..first_slab + SLAB).contains(&(last.as_ptr() as usize));
+            assert_eq!(in_first, i < per_slab, "record {i}");
+        }
+        assert!(reply.iter().all(|&b| b == 0));
+        assert!(shard.used_bytes() <= 2 * SLAB + SLAB / 2);
     }
 
     #[test]
