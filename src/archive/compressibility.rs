@@ -14,8 +14,8 @@
 const MIN_LEN: usize = 1024;
 /// The sample: the whole record up to `SAMPLE_CHUNK * SAMPLE_CHUNKS` bytes, else that many
 /// chunks spread evenly over it.
-const SAMPLE_CHUNK: usize = 256;
-const SAMPLE_CHUNKS: usize = 32;
+const SAMPLE_CHUNK: usize = 128;
+const SAMPLE_CHUNKS: usize = 16;
 /// Above this many bits per byte deflate saves at most a few percent (Huffman coding alone
 /// cannot beat the order-0 entropy, and such data rarely has long matches). Text, markup,
 /// JSON and base64 lie well below; random and compressed bytes, sampled as here, above.

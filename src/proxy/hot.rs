@@ -191,7 +191,9 @@ impl Slabs {
             return record;
         }
         if self.current.capacity() < record.len() {
-            let next = self.reclaim().unwrap_or_else(|| BytesMut::with_capacity(SLAB));
+            let next = self
+                .reclaim()
+                .unwrap_or_else(|| BytesMut::with_capacity(SLAB));
             let full = std::mem::replace(&mut self.current, next);
             if full.capacity() > 0 || self.started {
                 self.filled.push_back(full);
