@@ -178,7 +178,7 @@ run_case() { # target case conns url addr [pid]
   [[ " $CASES " == *" $name "* ]] || return 0
   before=$(origin_requests)
   cpu0=$([ -n "$pid" ] && cpu_of "$pid" || echo 0)
-  raw=$(TARGET="$url" MODE="$( [[ $target == liveweb*-forward ]] && echo forward || echo "")" PREFIX="$STAMP-$target" \
+  raw=$(TARGET="$url" MODE="$( [[ $target == liveweb*-forward ]] && echo forward || echo "")" PREFIX="$STAMP-$target-$ROUND" \
     taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --timeout 5s --latency -s loadtest/peers.lua "http://$addr" 2>&1)
   sleep 0.2
   local cpu1 rps mbs p50 p99 errs reqs

@@ -217,6 +217,16 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_TUNNEL_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub tunnel_idle_timeout: Duration,
 
+    /// PEM file of extra root certificates trusted for `https` origins, besides the bundled
+    /// Mozilla roots (an internal CA, a test CA). Repeatable.
+    #[arg(long, env = "LIVEWEB_UPSTREAM_CA", value_delimiter = ',')]
+    pub upstream_ca: Vec<PathBuf>,
+
+    /// Accept any certificate from `https` origins (expired, self-signed, another host's).
+    /// The connection is encrypted but the origin is not authenticated: for testing only.
+    #[arg(long, env = "LIVEWEB_INSECURE_UPSTREAM")]
+    pub insecure_upstream: bool,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -82,6 +82,12 @@ pub enum Error {
     Dropped(String),
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(String),
+    #[error("{0}")]
+    TlsCertificate(String),
+    #[error("TLS handshake timeout")]
+    TlsTimeout,
     #[error("response too big: over {0} bytes")]
     TooBig(u64),
     #[error("storage failure: {0}")]
@@ -123,7 +129,8 @@ impl Error {
             // internal addresses would otherwise flood the log).
             | AddressNotAllowed(_) => Side::Client,
             Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
-            | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
+            | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_)
+            | TlsHandshake(_) | TlsCertificate(_) | TlsTimeout => {
                 Side::Upstream
             }
             Storage(_) => Side::Storage,
@@ -146,6 +153,9 @@ impl Error {
             ReadTimeout(_) => "E33 read timeout",
             Dropped(_) => "E34 connection dropped",
             InvalidResponse(_) => "E35 invalid response",
+            TlsHandshake(_) => "E36 TLS handshake failed",
+            TlsCertificate(_) => "E37 certificate invalid",
+            TlsTimeout => "E38 TLS timeout",
             TooBig(_) => "E40 too big",
             Storage(_) => "E50 storage failure",
             _ => return None,
@@ -170,12 +180,10 @@ impl Error {
             UriTooLong => (414, "URI Too Long"),
             HeadTooLarge => (431, "Request Header Fields Too Large"),
             NotImplemented(_) => (501, "Not Implemented"),
-            NotCached | DnsTimeout | ConnectTimeout | FirstByteTimeout | ReadTimeout(_) => {
-                (504, "Gateway Timeout")
-            }
-            Dns(_) | Refused(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) => {
-                (502, "Bad Gateway")
-            }
+            NotCached | DnsTimeout | ConnectTimeout | FirstByteTimeout | ReadTimeout(_)
+            | TlsTimeout => (504, "Gateway Timeout"),
+            Dns(_) | Refused(_) | Dropped(_) | InvalidResponse(_) | TooBig(_) | TlsHandshake(_)
+            | TlsCertificate(_) => (502, "Bad Gateway"),
             Storage(_) => (503, "Service Unavailable"),
             Internal(_) => (500, "Internal Server Error"),
         };
@@ -243,6 +251,9 @@ mod tests {
         assert_eq!(Error::Refused("x".into()).status().code, 502);
         assert_eq!(Error::Dns("x".into()).status().code, 502);
         assert_eq!(Error::TooBig(1).status().code, 502);
+        assert_eq!(Error::TlsTimeout.status().code, 504);
+        assert_eq!(Error::TlsCertificate("x".into()).status().code, 502);
+        assert_eq!(Error::TlsHandshake("x".into()).status().code, 502);
         assert_eq!(
             Error::AddressNotAllowed("127.0.0.1".into()).status().code,
             403

@@ -12,7 +12,7 @@
 //!   proxy authentication.
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
-//! - [`fetch`]: DNS off the worker and the upstream HTTP client.
+//! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.
 //! - [`proxy`]: where index, fetch and archive meet: the cache decision per request
 //!   (`proxy::lookup`), storing, hot shard, zero-copy sends.
 //! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::connect::{connect_upstream, Upstream};
+use super::connect::{connect_origin, Upstream};
 use super::exchange::{exchange, Exchanged};
 use super::pool::UpstreamPool;
 use super::request::{build_request, UpstreamBody};
@@ -100,12 +100,11 @@ async fn fetch_inner(
         UpstreamBody::None,
         true,
     ));
-    let host = url.host_for_dns();
     // A pooled connection first; if the origin had closed it (nothing comes back), once more
     // on a fresh one.
-    if let Some((stream, ip)) = up.pool.checkout(host, url.port) {
+    if let Some((stream, ip)) = up.pool.checkout(url.scheme, url.host_for_dns(), url.port) {
         match exchange(stream, request.clone(), limits, deadline, tap).await {
-            Ok(done) => return finish(done, up.pool, host, url.port, ip, limits),
+            Ok(done) => return finish(done, up.pool, url, ip, limits),
             Err((_, false)) => {}
             Err((error, true)) => {
                 return Err(FetchError {
@@ -115,9 +114,9 @@ async fn fetch_inner(
             }
         }
     }
-    let (stream, ip) = connect_upstream(up, host, url.port, deadline).await?;
+    let (stream, ip) = connect_origin(up, url, deadline).await?;
     match exchange(stream, request.clone(), limits, deadline, tap).await {
-        Ok(done) => finish(done, up.pool, host, url.port, ip, limits),
+        Ok(done) => finish(done, up.pool, url, ip, limits),
         Err((error, _)) => Err(FetchError {
             error,
             ip: Some(ip),
@@ -128,13 +127,12 @@ async fn fetch_inner(
 fn finish(
     done: Exchanged,
     pool: &UpstreamPool,
-    host: &str,
-    port: u16,
+    url: &TargetUrl,
     ip: IpAddr,
     limits: &FetchLimits,
 ) -> Result<Fetched, FetchError> {
     if let Some(stream) = done.reusable {
-        pool.checkin(host, port, stream, ip);
+        pool.checkin(url.scheme, url.host_for_dns(), url.port, stream, ip);
     }
     if !done.archivable {
         return Err(FetchError {

@@ -1,16 +1,20 @@
 //! Reaching an origin: resolve its name off the worker, keep the addresses the upstream rules
 //! allow (checked after resolution, so a name cannot smuggle a private address past them),
-//! and connect to the first that answers.
+//! connect to the first that answers, and for `https` do the TLS handshake.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
 
 use super::client::{FetchError, FetchLimits};
 use super::dns::DnsCache;
+use super::origin_conn::OriginConn;
 use super::pool::UpstreamPool;
+use super::tls;
 use crate::error::Error;
+use crate::http::url::{Scheme, TargetUrl};
 use crate::policy::UpstreamRules;
 
 /// Everything a worker fetches through: its DNS cache and connection pool, the shared
@@ -23,6 +27,33 @@ pub struct Upstream<'a> {
     pub limits: &'a FetchLimits,
     /// Sent when the client sent no User-Agent.
     pub user_agent: &'a str,
+    /// TLS client configuration for `https` origins.
+    pub tls: &'a Arc<rustls::ClientConfig>,
+}
+
+/// A connection to the origin of `url`: TCP, then TLS for `https` (within the connect
+/// timeout, and the fetch deadline).
+pub async fn connect_origin(
+    up: Upstream<'_>,
+    url: &TargetUrl,
+    deadline: Instant,
+) -> Result<(OriginConn, IpAddr), FetchError> {
+    let host = url.host_for_dns();
+    let (stream, ip) = connect_upstream(up, host, url.port, deadline).await?;
+    match url.scheme {
+        Scheme::Http => Ok((OriginConn::Plain(stream), ip)),
+        Scheme::Https => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = up.limits.connect_timeout.min(left);
+            match tls::handshake(up.tls, stream, host, wait).await {
+                Ok(tls) => Ok((OriginConn::Tls(Box::new(tls)), ip)),
+                Err(error) => Err(FetchError {
+                    error,
+                    ip: Some(ip),
+                }),
+            }
+        }
+    }
 }
 
 /// Resolves `host` off the worker, keeps the addresses the upstream rules allow (checked

@@ -5,14 +5,13 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
 use super::client::FetchLimits;
+use super::origin_conn::OriginConn;
 use super::tap::Tap;
 use crate::error::Error;
 use crate::http::response::{Framing, ResponseHead, ResponseTracker};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 /// Size of each read from an origin.
 const READ_CHUNK: usize = 64 * 1024;
@@ -57,13 +56,13 @@ pub(super) struct Exchanged {
     pub(super) head: ResponseHead,
     pub(super) archivable: bool,
     /// The connection, if it may carry another request.
-    pub(super) reusable: Option<TcpStream>,
+    pub(super) reusable: Option<OriginConn>,
 }
 
 /// Sends the request and reads the response. On failure, whether any response byte came
 /// back (if not, a pooled connection was stale and the request can be retried).
 pub(super) async fn exchange(
-    mut stream: TcpStream,
+    mut stream: OriginConn,
     request: bytes::Bytes,
     limits: &FetchLimits,
     deadline: Instant,
@@ -92,7 +91,7 @@ pub(super) async fn exchange(
 /// handed on as it arrives, and a body over `--max-body` is still read to its end (for the
 /// client) but not kept. Returns the raw response, its head, and whether it may be archived.
 async fn read_response(
-    stream: &mut TcpStream,
+    stream: &mut OriginConn,
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,

@@ -1,16 +1,20 @@
 //! Fetching from origins: name resolution off the worker thread and the HTTP/1.1 client that
-//! reads a response by its framing, under connect / idle / total time limits and a size cap.
+//! reads a response by its framing, under connect / idle / total time limits and a size cap,
+//! over plain TCP or TLS.
 
 pub mod client;
 pub mod connect;
 pub mod dns;
 mod exchange;
+pub mod origin_conn;
 pub mod pool;
 pub mod request;
 pub mod tap;
+pub mod tls;
 
 pub use client::{fetch, FetchError, FetchLimits, Fetched};
-pub use connect::{connect_upstream, Upstream};
+pub use connect::{connect_origin, connect_upstream, Upstream};
 pub use dns::DnsCache;
+pub use origin_conn::OriginConn;
 pub use pool::UpstreamPool;
 pub use tap::{Tap, TapItem, TapReader};

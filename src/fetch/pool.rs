@@ -1,4 +1,5 @@
-//! Per-worker keep-alive pools of upstream connections, keyed by host and port. A connection
+//! Per-worker keep-alive pools of upstream connections (plain or TLS), keyed by scheme, host
+//! and port. A connection
 //! goes back only after a complete response that let it stay open; one idle too long is
 //! dropped when next looked at.
 
@@ -6,7 +7,8 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use super::origin_conn::OriginConn;
+use crate::http::url::Scheme;
 
 /// Idle connections kept per host and port.
 const MAX_IDLE_PER_KEY: usize = 64;
@@ -17,7 +19,7 @@ const MAX_IDLE: usize = 1024;
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
 
 struct Idle {
-    stream: TcpStream,
+    stream: OriginConn,
     ip: IpAddr,
     since: Instant,
 }
@@ -25,7 +27,7 @@ struct Idle {
 /// One worker's idle upstream connections.
 #[derive(Default)]
 pub struct UpstreamPool {
-    idle: RefCell<hashbrown::HashMap<(String, u16), Vec<Idle>>>,
+    idle: RefCell<hashbrown::HashMap<(Scheme, String, u16), Vec<Idle>>>,
     count: std::cell::Cell<usize>,
 }
 
@@ -34,10 +36,11 @@ impl UpstreamPool {
         Self::default()
     }
 
-    /// The most recently used idle connection to `host:port`, if any is young enough.
-    pub fn checkout(&self, host: &str, port: u16) -> Option<(TcpStream, IpAddr)> {
+    /// The most recently used idle connection to `scheme://host:port`, if any is young
+    /// enough.
+    pub fn checkout(&self, scheme: Scheme, host: &str, port: u16) -> Option<(OriginConn, IpAddr)> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&(host.to_string(), port))?;
+        let list = idle.get_mut(&(scheme, host.to_string(), port))?;
         while let Some(c) = list.pop() {
             self.count.set(self.count.get() - 1);
             if c.since.elapsed() < MAX_IDLE_AGE {
@@ -48,12 +51,12 @@ impl UpstreamPool {
     }
 
     /// Returns a connection after a clean, complete response.
-    pub fn checkin(&self, host: &str, port: u16, stream: TcpStream, ip: IpAddr) {
+    pub fn checkin(&self, scheme: Scheme, host: &str, port: u16, stream: OriginConn, ip: IpAddr) {
         if self.count.get() >= MAX_IDLE {
             return;
         }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry((host.to_string(), port)).or_default();
+        let list = idle.entry((scheme, host.to_string(), port)).or_default();
         if list.len() >= MAX_IDLE_PER_KEY {
             return;
         }

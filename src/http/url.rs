@@ -4,7 +4,7 @@
 use crate::error::Error;
 
 /// URL schemes liveweb knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     Http,
     Https,

@@ -34,6 +34,8 @@ pub struct Shared {
     pub fetch_limits: FetchLimits,
     /// User-Agent sent upstream when the client sent none.
     pub user_agent: String,
+    /// TLS to `https` origins (`--upstream-ca`, `--insecure-upstream`).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
 }
 
 impl Shared {
@@ -52,6 +54,10 @@ impl Shared {
             fetch_timeout: config.fetch_timeout,
             max_body: config.max_body,
         };
+        let upstream_tls = Arc::new(crate::fetch::tls::client_config(
+            &config.upstream_ca,
+            config.insecure_upstream,
+        )?);
         let dns_pool = Pool::start("dns", usize::from(config.dns_threads), DNS_QUEUE)?;
         Ok(Shared {
             dns_pool: Arc::new(dns_pool),
@@ -63,6 +69,7 @@ impl Shared {
             request_limits: Limits::default(),
             fetch_limits,
             user_agent: config.user_agent(),
+            upstream_tls,
             config,
         })
     }
@@ -95,6 +102,7 @@ impl WorkerCtx {
             rules: &self.shared.upstream_rules,
             limits: &self.shared.fetch_limits,
             user_agent: &self.shared.user_agent,
+            tls: &self.shared.upstream_tls,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::error::{Error, LogLine};
 use crate::fetch::{Tap, TapReader};
 use crate::http::reply::{record_head, text_reply, ConnState};
 use crate::http::request::{Method, RequestHead};
-use crate::http::url::{parse_absolute, Scheme};
+use crate::http::url::parse_absolute;
 use crate::index::StoredRecord;
 
 /// How a request ended; named in the `X-Cache` header, logs and (later) counters.
@@ -158,9 +158,6 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
 /// A GET or HEAD of an absolute URL.
 async fn cache(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
-    if url.scheme == Scheme::Https {
-        return Err(Error::NotImplemented("https:// URLs are not supported yet"));
-    }
     lookup::lookup_or_fetch(ctx, req, url, to).await
 }
 

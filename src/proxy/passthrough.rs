@@ -8,16 +8,17 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::WorkerCtx;
 use crate::error::Error;
 use crate::fetch::request::{build_request, UpstreamBody};
+use crate::fetch::OriginConn;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::forward::{ClientSide, ResponseStreamer};
 use crate::http::request::{Method, RequestBody, RequestHead};
-use crate::http::url::{parse_absolute, Scheme};
+use crate::http::url::parse_absolute;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -41,11 +42,6 @@ pub async fn relay(
 ) -> Result<bool, Failure> {
     let config = &ctx.shared.config;
     let url = parse_absolute(&req.target).map_err(Failure::Before)?;
-    if url.scheme == Scheme::Https {
-        return Err(Failure::Before(Error::NotImplemented(
-            "https:// URLs are not supported yet",
-        )));
-    }
     if let RequestBody::Length(n) = req.body {
         if n > config.max_request_body {
             return Err(Failure::Before(Error::RequestBodyTooLarge));
@@ -53,10 +49,9 @@ pub async fn relay(
     }
     let limits = &ctx.shared.fetch_limits;
     let deadline = Instant::now() + limits.fetch_timeout;
-    let (mut upstream, _ip) =
-        crate::fetch::connect_upstream(ctx.upstream(), url.host_for_dns(), url.port, deadline)
-            .await
-            .map_err(|fe| Failure::Before(fe.error))?;
+    let (mut upstream, _ip) = crate::fetch::connect_origin(ctx.upstream(), &url, deadline)
+        .await
+        .map_err(|fe| Failure::Before(fe.error))?;
 
     let method = match &req.method {
         Method::Other(m) => m.as_str(),
@@ -156,7 +151,11 @@ pub async fn relay(
     Ok(req.keep_alive && !response.must_close())
 }
 
-async fn write(stream: &mut TcpStream, data: Vec<u8>, timeout: Duration) -> io::Result<()> {
+async fn write(
+    stream: &mut impl AsyncWriteRent,
+    data: Vec<u8>,
+    timeout: Duration,
+) -> io::Result<()> {
     super::send::write_all(stream, data, timeout)
         .await
         .map(drop)
@@ -183,7 +182,7 @@ async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) ->
 /// Sends exactly `n` body bytes: those already in `buf`, then from the client.
 async fn copy_exact(
     client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    upstream: &mut OriginConn,
     buf: &mut Vec<u8>,
     n: u64,
     idle: Duration,
@@ -211,7 +210,7 @@ async fn copy_exact(
 /// Sends a chunked body as received, up to its last chunk and trailers.
 async fn copy_chunked(
     client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    upstream: &mut OriginConn,
     buf: &mut Vec<u8>,
     max: u64,
     idle: Duration,

@@ -132,7 +132,7 @@ async fn write_memory(
 /// Writes all of `buf` to a client or origin, waiting at most `timeout`; hands the buffer
 /// back (rent-style) so callers can reuse its allocation.
 pub(crate) async fn write_all<B: monoio::buf::IoBuf + 'static>(
-    stream: &mut TcpStream,
+    stream: &mut impl AsyncWriteRentExt,
     buf: B,
     timeout: Duration,
 ) -> io::Result<B> {

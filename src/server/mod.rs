@@ -125,6 +125,11 @@ impl Server {
         }
         let shared = Arc::new(Shared::new(config)?);
         let config = &shared.config;
+        if config.insecure_upstream {
+            eprintln!(
+                "liveweb: WARNING: --insecure-upstream: https origins are NOT authenticated; any certificate is accepted"
+            );
+        }
 
         let started = Instant::now();
         let restorer = crate::index::Restorer::new(&shared.index, config.ttl);

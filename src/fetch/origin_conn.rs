@@ -1,0 +1,67 @@
+//! A connection to an origin, plain TCP or TLS: one type for the pool, the exchange and
+//! pass-through, so nothing past the connect step cares which it is.
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+use super::tls::TlsStream;
+
+pub enum OriginConn {
+    Plain(TcpStream),
+    /// Boxed: the TLS state is large and most connections are plain.
+    Tls(Box<TlsStream>),
+}
+
+impl AsyncReadRent for OriginConn {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.read(buf).await,
+            // An origin closing without close_notify reads as end of stream, as over plain
+            // TCP (browsers accept it too): the response framing still tells a truncated
+            // body from a whole one, and only close-delimited bodies rely on the close.
+            OriginConn::Tls(s) => match s.read(buf).await {
+                (Err(e), buf) if e.kind() == std::io::ErrorKind::UnexpectedEof => (Ok(0), buf),
+                other => other,
+            },
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.readv(buf).await,
+            OriginConn::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for OriginConn {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.write(buf).await,
+            OriginConn::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            OriginConn::Plain(s) => s.writev(buf).await,
+            OriginConn::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            OriginConn::Plain(s) => s.flush().await,
+            OriginConn::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            OriginConn::Plain(s) => s.shutdown().await,
+            OriginConn::Tls(s) => s.shutdown().await,
+        }
+    }
+}
