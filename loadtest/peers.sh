@@ -11,7 +11,9 @@
 #
 # Origin: nginx serving 1 KiB, 256 KiB and 4 MiB objects and a 4 KiB /u/<anything> space.
 # Cases per target: hits on each size at -c50, 1 KiB hits at -c256, misses on never-repeated
-# /u/ URLs at -c50; the origin gets the hit cases directly (the ceiling). wrk -t1 pinned to
+# /u/ URLs at -c50, and the same misses from an https origin (liveweb and ATS only: the
+# other peers here cannot fetch absolute https URLs as forward proxies); the origin gets the
+# hit cases directly (the ceiling). wrk -t1 pinned to
 # CPU 1 with a Lua script sending absolute-form requests; every run bounded by -d; loopback
 # only; everything started here is stopped at the end. Output: one table (req/s, MB/s, p50,
 # p99, errors, origin requests, proxy CPU) in loadtest/results/peers-<time>.txt, with the raw
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-unpinned liveweb-unpinned-forward nginx varnish squid ats origin"}
-CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k"}
+CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k miss-4k-tls"}
 
 need=()
 for tool in wrk nginx varnishd squid traffic_server taskset curl; do
@@ -48,7 +50,20 @@ head -c 4096 /dev/urandom > "$WORK/www/4k.bin"
 chmod -R a+rX "$WORK/www"
 DIRECT=$(free_port)
 ORIGIN=$(free_port)
-sed -e "s|@WORK@|$WORK|g" -e "s|@DIRECT@|$DIRECT|g" -e "s|@ORIGIN@|$ORIGIN|g" loadtest/peers/origin-nginx.conf > "$WORK/origin/nginx.conf"
+TLS=$(free_port)
+# A test CA and a leaf for 127.0.0.1 (ECDSA P-256), trusted by liveweb (--upstream-ca) and ATS.
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$WORK/tls/ca.key" -out "$WORK/tls/ca.pem" -subj /CN=peers-test-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$WORK/tls/leaf.key" -out "$WORK/tls/leaf.csr" -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$WORK/tls/leaf.ext"
+openssl x509 -req -in "$WORK/tls/leaf.csr" -CA "$WORK/tls/ca.pem" -CAkey "$WORK/tls/ca.key" \
+  -CAcreateserial -days 2 -extfile "$WORK/tls/leaf.ext" -out "$WORK/tls/leaf.pem" 2>/dev/null
+chmod -R a+rX "$WORK/tls"
+sed -e "s|@WORK@|$WORK|g" -e "s|@DIRECT@|$DIRECT|g" -e "s|@ORIGIN@|$ORIGIN|g" -e "s|@TLS@|$TLS|g" \
+  loadtest/peers/origin-nginx.conf > "$WORK/origin/nginx.conf"
 nginx -c "$WORK/origin/nginx.conf" -e "$WORK/origin/error.log" &
 PIDS+=($!)
 wait_port "$DIRECT"
@@ -70,7 +85,7 @@ liveweb_flags() {
 start_liveweb() { # variant; its -forward twin is the same process (X-Liveweb-Mode: forward)
   local flags; flags=$(liveweb_flags "$1")
   # shellcheck disable=SC2086 # flags are words
-  LW_NAME=$1 launch_liveweb $flags
+  LW_NAME=$1 launch_liveweb --upstream-ca "$WORK/tls/ca.pem" $flags
   PID[$1]=$LW_PID; ADDR[$1]=$LW_ADDR
   PID[$1-forward]=$LW_PID; ADDR[$1-forward]=$LW_ADDR
 }
@@ -103,7 +118,11 @@ start_ats() {
   mkdir -p "$root/etc" "$root/run" "$root/log" "$root/cache" "$root/var"
   cp -r /etc/trafficserver/. "$root/etc/"
   render ats-records.config "$port" > "$root/etc/records.config"
-  echo "map http://127.0.0.1:$ORIGIN/ http://127.0.0.1:$ORIGIN/" > "$root/etc/remap.config"
+  # ATS 9.2 refuses an absolute https URL on a plain-HTTP port (the scheme must match the
+  # client connection), so it is asked for http://127.0.0.1:TLS/ and maps that to the https
+  # origin: the same fetch over TLS.
+  { echo "map http://127.0.0.1:$ORIGIN/ http://127.0.0.1:$ORIGIN/"
+    echo "map http://127.0.0.1:$TLS/ https://127.0.0.1:$TLS/"; } > "$root/etc/remap.config"
   echo "$root/cache 1G" > "$root/etc/storage.config"
   render ats-runroot.yaml "$port" > "$root/runroot.yaml"
   chown -R trafficserver: "$root" 2>/dev/null || true
@@ -146,6 +165,20 @@ for p in $PEERS; do
   sleep 0.3
   if [ "$(origin_requests)" != "$before" ]; then echo "$p does not serve hits; skipped" >&2; continue; fi
   READY+=("$p")
+done
+
+# Which targets fetch https origins: liveweb asked in absolute form, ATS through its remap.
+declare -A TLS_OK
+tls_url() { [ "$1" = ats ] && echo "http://127.0.0.1:$TLS/$2" || echo "https://127.0.0.1:$TLS/$2"; }
+for p in "${READY[@]}"; do
+  case $p in liveweb*|ats) ;; *) continue ;; esac
+  reply=$(curl -s -i --max-time 5 -H "$(mode_header "$p")" --request-target "$(tls_url "$p" 4k.bin)" "http://${ADDR[$p]}/" | head -c 600 | tr -d '\0' || true)
+  if [[ $reply == "HTTP/1.1 200"* ]]; then
+    TLS_OK[$p]=1
+  else
+    echo "$p does not fetch https origins; miss-4k-tls skipped for it. It answered:" >&2
+    echo "$reply" | head -12 >&2
+  fi
 done
 
 # ---- running ----
@@ -203,6 +236,9 @@ for round in $(seq "$ROUNDS"); do
     done
     run_case "$p" "hit-1k-c256" 256 "http://127.0.0.1:$ORIGIN/1k.bin" "${ADDR[$p]}" "${PID[$p]}"
     run_case "$p" "miss-4k" 50 "http://127.0.0.1:$ORIGIN/u/" "${ADDR[$p]}" "${PID[$p]}"
+    if [ -n "${TLS_OK[$p]:-}" ]; then
+      run_case "$p" "miss-4k-tls" 50 "$(tls_url "$p" u/)" "${ADDR[$p]}" "${PID[$p]}"
+    fi
   done
   if [[ " $PEERS " == *" origin "* ]]; then
     for obj in 1k 256k 4m; do
