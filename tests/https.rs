@@ -157,6 +157,16 @@ fn serve_tls(
         let sent: Vec<u8> = reader.drain(..length).collect();
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
         requests.lock().unwrap().push(head.clone());
+        if path.starts_with("/until-close") {
+            // A close-delimited body, ended with close_notify or by a bare TCP close.
+            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nclose-delimited body");
+            if path.contains("notify") {
+                tls.conn.send_close_notify();
+            }
+            let _ = tls.flush();
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let body = if head.starts_with("POST ") {
             sent
         } else {
@@ -399,4 +409,35 @@ fn an_unreadable_upstream_ca_file_stops_start_up_with_its_name() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus.pem"), "{err}");
+}
+
+#[test]
+fn a_close_delimited_body_is_whole_only_if_the_origin_said_close_notify() {
+    let ca = TestCa::new("liveweb test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path());
+    let origin = valid_origin(&ca);
+    let proxy = Proxy::start(&["--upstream-ca", ca_file.to_str().unwrap()]);
+    let whole = get(
+        proxy.addr,
+        &origin.url("localhost", "/until-close-notify"),
+        "",
+    );
+    assert_eq!(whole.status, 200, "{}", whole.head);
+    let (_, payload) = whole.record();
+    assert!(payload.ends_with(b"\r\n\r\nclose-delimited body"));
+    // The same bytes ended by a bare TCP close could be cut short by anyone on the path: not
+    // archived as the origin's response.
+    let (status, code, _) = failure(&proxy, &origin.url("localhost", "/until-close-cut"));
+    assert_eq!((status, code.as_str()), (502, "E34 connection dropped"));
+    // Forward mode streams it as it comes, and then closes without the last chunk: the
+    // client cannot take it for whole either.
+    let url = origin.url("localhost", "/until-close-cut-forward");
+    let raw = common::send_until_close(
+        proxy.addr,
+        format!("GET {url} HTTP/1.1\r\nHost: x\r\nX-Liveweb-Mode: forward\r\n\r\n").as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("close-delimited body"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "{text}");
 }

@@ -140,6 +140,11 @@ async fn read_response(
                 ))
             }
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Error::Dropped(
+                    "origin closed the TLS connection without close_notify".into(),
+                ))
+            }
             Err(e) => return Err(Error::Dropped(e.to_string())),
         };
         *started = true;

@@ -18,13 +18,10 @@ impl AsyncReadRent for OriginConn {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             OriginConn::Plain(s) => s.read(buf).await,
-            // An origin closing without close_notify reads as end of stream, as over plain
-            // TCP (browsers accept it too): the response framing still tells a truncated
-            // body from a whole one, and only close-delimited bodies rely on the close.
-            OriginConn::Tls(s) => match s.read(buf).await {
-                (Err(e), buf) if e.kind() == std::io::ErrorKind::UnexpectedEof => (Ok(0), buf),
-                other => other,
-            },
+            // A TCP close without close_notify stays an error (UnexpectedEof), not an end
+            // of stream: over TLS only close_notify proves a close-delimited body whole, so
+            // such a body is never archived or passed on as complete.
+            OriginConn::Tls(s) => s.read(buf).await,
         }
     }
 

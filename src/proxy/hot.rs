@@ -23,6 +23,9 @@ const PACK_LIMIT: usize = 16 * 1024;
 /// Stored members from this size on are sent with sendfile, not kept in the shard.
 pub const SENDFILE_FROM: u64 = 64 * 1024;
 const SLAB: usize = 1 << 20;
+/// Emptied slabs kept for reuse; more are freed, so slabs emptied by big records (which are
+/// not packed) do not stay on top of the memory those records take.
+const SPARE_SLABS: usize = 2;
 
 /// A kept record and whether it was hit since eviction last passed it.
 struct Kept {
@@ -70,8 +73,8 @@ struct Slabs {
     /// Each filled slab's empty tail handle, which can take back the whole slab once no
     /// record in it is referenced.
     filled: VecDeque<BytesMut>,
-    /// At most this many filled slabs are held: the shard's bytes fill no more, so a slab
-    /// beyond them is one a reply still holds; it is let go of and freed when that ends.
+    /// At most this many filled slabs are held (the shard's bytes fill no more); past it the
+    /// oldest is let go of, and freed once its last record and reply are.
     max_filled: usize,
 }
 
@@ -143,6 +146,7 @@ impl HotShard {
         // Each record is passed over at most once per eviction run before it can go, so
         // this ends even when every record was hit.
         let mut passes = self.order.len();
+        let mut evicted_any = false;
         while self.used + size > self.capacity {
             let Some(old) = self.order.pop_front() else {
                 break;
@@ -163,7 +167,11 @@ impl HotShard {
             }
             if let Some(evicted) = self.map.remove(&old) {
                 self.used -= evicted.size;
+                evicted_any = true;
             }
+        }
+        if evicted_any {
+            self.slabs.free_spares();
         }
         self.used += size;
         let bytes = self.slabs.pack(member);
@@ -205,6 +213,21 @@ impl Slabs {
         }
         self.current.extend_from_slice(&record);
         self.current.split().freeze()
+    }
+
+    /// Frees emptied slabs at the front beyond `SPARE_SLABS` (eviction empties them oldest
+    /// first).
+    fn free_spares(&mut self) {
+        let mut empty = 0;
+        for slab in self.filled.iter_mut() {
+            if !slab.try_reclaim(SLAB) {
+                break;
+            }
+            empty += 1;
+        }
+        for _ in SPARE_SLABS..empty {
+            self.filled.pop_front();
+        }
     }
 
     /// The oldest filled slab as a whole, empty slab, if nothing refers to it any more.
@@ -287,6 +310,25 @@ mod tests {
         // Neighbours sit back to back in one slab (no allocation of their own).
         let (a, b) = (shard.get(&loc(1)).unwrap(), shard.get(&loc(2)).unwrap());
         assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize);
+    }
+
+    #[test]
+    fn slabs_emptied_by_big_records_are_freed_but_a_few() {
+        let mut shard = HotShard::new(8 * SLAB);
+        for i in 0..700u64 {
+            shard.insert(&loc(i), Bytes::from(vec![1; 10_000]));
+        }
+        assert!(shard.slabs.filled.len() >= 6);
+        // Records over PACK_LIMIT are not packed: they evict every small one.
+        for i in 1000..1500u64 {
+            shard.insert(&loc(i), Bytes::from(vec![2; PACK_LIMIT + 1]));
+        }
+        assert!(shard.get(&loc(0)).is_none());
+        assert!(
+            shard.slabs.filled.len() <= SPARE_SLABS,
+            "{}",
+            shard.slabs.filled.len()
+        );
     }
 
     #[test]
