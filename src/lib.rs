@@ -13,6 +13,8 @@
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.
+//! - [`mitm`]: the CA for archiving HTTPS through CONNECT (`liveweb ca init`) and its
+//!   per-host leaf certificates.
 //! - [`proxy`]: where index, fetch and archive meet: the cache decision per request
 //!   (`proxy::lookup`), storing, hot shard, zero-copy sends.
 //! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a
@@ -26,6 +28,7 @@ pub mod error;
 pub mod fetch;
 pub mod http;
 pub mod index;
+pub mod mitm;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -1,4 +1,6 @@
-//! The `liveweb` binary: parse the CLI, validate, run the server.
+//! The `liveweb` binary: parse the CLI, validate, run the server; or `liveweb ca init DIR`.
+
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
@@ -19,6 +21,13 @@ fn main() {
         );
         std::process::abort();
     }));
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "ca") {
+        let CaCli { command } = CaCli::parse_from(&args[1..]);
+        std::process::exit(match command {
+            CaCommand::Init { dir } => ca_init(&dir),
+        });
+    }
     let config = liveweb::config::Config::parse();
     if let Err(msg) = config.validate() {
         eprintln!("liveweb: {msg}");
@@ -27,5 +36,46 @@ fn main() {
     if let Err(e) = liveweb::server::run(config) {
         eprintln!("liveweb: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `liveweb ca`: the certificate authority for archiving HTTPS through CONNECT.
+#[derive(Parser)]
+#[command(name = "liveweb ca")]
+struct CaCli {
+    #[command(subcommand)]
+    command: CaCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum CaCommand {
+    /// Write a new CA certificate and key (ECDSA P-256, mode 0600) into DIR; never replaces
+    /// existing ones.
+    Init { dir: PathBuf },
+}
+
+fn ca_init(dir: &Path) -> i32 {
+    match liveweb::mitm::init_ca(dir) {
+        Ok((cert, key)) => {
+            let (cert, key) = (cert.display(), key.display());
+            println!(
+                "wrote {cert} (the CA certificate) and {key} (its private key), both mode 0600.
+
+Anyone holding the key can impersonate any site to a client that trusts the certificate:
+keep it on the proxy machine only. Trust the certificate in the clients that will use
+liveweb (and in no others):
+  curl:      curl --proxy http://127.0.0.1:8080 --cacert {cert} https://example.com/
+  Chromium:  certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n liveweb -i {cert}
+             (certutil is in Debian's libnss3-tools)
+  Firefox:   Settings > Privacy & Security > Certificates > View Certificates >
+             Authorities > Import, then tick \"identify websites\"
+  system:    cp {cert} /usr/local/share/ca-certificates/liveweb-ca.crt && update-ca-certificates"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("liveweb: ca init: {e}");
+            1
+        }
     }
 }

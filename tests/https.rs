@@ -441,3 +441,41 @@ fn a_close_delimited_body_is_whole_only_if_the_origin_said_close_notify() {
     assert!(text.contains("close-delimited body"), "{text}");
     assert!(!text.ends_with("0\r\n\r\n"), "{text}");
 }
+
+#[test]
+fn ca_init_writes_a_private_ca_and_says_how_to_trust_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
+            .args(["ca", "init"])
+            .arg(&ca_dir)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--cacert"), "{text}");
+    assert!(text.contains("certutil"), "{text}");
+    for name in ["liveweb-ca.pem", "liveweb-ca-key.pem"] {
+        let mode = std::fs::metadata(ca_dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    // The certificate is a CA a TLS client accepts as a root.
+    let roots = ca_dir.join("liveweb-ca.pem");
+    let proxy = Proxy::start(&["--upstream-ca", roots.to_str().unwrap()]);
+    drop(proxy);
+    // Never replaced.
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+}
