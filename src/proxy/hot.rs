@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::archive::stored::Span;
 use crate::archive::RecordLoc;
 use crate::http::forward::ForwardTemplate;
 
@@ -32,16 +33,21 @@ struct Kept {
     bytes: Bytes,
     /// For a decoded record: its forward reply, prepared.
     template: Option<Rc<ForwardTemplate>>,
+    /// For a big record stored uncompressed: where its bytes lie in the file (`bytes` is
+    /// then empty).
+    spans: Option<Rc<[Span]>>,
     /// Bytes counted against the shard for it (record and template).
     size: usize,
     hit: Cell<bool>,
 }
 
 /// A decoded record and, when its response parses, its forward reply prepared (body range
-/// relative to `plain`).
+/// relative to `plain`). A big record stored without compression is kept as the file spans
+/// holding it instead (`plain` empty): its body goes out with sendfile.
 pub struct Decoded {
     pub plain: Bytes,
     pub template: Option<Rc<ForwardTemplate>>,
+    pub spans: Option<Rc<[Span]>>,
 }
 
 /// Byte-bounded cache of gzip members keyed by file id and offset, FIFO with reinsertion.
@@ -104,6 +110,7 @@ impl HotShard {
         self.hit((loc.file_id, loc.offset, true)).map(|k| Decoded {
             plain: k.bytes.clone(),
             template: k.template.clone(),
+            spans: k.spans.clone(),
         })
     }
 
@@ -124,6 +131,18 @@ impl HotShard {
             (loc.file_id, loc.offset, true),
             plain,
             template.map(Rc::new),
+            None,
+        );
+    }
+
+    /// Keeps where a record stored uncompressed lies in its file, with its forward reply
+    /// prepared: a forward hit then sends the body from the page cache.
+    pub fn insert_spans(&mut self, loc: &RecordLoc, spans: Vec<Span>, template: ForwardTemplate) {
+        self.put(
+            (loc.file_id, loc.offset, true),
+            Bytes::new(),
+            Some(Rc::new(template)),
+            Some(spans.into()),
         );
     }
 
@@ -135,11 +154,21 @@ impl HotShard {
         if member.len() as u64 >= SENDFILE_FROM {
             return;
         }
-        self.put((loc.file_id, loc.offset, false), member, None);
+        self.put((loc.file_id, loc.offset, false), member, None, None);
     }
 
-    fn put(&mut self, key: Key, member: Bytes, template: Option<Rc<ForwardTemplate>>) {
-        let size = member.len() + template.as_ref().map_or(0, |t| t.size());
+    fn put(
+        &mut self,
+        key: Key,
+        member: Bytes,
+        template: Option<Rc<ForwardTemplate>>,
+        spans: Option<Rc<[Span]>>,
+    ) {
+        let size = member.len()
+            + template.as_ref().map_or(0, |t| t.size())
+            + spans
+                .as_ref()
+                .map_or(0, |s| std::mem::size_of_val::<[Span]>(s));
         if size > self.capacity / 4 || self.map.contains_key(&key) {
             return;
         }
@@ -180,6 +209,7 @@ impl HotShard {
             Kept {
                 bytes,
                 template,
+                spans,
                 size,
                 hit: Cell::new(false),
             },

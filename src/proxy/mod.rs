@@ -69,6 +69,12 @@ pub enum Body {
         file: Arc<ArcFile>,
         record: Arc<StoredRecord>,
     },
+    /// Forward mode, a hit on a record stored uncompressed: the body is these ranges of the
+    /// ARC file, sent zero-copy when resident.
+    FileRanges {
+        file: Arc<ArcFile>,
+        ranges: Vec<(u64, u64)>,
+    },
     /// Forward mode, a miss: the origin's response as it arrives from the fetch.
     Live {
         reader: TapReader,
@@ -221,6 +227,34 @@ fn reply_for(
         }
         let client = client_side(to, state, age, None);
         let (source, gzip) = match decoded {
+            // Stored uncompressed: the head from the template, the body from the file.
+            Some(d) if d.spans.is_some() => {
+                let prepared = d
+                    .template
+                    .as_ref()
+                    .and_then(|t| Some((t, t.head_for(client)?)));
+                let ranges = match (&prepared, &d.spans, &file) {
+                    (Some((t, _)), Some(spans), Some(_)) => {
+                        let body = t.body.start as u64..t.body.end as u64;
+                        crate::archive::stored::file_ranges(spans, body)
+                    }
+                    _ => None,
+                };
+                match (prepared, ranges, file) {
+                    (Some((_, f)), Some(ranges), Some(file)) => {
+                        let body = match f.plan {
+                            crate::http::forward::BodyPlan::None => Body::None,
+                            _ => Body::FileRanges { file, ranges },
+                        };
+                        return Response {
+                            head: f.head,
+                            body,
+                            state,
+                        };
+                    }
+                    (_, _, file) => (forward_source(record, member, file), gzip),
+                }
+            }
             Some(d) => {
                 // Prepared: the head from the template, the body a slice of the decoded copy.
                 let prepared = d

@@ -95,6 +95,20 @@ async fn write_record(
         Body::Forward { .. } | Body::Live { .. } => Ok(()),
         Body::None => write_all(stream, head, timeout).await.map(drop),
         Body::Memory(bytes) => write_memory(stream, head, bytes, timeout).await,
+        Body::FileRanges { file, ranges } => {
+            write_all(stream, head, timeout).await?;
+            let whole = match (ranges.first(), ranges.last()) {
+                (Some(first), Some(last)) => Some((first.0, last.0 + last.1 - first.0)),
+                _ => None,
+            };
+            if whole.is_some_and(|(at, len)| is_resident(&file.fd, at, len)) {
+                return sendfile_ranges(stream, file.fd.as_raw_fd(), &ranges, timeout).await;
+            }
+            for (offset, len) in ranges {
+                send_in_pieces(stream, &file, offset, len, timeout).await?;
+            }
+            Ok(())
+        }
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
             if is_resident(&file.fd, offset, len) {
@@ -190,6 +204,17 @@ pub(super) async fn sendfile_all(
     len: u64,
     timeout: Duration,
 ) -> io::Result<()> {
+    sendfile_ranges(stream, file_fd, &[(offset, len)], timeout).await
+}
+
+/// Sends the file ranges `(offset, len)` in order with sendfile(2), switching the socket to
+/// non-blocking once for all of them (see `sendfile_all`).
+pub(super) async fn sendfile_ranges(
+    stream: &TcpStream,
+    file_fd: RawFd,
+    ranges: &[(u64, u64)],
+    timeout: Duration,
+) -> io::Result<()> {
     let sock = stream.as_raw_fd();
     // SAFETY: plain fcntl calls on the connection's own descriptor.
     let flags = unsafe { libc::fcntl(sock, libc::F_GETFL) };
@@ -201,6 +226,20 @@ pub(super) async fn sendfile_all(
     if unsafe { libc::fcntl(sock, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
         return Err(io::Error::last_os_error());
     }
+    for &(offset, len) in ranges {
+        sendfile_nonblocking(stream, sock, file_fd, offset, len, timeout).await?;
+    }
+    Ok(())
+}
+
+async fn sendfile_nonblocking(
+    stream: &TcpStream,
+    sock: RawFd,
+    file_fd: RawFd,
+    offset: u64,
+    len: u64,
+    timeout: Duration,
+) -> io::Result<()> {
     let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
     let mut remaining = len;
     while remaining > 0 {
