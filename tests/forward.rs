@@ -427,7 +427,10 @@ fn big_incompressible_bodies_are_sent_from_the_file_byte_for_byte() {
     let proxy = Proxy::start(&["--mode", "forward"]);
     // Stored by a liveweb-mode miss (answered once the record is written, so the next
     // request is a hit, not a wait on the fetch).
-    assert_eq!(get(proxy.addr, &url, "X-Liveweb-Mode: liveweb\r\n").status, 200);
+    assert_eq!(
+        get(proxy.addr, &url, "X-Liveweb-Mode: liveweb\r\n").status,
+        200
+    );
     for round in 0..3 {
         let (hit, _) = fget(&proxy, &url, "");
         assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
