@@ -125,19 +125,6 @@ impl Drop for TmpfsMount {
     }
 }
 
-fn incompressible(n: usize, seed: u32) -> Vec<u8> {
-    // xorshift64: random enough that gzip cannot shrink it.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed + 1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Requests `url` (or, with `fresh`, a new URL under it each time, so an earlier success
 /// does not turn into a hit) until the status is `status` or 5 s pass.
 fn wait_for_status(proxy: &Proxy, url: &str, status: u16, fresh: bool) -> Reply {

@@ -69,16 +69,7 @@ fn rolls_by_size_and_cdx_points_at_records() {
     let origin = Origin::start();
     // Incompressible bodies, so ~1.5 KB members: a few per 4 KB file.
     for i in 0..12 {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1);
-        let body: Vec<u8> = (0..1500)
-            .map(|_| {
-                // xorshift: bytes no deflate implementation can shrink.
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let body = incompressible(1500, i as u64);
         origin.ok(&format!("/r{i}"), "application/octet-stream", &body);
     }
     let proxy = Proxy::start(&["--workers", "1", "--arc-max-size", "4KB"]);

@@ -406,15 +406,7 @@ fn prepared_forward_hits_match_the_decoded_ones_byte_for_byte() {
 fn big_incompressible_bodies_are_sent_from_the_file_byte_for_byte() {
     // Random bytes: stored in the ARC file without compression, so from the second forward
     // hit on the body goes from the file's stored blocks (sendfile), not from memory.
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let body: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let body = incompressible(300_000, 7);
     let origin = Origin::start();
     let mut response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\n\r\n",

@@ -70,15 +70,7 @@ mod tests {
     use std::io::Write;
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::archive::random_bytes(len, seed)
     }
 
     fn gzipped(data: &[u8]) -> Vec<u8> {

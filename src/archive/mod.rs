@@ -18,4 +18,18 @@ pub mod stored;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};
+
+/// Bytes no deflate implementation can shrink (xorshift64), for tests.
+#[cfg(test)]
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
 pub use writer::{AppendRecord, ArcWriter, FsyncPolicy, RecordLoc, WriterConfig};

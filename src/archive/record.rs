@@ -380,15 +380,7 @@ mod tests {
 
     #[test]
     fn content_with_random_looking_bytes_is_stored_not_deflated() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let block: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let block = crate::archive::random_bytes(4096, 0x9e37_79b9_7f4a_7c15);
         // High entropy byte by byte, yet deflate finds the repeats: the one case the
         // heuristic gives up compression for, which makes the choice visible here.
         let repeated = block.repeat(4);

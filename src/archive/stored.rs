@@ -103,15 +103,7 @@ mod tests {
     use crate::archive::record::{mark_private, pad_member, Codec};
 
     fn random(len: usize) -> Vec<u8> {
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::archive::random_bytes(len, 0x1234_5678_9abc_def1)
     }
 
     /// The bytes the spans point at, read from `file` (the member placed at `base`).

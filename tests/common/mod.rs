@@ -584,6 +584,19 @@ pub fn get(addr: SocketAddr, url: &str, extra_headers: &str) -> Reply {
     )
 }
 
+/// Bytes no deflate implementation can shrink (xorshift64), different per seed.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Inflates `data`, asserting it is exactly one gzip member.
 pub fn gunzip_one_member(data: &[u8]) -> Vec<u8> {
     use flate2::bufread::GzDecoder;
