@@ -29,7 +29,11 @@ impl Codec {
     pub fn encode(self, header: &str, content: &[u8]) -> Vec<u8> {
         match self {
             Codec::Gzip(level) => {
-                let level = if worth_deflating(content) { level } else { 0 };
+                let level = if level > 0 && !worth_deflating(content) {
+                    0
+                } else {
+                    level
+                };
                 Self::gzip(level, header, content)
             }
             Codec::Plain => {
