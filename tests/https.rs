@@ -212,6 +212,16 @@ fn silent_origin() -> SocketAddr {
     addr
 }
 
+/// liveweb trusting `ca` (`--upstream-ca`) with `extra` flags, and the directory holding the
+/// CA file.
+fn proxy_trusting(ca: &TestCa, extra: &[&str]) -> (Proxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path());
+    let mut args = vec!["--upstream-ca", ca_file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (Proxy::start(&args), dir)
+}
+
 fn valid_origin(ca: &TestCa) -> TlsOrigin {
     let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"], (-1, 30));
     TlsOrigin::start(&cert, &key)
@@ -220,10 +230,8 @@ fn valid_origin(ca: &TestCa) -> TlsOrigin {
 #[test]
 fn https_urls_are_fetched_over_tls_archived_and_served_again_in_both_shapes() {
     let ca = TestCa::new("liveweb test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path());
     let origin = valid_origin(&ca);
-    let proxy = Proxy::start(&["--workers", "1", "--upstream-ca", ca_file.to_str().unwrap()]);
+    let (proxy, _dir) = proxy_trusting(&ca, &["--workers", "1"]);
 
     let url = origin.url("localhost", "/page");
     let first = get(proxy.addr, &url, "");
@@ -277,10 +285,8 @@ fn https_urls_are_fetched_over_tls_archived_and_served_again_in_both_shapes() {
 #[test]
 fn requests_other_than_get_pass_through_over_tls() {
     let ca = TestCa::new("liveweb test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path());
     let origin = valid_origin(&ca);
-    let proxy = Proxy::start(&["--upstream-ca", ca_file.to_str().unwrap()]);
+    let (proxy, _dir) = proxy_trusting(&ca, &[]);
     let url = origin.url("localhost", "/submit");
     let reply = common::send_raw(
         proxy.addr,
@@ -309,14 +315,7 @@ fn failure(proxy: &Proxy, url: &str) -> (u16, String, String) {
 #[test]
 fn certificate_failures_have_their_own_code_and_say_which_check_failed() {
     let ca = TestCa::new("liveweb test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path());
-    let proxy = Proxy::start(&[
-        "--upstream-ca",
-        ca_file.to_str().unwrap(),
-        "--connect-timeout",
-        "1s",
-    ]);
+    let (proxy, _dir) = proxy_trusting(&ca, &["--connect-timeout", "1s"]);
     let expired = {
         let (cert, key) = ca.leaf(&["localhost"], (-30, -1));
         TlsOrigin::start(&cert, &key)
@@ -414,10 +413,8 @@ fn an_unreadable_upstream_ca_file_stops_start_up_with_its_name() {
 #[test]
 fn a_close_delimited_body_is_whole_only_if_the_origin_said_close_notify() {
     let ca = TestCa::new("liveweb test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path());
     let origin = valid_origin(&ca);
-    let proxy = Proxy::start(&["--upstream-ca", ca_file.to_str().unwrap()]);
+    let (proxy, _dir) = proxy_trusting(&ca, &[]);
     let whole = get(
         proxy.addr,
         &origin.url("localhost", "/until-close-notify"),

@@ -229,31 +229,10 @@ fn reply_for(
         let (source, gzip) = match decoded {
             // Stored uncompressed: the head from the template, the body from the file.
             Some(d) if d.spans.is_some() => {
-                let prepared = d
-                    .template
-                    .as_ref()
-                    .and_then(|t| Some((t, t.head_for(client)?)));
-                let ranges = match (&prepared, &d.spans, &file) {
-                    (Some((t, _)), Some(spans), Some(_)) => {
-                        let body = t.body.start as u64..t.body.end as u64;
-                        crate::archive::stored::file_ranges(spans, body)
-                    }
-                    _ => None,
-                };
-                match (prepared, ranges, file) {
-                    (Some((_, f)), Some(ranges), Some(file)) => {
-                        let body = match f.plan {
-                            crate::http::forward::BodyPlan::None => Body::None,
-                            _ => Body::FileRanges { file, ranges },
-                        };
-                        return Response {
-                            head: f.head,
-                            body,
-                            state,
-                        };
-                    }
-                    (_, _, file) => (forward_source(record, member, file), gzip),
+                if let Some((head, body)) = spans_reply(&d, client, file.as_ref()) {
+                    return Response { head, body, state };
                 }
+                (forward_source(record, member, file), gzip)
             }
             Some(d) => {
                 // Prepared: the head from the template, the body a slice of the decoded copy.
@@ -338,6 +317,29 @@ fn client_side(
 }
 
 /// Where a forward-mode hit reads its record from: memory if at hand, else its file.
+/// A forward hit on a record kept as file spans (stored uncompressed): the prepared head and
+/// the body as ranges of the ARC file; `None` when the reply cannot be prepared (then the
+/// record is decoded from the file as it goes).
+fn spans_reply(
+    d: &hot::Decoded,
+    client: crate::http::forward::ClientSide,
+    file: Option<&Arc<ArcFile>>,
+) -> Option<(Vec<u8>, Body)> {
+    let (template, spans, file) = (d.template.as_ref()?, d.spans.as_ref()?, file?);
+    let f = template.head_for(client)?;
+    let body = match f.plan {
+        crate::http::forward::BodyPlan::None => Body::None,
+        _ => {
+            let range = template.body.start as u64..template.body.end as u64;
+            Body::FileRanges {
+                file: file.clone(),
+                ranges: crate::archive::stored::file_ranges(spans, range)?,
+            }
+        }
+    };
+    Some((f.head, body))
+}
+
 fn forward_source(
     record: &StoredRecord,
     member: Option<Bytes>,
