@@ -227,6 +227,21 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_INSECURE_UPSTREAM")]
     pub insecure_upstream: bool,
 
+    /// Archive HTTPS through CONNECT (forward mode): the CA certificate (PEM) that signs the
+    /// certificates liveweb presents inside CONNECT tunnels; clients must trust it. `liveweb
+    /// ca init DIR` makes one. Needs `--mitm-key`; without both, CONNECT is a blind tunnel.
+    #[arg(long, env = "LIVEWEB_MITM_CA", requires = "mitm_key")]
+    pub mitm_ca: Option<PathBuf>,
+
+    /// The private key (PEM) of the `--mitm-ca` certificate.
+    #[arg(long, env = "LIVEWEB_MITM_KEY", requires = "mitm_ca")]
+    pub mitm_key: Option<PathBuf>,
+
+    /// Hosts whose CONNECT tunnels stay blind even with `--mitm-ca` (pinned apps, banks);
+    /// an entry also covers the names below it. Comma-separated.
+    #[arg(long, env = "LIVEWEB_MITM_BYPASS", value_delimiter = ',')]
+    pub mitm_bypass: Vec<String>,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -36,6 +36,8 @@ pub struct Shared {
     pub user_agent: String,
     /// TLS to `https` origins (`--upstream-ca`, `--insecure-upstream`).
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Interception of CONNECT tunnels (`--mitm-ca`), when on.
+    pub mitm: Option<Arc<crate::mitm::Interceptor>>,
 }
 
 impl Shared {
@@ -58,6 +60,14 @@ impl Shared {
             &config.upstream_ca,
             config.insecure_upstream,
         )?);
+        let mitm = match (&config.mitm_ca, &config.mitm_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::mitm::Interceptor::load(
+                cert,
+                key,
+                &config.mitm_bypass,
+            )?)),
+            _ => None,
+        };
         let dns_pool = Pool::start("dns", usize::from(config.dns_threads), DNS_QUEUE)?;
         Ok(Shared {
             dns_pool: Arc::new(dns_pool),
@@ -70,6 +80,7 @@ impl Shared {
             fetch_limits,
             user_agent: config.user_agent(),
             upstream_tls,
+            mitm,
             config,
         })
     }

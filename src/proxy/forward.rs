@@ -9,9 +9,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::client_conn::ClientConn;
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
-use monoio::net::TcpStream;
 
 use super::hot::{HotShard, SENDFILE_FROM};
 use super::send::write_all;
@@ -49,7 +49,7 @@ pub enum MemberSource {
 /// request. An error after the head was sent means the client got a cut reply: the caller
 /// closes the connection, so it never looks complete.
 pub async fn send_stored(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     source: MemberSource,
     client: ClientSide,
     gzip: bool,
@@ -131,7 +131,7 @@ pub fn template_for_record(plain: &[u8]) -> Option<ForwardTemplate> {
 /// to the socket with sendfile when it passes through unchanged and its pages are resident
 /// (read through io_uring otherwise, which makes them resident for the next hit).
 async fn send_plain(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     source: MemberSource,
     client: ClientSide,
     timeout: Duration,
@@ -172,8 +172,11 @@ async fn send_plain(
             let rest = state.payload_left;
             state.flush(stream, timeout).await?;
             let fd = file.fd.as_raw_fd();
-            if crate::archive::reader::is_resident(&file.fd, offset + pos, rest) {
-                super::send::sendfile_all(stream, fd, offset + pos, rest, timeout).await?;
+            let plain_socket = stream
+                .plain_socket()
+                .filter(|_| crate::archive::reader::is_resident(&file.fd, offset + pos, rest));
+            if let Some(socket) = plain_socket {
+                super::send::sendfile_all(socket, fd, offset + pos, rest, timeout).await?;
                 state.skip_rest();
                 break;
             }
@@ -189,7 +192,7 @@ async fn inflate_chunk(
     input: &[u8],
     out: &mut [u8],
     state: &mut Decoder,
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     timeout: Duration,
 ) -> io::Result<()> {
     let mut used = 0;
@@ -303,14 +306,18 @@ impl Decoder {
         Ok(())
     }
 
-    async fn flush_if_full(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+    async fn flush_if_full(
+        &mut self,
+        stream: &mut ClientConn,
+        timeout: Duration,
+    ) -> io::Result<()> {
         if self.pending.len() >= OUT_CHUNK {
             self.flush(stream, timeout).await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+    async fn flush(&mut self, stream: &mut ClientConn, timeout: Duration) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -321,7 +328,7 @@ impl Decoder {
     }
 
     /// Writes what is left; the record must have yielded a whole reply.
-    async fn finish(mut self, stream: &mut TcpStream, timeout: Duration) -> io::Result<bool> {
+    async fn finish(mut self, stream: &mut ClientConn, timeout: Duration) -> io::Result<bool> {
         if !self.finished() {
             return Err(invalid(Error::Storage("stored record ended early".into())));
         }

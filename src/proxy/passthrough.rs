@@ -7,9 +7,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::client_conn::ClientConn;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 
 use super::WorkerCtx;
 use crate::error::Error;
@@ -35,7 +35,7 @@ pub enum Failure {
 /// may carry another request.
 pub async fn relay(
     ctx: &WorkerCtx,
-    client: &mut TcpStream,
+    client: &mut ClientConn,
     req: &RequestHead,
     buf: &mut Vec<u8>,
     idle: Duration,
@@ -162,7 +162,11 @@ async fn write(
 }
 
 /// Reads more client bytes into `buf` (appending); `Ok(0)` at end of stream.
-async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) -> io::Result<usize> {
+async fn read_more(
+    client: &mut ClientConn,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+) -> io::Result<usize> {
     buf.reserve(CHUNK);
     let len = buf.len();
     let cap = buf.capacity();
@@ -181,7 +185,7 @@ async fn read_more(client: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration) ->
 
 /// Sends exactly `n` body bytes: those already in `buf`, then from the client.
 async fn copy_exact(
-    client: &mut TcpStream,
+    client: &mut ClientConn,
     upstream: &mut OriginConn,
     buf: &mut Vec<u8>,
     n: u64,
@@ -209,7 +213,7 @@ async fn copy_exact(
 
 /// Sends a chunked body as received, up to its last chunk and trailers.
 async fn copy_chunked(
-    client: &mut TcpStream,
+    client: &mut ClientConn,
     upstream: &mut OriginConn,
     buf: &mut Vec<u8>,
     max: u64,

@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+use super::client_conn::ClientConn;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
@@ -23,7 +24,7 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// the connection may carry another request (some forward replies end by closing it).
 pub async fn write_response(
     ctx: &WorkerCtx,
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     resp: Response,
     timeout: Duration,
 ) -> io::Result<bool> {
@@ -48,7 +49,7 @@ pub async fn write_response(
 /// Streams a forward-mode miss from its tap. A failure before anything was sent becomes an
 /// error reply; after that, the connection is closed so the reply never looks complete.
 async fn send_live(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     reader: TapReader,
     client: ClientSide,
     timeout: Duration,
@@ -86,7 +87,7 @@ async fn send_live(
 
 async fn write_record(
     ctx: &WorkerCtx,
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     head: Vec<u8>,
     body: Body,
     timeout: Duration,
@@ -101,8 +102,11 @@ async fn write_record(
                 (Some(first), Some(last)) => Some((first.0, last.0 + last.1 - first.0)),
                 _ => None,
             };
-            if whole.is_some_and(|(at, len)| is_resident(&file.fd, at, len)) {
-                return sendfile_ranges(stream, file.fd.as_raw_fd(), &ranges, timeout).await;
+            let plain_socket = stream
+                .plain_socket()
+                .filter(|_| whole.is_some_and(|(at, len)| is_resident(&file.fd, at, len)));
+            if let Some(socket) = plain_socket {
+                return sendfile_ranges(socket, file.fd.as_raw_fd(), &ranges, timeout).await;
             }
             for (offset, len) in ranges {
                 send_in_pieces(stream, &file, offset, len, timeout).await?;
@@ -111,10 +115,13 @@ async fn write_record(
         }
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
-            if is_resident(&file.fd, offset, len) {
-                write_all(stream, head, timeout).await?;
-                sendfile_all(stream, file.fd.as_raw_fd(), offset, len, timeout).await
-            } else if len > COLD_WHOLE_LIMIT {
+            if let ClientConn::Plain(socket) = stream {
+                if is_resident(&file.fd, offset, len) {
+                    write_all(socket, head, timeout).await?;
+                    return sendfile_all(socket, file.fd.as_raw_fd(), offset, len, timeout).await;
+                }
+            }
+            if len > COLD_WHOLE_LIMIT {
                 // Too big to hold whole per connection: read and sent piece by piece (the
                 // buffered reads leave it resident for sendfile next time).
                 write_all(stream, head, timeout).await?;
@@ -130,7 +137,7 @@ async fn write_record(
 
 /// Head and an in-memory body: one write when the body is small, two otherwise.
 async fn write_memory(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     mut head: Vec<u8>,
     body: bytes::Bytes,
     timeout: Duration,
@@ -163,7 +170,7 @@ const COLD_PIECE: u64 = 256 * 1024;
 
 /// Sends a file region read through io_uring one piece at a time, reusing one buffer.
 async fn send_in_pieces(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     file: &ArcFile,
     offset: u64,
     len: u64,

@@ -12,10 +12,14 @@ use monoio::net::TcpStream;
 
 use super::drain::Drain;
 use super::gate;
+use super::intercept::{Origin, Tunnel};
 use crate::error::Error;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
+use crate::http::request::RequestHead;
 use crate::http::request::{parse_request_head, RequestBody};
+use crate::http::url::{parse_authority, unbracketed};
+use crate::proxy::client_conn::ClientConn;
 use crate::proxy::passthrough::{self, Failure};
 use crate::proxy::router::{self, Route};
 use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
@@ -34,7 +38,52 @@ enum Fill {
 
 /// Serves one connection from `peer`. `stream` comes from a listener whose options it
 /// inherited (TCP_NODELAY among them).
-pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drain: &Drain) {
+pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &Drain) {
+    let tunnel = serve_conn(ctx.clone(), ClientConn::Plain(stream), peer, drain, None).await;
+    if let (Some(tunnel), Some(mitm)) = (tunnel, ctx.shared.mitm.clone()) {
+        super::intercept::serve(ctx, &mitm, tunnel, drain).await;
+    }
+}
+
+/// How a connection's request loop ended.
+enum Next {
+    Close,
+    /// A CONNECT, not yet answered; `early` holds what the client sent behind its head.
+    Connect(RequestHead, Vec<u8>),
+}
+
+/// Serves the requests of a connection: a client's own, or (`tunnel` set) those inside an
+/// intercepted tunnel to that origin. Returns a CONNECT to intercept, if one ended it.
+pub(super) async fn serve_conn(
+    ctx: Rc<WorkerCtx>,
+    mut stream: ClientConn,
+    peer: IpAddr,
+    drain: &Drain,
+    tunnel: Option<&Origin>,
+) -> Option<Tunnel> {
+    let idle = ctx.shared.config.client_idle_timeout;
+    match serve_requests(&ctx, &mut stream, peer, drain, tunnel).await {
+        Next::Close => {
+            if matches!(stream, ClientConn::Tls(_)) {
+                // close_notify, so a reply delimited by the close is seen whole.
+                let _ = monoio::time::timeout(TLS_CLOSE_TIME, stream.shutdown()).await;
+            }
+            None
+        }
+        Next::Connect(req, early) => connect(&ctx, stream, peer, &req, early, idle).await,
+    }
+}
+
+/// Longest wait to send close_notify when closing a TLS connection.
+const TLS_CLOSE_TIME: Duration = Duration::from_secs(1);
+
+async fn serve_requests(
+    ctx: &Rc<WorkerCtx>,
+    stream: &mut ClientConn,
+    peer: IpAddr,
+    drain: &Drain,
+    tunnel: Option<&Origin>,
+) -> Next {
     let config = &ctx.shared.config;
     let idle = config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
@@ -43,10 +92,10 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drai
     // connection's start, for the first request), however slowly it trickles.
     let mut head_deadline = Some(Instant::now() + config.request_head_timeout);
     loop {
-        let (req, used) = match parse_request_head(&buf, &limits) {
+        let (mut req, used) = match parse_request_head(&buf, &limits) {
             Ok(Some(found)) => found,
             // Shutting down and between requests: close instead of waiting for another.
-            Ok(None) if buf.is_empty() && drain.is_draining() => return,
+            Ok(None) if buf.is_empty() && drain.is_draining() => return Next::Close,
             Ok(None) => {
                 if !buf.is_empty() && head_deadline.is_none() {
                     head_deadline = Some(Instant::now() + config.request_head_timeout);
@@ -56,75 +105,116 @@ pub async fn serve(ctx: Rc<WorkerCtx>, mut stream: TcpStream, peer: IpAddr, drai
                 });
                 // (A read that times out takes the buffer with it.)
                 let partial = !buf.is_empty();
-                match fill(&mut stream, &mut buf, wait, drain).await {
+                match fill(stream, &mut buf, wait, drain).await {
                     Fill::Data => continue,
                     Fill::TimedOut if partial => {
-                        return refuse(&ctx, &mut stream, &Error::RequestTimeout, 1, idle).await
+                        refuse(ctx, stream, &Error::RequestTimeout, 1, idle).await;
+                        return Next::Close;
                     }
-                    Fill::Closed | Fill::TimedOut => return,
+                    Fill::Closed | Fill::TimedOut => return Next::Close,
                 }
             }
-            Err(e) => return refuse(&ctx, &mut stream, &e, 1, idle).await,
+            Err(e) => {
+                refuse(ctx, stream, &e, 1, idle).await;
+                return Next::Close;
+            }
         };
         buf.drain(..used);
         head_deadline = None;
-        if let Err(e) = gate::admit(&ctx, peer, &req).await {
-            return refuse(&ctx, &mut stream, &e, req.version, idle).await;
-        }
-        let route = router::route(config.mode, &req);
-        match route {
-            Route::Tunnel => return connect(&ctx, stream, &req, buf, idle).await,
-            Route::PassThrough => {
-                match passthrough::relay(&ctx, &mut stream, &req, &mut buf, idle).await {
-                    Ok(true) if !drain.is_draining() => continue,
-                    Ok(_) | Err(Failure::After) => return,
-                    // The request body may be unread: answer, then close.
-                    Err(Failure::Before(e)) => {
-                        return refuse(&ctx, &mut stream, &e, req.version, idle).await
-                    }
+        let route = match tunnel {
+            // Admitted with the CONNECT.
+            Some(origin) => super::intercept::route_inner(origin, &mut req),
+            None => {
+                if let Err(e) = gate::admit(ctx, peer, &req).await {
+                    refuse(ctx, stream, &e, req.version, idle).await;
+                    return Next::Close;
                 }
+                router::route(config.mode, &req)
             }
+        };
+        match route {
+            Route::Tunnel => return Next::Connect(req, buf),
+            Route::PassThrough => match passthrough::relay(ctx, stream, &req, &mut buf, idle).await
+            {
+                Ok(true) if !drain.is_draining() => continue,
+                Ok(_) | Err(Failure::After) => return Next::Close,
+                // The request body may be unread: answer, then close.
+                Err(Failure::Before(e)) => {
+                    refuse(ctx, stream, &e, req.version, idle).await;
+                    return Next::Close;
+                }
+            },
             Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
         }
         let body_error = match req.body {
             RequestBody::None => None,
             RequestBody::Length(n) if n <= MAX_DISCARD_BODY => {
-                if !discard(&mut stream, &mut buf, n as usize, idle, drain).await {
-                    return;
+                if !discard(stream, &mut buf, n as usize, idle, drain).await {
+                    return Next::Close;
                 }
                 None
             }
             RequestBody::Length(_) => Some(Error::RequestBodyTooLarge),
-            RequestBody::Chunked => match discard_chunked(&mut stream, &mut buf, idle, drain).await
-            {
+            RequestBody::Chunked => match discard_chunked(stream, &mut buf, idle, drain).await {
                 Ok(()) => None,
                 Err(Some(e)) => Some(e),
-                Err(None) => return,
+                Err(None) => return Next::Close,
             },
         };
         if let Some(e) = body_error {
             // The body was not consumed, so the connection cannot carry another request.
-            return refuse(&ctx, &mut stream, &e, req.version, idle).await;
+            refuse(ctx, stream, &e, req.version, idle).await;
+            return Next::Close;
         }
-        let mut req = req;
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
-        let resp = proxy::handle(&ctx, &req, route).await;
-        match write_response(&ctx, &mut stream, resp, idle).await {
+        let resp = proxy::handle(ctx, &req, route).await;
+        match write_response(ctx, stream, resp, idle).await {
             Ok(true) if req.keep_alive => {}
-            _ => return,
+            _ => return Next::Close,
         }
     }
 }
 
-/// Answers a CONNECT and, once the upstream is connected, becomes the tunnel.
+/// Answers a CONNECT: intercepted (returned to the caller) when `--mitm-ca` is set and the
+/// host is not bypassed; otherwise, once the upstream is connected, becomes a blind tunnel.
 async fn connect(
     ctx: &WorkerCtx,
-    mut stream: TcpStream,
-    req: &crate::http::request::RequestHead,
+    stream: ClientConn,
+    peer: IpAddr,
+    req: &RequestHead,
     early: Vec<u8>,
     idle: Duration,
-) {
+) -> Option<Tunnel> {
+    let mut stream = match stream {
+        ClientConn::Plain(socket) => socket,
+        // Refused by `route_inner`; never reached.
+        ClientConn::Tls(_) => return None,
+    };
+    if let Some(mitm) = &ctx.shared.mitm {
+        let checked = parse_authority(&req.target).and_then(|(host, port)| {
+            if ctx.shared.config.connect_ports.contains(&port) {
+                Ok((host, port))
+            } else {
+                Err(Error::ConnectPortNotAllowed(port))
+            }
+        });
+        match checked {
+            Ok((host, port)) if !mitm.bypasses(unbracketed(&host)) => {
+                return Some(Tunnel {
+                    socket: stream,
+                    early,
+                    origin: Origin { host, port },
+                    peer,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                refuse(ctx, &mut ClientConn::Plain(stream), &e, req.version, idle).await;
+                return None;
+            }
+        }
+    }
     match tunnel::open(ctx, req).await {
         Ok(upstream) => {
             let ok = b"HTTP/1.1 200 Connection Established\r\n\r\n".to_vec();
@@ -141,14 +231,16 @@ async fn connect(
                 .await;
             }
         }
-        Err(e) => refuse(ctx, &mut stream, &e, req.version, idle).await,
+        Err(e) => refuse(ctx, &mut ClientConn::Plain(stream), &e, req.version, idle).await,
     }
+    None
 }
 
 /// Answers a connection refused before any request is read (an address outside the client
 /// ranges, or over a connection limit) with `e` and closes it at once: one short write, no
 /// draining, so a flood of refused connections holds no descriptors for long.
-pub async fn refuse_at_once(ctx: &WorkerCtx, mut stream: TcpStream, e: &Error) {
+pub async fn refuse_at_once(ctx: &WorkerCtx, stream: TcpStream, e: &Error) {
+    let mut stream = ClientConn::Plain(stream);
     let close = ConnState {
         keep_alive: false,
         version: 1,
@@ -170,7 +262,7 @@ const REFUSE_WRITE_TIME: Duration = Duration::from_millis(200);
 const REFUSE_LINGER: Duration = Duration::from_millis(100);
 
 /// Answers with an error reply and `Connection: close`; the caller then drops the connection.
-async fn refuse(ctx: &WorkerCtx, stream: &mut TcpStream, e: &Error, version: u8, idle: Duration) {
+async fn refuse(ctx: &WorkerCtx, stream: &mut ClientConn, e: &Error, version: u8, idle: Duration) {
     let close = ConnState {
         keep_alive: false,
         version,
@@ -188,11 +280,11 @@ const LINGER_BYTES: usize = 1 << 20;
 /// Closes our side, then reads and drops what the client is still sending (bounded) before
 /// the socket is closed: closing with unread bytes makes the kernel send a reset, which can
 /// destroy the error reply before the client reads it.
-async fn linger(stream: &mut TcpStream) {
+async fn linger(stream: &mut ClientConn) {
     linger_for(stream, LINGER_TIME).await
 }
 
-async fn linger_for(stream: &mut TcpStream, time: Duration) {
+async fn linger_for(stream: &mut ClientConn, time: Duration) {
     if stream.shutdown().await.is_err() {
         return;
     }
@@ -215,7 +307,7 @@ async fn linger_for(stream: &mut TcpStream, time: Duration) {
 
 /// Reads more bytes into `buf`, waiting at most `idle`; a connection idle between requests
 /// also stops waiting when the worker starts draining.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration, drain: &Drain) -> Fill {
+async fn fill(stream: &mut ClientConn, buf: &mut Vec<u8>, idle: Duration, drain: &Drain) -> Fill {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(8192);
     }
@@ -244,7 +336,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, idle: Duration, drain: 
 /// Drops a chunked body of at most `MAX_DISCARD_BODY` payload bytes. `Err(Some(e))`: the
 /// body is malformed or too big (answer `e`, then close); `Err(None)`: the client went away.
 async fn discard_chunked(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     buf: &mut Vec<u8>,
     idle: Duration,
     drain: &Drain,
@@ -272,7 +364,7 @@ async fn discard_chunked(
 
 /// Drops `n` body bytes (some may already be in `buf`). `false` if the client went away.
 async fn discard(
-    stream: &mut TcpStream,
+    stream: &mut ClientConn,
     buf: &mut Vec<u8>,
     n: usize,
     idle: Duration,

@@ -5,6 +5,7 @@
 mod conn;
 mod drain;
 mod gate;
+mod intercept;
 mod limits;
 mod listener;
 mod lock;
@@ -131,6 +132,17 @@ impl Server {
             );
         }
 
+        if let Some(ca) = &config.mitm_ca {
+            eprintln!(
+                "liveweb: archiving HTTPS through CONNECT with the CA {} (bypassed: {})",
+                ca.display(),
+                if config.mitm_bypass.is_empty() {
+                    "none".to_string()
+                } else {
+                    config.mitm_bypass.join(",")
+                }
+            );
+        }
         let started = Instant::now();
         let restorer = crate::index::Restorer::new(&shared.index, config.ttl);
         let recovered_files = recover(&config.data_dir, &shared.files, &restorer)?;

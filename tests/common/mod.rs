@@ -2,6 +2,8 @@
 //! binary on an ephemeral port, raw-byte HTTP clients, ARC/gzip helpers and the warcio check.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -470,7 +472,7 @@ impl Reply {
 }
 
 /// Reads one reply framed by Content-Length (no body for HEAD).
-pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Reply {
+pub fn read_reply(reader: &mut impl BufRead, head_only: bool) -> Reply {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -504,7 +506,7 @@ pub fn read_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> Reply {
 
 /// Reads one reply as a browser would: body framed by Content-Length, chunked (decoded), or
 /// the connection closing. `raw_body` keeps the body bytes as sent (chunked framing included).
-pub fn read_any_reply(reader: &mut BufReader<TcpStream>, head_only: bool) -> (Reply, Vec<u8>) {
+pub fn read_any_reply(reader: &mut impl BufRead, head_only: bool) -> (Reply, Vec<u8>) {
     let mut reply = read_reply(reader, true);
     if head_only || reply.status == 204 || reply.status == 304 {
         return (reply, Vec::new());

@@ -1,7 +1,6 @@
 //! The certificate authority that lets liveweb archive HTTPS through CONNECT: `liveweb ca
 //! init DIR` makes one, and `Authority` issues a short-lived leaf certificate per host,
-//! signed by it and cached, for the TLS handshake with the client (rustls picks it by the
-//! SNI name, else the CONNECT host).
+//! signed by it and cached.
 //!
 //! One leaf key (ECDSA P-256) serves every leaf of a process: a leaf is then one signature,
 //! and the key never leaves memory.
