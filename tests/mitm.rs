@@ -6,51 +6,15 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tls::{valid_origin, TestCa, TlsOrigin};
-use common::{get, read_reply, Proxy, Reply};
+use common::tls::{intercepting_proxy, valid_origin, TestCa};
+use common::{get, read_reply, Reply};
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// A forward-mode liveweb intercepting CONNECTs to `origin` (trusting `ca` upstream), and
-/// liveweb's own CA certificate (made with `liveweb ca init`).
-fn intercepting_proxy(
-    ca: &TestCa,
-    origin: &TlsOrigin,
-    extra: &[&str],
-) -> (Proxy, PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("mitm");
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
-        .args(["ca", "init"])
-        .arg(&ca_dir)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let mitm_cert = ca_dir.join("liveweb-ca.pem");
-    let mitm_key = ca_dir.join("liveweb-ca-key.pem");
-    let upstream_ca = ca.write(dir.path());
-    let port = origin.addr.port().to_string();
-    let mut args = vec![
-        "--mode",
-        "forward",
-        "--upstream-ca",
-        upstream_ca.to_str().unwrap(),
-        "--mitm-ca",
-        mitm_cert.to_str().unwrap(),
-        "--mitm-key",
-        mitm_key.to_str().unwrap(),
-        "--connect-ports",
-    ];
-    args.push(&port);
-    args.extend_from_slice(extra);
-    let proxy = Proxy::start(&args);
-    (proxy, mitm_cert, dir)
-}
 
 /// Sends `CONNECT target` and reads the answer's head byte by byte (nothing after it).
 fn connect(proxy: SocketAddr, target: &str) -> (TcpStream, String) {

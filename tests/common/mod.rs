@@ -599,6 +599,15 @@ pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Inflates every gzip member of `data` (a whole `.arc.gz` file), concatenated.
+pub fn gunzip_all(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("gzip members");
+    out
+}
+
 /// Inflates `data`, asserting it is exactly one gzip member.
 pub fn gunzip_one_member(data: &[u8]) -> Vec<u8> {
     use flate2::bufread::GzDecoder;

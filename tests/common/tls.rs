@@ -1,6 +1,7 @@
 //! TLS for tests: a test certificate authority and a blocking TLS origin that counts
 //! handshakes and records request heads.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -54,12 +55,16 @@ impl TestCa {
 
 /// A blocking TLS origin on 127.0.0.1:0: keep-alive, one thread per connection; answers
 /// every GET with `body of <path>` (`/big/N`: N incompressible bytes; POST: the request body
-/// echoed), counts handshakes and records request heads.
+/// echoed; a path set with `ok`: that), counts handshakes and records request heads.
 pub struct TlsOrigin {
     pub addr: SocketAddr,
     pub handshakes: Arc<AtomicUsize>,
     pub requests: Arc<Mutex<Vec<String>>>,
+    routes: Routes,
 }
+
+/// Path -> (content type, body).
+type Routes = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
 
 impl TlsOrigin {
     pub fn start(cert_pem: &str, key_pem: &str) -> TlsOrigin {
@@ -80,18 +85,29 @@ impl TlsOrigin {
         let addr = listener.local_addr().unwrap();
         let handshakes = Arc::new(AtomicUsize::new(0));
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (count, seen) = (handshakes.clone(), requests.clone());
+        let routes = Routes::default();
+        let (count, seen, paths) = (handshakes.clone(), requests.clone(), routes.clone());
         std::thread::spawn(move || {
             for tcp in listener.incoming().flatten() {
                 let (config, count, seen) = (config.clone(), count.clone(), seen.clone());
-                std::thread::spawn(move || serve_tls(tcp, config, count, seen));
+                let paths = paths.clone();
+                std::thread::spawn(move || serve_tls(tcp, config, count, seen, paths));
             }
         });
         TlsOrigin {
             addr,
             handshakes,
             requests,
+            routes,
         }
+    }
+
+    /// Answers GET `path` with `body` of type `content_type` (cacheable for an hour).
+    pub fn ok(&self, path: &str, content_type: &str, body: &[u8]) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (content_type.to_string(), body.to_vec()));
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -114,6 +130,7 @@ fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     handshakes: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<String>>>,
+    routes: Routes,
 ) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
     let conn = rustls::ServerConnection::new(config).unwrap();
@@ -163,6 +180,18 @@ fn serve_tls(
             let _ = tls.sock.shutdown(std::net::Shutdown::Both);
             return;
         }
+        let route = routes.lock().unwrap().get(&path).cloned();
+        if let Some((content_type, body)) = route {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nCache-Control: max-age=3600\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if tls.write_all(head.as_bytes()).is_err() || tls.write_all(&body).is_err() {
+                return;
+            }
+            let _ = tls.flush();
+            continue;
+        }
         let big = path
             .strip_prefix("/big/")
             .and_then(|n| n.parse::<usize>().ok());
@@ -188,4 +217,40 @@ fn serve_tls(
 pub fn valid_origin(ca: &TestCa) -> TlsOrigin {
     let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"], (-1, 30));
     TlsOrigin::start(&cert, &key)
+}
+
+/// A forward-mode liveweb intercepting CONNECTs to `origin` (trusting `ca` upstream), and
+/// liveweb's own CA certificate (made with `liveweb ca init`).
+pub fn intercepting_proxy(
+    ca: &TestCa,
+    origin: &TlsOrigin,
+    extra: &[&str],
+) -> (super::Proxy, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("mitm");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .args(["ca", "init"])
+        .arg(&ca_dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mitm_cert = ca_dir.join("liveweb-ca.pem");
+    let mitm_key = ca_dir.join("liveweb-ca-key.pem");
+    let upstream_ca = ca.write(dir.path());
+    let port = origin.addr.port().to_string();
+    let mut args = vec![
+        "--mode",
+        "forward",
+        "--upstream-ca",
+        upstream_ca.to_str().unwrap(),
+        "--mitm-ca",
+        mitm_cert.to_str().unwrap(),
+        "--mitm-key",
+        mitm_key.to_str().unwrap(),
+        "--connect-ports",
+    ];
+    args.push(&port);
+    args.extend_from_slice(extra);
+    let proxy = super::Proxy::start(&args);
+    (proxy, mitm_cert, dir)
 }
