@@ -79,3 +79,19 @@ CONF
   cat "$WORK/nginx/error.log" >&2
   return 1
 }
+
+# Writes a test CA (ca.pem, ca.key) and a leaf for 127.0.0.1 signed by it (leaf.pem, leaf.key)
+# into $1, all ECDSA P-256, valid two days, readable by servers that drop privileges.
+make_test_tls() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" -subj /CN=loadtest-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$dir/leaf.key" -out "$dir/leaf.csr" -subj /CN=127.0.0.1 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/leaf.ext"
+  openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+  chmod -R a+rX "$dir"
+}

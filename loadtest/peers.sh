@@ -51,17 +51,8 @@ chmod -R a+rX "$WORK/www"
 DIRECT=$(free_port)
 ORIGIN=$(free_port)
 TLS=$(free_port)
-# A test CA and a leaf for 127.0.0.1 (ECDSA P-256), trusted by liveweb (--upstream-ca) and ATS.
-mkdir -p "$WORK/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -keyout "$WORK/tls/ca.key" -out "$WORK/tls/ca.pem" -subj /CN=peers-test-ca \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$WORK/tls/leaf.key" -out "$WORK/tls/leaf.csr" -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$WORK/tls/leaf.ext"
-openssl x509 -req -in "$WORK/tls/leaf.csr" -CA "$WORK/tls/ca.pem" -CAkey "$WORK/tls/ca.key" \
-  -CAcreateserial -days 2 -extfile "$WORK/tls/leaf.ext" -out "$WORK/tls/leaf.pem" 2>/dev/null
-chmod -R a+rX "$WORK/tls"
+# A test CA and a leaf for 127.0.0.1, trusted by liveweb (--upstream-ca) and ATS.
+make_test_tls "$WORK/tls"
 sed -e "s|@WORK@|$WORK|g" -e "s|@DIRECT@|$DIRECT|g" -e "s|@ORIGIN@|$ORIGIN|g" -e "s|@TLS@|$TLS|g" \
   loadtest/peers/origin-nginx.conf > "$WORK/origin/nginx.conf"
 nginx -c "$WORK/origin/nginx.conf" -e "$WORK/origin/error.log" &

@@ -272,3 +272,51 @@ fn bad_input_in_a_tunnel_closes_it_and_bypassed_hosts_stay_blind() {
     drop((tls, blind));
     proxy.finish().expect("data dir");
 }
+
+#[test]
+fn curl_through_an_intercepted_connect_gets_the_origins_bytes_then_a_hit() {
+    let ca = TestCa::new("liveweb test CA");
+    let origin = valid_origin(&ca);
+    let (proxy, mitm_ca, dir) = intercepting_proxy(&ca, &origin, &[]);
+    let url = origin.url("127.0.0.1", "/big/70000");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "20", "-D", "-"])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("curl must be installed");
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        // With --proxy, -D shows the CONNECT's answer before the origin's head.
+        let mut rest = &out.stdout[..];
+        loop {
+            let split = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = String::from_utf8_lossy(&rest[..split]).to_string();
+            rest = &rest[split..];
+            if !head.contains("Connection Established") {
+                return (head, rest.to_vec());
+            }
+        }
+    };
+    let direct = curl(&["--cacert", ca.write(dir.path()).to_str().unwrap()]);
+    let proxy_arg = format!("http://{}", proxy.addr);
+    let through = ["--proxy", &proxy_arg, "--cacert", mitm_ca.to_str().unwrap()];
+    let (head, body) = curl(&through);
+    assert!(head.contains("200 OK"), "{head}");
+    assert!(
+        body == direct.1,
+        "the body through liveweb differs from the origin's"
+    );
+    assert_eq!(origin.requests_for("/big/70000"), 2);
+    let (head, again) = curl(&through);
+    assert!(
+        head.contains("X-Cache: HIT") || head.contains("X-Cache: COALESCED"),
+        "{head}"
+    );
+    assert!(again == direct.1);
+    assert_eq!(
+        origin.requests_for("/big/70000"),
+        2,
+        "the hit reached the origin"
+    );
+}
