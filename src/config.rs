@@ -78,6 +78,27 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_FETCH_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub fetch_timeout: Duration,
 
+    /// Upstream fetches running at once, all origins (default: 64 per worker). Misses past
+    /// it wait in the fair queue; hits and coalesced requests never wait.
+    #[arg(long, env = "LIVEWEB_MAX_FETCHES")]
+    pub max_fetches: Option<usize>,
+
+    /// Upstream fetches running at once to one origin (host:port).
+    #[arg(long, env = "LIVEWEB_MAX_FETCHES_PER_HOST", default_value_t = 8)]
+    pub max_fetches_per_host: usize,
+
+    /// Fetches waiting for a slot, all clients; past it a miss is `503` (E60 busy).
+    #[arg(long, env = "LIVEWEB_MAX_QUEUE", default_value_t = 10_000)]
+    pub max_queue: usize,
+
+    /// Fetches waiting for a slot for one client (an IPv4 address or an IPv6 /64).
+    #[arg(long, env = "LIVEWEB_MAX_QUEUE_PER_CLIENT", default_value_t = 1_000)]
+    pub max_queue_per_client: usize,
+
+    /// Longest a fetch waits for a slot; then the request is `503` (E60 busy).
+    #[arg(long, env = "LIVEWEB_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+
     /// How long an idle client keep-alive connection is kept open.
     #[arg(long, env = "LIVEWEB_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
@@ -317,7 +338,11 @@ impl Config {
         if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
             return Err("connection limits must be at least 1".into());
         }
+        if self.max_fetches == Some(0) || self.max_fetches_per_host == 0 {
+            return Err("--max-fetches and --max-fetches-per-host must be at least 1".into());
+        }
         if self.fetch_timeout.is_zero()
+            || self.queue_timeout.is_zero()
             || self.connect_timeout.is_zero()
             || self.read_timeout.is_zero()
             || self.request_head_timeout.is_zero()
@@ -362,6 +387,16 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
+    }
+
+    /// The fetch scheduler's limits.
+    pub fn fetch_limits(&self) -> crate::sched::Limits {
+        crate::sched::Limits {
+            max_running: self.max_fetches.unwrap_or(64 * self.worker_count()),
+            max_per_host: self.max_fetches_per_host,
+            max_queued: self.max_queue,
+            max_queued_per_client: self.max_queue_per_client,
+        }
     }
 
     /// How records are encoded.

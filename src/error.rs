@@ -62,6 +62,8 @@ pub enum Error {
     TooManyConnections,
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
+    #[error("busy: {why}; retry in {retry_after} s")]
+    Busy { why: &'static str, retry_after: u32 },
     #[error("CONNECT to port {0} is not allowed (see --connect-ports)")]
     ConnectPortNotAllowed(u16),
     #[error("upstream address not allowed: {0}")]
@@ -123,6 +125,9 @@ impl Error {
             | RequestTimeout
             | TooManyConnections
             | Overloaded(_)
+            // liveweb's own capacity, not the origin's: never archived, and a flood of
+            // refusals is not a flood of log lines.
+            | Busy { .. }
             | ConnectPortNotAllowed(_)
             // A URL whose host resolves to a denied address is the client's request refused
             // by policy, not an upstream failure: no log line per request (a client probing
@@ -158,6 +163,7 @@ impl Error {
             TlsTimeout => "E38 TLS timeout",
             TooBig(_) => "E40 too big",
             Storage(_) => "E50 storage failure",
+            Busy { .. } => "E60 busy",
             _ => return None,
         })
     }
@@ -174,7 +180,7 @@ impl Error {
             | AdminNotAllowed => (403, "Forbidden"),
             ProxyAuthRequired => (407, "Proxy Authentication Required"),
             RequestTimeout => (408, "Request Timeout"),
-            TooManyConnections | Overloaded(_) => (503, "Service Unavailable"),
+            TooManyConnections | Overloaded(_) | Busy { .. } => (503, "Service Unavailable"),
             MethodNotAllowed => (405, "Method Not Allowed"),
             RequestBodyTooLarge => (413, "Content Too Large"),
             UriTooLong => (414, "URI Too Long"),
@@ -201,6 +207,7 @@ impl Error {
         match self {
             Error::Storage(_) => Some(30),
             Error::TooManyConnections | Error::Overloaded(_) => Some(1),
+            Error::Busy { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

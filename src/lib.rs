@@ -13,8 +13,10 @@
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.
-//! - [`mitm`]: the CA for archiving HTTPS through CONNECT (`liveweb ca init`) and its
-//!   per-host leaf certificates.
+//! - [`mitm`]: the CA for archiving HTTPS through CONNECT (`liveweb ca init`), its
+//!   per-host leaf certificates and the TLS server configuration for intercepted tunnels.
+//! - [`sched`]: fetch slots (in all and per origin) and the fair queue of fetches waiting
+//!   for one, per client.
 //! - [`proxy`]: where index, fetch and archive meet: the cache decision per request
 //!   (`proxy::lookup`), storing, hot shard, zero-copy sends.
 //! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a
@@ -31,4 +33,5 @@ pub mod index;
 pub mod mitm;
 pub mod policy;
 pub mod proxy;
+pub mod sched;
 pub mod server;

@@ -36,6 +36,8 @@ pub struct Shared {
     pub user_agent: String,
     /// TLS to `https` origins (`--upstream-ca`, `--insecure-upstream`).
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Fetch slots and the fair queue for them.
+    pub sched: Arc<crate::sched::Scheduler>,
     /// Interception of CONNECT tunnels (`--mitm-ca`), when on.
     pub mitm: Option<Arc<crate::mitm::Interceptor>>,
 }
@@ -80,6 +82,10 @@ impl Shared {
             fetch_limits,
             user_agent: config.user_agent(),
             upstream_tls,
+            sched: Arc::new(crate::sched::Scheduler::new(
+                config.fetch_limits(),
+                config.queue_timeout,
+            )),
             mitm,
             config,
         })

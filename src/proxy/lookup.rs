@@ -4,6 +4,7 @@
 //! fixed `--ttl`, except that credentialed requests keep their exchanges to themselves.
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -106,6 +107,7 @@ pub(super) async fn lookup_or_fetch(
     req: &RequestHead,
     url: TargetUrl,
     to: ReplyTo,
+    client: IpAddr,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
     let view = CacheView {
@@ -137,7 +139,7 @@ pub(super) async fn lookup_or_fetch(
         } else {
             Settle::Alone
         };
-        return fetch_alone(ctx, req, url, to, settle).await;
+        return fetch_alone(ctx, req, url, to, client, settle).await;
     }
     // A record whose ARC file was handed off and deleted is fetched again like a stale one.
     let gone = Cell::new(false);
@@ -152,8 +154,12 @@ pub(super) async fn lookup_or_fetch(
                         let revalidate = claim
                             .previous
                             .filter(|p| !gone.get() && view.revalidates(p, Instant::now()));
-                        let settle = Settle::Claimed(key);
-                        return fetch(ctx, req, url, to, claim.flight, settle, revalidate).await;
+                        let claimed = Claimed {
+                            flight: claim.flight,
+                            settle: Settle::Claimed(key),
+                            revalidate,
+                        };
+                        return fetch(ctx, req, url, to, client, claimed).await;
                     }
                     Err(other) => other,
                 }
@@ -173,7 +179,7 @@ pub(super) async fn lookup_or_fetch(
                         if req.only_if_cached {
                             return Err(Error::NotCached);
                         }
-                        fetch_alone(ctx, req, url, to, Settle::Alone).await
+                        fetch_alone(ctx, req, url, to, client, Settle::Alone).await
                     }
                     outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to),
                 };
@@ -198,10 +204,23 @@ async fn fetch_alone(
     req: &RequestHead,
     url: TargetUrl,
     to: ReplyTo,
+    client: IpAddr,
     settle: Settle,
 ) -> Result<Response, Error> {
-    let flight = Arc::new(Flight::new());
-    fetch(ctx, req, url, to, flight, settle, None).await
+    let claimed = Claimed {
+        flight: Arc::new(Flight::new()),
+        settle,
+        revalidate: None,
+    };
+    fetch(ctx, req, url, to, client, claimed).await
+}
+
+/// The fetch a request is to run: its flight (others may wait on it), what it does with its
+/// result, and the stored record it revalidates, if any.
+struct Claimed {
+    flight: Arc<Flight>,
+    settle: Settle,
+    revalidate: Option<Arc<StoredRecord>>,
 }
 
 /// Starts the fetch as its own task and answers this request from it: streamed as it arrives
@@ -211,10 +230,14 @@ async fn fetch(
     req: &RequestHead,
     url: TargetUrl,
     to: ReplyTo,
-    flight: Arc<Flight>,
-    settle: Settle,
-    revalidate: Option<Arc<StoredRecord>>,
+    client: IpAddr,
+    claimed: Claimed,
 ) -> Result<Response, Error> {
+    let Claimed {
+        flight,
+        settle,
+        revalidate,
+    } = claimed;
     let guard = FlightGuard(flight.clone());
     // Forward-mode clients get their origin's failure, not a record of it.
     let forward = to.forward;
@@ -223,6 +246,7 @@ async fn fetch(
     let tap = (to.forward && !to.head_only && revalidate.is_none()).then(Tap::new);
     let job = FetchJob {
         url,
+        client,
         headers: req.headers.clone(),
         settle,
         forward,
@@ -244,6 +268,8 @@ async fn fetch(
 /// What one fetch task does.
 struct FetchJob {
     url: TargetUrl,
+    /// Who asked (the fair queue's key).
+    client: IpAddr,
     /// The requesting client's headers (what goes upstream, and whose response it is).
     headers: Vec<Header>,
     settle: Settle,
@@ -261,6 +287,7 @@ struct FetchJob {
 async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) {
     let FetchJob {
         url,
+        client,
         headers,
         settle,
         forward,
@@ -272,7 +299,17 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         .and_then(|r| r.reuse.as_ref())
         .map(|r| r.validators())
         .unwrap_or_default();
-    let fetched = crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
+    let origin = format!("{}:{}", url.host, url.port);
+    let permit = ctx.shared.sched.acquire(client, &origin).await;
+    let fetched = match permit {
+        Ok(_slot) => crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await,
+        Err(e) => {
+            if let Some(tap) = &tap {
+                tap.close(Err(e.clone()));
+            }
+            Err(crate::fetch::FetchError { error: e, ip: None })
+        }
+    };
     let outcome = match (fetched, &revalidate) {
         (Ok(f), Some(old)) if f.head.status == 304 => {
             store::store_revalidation(&ctx, &url, f, &headers, old, forward).await

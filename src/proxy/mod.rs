@@ -110,9 +110,14 @@ pub struct ReplyTo {
     pub forward: bool,
 }
 
-/// Answers a request the router sent here: `Admin`, `Cache` or `Refuse` (the connection loop
-/// serves tunnels and pass-throughs itself).
-pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead, route: Route) -> Response {
+/// Answers a request from `client` the router sent here: `Admin`, `Cache` or `Refuse` (the
+/// connection loop serves tunnels and pass-throughs itself).
+pub async fn handle(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    route: Route,
+    client: std::net::IpAddr,
+) -> Response {
     let conn = ConnState {
         keep_alive: req.keep_alive,
         version: req.version,
@@ -125,7 +130,7 @@ pub async fn handle(ctx: &Rc<WorkerCtx>, req: &RequestHead, route: Route) -> Res
     };
     let result = match route {
         Route::Admin => admin(req, to(false)),
-        Route::Cache { forward } => cache(ctx, req, to(forward)).await,
+        Route::Cache { forward } => cache(ctx, req, to(forward), client).await,
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
     };
@@ -163,9 +168,14 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
 }
 
 /// A GET or HEAD of an absolute URL.
-async fn cache(ctx: &Rc<WorkerCtx>, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
+async fn cache(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    to: ReplyTo,
+    client: std::net::IpAddr,
+) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
-    lookup::lookup_or_fetch(ctx, req, url, to).await
+    lookup::lookup_or_fetch(ctx, req, url, to, client).await
 }
 
 fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {

@@ -168,7 +168,7 @@ async fn serve_requests(
         }
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
-        let resp = proxy::handle(ctx, &req, route).await;
+        let resp = proxy::handle(ctx, &req, route, peer).await;
         match write_response(ctx, stream, resp, idle).await {
             Ok(true) if req.keep_alive => {}
             _ => return Next::Close,
