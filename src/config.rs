@@ -83,8 +83,10 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MAX_FETCHES")]
     pub max_fetches: Option<usize>,
 
-    /// Upstream fetches running at once to one origin (host:port).
-    #[arg(long, env = "LIVEWEB_MAX_FETCHES_PER_HOST", default_value_t = 8)]
+    /// Upstream fetches running at once to one origin (host:port). Fetches to one origin
+    /// run at most this many round trips at a time, so a low value also caps the miss rate
+    /// to a busy origin (`loadtest/results/ab-20261125T235315Z.txt`: 8 cost a third of it).
+    #[arg(long, env = "LIVEWEB_MAX_FETCHES_PER_HOST", default_value_t = 64)]
     pub max_fetches_per_host: usize,
 
     /// Fetches waiting for a slot, all clients; past it a miss is `503` (E60 busy).

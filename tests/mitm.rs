@@ -213,7 +213,14 @@ fn bad_input_in_a_tunnel_closes_it_and_bypassed_hosts_stay_blind() {
     let (proxy, mitm_ca, dir) = intercepting_proxy(
         &ca,
         &origin,
-        &["--request-head-timeout", "1s", "--mitm-bypass", "localhost"],
+        &[
+            "--request-head-timeout",
+            "1s",
+            "--client-idle-timeout",
+            "2s",
+            "--mitm-bypass",
+            "localhost",
+        ],
     );
     let port = origin.addr.port();
     let target = format!("127.0.0.1:{port}");
@@ -261,6 +268,35 @@ fn bad_input_in_a_tunnel_closes_it_and_bypassed_hosts_stay_blind() {
     assert_eq!(reply.body, b"body of /direct");
     assert_eq!(reply.header("x-cache"), None);
     assert_eq!(origin.handshakes.load(Ordering::SeqCst), 1);
+
+    // A head that never completes inside a tunnel: the read that timed out is abandoned and
+    // the tunnel closed (no further use of the TLS stream), the process lives on.
+    let mut partial = tunnel(proxy.addr, &target, &mitm_ca, "127.0.0.1");
+    partial
+        .get_mut()
+        .write_all(b"GET /partial HTTP/1.1\r\n")
+        .unwrap();
+    partial.get_mut().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = partial.read_to_end(&mut rest);
+    // A client that stops reading a big reply: the write times out, the tunnel is closed.
+    let mut stalled = tunnel(proxy.addr, &target, &mitm_ca, "127.0.0.1");
+    stalled
+        .get_mut()
+        .write_all(format!("GET /big/16000000 HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .unwrap();
+    stalled.get_mut().flush().unwrap();
+    // The stall itself: reading nothing for twice --client-idle-timeout.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n @ 1..) = stalled.read(&mut buf) {
+        got += n;
+    }
+    assert!(
+        got < 16_000_000,
+        "the whole reply arrived: the write never timed out"
+    );
 
     // Still serving intercepted tunnels.
     let mut tls = tunnel(proxy.addr, &target, &mitm_ca, "127.0.0.1");

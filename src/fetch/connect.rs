@@ -46,7 +46,7 @@ pub async fn connect_origin(
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = up.limits.connect_timeout.min(left);
             match tls::handshake(up.tls, stream, host, wait).await {
-                Ok(tls) => Ok((OriginConn::Tls(Box::new(tls)), ip)),
+                Ok(tls) => Ok((OriginConn::Tls(Box::new(super::CancelSafe::new(tls))), ip)),
                 Err(error) => Err(FetchError {
                     error,
                     ip: Some(ip),

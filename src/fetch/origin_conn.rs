@@ -6,12 +6,13 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
+use super::cancel_safe::CancelSafe;
 use super::tls::TlsStream;
 
 pub enum OriginConn {
     Plain(TcpStream),
     /// Boxed: the TLS state is large and most connections are plain.
-    Tls(Box<TlsStream>),
+    Tls(Box<CancelSafe<TlsStream>>),
 }
 
 impl AsyncReadRent for OriginConn {

@@ -239,10 +239,18 @@ pub fn reuse_for(
 ) -> Reuse {
     let d = &facts.directives;
     let authorized = has_authorization(request);
+    let with_cookie = request
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("cookie"));
+    // A response to a request with cookies is shared only if the origin gave it a lifetime
+    // (or said public): a logged-in page without cache headers stays its user's, however
+    // long the heuristic would keep it.
+    let explicit_lifetime = d.s_maxage.is_some() || d.max_age.is_some() || facts.expires.is_some();
     let shareable = !d.no_store
         && !d.private
         && !facts.vary_any
         && (!authorized || d.public || d.s_maxage.is_some() || d.must_revalidate)
+        && (!with_cookie || d.public || explicit_lifetime)
         && (!facts.set_cookie || d.public);
     let secs =
         |t: SystemTime, since: SystemTime| t.duration_since(since).map_or(0, |d| d.as_secs());

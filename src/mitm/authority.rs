@@ -112,13 +112,47 @@ impl Authority {
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let leaf_signing =
             rustls::crypto::ring::sign::any_supported_type(&der).map_err(io::Error::other)?;
-        Ok(Authority {
+        let authority = Authority {
             issuer,
             ca_der,
             leaf_key,
             leaf_signing,
             leaves: papaya::HashMap::new(),
-        })
+        };
+        // A key that is not the certificate's would make every client reject every leaf,
+        // and the log would blame the clients: refuse it here, naming both files.
+        authority.check_issues_valid_leaves().map_err(|e| {
+            invalid(
+                key,
+                &format!("does not sign leaves {} verifies: {e}", cert.display()),
+            )
+        })?;
+        Ok(authority)
+    }
+
+    /// Issues a throwaway leaf and verifies it against the CA certificate alone.
+    fn check_issues_valid_leaves(&self) -> Result<(), String> {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{ServerName, UnixTime};
+        let leaf = self
+            .issue(
+                "liveweb-self-check.invalid",
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).map_err(|e| e.to_string())?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("liveweb-self-check.invalid").map_err(|e| e.to_string())?;
+        verifier
+            .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], UnixTime::now())
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// The leaf for `host` (a DNS name or an IP address), issued on first use and cached
@@ -245,5 +279,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("missing.pem"), "{err}");
+        // Another CA's key with this certificate.
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key) = init_ca(other.path()).unwrap();
+        let err = Authority::load(&cert, &other_key).err().unwrap();
+        assert!(err.to_string().contains("does not sign"), "{err}");
     }
 }

@@ -48,7 +48,14 @@ impl Interceptor {
         base.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         let bypass = bypass
             .iter()
-            .map(|h| h.trim().trim_start_matches('.').to_ascii_lowercase())
+            .map(|h| {
+                let h = h.trim().trim_matches('.');
+                let h = h
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(h);
+                h.to_ascii_lowercase()
+            })
             .filter(|h| !h.is_empty())
             .collect();
         Ok(Interceptor {
@@ -131,12 +138,20 @@ mod tests {
 
     #[test]
     fn bypass_covers_a_host_and_the_names_below_it_only() {
-        let i = interceptor(&["Bank.Example", ".pinned.test", " "]);
+        let i = interceptor(&[
+            "Bank.Example",
+            ".pinned.test",
+            " ",
+            "trailing.test.",
+            "[::1]",
+        ]);
         for host in [
             "bank.example",
             "www.BANK.example",
             "bank.example.",
             "a.pinned.test",
+            "trailing.test",
+            "::1",
         ] {
             assert!(i.bypasses(host), "{host}");
         }

@@ -8,6 +8,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, PrefixedReadIo};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
+use crate::fetch::CancelSafe;
+
 /// The socket under an intercepted tunnel's TLS: bytes the client sent right behind its
 /// CONNECT head (already read) come first.
 pub type TunnelSocket = PrefixedReadIo<TcpStream, Cursor<Vec<u8>>>;
@@ -17,7 +19,7 @@ pub type TlsClient = monoio_rustls::ServerTlsStream<TunnelSocket>;
 pub enum ClientConn {
     Plain(TcpStream),
     /// Boxed: the TLS state is large and most connections are plain.
-    Tls(Box<TlsClient>),
+    Tls(Box<CancelSafe<TlsClient>>),
 }
 
 impl ClientConn {

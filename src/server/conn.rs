@@ -285,8 +285,10 @@ async fn linger(stream: &mut ClientConn) {
 }
 
 async fn linger_for(stream: &mut ClientConn, time: Duration) {
-    if stream.shutdown().await.is_err() {
-        return;
+    // Over TLS the shutdown writes close_notify, which a client that reads nothing would hold.
+    match monoio::time::timeout(time, stream.shutdown()).await {
+        Ok(Ok(())) => {}
+        _ => return,
     }
     let deadline = Instant::now() + time;
     let mut dropped = 0;

@@ -11,13 +11,13 @@ use monoio::io::PrefixedReadIo;
 use monoio::net::TcpStream;
 
 use super::gate::{log_limited, LogLimit};
-use crate::config::Mode;
 use crate::error::Error;
+use crate::fetch::CancelSafe;
 use crate::http::request::{Method, RequestHead};
 use crate::http::url::{parse_absolute, unbracketed, Scheme};
 use crate::mitm::Interceptor;
 use crate::proxy::client_conn::ClientConn;
-use crate::proxy::router::{self, Route};
+use crate::proxy::router::Route;
 use crate::proxy::WorkerCtx;
 
 thread_local! {
@@ -73,10 +73,16 @@ pub(super) async fn accept(
         .ok()?;
     let host = unbracketed(&origin.host);
     let acceptor = monoio_rustls::TlsAcceptor::from(mitm.server_config(host));
+    // Kept for the tunnel's life: hold only the bytes, not the connection's read buffer.
+    let early = if early.is_empty() {
+        Vec::new()
+    } else {
+        early.into_boxed_slice().into_vec()
+    };
     let io = PrefixedReadIo::new(socket, Cursor::new(early));
     let wait = ctx.shared.config.request_head_timeout;
     let failure = match monoio::time::timeout(wait, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => return Some(ClientConn::Tls(Box::new(tls))),
+        Ok(Ok(tls)) => return Some(ClientConn::Tls(Box::new(CancelSafe::new(tls)))),
         Ok(Err(e)) => e,
         Err(_) => {
             log_limited(&HANDSHAKE_LOG, || {
@@ -138,9 +144,19 @@ pub(super) fn route_inner(origin: &Origin, req: &mut RequestHead) -> Route {
     if matches!(&req.method, Method::Other(m) if m == "CONNECT") {
         return Route::Refuse(Error::BadRequest("CONNECT inside an intercepted tunnel"));
     }
-    match aim(origin, req) {
-        Ok(()) => router::route(Mode::Forward, req),
-        Err(e) => Route::Refuse(e),
+    if req.header("upgrade").is_some() {
+        return Route::Refuse(Error::NotImplemented(
+            "protocol upgrades (WebSocket) in an intercepted tunnel; list the host in --mitm-bypass",
+        ));
+    }
+    if let Err(e) = aim(origin, req) {
+        return Route::Refuse(e);
+    }
+    // Always forward mode (X-Liveweb-Mode does not apply): the client is a browser that
+    // expects the origin's own responses.
+    match req.method {
+        Method::Get | Method::Head => Route::Cache { forward: true },
+        Method::Other(_) => Route::PassThrough,
     }
 }
 
@@ -238,6 +254,17 @@ mod tests {
                 "{other:?}: {route:?}"
             );
         }
+        // Upgrades cannot be relayed; X-Liveweb-Mode does not apply inside.
+        let (route, _) = inner(
+            &o,
+            "GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert!(matches!(route, Route::Refuse(Error::NotImplemented(_))));
+        let (route, _) = inner(
+            &o,
+            "GET /m HTTP/1.1\r\nHost: example.com\r\nX-Liveweb-Mode: liveweb\r\n\r\n",
+        );
+        assert_eq!(route, Route::Cache { forward: true });
         let ip6 = Origin {
             host: "[::1]".into(),
             port: 8443,
