@@ -47,6 +47,7 @@ OUT=loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ).txt
 {
   echo "# loadtest/ab.sh rounds=$ROUNDS secs=$SECS  $(date -u)"
   echo "# A=$A ($("$A" --version)) B=$B ($("$B" --version)); wrk -t1 -c50 on CPU 1; $SIZE $([ -n "$MISS" ] && echo misses || echo hits)"
+  echo "# environment: $(env | grep "^LIVEWEB_" | tr "\n" " ")"
 } > "$OUT"
 cat > "$WORK/req.lua" <<'LUA'
 local url, mode, unique = os.getenv("AB_URL"), os.getenv("AB_MODE"), os.getenv("AB_UNIQUE")

@@ -85,7 +85,7 @@ pub struct Config {
 
     /// Upstream fetches running at once to one origin (host:port). Fetches to one origin
     /// run at most this many round trips at a time, so a low value also caps the miss rate
-    /// to a busy origin (`loadtest/results/ab-20261125T235315Z.txt`: 8 cost a third of it).
+    /// to a busy origin (README, Fetch scheduling); 8 is polite for crawling.
     #[arg(long, env = "LIVEWEB_MAX_FETCHES_PER_HOST", default_value_t = 64)]
     pub max_fetches_per_host: usize,
 
@@ -96,6 +96,11 @@ pub struct Config {
     /// Fetches waiting for a slot for one client (an IPv4 address or an IPv6 /64).
     #[arg(long, env = "LIVEWEB_MAX_QUEUE_PER_CLIENT", default_value_t = 1_000)]
     pub max_queue_per_client: usize,
+
+    /// How long an origin that could not be reached (DNS, connect or TLS failure) fails
+    /// fetches at once with the same error; a connection that succeeds clears it. 0: off.
+    #[arg(long, env = "LIVEWEB_BAD_HOST_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub bad_host_ttl: Duration,
 
     /// Longest a fetch waits for a slot; then the request is `503` (E60 busy).
     #[arg(long, env = "LIVEWEB_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -52,8 +52,16 @@ impl SlowOrigin {
         Self::start_counted(delay, Arc::default())
     }
 
+    fn start_on(port: u16, delay: Duration) -> SlowOrigin {
+        Self::start_at(("127.0.0.1", port), delay, Arc::default())
+    }
+
     fn start_counted(delay: Duration, all: Arc<Concurrency>) -> SlowOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at(("127.0.0.1", 0), delay, all)
+    }
+
+    fn start_at(bind: (&str, u16), delay: Duration, all: Arc<Concurrency>) -> SlowOrigin {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
         let load: Arc<Concurrency> = Arc::default();
@@ -286,4 +294,79 @@ fn a_fetch_waiting_past_the_queue_timeout_is_503_busy() {
         .join()
         .unwrap();
     assert_eq!(again.status, 200, "{}", again.head);
+}
+
+#[test]
+fn prefer_respond_async_is_202_until_the_record_is_stored() {
+    let origin = SlowOrigin::start(Duration::from_millis(300));
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/later");
+    let ask = |extra: &str| {
+        let mut conn = connect_from("127.0.0.1", proxy.addr);
+        let raw = format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        conn.get_mut().write_all(raw.as_bytes()).unwrap();
+        read_reply(&mut conn, false)
+    };
+    let first = ask("Prefer: respond-async, wait=10\r\n");
+    assert_eq!(first.status, 202, "{}", first.head);
+    assert_eq!(
+        first.header("preference-applied").as_deref(),
+        Some("respond-async")
+    );
+    let retry: u32 = first.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    // Still in flight: 202 again, and no second fetch.
+    wait_for("the fetch to reach the origin", || origin.load.now() == 1);
+    assert_eq!(ask("Prefer: respond-async\r\n").status, 202);
+    // Once stored, the record, with or without the preference.
+    wait_for("the record", || {
+        ask("Prefer: respond-async\r\n").status == 200
+    });
+    let stored = ask("");
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.header("x-cache").as_deref(), Some("HIT"));
+    let (header, payload) = stored.record();
+    assert!(header.starts_with(&url), "{header}");
+    assert!(payload.ends_with(b"slow /later"));
+    assert_eq!(origin.arrivals(), vec!["/later".to_string()]);
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_unreachable_origin_fails_fast_until_the_bad_host_ttl_passes() {
+    let proxy = Proxy::start(&["--bad-host-ttl", "1s"]);
+    let port = closed_port();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let get = |path: &str| get_from("127.0.0.1", proxy.addr, url(path)).join().unwrap();
+    let refused = get("/a");
+    assert_eq!(refused.status, 502);
+    let code = refused.header("x-liveweb-error");
+    assert_eq!(code.as_deref(), Some("E30 connection refused"));
+    // The origin comes up: within the TTL, another URL on it still fails the same way
+    // without a connection reaching it.
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("port still free");
+    listener.set_nonblocking(true).unwrap();
+    let remembered = get("/b");
+    assert_eq!(remembered.header("x-liveweb-error"), code);
+    assert!(listener.accept().is_err(), "the origin was contacted");
+    // After the TTL it is tried again.
+    drop(listener);
+    let origin = SlowOrigin::start_on(port, Duration::ZERO);
+    // (A new URL each time: a failure answered in the meantime is archived and cached for
+    // its own URL.)
+    let tries = AtomicUsize::new(0);
+    wait_for("the origin to be tried again", || {
+        let n = tries.fetch_add(1, Ordering::SeqCst);
+        get(&format!("/c{n}")).status == 200
+    });
+    let last = tries.load(Ordering::SeqCst) - 1;
+    assert_eq!(origin.arrivals(), vec![format!("/c{last}")]);
 }

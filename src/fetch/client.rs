@@ -36,7 +36,7 @@ pub struct Fetched {
 }
 
 /// A failed fetch, with the origin address when it was known (for the failure record).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FetchError {
     pub error: Error,
     pub ip: Option<IpAddr>,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
+use super::bad_hosts::BadHosts;
 use super::client::{FetchError, FetchLimits};
 use super::dns::DnsCache;
 use super::origin_conn::OriginConn;
@@ -29,11 +30,31 @@ pub struct Upstream<'a> {
     pub user_agent: &'a str,
     /// TLS client configuration for `https` origins.
     pub tls: &'a Arc<rustls::ClientConfig>,
+    /// Origins that just failed to be reached (`--bad-host-ttl`).
+    pub bad_hosts: &'a BadHosts,
 }
 
 /// A connection to the origin of `url`: TCP, then TLS for `https` (within the connect
-/// timeout, and the fetch deadline).
+/// timeout, and the fetch deadline). An origin that could not be reached within
+/// `--bad-host-ttl` fails at once with the same error.
 pub async fn connect_origin(
+    up: Upstream<'_>,
+    url: &TargetUrl,
+    deadline: Instant,
+) -> Result<(OriginConn, IpAddr), FetchError> {
+    let origin = format!("{}://{}:{}", url.scheme.as_str(), url.host, url.port);
+    if let Some(remembered) = up.bad_hosts.recent(&origin) {
+        return Err(remembered);
+    }
+    let result = reach(up, url, deadline).await;
+    match &result {
+        Ok(_) => up.bad_hosts.forget(&origin),
+        Err(fe) => up.bad_hosts.remember(&origin, fe),
+    }
+    result
+}
+
+async fn reach(
     up: Upstream<'_>,
     url: &TargetUrl,
     deadline: Instant,
@@ -81,12 +102,17 @@ pub async fn connect_upstream(
         let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
         return Err(fail(Error::AddressNotAllowed(shown), None));
     }
-    connect_any(&allowed, port, limits, deadline)
+    let (stream, ip) = connect_any(&allowed, port, limits, deadline)
         .await
-        .map_err(|(e, ip)| fail(e, ip))
+        .map_err(|(e, ip)| fail(e, ip))?;
+    if allowed.first() != Some(&ip) {
+        dns.prefer(host, ip);
+    }
+    Ok((stream, ip))
 }
 
-/// Tries each address in turn; the last failure is reported.
+/// Tries each address in turn (each within the connect timeout, all within the fetch
+/// deadline); the last failure is reported.
 async fn connect_any(
     addrs: &[IpAddr],
     port: u16,

@@ -77,6 +77,19 @@ impl DnsCache {
         }
         answer
     }
+
+    /// `ip` of `host`'s addresses answered a connect: try it first from now on.
+    pub fn prefer(&self, host: &str, ip: IpAddr) {
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(Cached {
+            answer: Ok(addrs), ..
+        }) = self.entries.borrow_mut().get_mut(&lower)
+        {
+            if let Some(at) = addrs.iter().position(|a| *a == ip) {
+                addrs[..=at].rotate_right(1);
+            }
+        }
+    }
 }
 
 async fn lookup(pool: &Pool, host: String, timeout: Duration) -> Result<Vec<IpAddr>, Error> {

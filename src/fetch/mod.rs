@@ -2,6 +2,7 @@
 //! reads a response by its framing, under connect / idle / total time limits and a size cap,
 //! over plain TCP or TLS.
 
+pub mod bad_hosts;
 mod cancel_safe;
 pub mod client;
 pub mod connect;
@@ -13,6 +14,7 @@ pub mod request;
 pub mod tap;
 pub mod tls;
 
+pub use bad_hosts::BadHosts;
 pub use cancel_safe::CancelSafe;
 pub use client::{fetch, FetchError, FetchLimits, Fetched};
 pub use connect::{connect_origin, connect_upstream, Upstream};

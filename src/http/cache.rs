@@ -178,6 +178,19 @@ pub fn has_authorization(headers: &[Header]) -> bool {
         .any(|h| h.name.eq_ignore_ascii_case("authorization"))
 }
 
+/// Whether the request says `Prefer: respond-async` (RFC 7240): answer `202` now rather than
+/// wait for the fetch.
+pub fn prefers_async(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("prefer"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|p| {
+            let token = p.split(|&b| b == b';').next().unwrap_or(&[]);
+            token.trim_ascii().eq_ignore_ascii_case(b"respond-async")
+        })
+}
+
 /// Whether the request carries `Authorization` or `Cookie`.
 pub fn has_credentials(headers: &[Header]) -> bool {
     headers.iter().any(|h| {

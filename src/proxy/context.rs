@@ -36,6 +36,8 @@ pub struct Shared {
     pub user_agent: String,
     /// TLS to `https` origins (`--upstream-ca`, `--insecure-upstream`).
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Origins that just could not be reached (`--bad-host-ttl`).
+    pub bad_hosts: crate::fetch::BadHosts,
     /// Fetch slots and the fair queue for them.
     pub sched: Arc<crate::sched::Scheduler>,
     /// Interception of CONNECT tunnels (`--mitm-ca`), when on.
@@ -82,6 +84,7 @@ impl Shared {
             fetch_limits,
             user_agent: config.user_agent(),
             upstream_tls,
+            bad_hosts: crate::fetch::BadHosts::new(config.bad_host_ttl),
             sched: Arc::new(crate::sched::Scheduler::new(
                 config.fetch_limits(),
                 config.queue_timeout,
@@ -120,6 +123,7 @@ impl WorkerCtx {
             limits: &self.shared.fetch_limits,
             user_agent: &self.shared.user_agent,
             tls: &self.shared.upstream_tls,
+            bad_hosts: &self.shared.bad_hosts,
         }
     }
 }

@@ -13,8 +13,9 @@ use super::{live_response, reply_for, store, ReplyTo, RequestState, Response, Wo
 use crate::error::{Error, LogLine};
 use crate::fetch::Tap;
 use crate::http::cache::{
-    has_authorization, has_credentials, request_directives, RequestDirectives,
+    has_authorization, has_credentials, prefers_async, request_directives, RequestDirectives,
 };
+use crate::http::reply::text_reply;
 use crate::http::request::{Header, RequestHead};
 use crate::http::url::TargetUrl;
 use crate::index::{Flight, FlightGuard, Lookup, Outcome, StoredRecord};
@@ -159,6 +160,10 @@ pub(super) async fn lookup_or_fetch(
                             settle: Settle::Claimed(key),
                             revalidate,
                         };
+                        if prefers_async(&req.headers) {
+                            start_fetch(ctx, req, url, client, claimed, None, to.forward);
+                            return Ok(accepted(ctx, to));
+                        }
                         return fetch(ctx, req, url, to, client, claimed).await;
                     }
                     Err(other) => other,
@@ -171,6 +176,7 @@ pub(super) async fn lookup_or_fetch(
                 Some(resp) => return Ok(resp),
                 None => gone.set(true),
             },
+            Lookup::Wait(_) if prefers_async(&req.headers) => return Ok(accepted(ctx, to)),
             Lookup::Wait(flight) => {
                 return match flight.wait().await {
                     // The response is not for this request (private, another variant, or
@@ -238,22 +244,15 @@ async fn fetch(
         settle,
         revalidate,
     } = claimed;
-    let guard = FlightGuard(flight.clone());
-    // Forward-mode clients get their origin's failure, not a record of it.
-    let forward = to.forward;
     // A forward-mode GET streams the response while it is being fetched; a revalidation's
     // answer may be a 304 meant for liveweb, so that client waits for the stored record.
     let tap = (to.forward && !to.head_only && revalidate.is_none()).then(Tap::new);
-    let job = FetchJob {
-        url,
-        client,
-        headers: req.headers.clone(),
+    let claimed = Claimed {
+        flight: flight.clone(),
         settle,
-        forward,
-        tap: tap.clone(),
         revalidate: revalidate.clone(),
     };
-    monoio::spawn(fetch_and_store(ctx.clone(), guard, job));
+    start_fetch(ctx, req, url, client, claimed, tap.clone(), to.forward);
     if let Some(tap) = tap {
         return Ok(live_response(tap, to, ctx.shared.config.max_body));
     }
@@ -263,6 +262,52 @@ async fn fetch(
         _ => RequestState::Miss,
     };
     delivered(ctx, outcome, state, req, to)
+}
+
+/// Spawns the fetch task: it runs to the end whoever waits for it. `forward`: fetched for a
+/// forward-mode request (its failures are reported, not archived).
+fn start_fetch(
+    ctx: &Rc<WorkerCtx>,
+    req: &RequestHead,
+    url: TargetUrl,
+    client: IpAddr,
+    claimed: Claimed,
+    tap: Option<Rc<Tap>>,
+    forward: bool,
+) {
+    let guard = FlightGuard(claimed.flight);
+    let job = FetchJob {
+        url,
+        client,
+        headers: req.headers.clone(),
+        settle: claimed.settle,
+        forward,
+        tap,
+        revalidate: claimed.revalidate,
+    };
+    monoio::spawn(fetch_and_store(ctx.clone(), guard, job));
+}
+
+/// `202 Accepted` for `Prefer: respond-async`: the fetch is queued or running; asked again
+/// after `Retry-After`, the URL is answered from its record.
+fn accepted(ctx: &WorkerCtx, to: ReplyTo) -> Response {
+    let retry = ctx.shared.sched.retry_estimate();
+    let extra = format!(
+        "Retry-After: {retry}\r\nPreference-Applied: respond-async\r\nX-Cache: {}\r\n",
+        RequestState::Queued.as_str()
+    );
+    Response {
+        head: text_reply(
+            202,
+            "Accepted",
+            &extra,
+            "fetch queued: ask again later",
+            to.conn,
+            to.head_only,
+        ),
+        body: super::Body::None,
+        state: RequestState::Queued,
+    }
 }
 
 /// What one fetch task does.
@@ -300,14 +345,27 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         .map(|r| r.validators())
         .unwrap_or_default();
     let origin = format!("{}:{}", url.host, url.port);
-    let permit = ctx.shared.sched.acquire(client, &origin).await;
+    // An origin that just could not be reached fails at once, without waiting for a slot.
+    let remembered = ctx
+        .shared
+        .bad_hosts
+        .recent(&format!("{}://{origin}", url.scheme.as_str()));
+    let permit = match remembered {
+        Some(fe) => Err(fe),
+        None => ctx
+            .shared
+            .sched
+            .acquire(client, &origin)
+            .await
+            .map_err(|e| crate::fetch::FetchError { error: e, ip: None }),
+    };
     let fetched = match permit {
         Ok(_slot) => crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await,
-        Err(e) => {
+        Err(fe) => {
             if let Some(tap) = &tap {
-                tap.close(Err(e.clone()));
+                tap.close(Err(fe.error.clone()));
             }
-            Err(crate::fetch::FetchError { error: e, ip: None })
+            Err(fe)
         }
     };
     let outcome = match (fetched, &revalidate) {

@@ -42,6 +42,8 @@ pub enum RequestState {
     Revalidated,
     /// Answered by liveweb itself (`/_liveweb/...`).
     Admin,
+    /// `Prefer: respond-async`: the fetch is queued or running; `202` now, the record later.
+    Queued,
     /// Refused or failed without a record.
     Error,
 }
@@ -54,6 +56,7 @@ impl RequestState {
             RequestState::Coalesced => "COALESCED",
             RequestState::Revalidated => "REVALIDATED",
             RequestState::Admin => "ADMIN",
+            RequestState::Queued => "QUEUED",
             RequestState::Error => "ERROR",
         }
     }
