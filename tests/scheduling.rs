@@ -370,3 +370,24 @@ fn an_unreachable_origin_fails_fast_until_the_bad_host_ttl_passes() {
     let last = tries.load(Ordering::SeqCst) - 1;
     assert_eq!(origin.arrivals(), vec![format!("/c{last}")]);
 }
+
+#[test]
+fn a_name_whose_first_address_refuses_is_fetched_from_the_next() {
+    let origin = SlowOrigin::start(Duration::ZERO);
+    let port = origin.addr.port();
+    // Nothing listens on 127.0.0.9: its connect is refused, then 127.0.0.1 answers.
+    let proxy = Proxy::start_env(
+        &[],
+        &[("LIVEWEB_TEST_HOSTS", "two.test=127.0.0.9,127.0.0.1")],
+    );
+    for path in ["/first", "/second"] {
+        let url = format!("http://two.test:{port}{path}");
+        let reply = get_from("127.0.0.1", proxy.addr, url.clone())
+            .join()
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.head);
+        let (header, _) = reply.record();
+        assert!(header.starts_with(&format!("{url} 127.0.0.1 ")), "{header}");
+    }
+    assert_eq!(origin.arrivals(), vec!["/first", "/second"]);
+}

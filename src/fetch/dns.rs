@@ -93,6 +93,10 @@ impl DnsCache {
 }
 
 async fn lookup(pool: &Pool, host: String, timeout: Duration) -> Result<Vec<IpAddr>, Error> {
+    #[cfg(debug_assertions)]
+    if let Some(addrs) = test_hosts(&host) {
+        return Ok(addrs);
+    }
     let name = host.clone();
     let job = pool
         .run(move || {
@@ -111,5 +115,50 @@ async fn lookup(pool: &Pool, host: String, timeout: Duration) -> Result<Vec<IpAd
             addrs.dedup();
             Ok(addrs)
         }
+    }
+}
+
+/// Debug builds only (the test binary; release builds have no such hook):
+/// `LIVEWEB_TEST_HOSTS=name=ip,ip;name2=ip` answers those names with those addresses, in
+/// that order, as a resolver would, so tests can give a name several addresses.
+#[cfg(debug_assertions)]
+fn test_hosts(host: &str) -> Option<Vec<IpAddr>> {
+    let table = std::env::var("LIVEWEB_TEST_HOSTS").ok()?;
+    table.split(';').find_map(|entry| {
+        let (name, addrs) = entry.split_once('=')?;
+        name.eq_ignore_ascii_case(host)
+            .then(|| addrs.split(',').filter_map(|a| a.parse().ok()).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_that_answered_is_tried_first() {
+        let pool = Arc::new(Pool::start("dns-test", 1, 4).unwrap());
+        let cache = DnsCache::new(pool);
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.3".parse().unwrap(),
+        );
+        cache.entries.borrow_mut().insert(
+            "multi.example".into(),
+            Cached {
+                answer: Ok(vec![a, b, c]),
+                expires: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        cache.prefer("Multi.Example.", c);
+        let order = |cache: &DnsCache| match &cache.entries.borrow()["multi.example"].answer {
+            Ok(addrs) => addrs.clone(),
+            Err(_) => Vec::new(),
+        };
+        assert_eq!(order(&cache), vec![c, a, b]);
+        cache.prefer("multi.example", c);
+        cache.prefer("other.example", a);
+        assert_eq!(order(&cache), vec![c, a, b]);
     }
 }
