@@ -1,6 +1,7 @@
 //! liveweb: a thread-per-core, io_uring archiving HTTP proxy.
 //!
 //! # Layout
+//! - [`admin`]: the operator's numbers: per-worker counters, Prometheus text and JSON.
 //! - [`config`]: the CLI (clap, `LIVEWEB_*` env) and its unit parsers.
 //! - [`error`]: the one error type, its codes and the status mapping.
 //! - [`clock`]: ARC timestamps.
@@ -22,6 +23,7 @@
 //! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a
 //!   request (`gate`), connection loop, shutdown.
 
+pub mod admin;
 pub mod archive;
 pub mod blocking;
 pub mod clock;

@@ -16,64 +16,114 @@ pub type TunnelSocket = PrefixedReadIo<TcpStream, Cursor<Vec<u8>>>;
 /// The TLS side liveweb terminates for an intercepted tunnel.
 pub type TlsClient = monoio_rustls::ServerTlsStream<TunnelSocket>;
 
-pub enum ClientConn {
+/// A client connection, and the bytes written to it so far.
+pub struct ClientConn {
+    io: Io,
+    written: u64,
+}
+
+enum Io {
     Plain(TcpStream),
     /// Boxed: the TLS state is large and most connections are plain.
     Tls(Box<CancelSafe<TlsClient>>),
 }
 
 impl ClientConn {
+    pub fn plain(socket: TcpStream) -> ClientConn {
+        ClientConn {
+            io: Io::Plain(socket),
+            written: 0,
+        }
+    }
+
+    pub fn tls(stream: TlsClient) -> ClientConn {
+        ClientConn {
+            io: Io::Tls(Box::new(CancelSafe::new(stream))),
+            written: 0,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
     /// The socket, when bytes may be sent to it straight from a file (not through TLS).
     pub fn plain_socket(&self) -> Option<&TcpStream> {
-        match self {
-            ClientConn::Plain(s) => Some(s),
-            ClientConn::Tls(_) => None,
+        match &self.io {
+            Io::Plain(s) => Some(s),
+            Io::Tls(_) => None,
         }
+    }
+
+    /// The plain socket itself (a CONNECT becoming a blind tunnel).
+    pub fn into_plain(self) -> Option<TcpStream> {
+        match self.io {
+            Io::Plain(s) => Some(s),
+            Io::Tls(_) => None,
+        }
+    }
+
+    /// `n` bytes were sent to the socket around this type (sendfile).
+    pub fn count_written(&mut self, n: u64) {
+        self.written += n;
+    }
+
+    /// Bytes written since the last call.
+    pub fn take_written(&mut self) -> u64 {
+        std::mem::take(&mut self.written)
     }
 }
 
 impl AsyncReadRent for ClientConn {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientConn::Plain(s) => s.read(buf).await,
-            ClientConn::Tls(s) => s.read(buf).await,
+        match &mut self.io {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientConn::Plain(s) => s.readv(buf).await,
-            ClientConn::Tls(s) => s.readv(buf).await,
+        match &mut self.io {
+            Io::Plain(s) => s.readv(buf).await,
+            Io::Tls(s) => s.readv(buf).await,
         }
     }
 }
 
 impl AsyncWriteRent for ClientConn {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientConn::Plain(s) => s.write(buf).await,
-            ClientConn::Tls(s) => s.write(buf).await,
+        let result = match &mut self.io {
+            Io::Plain(s) => s.write(buf).await,
+            Io::Tls(s) => s.write(buf).await,
+        };
+        if let Ok(n) = result.0 {
+            self.written += n as u64;
         }
+        result
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientConn::Plain(s) => s.writev(buf).await,
-            ClientConn::Tls(s) => s.writev(buf).await,
+        let result = match &mut self.io {
+            Io::Plain(s) => s.writev(buf).await,
+            Io::Tls(s) => s.writev(buf).await,
+        };
+        if let Ok(n) = result.0 {
+            self.written += n as u64;
         }
+        result
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            ClientConn::Plain(s) => s.flush().await,
-            ClientConn::Tls(s) => s.flush().await,
+        match &mut self.io {
+            Io::Plain(s) => s.flush().await,
+            Io::Tls(s) => s.flush().await,
         }
     }
 
     async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            ClientConn::Plain(s) => s.shutdown().await,
-            ClientConn::Tls(s) => s.shutdown().await,
+        match &mut self.io {
+            Io::Plain(s) => s.shutdown().await,
+            Io::Tls(s) => s.shutdown().await,
         }
     }
 }

@@ -13,7 +13,9 @@ use crate::policy::{ClientAccess, ProxyAuth, TableError, UpstreamRules};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::io;
 
+use crate::admin::WorkerCounters;
 use crate::blocking::Pool;
+use crossbeam_utils::CachePadded;
 
 /// DNS lookups waiting for a thread at most; beyond that a lookup fails as a DNS timeout.
 const DNS_QUEUE: usize = 1024;
@@ -42,6 +44,9 @@ pub struct Shared {
     pub sched: Arc<crate::sched::Scheduler>,
     /// Interception of CONNECT tunnels (`--mitm-ca`), when on.
     pub mitm: Option<Arc<crate::mitm::Interceptor>>,
+    /// Each worker's counters, by worker id.
+    pub counters: Box<[CachePadded<WorkerCounters>]>,
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -90,6 +95,10 @@ impl Shared {
                 config.queue_timeout,
             )),
             mitm,
+            counters: (0..config.worker_count().max(1))
+                .map(|_| CachePadded::new(WorkerCounters::default()))
+                .collect(),
+            started: std::time::Instant::now(),
             config,
         })
     }
@@ -114,6 +123,30 @@ impl Shared {
 }
 
 impl WorkerCtx {
+    /// This worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.shared.counters[self.id % self.shared.counters.len()]
+    }
+
+    /// Every worker's numbers and the shared gauges, now.
+    pub fn snapshot(&self) -> crate::admin::Snapshot {
+        let shared = &self.shared;
+        let mut totals = crate::admin::Totals::default();
+        for c in shared.counters.iter() {
+            totals.add(c);
+        }
+        let (fetches_running, fetches_queued) = shared.sched.load();
+        crate::admin::Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: shared.started.elapsed().as_secs(),
+            workers: shared.counters.len(),
+            totals,
+            fetches_running,
+            fetches_queued,
+            index_entries: shared.index.len(),
+        }
+    }
+
     /// What this worker fetches through.
     pub fn upstream(&self) -> crate::fetch::Upstream<'_> {
         crate::fetch::Upstream {

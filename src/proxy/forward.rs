@@ -177,6 +177,7 @@ async fn send_plain(
                 .filter(|_| crate::archive::reader::is_resident(&file.fd, offset + pos, rest));
             if let Some(socket) = plain_socket {
                 super::send::sendfile_all(socket, fd, offset + pos, rest, timeout).await?;
+                stream.count_written(rest);
                 state.skip_rest();
                 break;
             }

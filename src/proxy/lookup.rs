@@ -307,6 +307,7 @@ fn accepted(ctx: &WorkerCtx, to: ReplyTo) -> Response {
         ),
         body: super::Body::None,
         state: RequestState::Queued,
+        error: None,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct Response {
     pub head: Vec<u8>,
     pub body: Body,
     pub state: RequestState,
+    /// The liveweb error code line the reply carries (`X-Liveweb-Error`), for the counters.
+    pub error: Option<&'static str>,
 }
 
 /// How the reply is to be shaped.
@@ -132,7 +134,7 @@ pub async fn handle(
         forward,
     };
     let result = match route {
-        Route::Admin => admin(req, to(false)),
+        Route::Admin => admin(ctx, req, to(false)),
         Route::Cache { forward } => cache(ctx, req, to(forward), client).await,
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
@@ -167,6 +169,7 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
         ),
         body: Body::None,
         state: RequestState::Error,
+        error: e.code_line(),
     }
 }
 
@@ -181,7 +184,7 @@ async fn cache(
     lookup::lookup_or_fetch(ctx, req, url, to, client).await
 }
 
-fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
+fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let path = req.target.split('?').next().unwrap_or("");
     if !path.starts_with("/_liveweb/") {
         return Err(Error::AbsoluteUrlRequired);
@@ -189,14 +192,41 @@ fn admin(req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     if !matches!(req.method, Method::Get | Method::Head) {
         return Err(Error::MethodNotAllowed);
     }
+    let page = |content_type: &str, body: String| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
+            body.len(),
+            to.conn.header()
+        );
+        Ok(Response {
+            head: head.into_bytes(),
+            body: match to.head_only {
+                true => Body::None,
+                false => Body::Memory(Bytes::from(body)),
+            },
+            state: RequestState::Admin,
+            error: None,
+        })
+    };
     let (status, reason, body) = match path {
         "/_liveweb/health" => (200, "OK", "ok"),
+        "/_liveweb/metrics" => {
+            let text = crate::admin::metrics_text(&ctx.snapshot());
+            return page("text/plain; version=0.0.4; charset=utf-8", text);
+        }
+        "/_liveweb/status.json" => {
+            return page(
+                "application/json",
+                crate::admin::status_json(&ctx.snapshot()),
+            );
+        }
         _ => (404, "Not Found", "no such liveweb endpoint"),
     };
     Ok(Response {
         head: text_reply(status, reason, "", body, to.conn, to.head_only),
         body: Body::None,
         state: RequestState::Admin,
+        error: None,
     })
 }
 
@@ -222,6 +252,7 @@ fn reply_for(
                 head: text_reply(s.code, &s.reason, &extra, code, to.conn, to.head_only),
                 body: Body::None,
                 state,
+                error: Some(code),
             };
         }
         // A decoded copy kept from an earlier forward hit skips inflating again.
@@ -237,6 +268,7 @@ fn reply_for(
                 head,
                 body: Body::None,
                 state,
+                error: None,
             };
         }
         let client = client_side(to, state, age, None);
@@ -244,7 +276,12 @@ fn reply_for(
             // Stored uncompressed: the head from the template, the body from the file.
             Some(d) if d.spans.is_some() => {
                 if let Some((head, body)) = spans_reply(&d, client, file.as_ref()) {
-                    return Response { head, body, state };
+                    return Response {
+                        head,
+                        body,
+                        state,
+                        error: None,
+                    };
                 }
                 (forward_source(record, member, file), gzip)
             }
@@ -263,6 +300,7 @@ fn reply_for(
                         head: f.head,
                         body,
                         state,
+                        error: None,
                     };
                 }
                 (forward::MemberSource::Memory(d.plain), false)
@@ -278,6 +316,7 @@ fn reply_for(
                 loc: record.loc,
             },
             state,
+            error: None,
         };
     }
     let content_type = crate::archive::record::Codec::content_type(gzip);
@@ -297,7 +336,12 @@ fn reply_for(
         },
         (false, None, None) => Body::None,
     };
-    Response { head, body, state }
+    Response {
+        head,
+        body,
+        state,
+        error: record.status.error,
+    }
 }
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
@@ -310,6 +354,7 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
             client,
         },
         state: RequestState::Miss,
+        error: None,
     }
 }
 

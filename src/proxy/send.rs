@@ -106,7 +106,9 @@ async fn write_record(
                 .plain_socket()
                 .filter(|_| whole.is_some_and(|(at, len)| is_resident(&file.fd, at, len)));
             if let Some(socket) = plain_socket {
-                return sendfile_ranges(socket, file.fd.as_raw_fd(), &ranges, timeout).await;
+                sendfile_ranges(socket, file.fd.as_raw_fd(), &ranges, timeout).await?;
+                stream.count_written(ranges.iter().map(|r| r.1).sum());
+                return Ok(());
             }
             for (offset, len) in ranges {
                 send_in_pieces(stream, &file, offset, len, timeout).await?;
@@ -115,11 +117,14 @@ async fn write_record(
         }
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
-            if let ClientConn::Plain(socket) = stream {
-                if is_resident(&file.fd, offset, len) {
-                    write_all(socket, head, timeout).await?;
-                    return sendfile_all(socket, file.fd.as_raw_fd(), offset, len, timeout).await;
+            let resident = stream.plain_socket().is_some() && is_resident(&file.fd, offset, len);
+            if resident {
+                write_all(stream, head, timeout).await?;
+                if let Some(socket) = stream.plain_socket() {
+                    sendfile_all(socket, file.fd.as_raw_fd(), offset, len, timeout).await?;
                 }
+                stream.count_written(len);
+                return Ok(());
             }
             if len > COLD_WHOLE_LIMIT {
                 // Too big to hold whole per connection: read and sent piece by piece (the

@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
+use crate::admin::Outcome;
 use crate::error::Error;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
@@ -39,9 +40,39 @@ enum Fill {
 /// Serves one connection from `peer`. `stream` comes from a listener whose options it
 /// inherited (TCP_NODELAY among them).
 pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &Drain) {
-    let tunnel = serve_conn(ctx.clone(), ClientConn::Plain(stream), peer, drain, None).await;
+    ctx.counters().connection_opened();
+    let tunnel = serve_conn(ctx.clone(), ClientConn::plain(stream), peer, drain, None).await;
     if let (Some(tunnel), Some(mitm)) = (tunnel, ctx.shared.mitm.clone()) {
-        super::intercept::serve(ctx, &mitm, tunnel, drain).await;
+        super::intercept::serve(ctx.clone(), &mitm, tunnel, drain).await;
+    }
+    ctx.counters().connection_closed();
+}
+
+/// Counts one answered request: how it ended, its code, the bytes written for it and how
+/// long it took since its head was read.
+fn count(
+    ctx: &WorkerCtx,
+    stream: &mut ClientConn,
+    state: Outcome,
+    code: Option<&str>,
+    since: Instant,
+) {
+    let micros = since.elapsed().as_micros() as u64;
+    let counters = ctx.counters();
+    counters.request(state, code, stream.take_written(), Some(micros));
+    counters.set_hot_bytes(ctx.hot.borrow().used_bytes() as u64);
+}
+
+fn outcome(state: proxy::RequestState) -> Outcome {
+    use proxy::RequestState as S;
+    match state {
+        S::Hit => Outcome::Hit,
+        S::Miss => Outcome::Miss,
+        S::Coalesced => Outcome::Coalesced,
+        S::Revalidated => Outcome::Revalidated,
+        S::Admin => Outcome::Admin,
+        S::Queued => Outcome::Queued,
+        S::Error => Outcome::Error,
     }
 }
 
@@ -64,7 +95,7 @@ pub(super) async fn serve_conn(
     let idle = ctx.shared.config.client_idle_timeout;
     match serve_requests(&ctx, &mut stream, peer, drain, tunnel).await {
         Next::Close => {
-            if matches!(stream, ClientConn::Tls(_)) {
+            if stream.is_tls() {
                 // close_notify, so a reply delimited by the close is seen whole.
                 let _ = monoio::time::timeout(TLS_CLOSE_TIME, stream.shutdown()).await;
             }
@@ -121,6 +152,7 @@ async fn serve_requests(
         };
         buf.drain(..used);
         head_deadline = None;
+        let since = Instant::now();
         let route = match tunnel {
             // Admitted with the CONNECT.
             Some(origin) => super::intercept::route_inner(origin, &mut req),
@@ -136,8 +168,17 @@ async fn serve_requests(
             Route::Tunnel => return Next::Connect(req, buf),
             Route::PassThrough => match passthrough::relay(ctx, stream, &req, &mut buf, idle).await
             {
-                Ok(true) if !drain.is_draining() => continue,
-                Ok(_) | Err(Failure::After) => return Next::Close,
+                Ok(keep) => {
+                    count(ctx, stream, Outcome::Bypass, None, since);
+                    if keep && !drain.is_draining() {
+                        continue;
+                    }
+                    return Next::Close;
+                }
+                Err(Failure::After) => {
+                    count(ctx, stream, Outcome::Bypass, None, since);
+                    return Next::Close;
+                }
                 // The request body may be unread: answer, then close.
                 Err(Failure::Before(e)) => {
                     refuse(ctx, stream, &e, req.version, idle).await;
@@ -169,7 +210,10 @@ async fn serve_requests(
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
         let resp = proxy::handle(ctx, &req, route, peer).await;
-        match write_response(ctx, stream, resp, idle).await {
+        let (state, code) = (outcome(resp.state), resp.error);
+        let written = write_response(ctx, stream, resp, idle).await;
+        count(ctx, stream, state, code, since);
+        match written {
             Ok(true) if req.keep_alive => {}
             _ => return Next::Close,
         }
@@ -186,11 +230,8 @@ async fn connect(
     early: Vec<u8>,
     idle: Duration,
 ) -> Option<Tunnel> {
-    let mut stream = match stream {
-        ClientConn::Plain(socket) => socket,
-        // Refused by `route_inner`; never reached.
-        ClientConn::Tls(_) => return None,
-    };
+    // A CONNECT inside an intercepted tunnel is refused by `route_inner`; never reached.
+    let mut stream = stream.into_plain()?;
     if let Some(mitm) = &ctx.shared.mitm {
         let checked = parse_authority(&req.target).and_then(|(host, port)| {
             if ctx.shared.config.connect_ports.contains(&port) {
@@ -210,7 +251,7 @@ async fn connect(
             }
             Ok(_) => {}
             Err(e) => {
-                refuse(ctx, &mut ClientConn::Plain(stream), &e, req.version, idle).await;
+                refuse(ctx, &mut ClientConn::plain(stream), &e, req.version, idle).await;
                 return None;
             }
         }
@@ -231,7 +272,7 @@ async fn connect(
                 .await;
             }
         }
-        Err(e) => refuse(ctx, &mut ClientConn::Plain(stream), &e, req.version, idle).await,
+        Err(e) => refuse(ctx, &mut ClientConn::plain(stream), &e, req.version, idle).await,
     }
     None
 }
@@ -240,16 +281,16 @@ async fn connect(
 /// ranges, or over a connection limit) with `e` and closes it at once: one short write, no
 /// draining, so a flood of refused connections holds no descriptors for long.
 pub async fn refuse_at_once(ctx: &WorkerCtx, stream: TcpStream, e: &Error) {
-    let mut stream = ClientConn::Plain(stream);
+    let mut stream = ClientConn::plain(stream);
     let close = ConnState {
         keep_alive: false,
         version: 1,
     };
     let resp = proxy::error_response(e, close, false);
-    if write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME)
-        .await
-        .is_ok()
-    {
+    let written = write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await;
+    ctx.counters()
+        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
+    if written.is_ok() {
         linger_for(&mut stream, REFUSE_LINGER).await;
     }
 }
@@ -268,7 +309,10 @@ async fn refuse(ctx: &WorkerCtx, stream: &mut ClientConn, e: &Error, version: u8
         version,
     };
     let resp = proxy::error_response(e, close, false);
-    if write_response(ctx, stream, resp, idle).await.is_ok() {
+    let written = write_response(ctx, stream, resp, idle).await;
+    ctx.counters()
+        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
+    if written.is_ok() {
         linger(stream).await;
     }
 }

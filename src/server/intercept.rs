@@ -12,7 +12,6 @@ use monoio::net::TcpStream;
 
 use super::gate::{log_limited, LogLimit};
 use crate::error::Error;
-use crate::fetch::CancelSafe;
 use crate::http::request::{Method, RequestHead};
 use crate::http::url::{parse_absolute, unbracketed, Scheme};
 use crate::mitm::Interceptor;
@@ -82,7 +81,7 @@ pub(super) async fn accept(
     let io = PrefixedReadIo::new(socket, Cursor::new(early));
     let wait = ctx.shared.config.request_head_timeout;
     let failure = match monoio::time::timeout(wait, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => return Some(ClientConn::Tls(Box::new(CancelSafe::new(tls)))),
+        Ok(Ok(tls)) => return Some(ClientConn::tls(tls)),
         Ok(Err(e)) => e,
         Err(_) => {
             log_limited(&HANDSHAKE_LOG, || {

@@ -1,0 +1,112 @@
+//! The operator's numbers: `/_liveweb/metrics` (Prometheus text, checked with the
+//! `prometheus_client` parser) and `/_liveweb/status.json` count what the proxy did.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn admin_get(proxy: &Proxy, path: &str) -> Reply {
+    send_raw(
+        proxy.addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The value of one sample (`name{labels}` exactly as written) in Prometheus text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[test]
+fn metrics_and_status_count_hits_misses_and_errors() {
+    let origin = Origin::start();
+    origin.ok("/page", "text/html", b"<p>hello</p>");
+    let proxy = Proxy::start(&[]);
+    let url = origin.url("/page");
+    assert_eq!(get(proxy.addr, &url, "").status, 200);
+    let hit = get(proxy.addr, &url, "");
+    assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = get(proxy.addr, &format!("http://{closed}/x"), "");
+    assert_eq!(refused.status, 502);
+
+    let metrics = admin_get(&proxy, "/_liveweb/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        sample(&text, "liveweb_requests_total{outcome=\"hit\"}"),
+        1.0
+    );
+    // The miss and the refused fetch (its failure record is a miss too).
+    assert_eq!(
+        sample(&text, "liveweb_requests_total{outcome=\"miss\"}"),
+        2.0
+    );
+    assert_eq!(sample(&text, "liveweb_errors_total{code=\"E30\"}"), 1.0);
+    assert!(sample(&text, "liveweb_response_bytes_total") > (2 * 12) as f64);
+    assert_eq!(sample(&text, "liveweb_request_duration_seconds_count"), 3.0);
+    assert_eq!(sample(&text, "liveweb_index_entries"), 2.0);
+    assert_eq!(sample(&text, "liveweb_workers"), 2.0);
+    // This request's own connection is open.
+    assert!(sample(&text, "liveweb_client_connections") >= 1.0);
+    assert!(sample(&text, "liveweb_hot_shard_bytes") > 0.0);
+
+    // A real Prometheus parser reads it.
+    let mut parser = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nprint(len(list(p(sys.stdin.read()))))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = parser.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the metrics (pip install prometheus_client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "11");
+
+    let status = admin_get(&proxy, "/_liveweb/status.json");
+    assert_eq!(
+        status.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let json = String::from_utf8(status.body).unwrap();
+    for field in ["\"hit\":1,", "\"miss\":2,", "\"E30\":1,", "\"workers\":2,"] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    // Checked as JSON by a JSON parser.
+    let checked = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys; d=json.loads(sys.argv[1]); print(d['requests']['admin'])",
+            &json,
+        ])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{json}");
+    assert_eq!(String::from_utf8_lossy(&checked.stdout).trim(), "1");
+}
