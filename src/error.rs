@@ -218,11 +218,21 @@ impl Error {
             .then_some("Proxy-Authenticate: Basic realm=\"liveweb\"\r\n")
     }
 
-    /// One line for the log and the body of a text error reply.
+    /// One line for the log and the body of a text error reply: the code line, then what
+    /// the error says beyond it (`E20 DNS failure: x: name does not resolve`, not the
+    /// failure named twice).
     pub fn message(&self) -> String {
+        let text = self.to_string();
         match self.code_line() {
-            Some(code) => format!("{code}: {self}"),
-            None => self.to_string(),
+            Some(line) => {
+                let (number, name) = line.split_once(' ').unwrap_or((line, ""));
+                if text.starts_with(name) {
+                    format!("{number} {text}")
+                } else {
+                    format!("{line}: {text}")
+                }
+            }
+            None => text,
         }
     }
 }
@@ -248,6 +258,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_the_failure_once() {
+        let dns = Error::Dns("a.example: name does not resolve".into());
+        assert_eq!(
+            dns.message(),
+            "E20 DNS failure: a.example: name does not resolve"
+        );
+        assert_eq!(Error::DnsTimeout.message(), "E21 DNS timeout");
+        let cert = Error::TlsCertificate("certificate expired".into());
+        assert_eq!(
+            cert.message(),
+            "E37 certificate invalid: certificate expired"
+        );
+        let refused = Error::Refused("1.2.3.4:80: refused".into());
+        assert_eq!(
+            refused.message(),
+            "E30 connection refused: 1.2.3.4:80: refused"
+        );
+        assert_eq!(Error::MethodNotAllowed.message(), "method not allowed");
+    }
 
     #[test]
     fn timeouts_are_504_and_other_upstream_failures_502() {
