@@ -110,3 +110,65 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     assert!(checked.status.success(), "{json}");
     assert_eq!(String::from_utf8_lossy(&checked.stdout).trim(), "1");
 }
+
+/// Headless Chromium, straight to liveweb: `--dump-dom` or `--screenshot` of `url`.
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--no-first-run", "--disable-background-networking"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_status_page_reads_in_a_browser_and_lists_recent_errors_escaped() {
+    let proxy = Proxy::start(&[]);
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // A URL with markup in it: shown as text, never as markup.
+    let hostile = format!("http://{closed}/<b>bold</b>?q=\"x\"");
+    let refused = send_raw(
+        proxy.addr,
+        format!("GET {hostile} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(refused.status, 502);
+
+    let url = format!("http://{}/_liveweb/status", proxy.addr);
+    let dom = String::from_utf8(chromium(&["--dump-dom"], &url).stdout).unwrap();
+    assert!(dom.contains("<h1>liveweb "), "{dom}");
+    assert!(dom.contains("E30 connection refused"), "{dom}");
+    assert!(
+        dom.contains("&lt;b&gt;bold&lt;/b&gt;"),
+        "the URL is text: {dom}"
+    );
+    assert!(!dom.contains("<b>bold</b>"), "the URL became markup: {dom}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("status.png");
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&[&arg, "--window-size=1200,900"], &url);
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        png.len() > 10_000,
+        "a page with text renders to more than a blank image"
+    );
+}

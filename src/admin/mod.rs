@@ -1,12 +1,17 @@
 //! What liveweb shows its operator: the numbers of a running process (per-worker counters
-//! summed when asked, plus gauges read from the shared state), rendered as Prometheus text
-//! (`/_liveweb/metrics`) and as JSON (`/_liveweb/status.json`).
+//! summed when asked, plus gauges read from the shared state) and the last errors, rendered
+//! as Prometheus text (`/_liveweb/metrics`), JSON (`/_liveweb/status.json`) and an HTML page
+//! (`/_liveweb/status`).
 
 pub mod counters;
+pub mod page;
+pub mod recent;
 
 use std::fmt::Write;
 
 pub use counters::{Outcome, Totals, WorkerCounters, CODES, LATENCY_BOUNDS};
+pub use page::status_html;
+pub use recent::{RecentError, RecentErrors};
 
 /// The numbers one page shows, gathered at one moment.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +23,10 @@ pub struct Snapshot {
     pub fetches_running: usize,
     pub fetches_queued: usize,
     pub index_entries: usize,
+    /// Each worker's own counters, by worker id.
+    pub per_worker: Vec<Totals>,
+    /// The last errors, newest first.
+    pub recent: Vec<RecentError>,
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -147,7 +156,7 @@ pub fn status_json(s: &Snapshot) -> String {
     let _ = write!(
         out,
         "}},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
-         \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{}}}",
+         \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{}",
         t.bytes_out,
         t.connections,
         s.fetches_running,
@@ -155,6 +164,58 @@ pub fn status_json(s: &Snapshot) -> String {
         s.index_entries,
         t.hot_bytes
     );
+    out.push_str(",\"per_worker\":[");
+    let workers: Vec<String> = s
+        .per_worker
+        .iter()
+        .map(|w| {
+            format!(
+                "{{\"client_connections\":{},\"requests\":{},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
+                w.connections,
+                w.requests(),
+                w.bytes_out,
+                w.hot_bytes
+            )
+        })
+        .collect();
+    out.push_str(&workers.join(","));
+    out.push_str("],\"recent_errors\":[");
+    let recent: Vec<String> = s
+        .recent
+        .iter()
+        .map(|e| {
+            let at =
+                e.at.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+            format!(
+                "{{\"time\":{at},\"client\":\"{}\",\"url\":{},\"code\":{},\"message\":{}}}",
+                e.client,
+                json_string(&e.url),
+                json_string(e.code),
+                json_string(&e.message)
+            )
+        })
+        .collect();
+    out.push_str(&recent.join(","));
+    out.push_str("]}");
+    out
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }
 
@@ -173,10 +234,18 @@ mod tests {
             version: "0.1.0",
             uptime_secs: 5,
             workers: 2,
+            per_worker: vec![totals.clone(), Totals::default()],
             totals,
             fetches_running: 1,
             fetches_queued: 3,
             index_entries: 7,
+            recent: vec![RecentError {
+                at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                client: [127, 0, 0, 1].into(),
+                url: "http://a.example/\"q\"\\<b>\u{1}".into(),
+                code: "E30 connection refused",
+                message: "E30 connection refused: 1.2.3.4:80".into(),
+            }],
         }
     }
 
@@ -217,9 +286,25 @@ mod tests {
             "\"errors\":{\"E10\":0,",
             "\"E60\":1",
             "\"fetches_queued\":3",
-            "\"hot_shard_bytes\":4096}",
+            "\"hot_shard_bytes\":4096,",
+            "\"per_worker\":[{\"client_connections\":0,\"requests\":2,",
+            "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
+            "\"time\":1700000000,",
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }
+        assert!(json.ends_with("}]}"), "{json}");
+    }
+
+    #[test]
+    fn the_html_page_shows_the_numbers_and_escapes_what_came_from_the_network() {
+        let html = status_html(&snapshot());
+        assert!(html.contains("<h1>liveweb 0.1.0</h1>"));
+        assert!(
+            html.contains("http://a.example/&quot;q&quot;\\&lt;b&gt;\u{fffd}"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("<td>3</td>"), "fetches queued");
     }
 }

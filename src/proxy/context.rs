@@ -46,6 +46,8 @@ pub struct Shared {
     pub mitm: Option<Arc<crate::mitm::Interceptor>>,
     /// Each worker's counters, by worker id.
     pub counters: Box<[CachePadded<WorkerCounters>]>,
+    /// The last errors answered (status page).
+    pub recent_errors: crate::admin::RecentErrors,
     pub started: std::time::Instant,
 }
 
@@ -98,6 +100,7 @@ impl Shared {
             counters: (0..config.worker_count().max(1))
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
+            recent_errors: crate::admin::RecentErrors::default(),
             started: std::time::Instant::now(),
             config,
         })
@@ -132,8 +135,12 @@ impl WorkerCtx {
     pub fn snapshot(&self) -> crate::admin::Snapshot {
         let shared = &self.shared;
         let mut totals = crate::admin::Totals::default();
+        let mut per_worker = Vec::with_capacity(shared.counters.len());
         for c in shared.counters.iter() {
             totals.add(c);
+            let mut own = crate::admin::Totals::default();
+            own.add(c);
+            per_worker.push(own);
         }
         let (fetches_running, fetches_queued) = shared.sched.load();
         crate::admin::Snapshot {
@@ -144,6 +151,8 @@ impl WorkerCtx {
             fetches_running,
             fetches_queued,
             index_entries: shared.index.len(),
+            per_worker,
+            recent: shared.recent_errors.newest_first(),
         }
     }
 

@@ -308,6 +308,7 @@ fn accepted(ctx: &WorkerCtx, to: ReplyTo) -> Response {
         body: super::Body::None,
         state: RequestState::Queued,
         error: None,
+        detail: None,
     }
 }
 

@@ -103,6 +103,8 @@ pub struct Response {
     pub state: RequestState,
     /// The liveweb error code line the reply carries (`X-Liveweb-Error`), for the counters.
     pub error: Option<&'static str>,
+    /// What an error reply liveweb made says (for the status page's recent errors).
+    pub detail: Option<String>,
 }
 
 /// How the reply is to be shaped.
@@ -170,6 +172,7 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
         body: Body::None,
         state: RequestState::Error,
         error: e.code_line(),
+        detail: e.code_line().map(|_| e.message()),
     }
 }
 
@@ -206,6 +209,7 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
             },
             state: RequestState::Admin,
             error: None,
+            detail: None,
         })
     };
     let (status, reason, body) = match path {
@@ -213,6 +217,10 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
         "/_liveweb/metrics" => {
             let text = crate::admin::metrics_text(&ctx.snapshot());
             return page("text/plain; version=0.0.4; charset=utf-8", text);
+        }
+        "/_liveweb/status" => {
+            let html = crate::admin::status_html(&ctx.snapshot());
+            return page("text/html; charset=utf-8", html);
         }
         "/_liveweb/status.json" => {
             return page(
@@ -227,6 +235,7 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
         body: Body::None,
         state: RequestState::Admin,
         error: None,
+        detail: None,
     })
 }
 
@@ -253,6 +262,7 @@ fn reply_for(
                 body: Body::None,
                 state,
                 error: Some(code),
+                detail: None,
             };
         }
         // A decoded copy kept from an earlier forward hit skips inflating again.
@@ -269,6 +279,7 @@ fn reply_for(
                 body: Body::None,
                 state,
                 error: None,
+                detail: None,
             };
         }
         let client = client_side(to, state, age, None);
@@ -281,6 +292,7 @@ fn reply_for(
                         body,
                         state,
                         error: None,
+                        detail: None,
                     };
                 }
                 (forward_source(record, member, file), gzip)
@@ -301,6 +313,7 @@ fn reply_for(
                         body,
                         state,
                         error: None,
+                        detail: None,
                     };
                 }
                 (forward::MemberSource::Memory(d.plain), false)
@@ -317,6 +330,7 @@ fn reply_for(
             },
             state,
             error: None,
+            detail: None,
         };
     }
     let content_type = crate::archive::record::Codec::content_type(gzip);
@@ -341,6 +355,7 @@ fn reply_for(
         body,
         state,
         error: record.status.error,
+        detail: None,
     }
 }
 
@@ -355,6 +370,7 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
         },
         state: RequestState::Miss,
         error: None,
+        detail: None,
     }
 }
 

@@ -48,19 +48,27 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &
     ctx.counters().connection_closed();
 }
 
-/// Counts one answered request: how it ended, its code, the bytes written for it and how
-/// long it took since its head was read.
-fn count(
-    ctx: &WorkerCtx,
-    stream: &mut ClientConn,
-    state: Outcome,
-    code: Option<&str>,
+/// One answered request as the counters see it.
+struct Answered<'a> {
+    outcome: Outcome,
+    /// Its error code line, and what liveweb's reply said, if it made one.
+    error: Option<(&'static str, Option<&'a str>)>,
+    /// When its head was read.
     since: Instant,
-) {
-    let micros = since.elapsed().as_micros() as u64;
+}
+
+/// Counts one answered request from `peer` for `target`: how it ended, its code, the bytes
+/// written for it and how long it took; an error also goes to the recent errors.
+fn count(ctx: &WorkerCtx, stream: &mut ClientConn, a: Answered<'_>, peer: IpAddr, target: &str) {
+    let micros = a.since.elapsed().as_micros() as u64;
     let counters = ctx.counters();
-    counters.request(state, code, stream.take_written(), Some(micros));
+    let code = a.error.map(|(code, _)| code);
+    counters.request(a.outcome, code, stream.take_written(), Some(micros));
     counters.set_hot_bytes(ctx.hot.borrow().used_bytes() as u64);
+    if let Some((code, detail)) = a.error {
+        let message = detail.unwrap_or(code);
+        ctx.shared.recent_errors.push(peer, target, code, message);
+    }
 }
 
 fn outcome(state: proxy::RequestState) -> Outcome {
@@ -169,14 +177,24 @@ async fn serve_requests(
             Route::PassThrough => match passthrough::relay(ctx, stream, &req, &mut buf, idle).await
             {
                 Ok(keep) => {
-                    count(ctx, stream, Outcome::Bypass, None, since);
+                    let bypass = Answered {
+                        outcome: Outcome::Bypass,
+                        error: None,
+                        since,
+                    };
+                    count(ctx, stream, bypass, peer, &req.target);
                     if keep && !drain.is_draining() {
                         continue;
                     }
                     return Next::Close;
                 }
                 Err(Failure::After) => {
-                    count(ctx, stream, Outcome::Bypass, None, since);
+                    let bypass = Answered {
+                        outcome: Outcome::Bypass,
+                        error: None,
+                        since,
+                    };
+                    count(ctx, stream, bypass, peer, &req.target);
                     return Next::Close;
                 }
                 // The request body may be unread: answer, then close.
@@ -209,10 +227,17 @@ async fn serve_requests(
         }
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
-        let resp = proxy::handle(ctx, &req, route, peer).await;
-        let (state, code) = (outcome(resp.state), resp.error);
+        let mut resp = proxy::handle(ctx, &req, route, peer).await;
+        let state = outcome(resp.state);
+        let error = resp.error;
+        let detail = resp.detail.take();
         let written = write_response(ctx, stream, resp, idle).await;
-        count(ctx, stream, state, code, since);
+        let answered = Answered {
+            outcome: state,
+            error: error.map(|code| (code, detail.as_deref())),
+            since,
+        };
+        count(ctx, stream, answered, peer, &req.target);
         match written {
             Ok(true) if req.keep_alive => {}
             _ => return Next::Close,

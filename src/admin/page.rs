@@ -1,0 +1,157 @@
+//! The status page a person reads (`/_liveweb/status`): plain HTML, no script, every value
+//! from the network escaped.
+
+use std::fmt::Write;
+
+use super::{Outcome, Snapshot, CODES};
+
+/// `text` safe inside HTML text and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m}m")
+    } else if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
+pub fn status_html(s: &Snapshot) -> String {
+    let t = &s.totals;
+    let mut out = String::with_capacity(8192);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>liveweb status</title>\
+         <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin-bottom:1.2em}}\
+         td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}th{{background:#eee}}\
+         td.l,th.l{{text-align:left}}</style></head><body>\n\
+         <h1>liveweb {}</h1>\n<p id=\"summary\">up {}, {} workers, {} requests, {} written, \
+         {} client connections open.</p>\n",
+        html_escape(s.version),
+        duration(s.uptime_secs),
+        s.workers,
+        t.requests(),
+        bytes(t.bytes_out),
+        t.connections,
+    );
+    out.push_str("<h2>Requests</h2>\n<table id=\"requests\"><tr>");
+    for o in Outcome::ALL {
+        let _ = write!(out, "<th>{}</th>", o.label());
+    }
+    out.push_str("</tr><tr>");
+    for o in Outcome::ALL {
+        let _ = write!(out, "<td>{}</td>", t.outcome(o));
+    }
+    out.push_str("</tr></table>\n<h2>Fetches and store</h2>\n<table id=\"fetches\">");
+    let _ = write!(
+        out,
+        "<tr><th class=\"l\">fetches running</th><td>{}</td></tr>\
+         <tr><th class=\"l\">fetches queued</th><td>{}</td></tr>\
+         <tr><th class=\"l\">index entries</th><td>{}</td></tr>\
+         <tr><th class=\"l\">hot shards</th><td>{}</td></tr></table>\n",
+        s.fetches_running,
+        s.fetches_queued,
+        s.index_entries,
+        bytes(t.hot_bytes)
+    );
+    out.push_str(
+        "<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>connections</th>\
+         <th>requests</th><th>written</th><th>hot shard</th></tr>",
+    );
+    for (i, w) in s.per_worker.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            w.connections,
+            w.requests(),
+            bytes(w.bytes_out),
+            bytes(w.hot_bytes)
+        );
+    }
+    out.push_str("</table>\n<h2>Errors by code</h2>\n<table id=\"codes\"><tr>");
+    for code in CODES {
+        let _ = write!(out, "<th>{code}</th>");
+    }
+    out.push_str("</tr><tr>");
+    for n in t.codes {
+        let _ = write!(out, "<td>{n}</td>");
+    }
+    let _ = write!(
+        out,
+        "</tr></table>\n<h2>Recent errors ({} kept, newest first)</h2>\n\
+         <table id=\"recent\"><tr><th class=\"l\">time (UTC)</th><th class=\"l\">client</th>\
+         <th class=\"l\">URL</th><th class=\"l\">code</th><th class=\"l\">message</th></tr>",
+        super::recent::KEPT
+    );
+    for e in &s.recent {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
+             <td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+            httpdate::fmt_http_date(e.at),
+            e.client,
+            html_escape(&e.url),
+            html_escape(e.code),
+            html_escape(&e.message)
+        );
+    }
+    out.push_str(
+        "</table>\n<p>Also as <a href=\"/_liveweb/status.json\">JSON</a> and \
+         <a href=\"/_liveweb/metrics\">Prometheus metrics</a>.</p>\n</body></html>\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_is_escaped() {
+        assert_eq!(
+            html_escape("<script>alert('x')</script>&\"\u{7}"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn units_read_at_a_glance() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(duration(59), "0m 59s");
+        assert_eq!(duration(3 * 3600 + 61), "3h 1m 1s");
+        assert_eq!(duration(2 * 86400 + 3600), "2d 1h 0m");
+    }
+}
