@@ -75,12 +75,12 @@ pub fn status_html(s: &Snapshot) -> String {
         let _ = write!(out, "<td>{}</td>", t.outcome(o));
     }
     out.push_str("</tr></table>\n<h2>Fetches and store</h2>\n<table id=\"fetches\">");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<tr><th class=\"l\">fetches running</th><td>{}</td></tr>\
          <tr><th class=\"l\">fetches queued</th><td>{}</td></tr>\
          <tr><th class=\"l\">index entries</th><td>{}</td></tr>\
-         <tr><th class=\"l\">hot shards</th><td>{}</td></tr></table>\n",
+         <tr><th class=\"l\">hot shards</th><td>{}</td></tr></table>",
         s.fetches_running,
         s.fetches_queued,
         s.index_entries,
