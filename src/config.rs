@@ -270,6 +270,10 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MITM_BYPASS", value_delimiter = ',')]
     pub mitm_bypass: Vec<String>,
 
+    /// Least severe log lines written: error, warn, info or debug.
+    #[arg(long, env = "LIVEWEB_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
+    pub log_level: log::LevelFilter,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -14,6 +14,7 @@
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.
+//! - [`logging`]: the log sink (timestamped lines on stderr at `--log-level`).
 //! - [`mitm`]: the CA for archiving HTTPS through CONNECT (`liveweb ca init`), its
 //!   per-host leaf certificates and the TLS server configuration for intercepted tunnels.
 //! - [`sched`]: fetch slots (in all and per origin) and the fair queue of fetches waiting
@@ -32,6 +33,7 @@ pub mod error;
 pub mod fetch;
 pub mod http;
 pub mod index;
+pub mod logging;
 pub mod mitm;
 pub mod policy;
 pub mod proxy;

@@ -29,12 +29,13 @@ fn main() {
         });
     }
     let config = liveweb::config::Config::parse();
+    liveweb::logging::init(config.log_level);
     if let Err(msg) = config.validate() {
-        eprintln!("liveweb: {msg}");
+        log::error!("{msg}");
         std::process::exit(2);
     }
     if let Err(e) = liveweb::server::run(config) {
-        eprintln!("liveweb: {e}");
+        log::error!("{e}");
         std::process::exit(1);
     }
 }

@@ -172,3 +172,45 @@ fn the_status_page_reads_in_a_browser_and_lists_recent_errors_escaped() {
         "a page with text renders to more than a blank image"
     );
 }
+
+#[test]
+fn log_lines_carry_time_and_level_and_upstream_errors_name_the_url() {
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/gone");
+    assert_eq!(get(proxy.addr, &url, "").status, 502);
+    // The line is written before the reply: it is in the log once the reader thread has it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.log_text().contains("/gone") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let log = proxy.log_text();
+    let line = log.lines().find(|l| l.contains("/gone")).unwrap();
+    // 2026-11-26T00:23:00.123Z WARN  liveweb: http://.../gone upstream 502 E30 ...
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{line}"
+    );
+    assert!(rest.starts_with("WARN  liveweb: http://"), "{line}");
+    assert!(line.contains("E30 connection refused: "), "{line}");
+    assert!(
+        !line.contains("connection refused: connection refused"),
+        "{line}"
+    );
+    let startup = log.lines().find(|l| l.contains("listening on")).unwrap();
+    assert!(
+        startup.contains(" INFO  liveweb: listening on"),
+        "{startup}"
+    );
+
+    // --log-level error drops the warning (the line saying where it listens stays).
+    let quiet = Proxy::start(&["--log-level", "error", "--mode", "forward"]);
+    let _ = get(quiet.addr, &url, "");
+    let _ = admin_get(&quiet, "/_liveweb/health");
+    assert!(!quiet.log_text().contains("/gone"), "{}", quiet.log_text());
+}

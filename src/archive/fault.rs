@@ -56,7 +56,7 @@ pub(super) async fn garble_and_die(file: &monoio::fs::File, len: usize, offset: 
     let mut junk = super::aligned::AlignedBuf::with_capacity(len);
     junk.extend_from_slice(&vec![0xA5; len]);
     let (res, _) = file.write_all_at(junk, offset).await;
-    eprintln!("liveweb: fault injection: write at {offset} garbled ({res:?}), dying");
+    log::error!("fault injection: write at {offset} garbled ({res:?}), dying");
     std::process::abort()
 }
 

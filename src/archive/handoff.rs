@@ -91,8 +91,8 @@ fn run(command: String, files: Arc<FileTable>, rx: Receiver<Msg>) {
             // Shutdown: one last try each, within the deadline.
             while let Some(p) = queue.pop_front() {
                 if Instant::now() >= deadline {
-                    eprintln!(
-                        "liveweb: on-seal not run for {} (shutdown deadline)",
+                    log::warn!(
+                        "on-seal not run for {} (shutdown deadline)",
                         p.path.display()
                     );
                     continue;
@@ -114,8 +114,8 @@ fn run(command: String, files: Arc<FileTable>, rx: Receiver<Msg>) {
                     .saturating_mul(1u32 << p.attempts.min(10))
                     .min(MAX_BACKOFF);
                 p.next_try = Instant::now() + backoff;
-                eprintln!(
-                    "liveweb: on-seal failed for {} (attempt {}), retrying in {:?}",
+                log::warn!(
+                    "on-seal failed for {} (attempt {}), retrying in {:?}",
                     p.path.display(),
                     p.attempts,
                     backoff
@@ -145,14 +145,11 @@ fn run_hook(command: &str, files: &FileTable, p: &Pending) -> bool {
             true
         }
         Ok(s) => {
-            eprintln!(
-                "liveweb: on-seal {command:?} {} exited with {s}",
-                p.path.display()
-            );
+            log::warn!("on-seal {command:?} {} exited with {s}", p.path.display());
             false
         }
         Err(e) => {
-            eprintln!("liveweb: on-seal {command:?} could not start: {e}");
+            log::error!("on-seal {command:?} could not start: {e}");
             false
         }
     }

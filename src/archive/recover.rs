@@ -62,7 +62,7 @@ pub struct Recovered {
 
 /// Recovers `data_dir` (worker directories `N/` and `sealed/`).
 pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io::Result<Recovered> {
-    eprintln!("liveweb: recovering {}", data_dir.display());
+    log::info!("recovering {}", data_dir.display());
     super::fault::slow_recovery();
     let sealed_dir = data_dir.join("sealed");
     fs::create_dir_all(&sealed_dir)?;
@@ -176,8 +176,8 @@ fn load_sealed(
             Ok(text) => Some(parse_private_list(&text)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Some(HashSet::new()),
             Err(e) => {
-                eprintln!(
-                    "liveweb: {} unreadable ({e}): {name} stays on disk but is not indexed",
+                log::warn!(
+                    "{} unreadable ({e}): {name} stays on disk but is not indexed",
                     private_path.display()
                 );
                 None
@@ -203,7 +203,7 @@ fn load_sealed(
                 let text = cdx_file(&scanned.entries, &name);
                 write_synced(&cdx_path, text.as_bytes())?;
                 out.rebuilt_cdx += 1;
-                eprintln!("liveweb: rebuilt CDX for {}", path.display());
+                log::info!("rebuilt CDX for {}", path.display());
                 let marked = scanned
                     .entries
                     .iter()
@@ -253,15 +253,15 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
     let scanned = scan(&data);
     let cut = data.len() as u64 - scanned.valid_len;
     if cut > 0 {
-        eprintln!(
-            "liveweb: recovery: {} cut by {cut} bytes after its last whole record",
+        log::info!(
+            "recovery: {} cut by {cut} bytes after its last whole record",
             path.display()
         );
         out.cut_bytes += cut;
     }
     if scanned.entries.is_empty() {
-        eprintln!(
-            "liveweb: recovery: {} holds no whole record, removed",
+        log::info!(
+            "recovery: {} holds no whole record, removed",
             path.display()
         );
         return fs::remove_file(path);

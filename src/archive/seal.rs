@@ -42,8 +42,8 @@ pub fn seal(
     let cdx_written = match write_synced(&cdx_beside, cdx_file(entries, &name).as_bytes()) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!(
-                "liveweb: writing {} failed: {e}; it will be rebuilt at start",
+            log::error!(
+                "writing {} failed: {e}; it will be rebuilt at start",
                 cdx_beside.display()
             );
             let _ = fs::remove_file(&cdx_beside);

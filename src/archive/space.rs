@@ -77,9 +77,10 @@ impl SpaceMonitor {
     /// A write of `bytes` failed for lack of space: pause until they fit above `--min-free`.
     pub(super) fn disk_full(&mut self, bytes: u64) {
         self.floor = self.min_free.saturating_add(bytes);
-        eprintln!(
-            "liveweb: worker {}: disk full, archiving paused until {} bytes are free",
-            self.worker, self.floor
+        log::warn!(
+            "worker {}: disk full, archiving paused until {} bytes are free",
+            self.worker,
+            self.floor
         );
         self.paused.set(true);
     }
@@ -104,14 +105,14 @@ impl SpaceMonitor {
         ) {
             Some(Change::Pause { until }) => {
                 self.floor = until;
-                eprintln!(
-                    "liveweb: worker {w}: {free} bytes free (< --min-free {}), archiving paused until {until} are",
+                log::warn!(
+                    "worker {w}: {free} bytes free (< --min-free {}), archiving paused until {until} are",
                     self.min_free
                 );
                 self.paused.set(true);
             }
             Some(Change::Resume) => {
-                eprintln!("liveweb: worker {w}: {free} bytes free, archiving resumed");
+                log::info!("worker {w}: {free} bytes free, archiving resumed");
                 self.paused.set(false);
             }
             None => {}

@@ -298,7 +298,7 @@ impl Writer {
                 }
                 Err(e) => {
                     let w = self.config.worker;
-                    eprintln!("liveweb: worker {w} archive write failed: {e}");
+                    log::error!("worker {w} archive write failed: {e}");
                     if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
                         let write: usize = group.iter().map(|(r, _)| r.member.len()).sum();
                         self.space.disk_full((write + 2 * BLOCK) as u64);
@@ -331,8 +331,8 @@ impl Writer {
             return Ok(());
         };
         open.logical = before;
-        eprintln!(
-            "liveweb: worker {}: {} poisoned by the failed fdatasync: cut to {before} bytes and sealed",
+        log::error!(
+            "worker {}: {} poisoned by the failed fdatasync: cut to {before} bytes and sealed",
             self.config.worker,
             open.path.display()
         );
@@ -488,8 +488,8 @@ impl Writer {
                         h.submit(Some(id), sealed);
                     }
                 }
-                Err(e) => eprintln!(
-                    "liveweb: worker {worker}: sealing {} failed: {e}; it is sealed at next start",
+                Err(e) => log::error!(
+                    "worker {worker}: sealing {} failed: {e}; it is sealed at next start",
                     path.display()
                 ),
             }
@@ -548,8 +548,8 @@ impl Writer {
             match direct {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     // tmpfs and some others refuse O_DIRECT; the aligned write path still works.
-                    eprintln!(
-                        "liveweb: worker {}: O_DIRECT not supported under {}, using buffered writes",
+                    log::warn!(
+                        "worker {}: O_DIRECT not supported under {}, using buffered writes",
                         self.config.worker,
                         self.config.dir.display()
                     );
@@ -577,7 +577,7 @@ async fn sync(open: &mut OpenArc, worker: usize) -> io::Result<()> {
             open.dirty = false;
             open.last_sync = Instant::now();
         }
-        Err(e) => eprintln!("liveweb: worker {worker}: fdatasync failed: {e}"),
+        Err(e) => log::error!("worker {worker}: fdatasync failed: {e}"),
     }
     result
 }

@@ -376,10 +376,17 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
         (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
         (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
-            eprintln!("liveweb: {} {}", url.normalized, LogLine(&fe.error));
+            log::warn!("{} {} (archived)", url.normalized, LogLine(&fe.error));
             store::store_failure(&ctx, &url, fe).await
         }
-        (Err(fe), _) => Err(fe.error),
+        (Err(fe), _) => {
+            // Logged once here, whoever waited on the fetch; refusals of liveweb's own
+            // (busy) are counted, not logged.
+            if fe.error.side() == crate::error::Side::Upstream {
+                log::warn!("{} {}", url.normalized, LogLine(&fe.error));
+            }
+            Err(fe.error)
+        }
     };
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
     let index = &ctx.shared.index;

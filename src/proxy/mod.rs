@@ -144,10 +144,14 @@ pub async fn handle(
     result.unwrap_or_else(|e| error_response(&e, conn, head_only))
 }
 
-/// A text reply for an error that produced no record; logs non-client failures.
+/// A text reply for an error that produced no record; logs liveweb's own failures (storage,
+/// internal). Upstream failures are logged with their URL where the fetch failed.
 pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
-    if e.side() != crate::error::Side::Client {
-        eprintln!("liveweb: {}", LogLine(e));
+    if matches!(
+        e.side(),
+        crate::error::Side::Storage | crate::error::Side::Internal
+    ) {
+        log::error!("{}", LogLine(e));
     }
     let status = e.status();
     let mut extra = String::new();

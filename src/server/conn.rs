@@ -14,7 +14,7 @@ use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
 use crate::admin::Outcome;
-use crate::error::Error;
+use crate::error::{Error, LogLine};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
 use crate::http::request::RequestHead;
@@ -199,6 +199,9 @@ async fn serve_requests(
                 }
                 // The request body may be unread: answer, then close.
                 Err(Failure::Before(e)) => {
+                    if e.side() == crate::error::Side::Upstream {
+                        log::warn!("{} {} (passed through)", req.target, LogLine(&e));
+                    }
                     refuse(ctx, stream, &e, req.version, idle).await;
                     return Next::Close;
                 }

@@ -62,12 +62,9 @@ pub(super) fn log_limited(
         let dropped = l.dropped.replace(0);
         l.last.set(Some(now));
         if dropped > 0 {
-            eprintln!(
-                "liveweb: {} ({dropped} more like it in the last second)",
-                line()
-            );
+            log::warn!("{} ({dropped} more like it in the last second)", line());
         } else {
-            eprintln!("liveweb: {}", line());
+            log::warn!("{}", line());
         }
     });
 }
@@ -122,7 +119,7 @@ fn auth_pool() -> Option<&'static Pool> {
     POOL.get_or_init(|| match Pool::start("auth", AUTH_THREADS, AUTH_QUEUE) {
         Ok(pool) => Some(pool),
         Err(e) => {
-            eprintln!("liveweb: could not start the authentication threads: {e}");
+            log::error!("could not start the authentication threads: {e}");
             None
         }
     })

@@ -100,8 +100,8 @@ pub(super) async fn accept(
     match rustls_error {
         Some(rustls::Error::AlertReceived(alert)) if rejects_certificate(alert) => {
             if mitm.first_rejection(host) {
-                eprintln!(
-                    "liveweb: a client ({peer}) rejected liveweb's certificate for {host} \
+                log::warn!(
+                    "a client ({peer}) rejected liveweb's certificate for {host} \
                      ({alert:?}): does it trust the --mitm-ca certificate? \
                      (logged once per host)"
                 );

@@ -91,7 +91,7 @@ pub(super) fn accept_pending(listener: RawFd, nonblocking: bool) -> Vec<TcpStrea
         let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         match TcpStream::from_std(std_stream) {
             Ok(stream) => streams.push(stream),
-            Err(e) => eprintln!("liveweb: could not register an accepted connection: {e}"),
+            Err(e) => log::warn!("could not register an accepted connection: {e}"),
         }
     }
     streams

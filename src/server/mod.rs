@@ -127,14 +127,14 @@ impl Server {
         let shared = Arc::new(Shared::new(config)?);
         let config = &shared.config;
         if config.insecure_upstream {
-            eprintln!(
-                "liveweb: WARNING: --insecure-upstream: https origins are NOT authenticated; any certificate is accepted"
+            log::warn!(
+                "--insecure-upstream: https origins are NOT authenticated; any certificate is accepted"
             );
         }
 
         if let Some(ca) = &config.mitm_ca {
-            eprintln!(
-                "liveweb: archiving HTTPS through CONNECT with the CA {} (bypassed: {})",
+            log::info!(
+                "archiving HTTPS through CONNECT with the CA {} (bypassed: {})",
                 ca.display(),
                 if config.mitm_bypass.is_empty() {
                     "none".to_string()
@@ -155,8 +155,8 @@ impl Server {
         // at once instead of waiting in the backlog.
         let (listeners, local_addr) =
             listener::bind_all(config.listen, workers, config.notsent_lowat)?;
-        eprintln!(
-            "liveweb: recovered {} records in {:.2?} ({} files repaired, {} bytes cut, {} CDX rebuilt)",
+        log::info!(
+            "recovered {} records in {:.2?} ({} files repaired, {} bytes cut, {} CDX rebuilt)",
             recovered.indexed,
             started.elapsed(),
             recovered.repaired,
@@ -262,7 +262,7 @@ impl Server {
         if let Some(h) = handoff {
             match Arc::try_unwrap(h) {
                 Ok(h) => h.finish(Instant::now() + grace),
-                Err(_) => eprintln!("liveweb: on-seal hand-off still referenced at exit"),
+                Err(_) => log::warn!("on-seal hand-off still referenced at exit"),
             }
         }
     }
@@ -308,11 +308,11 @@ pub fn run(config: Config) -> io::Result<()> {
                 let hup = signal == signal_hook::consts::SIGHUP;
                 let server = match &mut *state {
                     Startup::Recovering | Startup::Binding { .. } if hup => {
-                        eprintln!("liveweb: SIGHUP ignored: still starting");
+                        log::warn!("SIGHUP ignored: still starting");
                         continue;
                     }
                     Startup::Recovering => {
-                        eprintln!("liveweb: stop signal during start-up recovery, exiting");
+                        log::info!("stop signal during start-up recovery, exiting");
                         std::process::exit(0);
                     }
                     Startup::Binding { stop } => {
@@ -325,15 +325,15 @@ pub fn run(config: Config) -> io::Result<()> {
                 if hup {
                     // A bad file is reported with its line; the tables in force stay.
                     match server.shared().reload() {
-                        Ok(summary) => eprintln!("liveweb: reloaded ({summary})"),
-                        Err(e) => eprintln!("liveweb: reload refused, keeping the old tables: {e}"),
+                        Ok(summary) => log::warn!("reloaded ({summary})"),
+                        Err(e) => log::warn!("reload refused, keeping the old tables: {e}"),
                     }
                 } else if stopping {
                     // A second stop signal ends the process at once.
-                    eprintln!("liveweb: second signal, exiting now");
+                    log::warn!("second signal, exiting now");
                     std::process::exit(130);
                 } else {
-                    eprintln!("liveweb: shutting down");
+                    log::info!("shutting down");
                     stopping = true;
                     server.shutdown();
                 }
@@ -347,18 +347,18 @@ pub fn run(config: Config) -> io::Result<()> {
         *state = Startup::Running(server.clone());
         asked
     };
-    eprintln!(
-        "liveweb: listening on {}, {} workers, driver {}, data dir {}",
+    crate::logging::always(format_args!(
+        "listening on {}, {} workers, driver {}, data dir {}",
         server.local_addr(),
         workers,
         driver_name(),
         data_dir.display()
-    );
+    ));
     if stop_asked {
-        eprintln!("liveweb: stop signal during start-up, shutting down");
+        log::info!("stop signal during start-up, shutting down");
         server.shutdown();
     }
     server.wait(grace);
-    eprintln!("liveweb: stopped");
+    log::info!("stopped");
     Ok(())
 }

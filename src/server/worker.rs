@@ -38,9 +38,10 @@ pub(super) struct WorkerSetup {
 pub(super) fn run(setup: WorkerSetup) {
     if let Some(core) = setup.core {
         if !core_affinity::set_for_current(core) {
-            eprintln!(
-                "liveweb: worker {} could not be pinned to CPU {}; running unpinned",
-                setup.id, core.id
+            log::warn!(
+                "worker {} could not be pinned to CPU {}; running unpinned",
+                setup.id,
+                core.id
             );
         }
     }
@@ -51,10 +52,7 @@ pub(super) fn run(setup: WorkerSetup) {
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!(
-                "liveweb: worker {} could not start its runtime: {e}",
-                setup.id
-            );
+            log::error!("worker {} could not start its runtime: {e}", setup.id);
             return;
         }
     };
@@ -78,7 +76,7 @@ async fn serve(setup: WorkerSetup) {
     {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("liveweb: worker {id} could not use its listener: {e}");
+            log::error!("worker {id} could not use its listener: {e}");
             return;
         }
     };
@@ -192,8 +190,8 @@ impl AcceptBackoff {
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
         {
-            eprintln!(
-                "liveweb: worker {worker} accept failed: {e} ({} more since the last report); backing off",
+            log::warn!(
+                "worker {worker} accept failed: {e} ({} more since the last report); backing off",
                 self.suppressed
             );
             self.last_log = Some(now);
