@@ -26,7 +26,7 @@ pub enum Mode {
 pub struct Config {
     /// Address to listen on; every worker binds it with SO_REUSEPORT. Port 0 picks a free port
     /// (printed at start).
-    #[arg(long, env = "LIVEWEB_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LIVEWEB_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Directory for ARC files; worker N writes DATA/N/.
@@ -349,6 +349,9 @@ impl Config {
         if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
             return Err("connection limits must be at least 1".into());
         }
+        if self.connect_ports.contains(&0) {
+            return Err("--connect-ports: 0 is not a port".into());
+        }
         if self.max_fetches == Some(0) || self.max_fetches_per_host == 0 {
             return Err("--max-fetches and --max-fetches-per-host must be at least 1".into());
         }
@@ -433,26 +436,59 @@ fn number_and_unit(s: &str) -> Option<(u64, &str)> {
     Some((digits.parse().ok()?, unit))
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h`, `7d`; a bare number is seconds.
+/// Parses `IP:port`, `[IPv6]:port`, or `name:port` (resolved once, at start: `localhost:8080`
+/// listens on the name's first address).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let hint = "expected IP:port, e.g. 127.0.0.1:8080 or [::1]:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port: {hint}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{s:?}: bad port: {hint}"));
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {host} does not resolve ({e}): {hint}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?}: {host} has no address: {hint}"))
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h`, `7d`, `1.5h` (units in any case); a bare number is
+/// seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (n, unit) = number_and_unit(s)
-        .ok_or_else(|| format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1h, 7d"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let invalid = || format!("invalid duration {s:?}: expected e.g. 30s, 10m, 1.5h, 7d");
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(invalid());
+    }
+    let n: f64 = number.parse().map_err(|_| invalid())?;
+    let unit_ms: f64 = match unit.to_ascii_lowercase().as_str() {
+        "ms" => 1.0,
+        "" | "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
         _ => {
             return Err(format!(
-                "invalid duration unit in {s:?}: use ms, s, m, h or d"
+                "invalid duration unit in {s:?}: use ms, s, m, h or d (e.g. 30s, 1.5h)"
             ))
         }
     };
-    n.checked_mul(unit_ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+    let ms = n * unit_ms;
+    // Years of duration are a typo, and an f64 past 2^53 ms is no longer exact.
+    if !ms.is_finite() || ms > 1e15 {
+        return Err(format!("duration {s:?} is too large"));
+    }
+    Ok(Duration::from_millis(ms.round() as u64))
 }
 
 /// Parses `4096`, `64KB`, `100MB`, `2GB` (powers of 1024; `KiB` spellings too).
@@ -507,6 +543,21 @@ mod tests {
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(
+            parse_listen("localhost:8080").is_ok_and(|a| a.ip().is_loopback() && a.port() == 8080)
+        );
+        assert_eq!(parse_listen("[::1]:80").map(|a| a.port()), Ok(80));
+        assert!(parse_listen("localhost").unwrap_err().contains("no port"));
+        assert!(parse_listen("localhost:http")
+            .unwrap_err()
+            .contains("bad port"));
+        assert_eq!(parse_duration("30S"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.25s"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2MS"), Ok(Duration::from_millis(2)));
+        for bad in [".5s", "1.s", "1..2s", "1.2.3s", "nan", "inf"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

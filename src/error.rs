@@ -40,6 +40,8 @@ pub enum Error {
     UnsupportedScheme,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("CONNECT tunnels need forward mode (--mode forward, or X-Liveweb-Mode: forward)")]
+    TunnelNeedsForward,
     #[error("request body too large")]
     RequestBodyTooLarge,
     #[error("URI too long")]
@@ -66,7 +68,7 @@ pub enum Error {
     Busy { why: &'static str, retry_after: u32 },
     #[error("CONNECT to port {0} is not allowed (see --connect-ports)")]
     ConnectPortNotAllowed(u16),
-    #[error("upstream address not allowed: {0}")]
+    #[error("upstream address not allowed: {0} (see --allow-upstream)")]
     AddressNotAllowed(String),
     #[error("DNS failure: {0}")]
     Dns(String),
@@ -114,6 +116,7 @@ impl Error {
             | InvalidUrl(_)
             | UnsupportedScheme
             | MethodNotAllowed
+            | TunnelNeedsForward
             | RequestBodyTooLarge
             | UriTooLong
             | HeadTooLarge
@@ -181,7 +184,7 @@ impl Error {
             ProxyAuthRequired => (407, "Proxy Authentication Required"),
             RequestTimeout => (408, "Request Timeout"),
             TooManyConnections | Overloaded(_) | Busy { .. } => (503, "Service Unavailable"),
-            MethodNotAllowed => (405, "Method Not Allowed"),
+            MethodNotAllowed | TunnelNeedsForward => (405, "Method Not Allowed"),
             RequestBodyTooLarge => (413, "Content Too Large"),
             UriTooLong => (414, "URI Too Long"),
             HeadTooLarge => (431, "Request Header Fields Too Large"),

@@ -214,3 +214,52 @@ fn log_lines_carry_time_and_level_and_upstream_errors_name_the_url() {
     let _ = admin_get(&quiet, "/_liveweb/health");
     assert!(!quiet.log_text().contains("/gone"), "{}", quiet.log_text());
 }
+
+/// Starts liveweb with `args` (and its own data dir unless `args` names one), expecting it to
+/// refuse to start; its stderr.
+fn refused_start(args: &[&str]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_liveweb"));
+    if !args.contains(&"--data-dir") {
+        cmd.arg("--data-dir").arg(tmp.path().join("data"));
+    }
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run liveweb");
+    assert!(!out.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn start_up_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = refused_start(&["--data-dir", file.to_str().unwrap()]);
+    assert!(
+        err.contains("not-a-dir") && err.contains("is a file"),
+        "{err}"
+    );
+    let err = refused_start(&["--on-seal", "no-such-uploader-xyz --bucket b"]);
+    assert!(
+        err.contains("no-such-uploader-xyz") && err.contains("not on PATH"),
+        "{err}"
+    );
+    let err = refused_start(&["--listen", "localhost"]);
+    assert!(
+        err.contains("no port") && err.contains("127.0.0.1:8080"),
+        "{err}"
+    );
+    let err = refused_start(&["--connect-ports", "443,0"]);
+    assert!(err.contains("--connect-ports"), "{err}");
+    let err = refused_start(&["--ttl", "1.5 hours"]);
+    assert!(err.contains("1.5h"), "{err}");
+    // Fractions and any case in durations; an on-seal command with an assignment first.
+    let proxy = Proxy::start(&["--ttl", "1.5H", "--on-seal", "X=1 true"]);
+    assert_eq!(admin_get(&proxy, "/_liveweb/health").status, 200);
+}

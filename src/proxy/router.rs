@@ -34,6 +34,7 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         Method::Get | Method::Head => Route::Cache { forward },
         Method::Other(m) if forward && m == "CONNECT" => Route::Tunnel,
         Method::Other(_) if forward => Route::PassThrough,
+        Method::Other(m) if m == "CONNECT" => Route::Refuse(Error::TunnelNeedsForward),
         Method::Other(_) => Route::Refuse(Error::MethodNotAllowed),
     }
 }
@@ -93,15 +94,14 @@ mod tests {
             route_of(f, "POST http://a/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
             Route::PassThrough
         );
-        for liveweb_only in [
-            "CONNECT a:443 HTTP/1.1\r\n\r\n",
-            "DELETE http://a/ HTTP/1.1\r\n\r\n",
-        ] {
-            assert_eq!(
-                route_of(l, liveweb_only),
-                Route::Refuse(Error::MethodNotAllowed)
-            );
-        }
+        assert_eq!(
+            route_of(l, "DELETE http://a/ HTTP/1.1\r\n\r\n"),
+            Route::Refuse(Error::MethodNotAllowed)
+        );
+        assert_eq!(
+            route_of(l, "CONNECT a:443 HTTP/1.1\r\n\r\n"),
+            Route::Refuse(Error::TunnelNeedsForward)
+        );
         assert!(matches!(
             route_of(l, "GET http://a/ HTTP/1.1\r\nX-Liveweb-Mode: both\r\n\r\n"),
             Route::Refuse(Error::BadRequest(_))

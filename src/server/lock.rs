@@ -19,7 +19,14 @@ pub struct DataDirLock {
 
 /// Takes the data directory's lock, or says which process holds it.
 pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let what = if dir.is_file() {
+            "is a file, not a directory".to_string()
+        } else {
+            e.to_string()
+        };
+        io::Error::new(e.kind(), format!("data dir {}: {what}", dir.display()))
+    })?;
     let path = dir.join(".lock");
     let mut file = OpenOptions::new()
         .read(true)
@@ -63,7 +70,7 @@ pub fn check_address_free(addr: SocketAddr) -> io::Result<()> {
             io::ErrorKind::AddrInUse,
             format!("{addr} is already in use (another liveweb?)"),
         )),
-        Err(e) => Err(e),
+        Err(e) => Err(io::Error::new(e.kind(), format!("--listen {addr}: {e}"))),
     }
 }
 

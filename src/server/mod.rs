@@ -110,6 +110,42 @@ fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle
     Ok((stop, handle))
 }
 
+/// The program an `--on-seal` command runs must exist (a path, or a name on PATH): found at
+/// start, not at the first seal hours later.
+fn check_command(command: &str) -> io::Result<()> {
+    // The command runs under `sh -c`: skip leading `NAME=value` assignments.
+    let program = command
+        .split_whitespace()
+        .find(|w| w.split_once('=').is_none_or(|(name, _)| name.contains('/')))
+        .unwrap_or("");
+    let missing = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("--on-seal {command:?}: {program:?} {why}"),
+        )
+    };
+    if program.is_empty() {
+        return Err(missing("is empty"));
+    }
+    let runnable = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return match runnable(std::path::Path::new(program)) {
+            true => Ok(()),
+            false => Err(missing("is not an executable file")),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))) {
+        Ok(())
+    } else {
+        Err(missing("is not on PATH"))
+    }
+}
+
 impl Server {
     /// Recovers the data directory, then binds and starts the workers; `recovered` is called
     /// between the two. The caller installs its signal handlers before this, so a signal
@@ -122,7 +158,18 @@ impl Server {
         let data_lock = lock::lock_data_dir(&config.data_dir)?;
         lock::check_address_free(config.listen)?;
         for w in 0..workers {
-            std::fs::create_dir_all(config.data_dir.join(w.to_string()))?;
+            let dir = config.data_dir.join(w.to_string());
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        }
+        if let Some(command) = &config.on_seal {
+            check_command(command)?;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if workers > cpus {
+            log::warn!(
+                "--workers {workers} is more than the {cpus} CPUs here: workers will share CPUs"
+            );
         }
         let shared = Arc::new(Shared::new(config)?);
         let config = &shared.config;
