@@ -20,7 +20,7 @@ pub struct ArcFile {
 }
 
 fn is_gzip(path: &std::path::Path) -> bool {
-    path.to_string_lossy().ends_with(".gz")
+    super::record::sealed_name(&path.to_string_lossy()).ends_with(".gz")
 }
 
 impl ArcFile {
@@ -91,5 +91,18 @@ impl FileTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_codec_is_read_from_the_name_with_or_without_the_open_suffix() {
+        assert!(is_gzip(std::path::Path::new("d/0/L-1-0-00001.arc.gz.open")));
+        assert!(is_gzip(std::path::Path::new("d/sealed/L-1-0-00001.arc.gz")));
+        assert!(!is_gzip(std::path::Path::new("d/0/L-1-0-00001.arc.open")));
+        assert!(!is_gzip(std::path::Path::new("d/sealed/L-1-0-00001.arc")));
     }
 }

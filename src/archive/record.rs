@@ -225,9 +225,24 @@ pub fn extra_marks_private(extra: &[u8]) -> bool {
     false
 }
 
+/// Suffix of an ARC file still being written; sealing renames it away (Heritrix does the
+/// same), so archive tools reading a directory never pick up a half-written file.
+pub const OPEN_SUFFIX: &str = ".open";
+
 /// Whether a file name is an ARC file (`.arc.gz` or `.arc`).
 pub fn is_arc_name(name: &str) -> bool {
     name.ends_with(".arc.gz") || name.ends_with(".arc")
+}
+
+/// Whether a file name is an ARC file being written: `NAME.arc.gz.open`, or a bare
+/// `NAME.arc.gz` left in a worker directory by a version before the suffix.
+pub fn is_open_arc_name(name: &str) -> bool {
+    is_arc_name(name.strip_suffix(OPEN_SUFFIX).unwrap_or(name))
+}
+
+/// The name the file will have once sealed (`.open` removed).
+pub fn sealed_name(name: &str) -> &str {
+    name.strip_suffix(OPEN_SUFFIX).unwrap_or(name)
 }
 
 /// The name without its `.arc.gz` / `.arc` extension.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::cdx::{cdx_file, parse_private_list, private_list, private_name, CdxRef, CDX_HEADER};
 use super::files::FileTable;
-use super::record::{arc_stem, is_arc_name};
+use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
 use super::scan::scan;
 use super::seal::{cdx_name, seal, write_synced};
 use super::RecordLoc;
@@ -72,8 +72,8 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     for worker_dir in worker_dirs(data_dir)? {
         for path in list(&worker_dir)? {
             let name = file_name(&path);
-            if is_arc_name(&name) {
-                note_serial(&mut max_serial, &name);
+            if is_open_arc_name(&name) {
+                note_serial(&mut max_serial, sealed_name(&name));
                 repair_open_file(&path, &sealed_dir, &mut out)?;
             } else if name.ends_with(".cdx") || name.ends_with(".tmp") || name.ends_with(".private")
             {
@@ -252,9 +252,17 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
     let data = fs::read(path)?;
     let scanned = scan(&data);
     let cut = data.len() as u64 - scanned.valid_len;
-    if cut > 0 {
+    let tail = &data[data.len().min(scanned.valid_len as usize)..];
+    if cut > 0 && tail.iter().all(|&b| b == 0) {
+        // The zeros an O_DIRECT write pads its last block with: nothing was lost.
         log::info!(
-            "recovery: {} cut by {cut} bytes after its last whole record",
+            "recovery: {} sealed; {cut} bytes of block padding dropped",
+            path.display()
+        );
+    } else if cut > 0 {
+        log::info!(
+            "recovery: {} cut by {cut} bytes after its last whole record (a record being \
+             written when liveweb stopped; it was never acknowledged)",
             path.display()
         );
         out.cut_bytes += cut;

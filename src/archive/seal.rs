@@ -1,7 +1,8 @@
 //! Sealing a finished ARC file, on a blocking thread: cut it to its exact length, make it
 //! durable, write its CDX (and the list of its private records) beside it, then move them
-//! into `DATA/sealed/` with renames, the private list first, then the ARC (a sealed ARC whose
-//! CDX is missing is rebuilt by scanning at start).
+//! into `DATA/sealed/` with renames, the private list first, then the ARC, which loses its
+//! `.open` suffix on the way (a sealed ARC whose CDX is missing is rebuilt by scanning at
+//! start).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -30,6 +31,7 @@ pub fn seal(
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
+        .map(super::record::sealed_name)
         .ok_or_else(|| io::Error::other("ARC file name is not UTF-8"))?
         .to_string();
     // The private list goes first and moves first: a sealed file with a CDX always has its

@@ -511,7 +511,10 @@ impl Writer {
                 self.config.codec.extension()
             );
             self.serial += 1;
-            let path = self.config.dir.join(&name);
+            let path = self
+                .config
+                .dir
+                .join(format!("{name}{}", super::record::OPEN_SUFFIX));
             let file = match self.create(&path).await {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

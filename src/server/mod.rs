@@ -203,7 +203,7 @@ impl Server {
         let (listeners, local_addr) =
             listener::bind_all(config.listen, workers, config.notsent_lowat)?;
         log::info!(
-            "recovered {} records in {:.2?} ({} files repaired, {} bytes cut, {} CDX rebuilt)",
+            "recovered {} records in {:.2?} ({} files left open sealed, {} bytes of unfinished records cut, {} CDX rebuilt)",
             recovered.indexed,
             started.elapsed(),
             recovered.repaired,

@@ -434,16 +434,18 @@ pub fn assert_warcio_clean(dir: &Path) {
     }
 }
 
+/// Every ARC file under `dir`: sealed ones and those still being written (`.open`).
 pub fn collect_arcs(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let p = e.path();
+        let name = p.to_string_lossy();
+        let name = name.strip_suffix(".open").unwrap_or(&name);
         if p.is_dir() {
             collect_arcs(&p, out);
-        } else if p.to_string_lossy().ends_with(".arc.gz") || p.to_string_lossy().ends_with(".arc")
-        {
+        } else if name.ends_with(".arc.gz") || name.ends_with(".arc") {
             out.push(p);
         }
     }
