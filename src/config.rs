@@ -270,6 +270,11 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MITM_BYPASS", value_delimiter = ',')]
     pub mitm_bypass: Vec<String>,
 
+    /// Write one line per request to FILE (appended; reopened on SIGHUP), or to stdout with
+    /// `-`. Off by default.
+    #[arg(long, env = "LIVEWEB_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
     /// Least severe log lines written: error, warn, info or debug.
     #[arg(long, env = "LIVEWEB_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
     pub log_level: log::LevelFilter,

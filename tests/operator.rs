@@ -263,3 +263,81 @@ fn start_up_mistakes_are_named() {
     let proxy = Proxy::start(&["--ttl", "1.5H", "--on-seal", "X=1 true"]);
     assert_eq!(admin_get(&proxy, "/_liveweb/health").status, 200);
 }
+
+/// Waits until `path` holds at least `n` lines; its lines.
+fn lines_of(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: {text:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_access_log_has_a_line_per_request_and_is_reopened_on_sighup() {
+    let origin = Origin::start();
+    origin.ok("/page", "text/html", b"<p>hello</p>");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let proxy = Proxy::start(&["--access-log", path.to_str().unwrap()]);
+    let url = origin.url("/page");
+    let miss = get(proxy.addr, &url, "");
+    get(proxy.addr, &url, "");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    get(proxy.addr, &format!("http://{closed}/x"), "");
+    // Each worker hands its lines over in batches: lines of different workers are not in
+    // request order.
+    let lines = lines_of(&path, 3);
+    let line = |pattern: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(pattern))
+            .unwrap_or_else(|| panic!("no {pattern} in {lines:?}"))
+            .clone()
+    };
+    let first = line(" MISS/200 ");
+    // time.ms elapsed_ms client OUTCOME/status bytes method URL code
+    let fields: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(fields.len(), 8, "{first}");
+    assert!(fields[0].contains('.') && fields[0].split('.').all(|p| p.parse::<u64>().is_ok()));
+    assert_eq!(fields[2], "127.0.0.1");
+    assert_eq!(fields[3], "MISS/200");
+    assert_eq!(
+        fields[4].parse::<usize>().unwrap(),
+        miss.head.len() + miss.body.len()
+    );
+    assert_eq!(
+        (fields[5], fields[6], fields[7]),
+        ("GET", url.as_str(), "-")
+    );
+    assert!(line(" HIT/200 ").contains(&url));
+    assert!(line(" MISS/502 ").ends_with(" E30"));
+
+    // logrotate: move the file, SIGHUP, and the next line goes to a new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(proxy.pid() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() {
+        // The reopen is handled by the signal thread, then the log thread: ask until a line
+        // lands in the new file.
+        get(proxy.addr, &url, "");
+        assert!(std::time::Instant::now() < deadline, "never reopened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(lines_of(&path, 1)[0].contains(" HIT/200 "));
+    assert!(std::fs::read_to_string(&rotated).unwrap().lines().count() >= 3);
+}

@@ -29,6 +29,20 @@ impl Outcome {
         Outcome::Error,
     ];
 
+    /// As `X-Cache` says it (`HIT`, `MISS`, ...; `BYPASS`, `ERROR`, `ADMIN`, `QUEUED`).
+    pub fn cache_label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Coalesced => "COALESCED",
+            Outcome::Revalidated => "REVALIDATED",
+            Outcome::Admin => "ADMIN",
+            Outcome::Queued => "QUEUED",
+            Outcome::Bypass => "BYPASS",
+            Outcome::Error => "ERROR",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",

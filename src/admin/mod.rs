@@ -3,6 +3,7 @@
 //! as Prometheus text (`/_liveweb/metrics`), JSON (`/_liveweb/status.json`) and an HTML page
 //! (`/_liveweb/status`).
 
+pub mod access_log;
 pub mod counters;
 pub mod page;
 pub mod recent;

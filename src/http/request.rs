@@ -34,6 +34,16 @@ pub enum Method {
     Other(String),
 }
 
+impl Method {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Other(m) => m,
+        }
+    }
+}
+
 /// One header field as received (name case kept, value raw bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

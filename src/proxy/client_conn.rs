@@ -20,6 +20,8 @@ pub type TlsClient = monoio_rustls::ServerTlsStream<TunnelSocket>;
 pub struct ClientConn {
     io: Io,
     written: u64,
+    /// The status of the last response head written (1xx skipped), for the access log.
+    status: u16,
 }
 
 enum Io {
@@ -33,6 +35,7 @@ impl ClientConn {
         ClientConn {
             io: Io::Plain(socket),
             written: 0,
+            status: 0,
         }
     }
 
@@ -40,6 +43,7 @@ impl ClientConn {
         ClientConn {
             io: Io::Tls(Box::new(CancelSafe::new(stream))),
             written: 0,
+            status: 0,
         }
     }
 
@@ -72,6 +76,26 @@ impl ClientConn {
     pub fn take_written(&mut self) -> u64 {
         std::mem::take(&mut self.written)
     }
+
+    /// The status of the last final response head written since the last call (0: none).
+    pub fn take_status(&mut self) -> u16 {
+        std::mem::take(&mut self.status)
+    }
+
+    /// Notes the status when `bytes` begin a response head (`HTTP/1.x NNN`).
+    fn note_status(&mut self, bytes: &[u8]) {
+        if let Some(code) = bytes
+            .strip_prefix(b"HTTP/1.")
+            .and_then(|rest| rest.get(2..5))
+            .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u16>().ok())
+        {
+            // The first final head since the last call: a body that happens to begin like
+            // a head (message/http) does not replace it.
+            if code >= 200 && self.status == 0 {
+                self.status = code;
+            }
+        }
+    }
 }
 
 impl AsyncReadRent for ClientConn {
@@ -92,6 +116,10 @@ impl AsyncReadRent for ClientConn {
 
 impl AsyncWriteRent for ClientConn {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: `read_ptr` and `bytes_init` describe the initialized bytes of a buffer we
+        // own for this call; the slice is dropped before the buffer is handed on.
+        let start = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init().min(16)) };
+        self.note_status(start);
         let result = match &mut self.io {
             Io::Plain(s) => s.write(buf).await,
             Io::Tls(s) => s.write(buf).await,

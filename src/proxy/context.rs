@@ -46,6 +46,8 @@ pub struct Shared {
     pub mitm: Option<Arc<crate::mitm::Interceptor>>,
     /// Each worker's counters, by worker id.
     pub counters: Box<[CachePadded<WorkerCounters>]>,
+    /// `--access-log`, when on.
+    pub access_log: Option<crate::admin::access_log::AccessLog>,
     /// The last errors answered (status page).
     pub recent_errors: crate::admin::RecentErrors,
     pub started: std::time::Instant,
@@ -101,6 +103,10 @@ impl Shared {
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
             recent_errors: crate::admin::RecentErrors::default(),
+            access_log: match &config.access_log {
+                Some(target) => Some(crate::admin::access_log::AccessLog::start(target)?),
+                None => None,
+            },
             started: std::time::Instant::now(),
             config,
         })
@@ -179,4 +185,6 @@ pub struct WorkerCtx {
     pub pool: UpstreamPool,
     pub hot: RefCell<HotShard>,
     pub writer: ArcWriter,
+    /// This worker's access-log lines not yet handed to the log thread.
+    pub access: crate::admin::access_log::WorkerBuffer,
 }

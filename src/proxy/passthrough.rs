@@ -17,7 +17,7 @@ use crate::fetch::request::{build_request, UpstreamBody};
 use crate::fetch::OriginConn;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::forward::{ClientSide, ResponseStreamer};
-use crate::http::request::{Method, RequestBody, RequestHead};
+use crate::http::request::{RequestBody, RequestHead};
 use crate::http::url::parse_absolute;
 
 const CHUNK: usize = 64 * 1024;
@@ -53,11 +53,7 @@ pub async fn relay(
         .await
         .map_err(|fe| Failure::Before(fe.error))?;
 
-    let method = match &req.method {
-        Method::Other(m) => m.as_str(),
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-    };
+    let method = req.method.as_str();
     let body = match req.body {
         // A declared empty body stays declared (POST with `Content-Length: 0`: origins may
         // insist on a length).

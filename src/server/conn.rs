@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
-use crate::admin::Outcome;
+use crate::admin::{access_log, Outcome};
 use crate::error::{Error, LogLine};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
@@ -57,17 +57,42 @@ struct Answered<'a> {
     since: Instant,
 }
 
-/// Counts one answered request from `peer` for `target`: how it ended, its code, the bytes
-/// written for it and how long it took; an error also goes to the recent errors.
-fn count(ctx: &WorkerCtx, stream: &mut ClientConn, a: Answered<'_>, peer: IpAddr, target: &str) {
-    let micros = a.since.elapsed().as_micros() as u64;
+/// Counts one answered request from `peer`: how it ended, its code, the bytes written for it
+/// and how long it took; an error also goes to the recent errors, and with `--access-log`
+/// the request gets its line.
+fn count(
+    ctx: &WorkerCtx,
+    stream: &mut ClientConn,
+    a: Answered<'_>,
+    peer: IpAddr,
+    req: &RequestHead,
+) {
+    let elapsed = a.since.elapsed();
     let counters = ctx.counters();
     let code = a.error.map(|(code, _)| code);
-    counters.request(a.outcome, code, stream.take_written(), Some(micros));
+    let bytes = stream.take_written();
+    let status = stream.take_status();
+    counters.request(a.outcome, code, bytes, Some(elapsed.as_micros() as u64));
     counters.set_hot_bytes(ctx.hot.borrow().used_bytes() as u64);
     if let Some((code, detail)) = a.error {
         let message = detail.unwrap_or(code);
-        ctx.shared.recent_errors.push(peer, target, code, message);
+        ctx.shared
+            .recent_errors
+            .push(peer, &req.target, code, message);
+    }
+    if let Some(log) = &ctx.shared.access_log {
+        let entry = access_log::Entry {
+            at: std::time::SystemTime::now(),
+            elapsed,
+            client: peer,
+            outcome: a.outcome.cache_label(),
+            status,
+            bytes,
+            method: req.method.as_str(),
+            url: &req.target,
+            code,
+        };
+        ctx.access.push(log, &entry);
     }
 }
 
@@ -182,7 +207,7 @@ async fn serve_requests(
                         error: None,
                         since,
                     };
-                    count(ctx, stream, bypass, peer, &req.target);
+                    count(ctx, stream, bypass, peer, &req);
                     if keep && !drain.is_draining() {
                         continue;
                     }
@@ -194,7 +219,7 @@ async fn serve_requests(
                         error: None,
                         since,
                     };
-                    count(ctx, stream, bypass, peer, &req.target);
+                    count(ctx, stream, bypass, peer, &req);
                     return Next::Close;
                 }
                 // The request body may be unread: answer, then close.
@@ -240,7 +265,7 @@ async fn serve_requests(
             error: error.map(|code| (code, detail.as_deref())),
             since,
         };
-        count(ctx, stream, answered, peer, &req.target);
+        count(ctx, stream, answered, peer, &req);
         match written {
             Ok(true) if req.keep_alive => {}
             _ => return Next::Close,

@@ -371,8 +371,11 @@ pub fn run(config: Config) -> io::Result<()> {
                 drop(state);
                 if hup {
                     // A bad file is reported with its line; the tables in force stay.
+                    if let Some(log) = &server.shared().access_log {
+                        log.reopen();
+                    }
                     match server.shared().reload() {
-                        Ok(summary) => log::warn!("reloaded ({summary})"),
+                        Ok(summary) => log::info!("reloaded ({summary})"),
                         Err(e) => log::warn!("reload refused, keeping the old tables: {e}"),
                     }
                 } else if stopping {

@@ -105,7 +105,20 @@ async fn serve(setup: WorkerSetup) {
         pool: crate::fetch::UpstreamPool::new(),
         hot: RefCell::new(HotShard::new(shard_bytes)),
         writer: writer.clone(),
+        access: Default::default(),
     });
+    if shared.access_log.is_some() {
+        // Lines reach the file within a second even when traffic is light.
+        let ctx = ctx.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Some(log) = &ctx.shared.access_log {
+                    ctx.access.flush(log);
+                }
+            }
+        });
+    }
     let active = Rc::new(Cell::new(0usize));
     let drain = Rc::new(Drain::default());
     let mut accept_errors = AcceptBackoff::default();
@@ -169,6 +182,9 @@ async fn serve(setup: WorkerSetup) {
     let deadline = Instant::now() + config.shutdown_timeout;
     while active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(log) = &ctx.shared.access_log {
+        ctx.access.flush(log);
     }
     writer.close().await;
 }
