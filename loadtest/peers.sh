@@ -25,14 +25,21 @@ ROUNDS=${ROUNDS:-1}
 PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-unpinned liveweb-unpinned-forward nginx varnish squid ats origin"}
 CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k miss-4k-tls"}
 
+# Only what this run uses: the load generator, the origin (nginx) and the peers in PEERS.
 need=()
-for tool in wrk nginx varnishd squid traffic_server taskset curl; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+want wrk wrk; want nginx nginx; want curl curl; want openssl openssl
+for p in $PEERS; do
+  case $p in
+    varnish) want varnishd varnish ;;
+    squid) want squid squid ;;
+    ats) want traffic_server trafficserver ;;
+  esac
 done
 if ((${#need[@]})); then
-  echo "installing peers (missing: ${need[*]})" >&2
+  echo "installing: ${need[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx varnish squid trafficserver >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --quiet  # never measure a stale binary
 

@@ -103,18 +103,25 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
         .min(sealed.len().max(1));
     let chunk = sealed.len().div_ceil(threads).max(1);
     let sealed_dir = sealed_dir.as_path();
+    let progress = Progress::default();
+    let progress = &progress;
+    let total = sealed.len();
     let results: Vec<io::Result<Loaded>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sealed
             .chunks(chunk)
-            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, files, sink)))
+            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, files, sink, progress)))
             .collect();
-        handles
+        // A long recovery says how far it got, at least every PROGRESS_EVERY.
+        scope.spawn(move || progress.report_until_done(total));
+        let results = handles
             .into_iter()
             .map(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err(io::Error::other("index loader panicked")))
             })
-            .collect()
+            .collect();
+        progress.finish();
+        results
     });
     for r in results {
         let loaded = r?;
@@ -124,6 +131,55 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     }
     out.next_serial = max_serial.map_or(0, |s| s + 1);
     Ok(out)
+}
+
+/// How often a long recovery reports its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sealed files read and records indexed so far, by all loader threads.
+#[derive(Default)]
+struct Progress {
+    files: std::sync::atomic::AtomicUsize,
+    records: std::sync::atomic::AtomicUsize,
+    done: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl Progress {
+    fn add(&self, files: usize, records: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.files.fetch_add(files, Relaxed);
+        self.records.fetch_add(records, Relaxed);
+    }
+
+    fn finish(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Logs files read and records/s every `PROGRESS_EVERY` until `finish`.
+    fn report_until_done(&self, total: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let (guard, _) = self
+                .wake
+                .wait_timeout(done, PROGRESS_EVERY)
+                .unwrap_or_else(|e| e.into_inner());
+            done = guard;
+            if *done {
+                return;
+            }
+            let records = self.records.load(Relaxed);
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            log::info!(
+                "recovery: {}/{total} sealed files read, {records} records indexed ({:.0} records/s)",
+                self.files.load(Relaxed),
+                records as f64 / secs
+            );
+        }
+    }
 }
 
 /// Seconds a sealed file's time may lag the dates of its records before the `kept_from` skip
@@ -145,10 +201,17 @@ fn load_sealed(
     sealed_dir: &Path,
     files: &FileTable,
     sink: &dyn RecordSink,
+    progress: &Progress,
 ) -> io::Result<Loaded> {
     let mut out = Loaded::default();
     let kept_from = sink.kept_from();
-    for path in paths {
+    let mut reported = 0;
+    for (i, path) in paths.iter().enumerate() {
+        // The files before this one are done (whichever way their iteration ended).
+        if i > 0 {
+            progress.add(1, out.indexed - reported);
+            reported = out.indexed;
+        }
         let name = file_name(path);
         let meta = fs::metadata(path)?;
         let size = meta.len();
@@ -242,6 +305,9 @@ fn load_sealed(
                 out.indexed += 1;
             }
         }
+    }
+    if !paths.is_empty() {
+        progress.add(1, out.indexed - reported);
     }
     Ok(out)
 }
