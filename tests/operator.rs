@@ -87,7 +87,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         "prometheus_client rejected the metrics (pip install prometheus_client): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "11");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12");
 
     let status = admin_get(&proxy, "/_liveweb/status.json");
     assert_eq!(

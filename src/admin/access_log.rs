@@ -20,13 +20,19 @@ const QUEUE: usize = 256;
 
 enum Msg {
     Lines(Vec<u8>),
+    /// Wakes the thread to look at `reopen` (the flag carries the request, so a full queue
+    /// cannot lose it).
     Reopen,
+    /// Write what is queued, then end.
+    Close,
 }
 
 pub struct AccessLog {
     tx: Sender<Msg>,
     /// Lines dropped because the log thread fell behind.
     pub dropped: AtomicU64,
+    reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 enum Sink {
@@ -54,10 +60,20 @@ impl AccessLog {
             Sink::File(path, file)
         };
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(QUEUE);
-        std::thread::Builder::new()
+        let reopen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = reopen.clone();
+        let thread = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
                 for msg in rx {
+                    if asked.swap(false, Ordering::Relaxed) {
+                        if let Sink::File(path, file) = &mut sink {
+                            match open(path) {
+                                Ok(fresh) => *file = fresh,
+                                Err(e) => log::error!("{e}; still writing the old file"),
+                            }
+                        }
+                    }
                     match (msg, &mut sink) {
                         (Msg::Lines(lines), Sink::Stdout) => {
                             let _ = io::stdout().lock().write_all(&lines);
@@ -67,18 +83,28 @@ impl AccessLog {
                                 log::error!("access log {}: {e}", path.display());
                             }
                         }
-                        (Msg::Reopen, Sink::File(path, file)) => match open(path) {
-                            Ok(fresh) => *file = fresh,
-                            Err(e) => log::error!("{e}; still writing the old file"),
-                        },
-                        (Msg::Reopen, Sink::Stdout) => {}
+                        (Msg::Reopen, _) => {}
+                        (Msg::Close, _) => return,
                     }
                 }
             })?;
         Ok(AccessLog {
             tx,
             dropped: AtomicU64::new(0),
+            reopen,
+            thread: std::sync::Mutex::new(Some(thread)),
         })
+    }
+
+    /// Writes what is queued and stops the thread (at shutdown, after the workers flushed);
+    /// waits at most `wait` for room in the queue.
+    pub fn close(&self, wait: Duration) {
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if self.tx.send_timeout(Msg::Close, wait).is_ok() {
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
     }
 
     /// Hands a batch of lines to the log thread; never waits.
@@ -95,8 +121,9 @@ impl AccessLog {
         }
     }
 
-    /// Reopens the file (after logrotate moved it).
+    /// Reopens the file (after logrotate moved it) before the next batch is written.
     pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
         let _ = self.tx.try_send(Msg::Reopen);
     }
 }
@@ -234,6 +261,10 @@ mod tests {
         log.send(b"two\n".to_vec());
         wait_for_contents(&path, b"two\n");
         assert_eq!(std::fs::read(&rotated).unwrap(), b"one\n");
+        // Closing writes what is queued before the thread ends.
+        log.send(b"three\n".to_vec());
+        log.close(Duration::from_secs(5));
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\nthree\n");
         let bad = AccessLog::start(dir.path().join("no/such/dir/x.log").to_str().unwrap());
         assert!(bad.err().unwrap().to_string().contains("--access-log"));
     }

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub per_worker: Vec<Totals>,
     /// The last errors, newest first.
     pub recent: Vec<RecentError>,
+    /// Access-log lines dropped because its thread fell behind.
+    pub access_log_dropped: u64,
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -67,7 +69,13 @@ pub fn metrics_text(s: &Snapshot) -> String {
     samples.push(format!("{name}_count {cumulative}"));
     let help = "Time from a request's head to its reply's last byte.";
     family(&mut out, name, "histogram", help, &samples);
-    let scalars: [(&str, &str, &str, u64); 8] = [
+    let scalars: [(&str, &str, &str, u64); 9] = [
+        (
+            "liveweb_access_log_dropped_total",
+            "counter",
+            "Access-log lines dropped because the log writer fell behind.",
+            s.access_log_dropped,
+        ),
         (
             "liveweb_response_bytes_total",
             "counter",
@@ -240,6 +248,7 @@ mod tests {
             fetches_running: 1,
             fetches_queued: 3,
             index_entries: 7,
+            access_log_dropped: 0,
             recent: vec![RecentError {
                 at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
                 client: [127, 0, 0, 1].into(),

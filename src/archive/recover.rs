@@ -162,7 +162,8 @@ impl Progress {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
+        // `finish` may have run before this thread took the lock: look before waiting.
+        while !*done {
             let (guard, _) = self
                 .wake
                 .wait_timeout(done, PROGRESS_EVERY)

@@ -65,8 +65,9 @@ impl BadHosts {
 fn is_unreachable(e: &Error) -> bool {
     matches!(
         e,
+        // Not DnsTimeout: it is also what a full lookup queue says, liveweb's load rather
+        // than the origin's state.
         Error::Dns(_)
-            | Error::DnsTimeout
             | Error::Refused(_)
             | Error::ConnectTimeout
             | Error::TlsHandshake(_)

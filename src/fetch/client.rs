@@ -12,7 +12,7 @@ use super::pool::UpstreamPool;
 use super::request::{build_request, UpstreamBody};
 use super::tap::Tap;
 use crate::error::Error;
-use crate::http::cache::is_conditional;
+use crate::http::cache::is_withheld_on_fetch;
 use crate::http::request::Header;
 use crate::http::response::ResponseHead;
 use crate::http::url::TargetUrl;
@@ -55,12 +55,12 @@ pub async fn fetch(
 ) -> Result<Fetched, FetchError> {
     let rewritten: Vec<Header>;
     let headers =
-        if validators.is_empty() && !client_headers.iter().any(|h| is_conditional(&h.name)) {
+        if validators.is_empty() && !client_headers.iter().any(|h| is_withheld_on_fetch(&h.name)) {
             client_headers
         } else {
             rewritten = client_headers
                 .iter()
-                .filter(|h| !is_conditional(&h.name))
+                .filter(|h| !is_withheld_on_fetch(&h.name))
                 .chain(validators)
                 .cloned()
                 .collect();

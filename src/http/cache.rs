@@ -200,8 +200,10 @@ pub fn has_credentials(headers: &[Header]) -> bool {
 
 /// Request headers never sent on a fetch liveweb stores: the stored response must be the
 /// whole, unconditional one (a client's `304` or `206` stored as the URL's record would be
-/// served to everyone). liveweb answers conditional requests itself.
-pub fn is_conditional(name: &str) -> bool {
+/// served to everyone). liveweb answers conditional requests itself, and `Prefer` too
+/// (`respond-async` is liveweb's own `202`; an origin honouring it would have its `202`
+/// archived as the page).
+pub fn is_withheld_on_fetch(name: &str) -> bool {
     [
         "if-match",
         "if-none-match",
@@ -209,6 +211,7 @@ pub fn is_conditional(name: &str) -> bool {
         "if-unmodified-since",
         "if-range",
         "range",
+        "prefer",
     ]
     .iter()
     .any(|h| name.eq_ignore_ascii_case(h))
@@ -609,7 +612,10 @@ mod tests {
         assert!(!r.not_modified_for(&[h("If-Modified-Since", "garbage")]));
         assert!(!r.not_modified_for(&[]));
         assert!(
-            is_conditional("If-None-Match") && is_conditional("range") && !is_conditional("accept")
+            is_withheld_on_fetch("If-None-Match")
+                && is_withheld_on_fetch("range")
+                && is_withheld_on_fetch("Prefer")
+                && !is_withheld_on_fetch("accept")
         );
     }
 

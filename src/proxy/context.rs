@@ -159,6 +159,10 @@ impl WorkerCtx {
             index_entries: shared.index.len(),
             per_worker,
             recent: shared.recent_errors.newest_first(),
+            access_log_dropped: shared
+                .access_log
+                .as_ref()
+                .map_or(0, |l| l.dropped.load(std::sync::atomic::Ordering::Relaxed)),
         }
     }
 

@@ -142,6 +142,9 @@ pub(super) async fn lookup_or_fetch(
         };
         return fetch_alone(ctx, req, url, to, client, settle).await;
     }
+    // `Prefer: respond-async` (liveweb mode: every fetch ends in a record, a failure's
+    // included, so asking again always gets one; forward mode answers as usual).
+    let respond_async = !to.forward && prefers_async(&req.headers);
     // A record whose ARC file was handed off and deleted is fetched again like a stale one.
     let gone = Cell::new(false);
     let usable = |r: &StoredRecord| !gone.get() && view.usable(r, Instant::now());
@@ -160,7 +163,7 @@ pub(super) async fn lookup_or_fetch(
                             settle: Settle::Claimed(key),
                             revalidate,
                         };
-                        if prefers_async(&req.headers) {
+                        if respond_async {
                             start_fetch(ctx, req, url, client, claimed, None, to.forward);
                             return Ok(accepted(ctx, to));
                         }
@@ -176,7 +179,7 @@ pub(super) async fn lookup_or_fetch(
                 Some(resp) => return Ok(resp),
                 None => gone.set(true),
             },
-            Lookup::Wait(_) if prefers_async(&req.headers) => return Ok(accepted(ctx, to)),
+            Lookup::Wait(_) if respond_async => return Ok(accepted(ctx, to)),
             Lookup::Wait(flight) => {
                 return match flight.wait().await {
                     // The response is not for this request (private, another variant, or

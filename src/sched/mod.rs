@@ -70,13 +70,22 @@ impl Scheduler {
                 return Ok(self.permit(host));
             }
             let (tx, rx) = oneshot::channel();
-            let id = q.enqueue(client, host, tx).map_err(|full| {
-                let why = match full {
-                    Full::Client => "too many fetches queued for this client",
-                    Full::All => "too many fetches queued",
-                };
-                self.busy(why, q.queued())
-            })?;
+            let id = match q.enqueue(client, host, tx) {
+                Ok(id) => id,
+                Err(full) => {
+                    // A full queue refuses only fetches that would have to wait: with every
+                    // startable waiting fetch started, a slot free for this origin is its.
+                    self.dispatch(&mut q);
+                    if let Some(host) = q.start_if_room(host) {
+                        return Ok(self.permit(host));
+                    }
+                    let why = match full {
+                        Full::Client => "too many fetches queued for this client",
+                        Full::All => "too many fetches queued",
+                    };
+                    return Err(self.busy(why, q.queued()));
+                }
+            };
             // Room may be free for this one while the ones ahead wait for busy origins.
             self.dispatch(&mut q);
             (id, rx)

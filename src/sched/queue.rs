@@ -101,10 +101,17 @@ impl<T> Queues<T> {
 
     /// Starts a fetch to `host` at once when nobody waits and there is room for it.
     pub fn try_start(&mut self, host: &str) -> Option<Arc<str>> {
-        if self.queued > 0 || !self.has_room(host) {
+        if self.queued > 0 {
             return None;
         }
-        Some(self.count_start(host))
+        self.start_if_room(host)
+    }
+
+    /// Starts a fetch to `host` if there is room for it, whoever waits: for a fetch the
+    /// queue has no place for, once every waiting fetch that could start has started (the
+    /// ones left wait for their busy origins, not for this one's).
+    pub fn start_if_room(&mut self, host: &str) -> Option<Arc<str>> {
+        self.has_room(host).then(|| self.count_start(host))
     }
 
     fn count_start(&mut self, host: &str) -> Arc<str> {
@@ -316,5 +323,21 @@ mod tests {
         assert_eq!(q.queued(), 2);
         q.enqueue(client(3), "o", ()).unwrap();
         assert!(q.next_grant().is_none(), "no slot at all");
+    }
+
+    #[test]
+    fn a_fetch_the_queue_cannot_hold_still_starts_where_its_origin_has_room() {
+        let mut q: Queues<()> = Queues::new(Limits {
+            max_running: 4,
+            max_per_host: 1,
+            max_queued: 1,
+            max_queued_per_client: 1,
+        });
+        q.try_start("slow").unwrap();
+        q.enqueue(client(1), "slow", ()).unwrap();
+        assert_eq!(q.enqueue(client(1), "fast", ()), Err(Full::Client));
+        assert!(q.try_start("fast").is_none(), "others wait");
+        assert!(q.start_if_room("fast").is_some());
+        assert!(q.start_if_room("slow").is_none(), "at its cap");
     }
 }

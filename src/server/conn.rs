@@ -191,7 +191,7 @@ async fn serve_requests(
             Some(origin) => super::intercept::route_inner(origin, &mut req),
             None => {
                 if let Err(e) = gate::admit(ctx, peer, &req).await {
-                    refuse(ctx, stream, &e, req.version, idle).await;
+                    refuse_request(ctx, stream, &e, &req, peer, since).await;
                     return Next::Close;
                 }
                 router::route(config.mode, &req)
@@ -227,7 +227,7 @@ async fn serve_requests(
                     if e.side() == crate::error::Side::Upstream {
                         log::warn!("{} {} (passed through)", req.target, LogLine(&e));
                     }
-                    refuse(ctx, stream, &e, req.version, idle).await;
+                    refuse_request(ctx, stream, &e, &req, peer, since).await;
                     return Next::Close;
                 }
             },
@@ -250,7 +250,7 @@ async fn serve_requests(
         };
         if let Some(e) = body_error {
             // The body was not consumed, so the connection cannot carry another request.
-            refuse(ctx, stream, &e, req.version, idle).await;
+            refuse_request(ctx, stream, &e, &req, peer, since).await;
             return Next::Close;
         }
         // A draining worker answers this request, then closes.
@@ -365,6 +365,34 @@ async fn refuse(ctx: &WorkerCtx, stream: &mut ClientConn, e: &Error, version: u8
     let written = write_response(ctx, stream, resp, idle).await;
     ctx.counters()
         .request(Outcome::Error, e.code_line(), stream.take_written(), None);
+    if written.is_ok() {
+        linger(stream).await;
+    }
+}
+
+/// `refuse` for a request whose head was read: also counted with it (access log, recent
+/// errors), like any answered request.
+async fn refuse_request(
+    ctx: &WorkerCtx,
+    stream: &mut ClientConn,
+    e: &Error,
+    req: &RequestHead,
+    peer: IpAddr,
+    since: Instant,
+) {
+    let close = ConnState {
+        keep_alive: false,
+        version: req.version,
+    };
+    let resp = proxy::error_response(e, close, false);
+    let written = write_response(ctx, stream, resp, ctx.shared.config.client_idle_timeout).await;
+    let message = e.message();
+    let answered = Answered {
+        outcome: Outcome::Error,
+        error: e.code_line().map(|code| (code, Some(message.as_str()))),
+        since,
+    };
+    count(ctx, stream, answered, peer, req);
     if written.is_ok() {
         linger(stream).await;
     }

@@ -409,6 +409,10 @@ pub fn run(config: Config) -> io::Result<()> {
         server.shutdown();
     }
     server.wait(grace);
+    // The workers flushed their lines as they stopped: write them before exiting.
+    if let Some(log) = &server.shared().access_log {
+        log.close(Duration::from_secs(5));
+    }
     log::info!("stopped");
     Ok(())
 }
