@@ -51,6 +51,7 @@ fn run(policy: FsyncPolicy, member_size: usize, total_bytes: usize) -> (f64, f64
             fsync: policy,
             min_free: 0,
             handoff: None,
+            stats: Arc::default(),
         };
         std::fs::create_dir_all(&config.dir).expect("mkdir");
         let writer = ArcWriter::spawn(config, Arc::new(FileTable::new()));

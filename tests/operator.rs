@@ -63,6 +63,10 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     // This request's own connection is open.
     assert!(sample(&text, "liveweb_client_connections") >= 1.0);
     assert!(sample(&text, "liveweb_hot_shard_bytes") > 0.0);
+    // The page's record and the refused fetch's failure record.
+    assert_eq!(sample(&text, "liveweb_archive_records_total"), 2.0);
+    assert!(sample(&text, "liveweb_archive_bytes_total") > 100.0);
+    assert!(sample(&text, "liveweb_disk_free_bytes") > 0.0);
 
     // A real Prometheus parser reads it.
     let mut parser = Command::new("python3")
@@ -87,7 +91,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         "prometheus_client rejected the metrics (pip install prometheus_client): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "18");
 
     let status = admin_get(&proxy, "/_liveweb/status.json");
     assert_eq!(

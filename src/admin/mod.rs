@@ -30,6 +30,19 @@ pub struct Snapshot {
     pub recent: Vec<RecentError>,
     /// Access-log lines dropped because its thread fell behind.
     pub access_log_dropped: u64,
+    pub archive: Archive,
+}
+
+/// What the archive did since start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Archive {
+    pub bytes: u64,
+    pub records: u64,
+    pub files_sealed: u64,
+    pub seal_failures: u64,
+    pub on_seal_failures: u64,
+    /// Free bytes on the data filesystem at the last check (0: not checked yet).
+    pub disk_free: u64,
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -69,7 +82,44 @@ pub fn metrics_text(s: &Snapshot) -> String {
     samples.push(format!("{name}_count {cumulative}"));
     let help = "Time from a request's head to its reply's last byte.";
     family(&mut out, name, "histogram", help, &samples);
-    let scalars: [(&str, &str, &str, u64); 9] = [
+    let a = &s.archive;
+    let scalars: [(&str, &str, &str, u64); 15] = [
+        (
+            "liveweb_archive_bytes_total",
+            "counter",
+            "Record bytes appended to ARC files.",
+            a.bytes,
+        ),
+        (
+            "liveweb_archive_records_total",
+            "counter",
+            "Records appended to ARC files.",
+            a.records,
+        ),
+        (
+            "liveweb_files_sealed_total",
+            "counter",
+            "ARC files sealed (CDX written, moved to sealed/).",
+            a.files_sealed,
+        ),
+        (
+            "liveweb_seal_failures_total",
+            "counter",
+            "ARC files whose seal failed (sealed at the next start).",
+            a.seal_failures,
+        ),
+        (
+            "liveweb_on_seal_failures_total",
+            "counter",
+            "--on-seal runs that failed (retried).",
+            a.on_seal_failures,
+        ),
+        (
+            "liveweb_disk_free_bytes",
+            "gauge",
+            "Free bytes on the data filesystem at the last check.",
+            a.disk_free,
+        ),
         (
             "liveweb_access_log_dropped_total",
             "counter",
@@ -165,13 +215,21 @@ pub fn status_json(s: &Snapshot) -> String {
     let _ = write!(
         out,
         "}},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
-         \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{}",
+         \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{},\
+         \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
+         \"on_seal_failures\":{},\"disk_free_bytes\":{}}}",
         t.bytes_out,
         t.connections,
         s.fetches_running,
         s.fetches_queued,
         s.index_entries,
-        t.hot_bytes
+        t.hot_bytes,
+        s.archive.bytes,
+        s.archive.records,
+        s.archive.files_sealed,
+        s.archive.seal_failures,
+        s.archive.on_seal_failures,
+        s.archive.disk_free
     );
     out.push_str(",\"per_worker\":[");
     let workers: Vec<String> = s
@@ -249,6 +307,12 @@ mod tests {
             fetches_queued: 3,
             index_entries: 7,
             access_log_dropped: 0,
+            archive: Archive {
+                bytes: 9000,
+                records: 3,
+                files_sealed: 1,
+                ..Archive::default()
+            },
             recent: vec![RecentError {
                 at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
                 client: [127, 0, 0, 1].into(),
@@ -271,6 +335,7 @@ mod tests {
         assert!(text.contains("liveweb_request_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("liveweb_request_duration_seconds_count 2\n"));
         assert!(text.contains("liveweb_fetches_queued 3\n"));
+        assert!(text.contains("liveweb_files_sealed_total 1\n"));
         // Every sample's family was declared (HELP and TYPE) before it.
         let mut declared = Vec::new();
         for line in text.lines() {
@@ -300,6 +365,7 @@ mod tests {
             "\"per_worker\":[{\"client_connections\":0,\"requests\":2,",
             "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
             "\"time\":1700000000,",
+            "\"archive\":{\"bytes\":9000,\"records\":3,\"files_sealed\":1,",
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }

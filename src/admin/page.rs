@@ -86,6 +86,27 @@ pub fn status_html(s: &Snapshot) -> String {
         s.index_entries,
         bytes(t.hot_bytes)
     );
+    let a = &s.archive;
+    let _ = writeln!(
+        out,
+        "<h2>Archive</h2>\n<table id=\"archive\">\
+         <tr><th class=\"l\">records appended</th><td>{}</td></tr>\
+         <tr><th class=\"l\">bytes appended</th><td>{}</td></tr>\
+         <tr><th class=\"l\">files sealed</th><td>{}</td></tr>\
+         <tr><th class=\"l\">seal failures</th><td>{}</td></tr>\
+         <tr><th class=\"l\">on-seal failures</th><td>{}</td></tr>\
+         <tr><th class=\"l\">disk free</th><td>{}</td></tr></table>",
+        a.records,
+        bytes(a.bytes),
+        a.files_sealed,
+        a.seal_failures,
+        a.on_seal_failures,
+        if a.disk_free == 0 {
+            "not checked yet".to_string()
+        } else {
+            bytes(a.disk_free)
+        }
+    );
     out.push_str(
         "<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>connections</th>\
          <th>requests</th><th>written</th><th>hot shard</th></tr>",

@@ -40,11 +40,15 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn start(command: String, files: Arc<FileTable>) -> std::io::Result<Handoff> {
+    pub fn start(
+        command: String,
+        files: Arc<FileTable>,
+        stats: Arc<super::stats::ArchiveStats>,
+    ) -> std::io::Result<Handoff> {
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("liveweb-on-seal".into())
-            .spawn(move || run(command, files, rx))?;
+            .spawn(move || run(command, files, rx, stats))?;
         Ok(Handoff {
             tx,
             thread: Some(thread),
@@ -65,7 +69,12 @@ impl Handoff {
     }
 }
 
-fn run(command: String, files: Arc<FileTable>, rx: Receiver<Msg>) {
+fn run(
+    command: String,
+    files: Arc<FileTable>,
+    rx: Receiver<Msg>,
+    stats: Arc<super::stats::ArchiveStats>,
+) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut finish_by: Option<Instant> = None;
     loop {
@@ -109,6 +118,9 @@ fn run(command: String, files: Arc<FileTable>, rx: Receiver<Msg>) {
                 continue;
             }
             if !run_hook(&command, &files, &p) {
+                stats
+                    .on_seal_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 p.attempts += 1;
                 let backoff = FIRST_BACKOFF
                     .saturating_mul(1u32 << p.attempts.min(10))

@@ -14,6 +14,7 @@ pub mod recover;
 pub mod scan;
 pub mod seal;
 mod space;
+pub mod stats;
 pub mod stored;
 pub mod writer;
 

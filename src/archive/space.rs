@@ -42,10 +42,16 @@ pub(super) struct SpaceMonitor {
     /// Bytes the last write put on disk (blocks included).
     last_write: u64,
     last_check: Instant,
+    stats: std::sync::Arc<super::stats::ArchiveStats>,
 }
 
 impl SpaceMonitor {
-    pub(super) fn new(dir: PathBuf, worker: usize, min_free: u64) -> Self {
+    pub(super) fn new(
+        dir: PathBuf,
+        worker: usize,
+        min_free: u64,
+        stats: std::sync::Arc<super::stats::ArchiveStats>,
+    ) -> Self {
         SpaceMonitor {
             dir,
             worker,
@@ -54,6 +60,7 @@ impl SpaceMonitor {
             floor: 0,
             last_write: 0,
             last_check: Instant::now() - CHECK_EVERY,
+            stats,
         }
     }
 
@@ -95,6 +102,9 @@ impl SpaceMonitor {
         let Ok(Ok(free)) = monoio::spawn_blocking(move || free_bytes(&dir)).await else {
             return;
         };
+        self.stats
+            .free_bytes
+            .store(free, std::sync::atomic::Ordering::Relaxed);
         let w = self.worker;
         match decide(
             self.paused.get(),

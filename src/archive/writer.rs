@@ -69,6 +69,8 @@ pub struct WriterConfig {
     pub min_free: u64,
     /// Receives sealed files, when `--on-seal` is set.
     pub handoff: Option<Arc<Handoff>>,
+    /// Shared numbers for the operator's pages.
+    pub stats: Arc<super::stats::ArchiveStats>,
 }
 
 /// A record to append: its gzip member and its index line (offset and length filled in here).
@@ -105,7 +107,12 @@ impl ArcWriter {
     /// Starts the writer task on the current monoio runtime.
     pub fn spawn(config: WriterConfig, files: Arc<FileTable>) -> Self {
         let (tx, rx) = mpsc::unbounded();
-        let space = SpaceMonitor::new(config.dir.clone(), config.worker, config.min_free);
+        let space = SpaceMonitor::new(
+            config.dir.clone(),
+            config.worker,
+            config.min_free,
+            config.stats.clone(),
+        );
         let paused = space.paused_flag();
         let writer = Writer {
             serial: config.first_serial,
@@ -284,6 +291,8 @@ impl Writer {
                     if let Some(open) = self.open.as_mut() {
                         open.last_append = Instant::now();
                     }
+                    let bytes = locs.iter().map(|l| l.len).sum();
+                    self.config.stats.appended(locs.len() as u64, bytes);
                     let last = locs.len().saturating_sub(1);
                     for (i, ((record, done), loc)) in group.into_iter().zip(locs).enumerate() {
                         if let Some(open) = self.open.as_mut() {
@@ -480,18 +489,26 @@ impl Writer {
         let sealed_dir = self.config.sealed_dir.clone();
         let handoff = self.config.handoff.clone();
         let worker = self.config.worker;
+        let stats = self.config.stats.clone();
         self.seals.push(monoio::spawn_blocking(move || {
+            let counted = |c: &std::sync::atomic::AtomicU64| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            };
             match seal(&path, logical, &entries, &sealed_dir) {
                 Ok(sealed) => {
+                    counted(&stats.files_sealed);
                     files.set_path(id, sealed.clone());
                     if let Some(h) = handoff {
                         h.submit(Some(id), sealed);
                     }
                 }
-                Err(e) => log::error!(
-                    "worker {worker}: sealing {} failed: {e}; it is sealed at next start",
-                    path.display()
-                ),
+                Err(e) => {
+                    counted(&stats.seal_failures);
+                    log::error!(
+                        "worker {worker}: sealing {} failed: {e}; it is sealed at next start",
+                        path.display()
+                    )
+                }
             }
         }));
         // Forget finished seals so the list stays short.

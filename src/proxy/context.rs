@@ -48,6 +48,8 @@ pub struct Shared {
     pub counters: Box<[CachePadded<WorkerCounters>]>,
     /// `--access-log`, when on.
     pub access_log: Option<crate::admin::access_log::AccessLog>,
+    /// What the archive did (status page, metrics).
+    pub archive_stats: Arc<crate::archive::stats::ArchiveStats>,
     /// The last errors answered (status page).
     pub recent_errors: crate::admin::RecentErrors,
     pub started: std::time::Instant,
@@ -103,6 +105,7 @@ impl Shared {
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
             recent_errors: crate::admin::RecentErrors::default(),
+            archive_stats: Arc::default(),
             access_log: match &config.access_log {
                 Some(target) => Some(crate::admin::access_log::AccessLog::start(target)?),
                 None => None,
@@ -159,6 +162,17 @@ impl WorkerCtx {
             index_entries: shared.index.len(),
             per_worker,
             recent: shared.recent_errors.newest_first(),
+            archive: {
+                let a = shared.archive_stats.now();
+                crate::admin::Archive {
+                    bytes: a.bytes_appended,
+                    records: a.records_appended,
+                    files_sealed: a.files_sealed,
+                    seal_failures: a.seal_failures,
+                    on_seal_failures: a.on_seal_failures,
+                    disk_free: a.free_bytes,
+                }
+            },
             access_log_dropped: shared
                 .access_log
                 .as_ref()

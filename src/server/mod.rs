@@ -212,7 +212,11 @@ impl Server {
         );
         let handoff = match &config.on_seal {
             Some(cmd) => {
-                let h = Arc::new(Handoff::start(cmd.clone(), shared.files.clone())?);
+                let h = Arc::new(Handoff::start(
+                    cmd.clone(),
+                    shared.files.clone(),
+                    shared.archive_stats.clone(),
+                )?);
                 // Sealed files still here were not handed off yet (or the hook kept them).
                 for (id, path) in &recovered.sealed {
                     h.submit(Some(*id), path.clone());

@@ -94,6 +94,7 @@ async fn serve(setup: WorkerSetup) {
             fsync: config.fsync,
             min_free: config.min_free,
             handoff,
+            stats: shared.archive_stats.clone(),
         },
         shared.files.clone(),
     );
