@@ -113,6 +113,24 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         .unwrap();
     assert!(checked.status.success(), "{json}");
     assert_eq!(String::from_utf8_lossy(&checked.stdout).trim(), "1");
+
+    // Per-worker rates over the last minute: non-zero once the first sample (taken at start)
+    // is old enough to divide by.
+    let rate_script = "import json,sys; d=json.loads(sys.argv[1]); print(sum(w['requests_per_second'] for w in d['per_worker']))";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let json = String::from_utf8(admin_get(&proxy, "/_liveweb/status.json").body).unwrap();
+        let out = Command::new("python3")
+            .args(["-c", rate_script, &json])
+            .output()
+            .unwrap();
+        let rate: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        if rate > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{json}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Headless Chromium, straight to liveweb: `--dump-dom` or `--screenshot` of `url`.

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub index_entries: usize,
     /// Each worker's own counters, by worker id.
     pub per_worker: Vec<Totals>,
+    /// Each worker's requests per second over the last minute.
+    pub per_worker_rate: Vec<f64>,
     /// The last errors, newest first.
     pub recent: Vec<RecentError>,
     /// Access-log lines dropped because its thread fell behind.
@@ -235,11 +237,13 @@ pub fn status_json(s: &Snapshot) -> String {
     let workers: Vec<String> = s
         .per_worker
         .iter()
-        .map(|w| {
+        .enumerate()
+        .map(|(i, w)| {
             format!(
-                "{{\"client_connections\":{},\"requests\":{},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
+                "{{\"client_connections\":{},\"requests\":{},\"requests_per_second\":{:.1},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
                 w.connections,
                 w.requests(),
+                s.per_worker_rate.get(i).copied().unwrap_or(0.0),
                 w.bytes_out,
                 w.hot_bytes
             )
@@ -302,6 +306,7 @@ mod tests {
             uptime_secs: 5,
             workers: 2,
             per_worker: vec![totals.clone(), Totals::default()],
+            per_worker_rate: vec![12.5, 0.0],
             totals,
             fetches_running: 1,
             fetches_queued: 3,
@@ -362,7 +367,7 @@ mod tests {
             "\"E60\":1",
             "\"fetches_queued\":3",
             "\"hot_shard_bytes\":4096,",
-            "\"per_worker\":[{\"client_connections\":0,\"requests\":2,",
+            "\"per_worker\":[{\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,",
             "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
             "\"time\":1700000000,",
             "\"archive\":{\"bytes\":9000,\"records\":3,\"files_sealed\":1,",

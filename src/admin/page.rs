@@ -109,14 +109,15 @@ pub fn status_html(s: &Snapshot) -> String {
     );
     out.push_str(
         "<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>connections</th>\
-         <th>requests</th><th>written</th><th>hot shard</th></tr>",
+         <th>requests</th><th>requests/s (last minute)</th><th>written</th><th>hot shard</th></tr>",
     );
     for (i, w) in s.per_worker.iter().enumerate() {
         let _ = write!(
             out,
-            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
             w.connections,
             w.requests(),
+            s.per_worker_rate.get(i).copied().unwrap_or(0.0),
             bytes(w.bytes_out),
             bytes(w.hot_bytes)
         );

@@ -48,6 +48,9 @@ pub struct Shared {
     pub counters: Box<[CachePadded<WorkerCounters>]>,
     /// `--access-log`, when on.
     pub access_log: Option<crate::admin::access_log::AccessLog>,
+    /// Each worker's request count every `RATE_SAMPLE`, the last minute of them (per-worker
+    /// request rates on the status page).
+    pub rate_samples: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Vec<u64>)>>,
     /// What the archive did (status page, metrics).
     pub archive_stats: Arc<crate::archive::stats::ArchiveStats>,
     /// The last errors answered (status page).
@@ -106,6 +109,7 @@ impl Shared {
                 .collect(),
             recent_errors: crate::admin::RecentErrors::default(),
             archive_stats: Arc::default(),
+            rate_samples: Default::default(),
             access_log: match &config.access_log {
                 Some(target) => Some(crate::admin::access_log::AccessLog::start(target)?),
                 None => None,
@@ -131,6 +135,53 @@ impl Shared {
         self.access.store(Arc::new(access));
         self.proxy_auth.store(auth);
         Ok(summary)
+    }
+}
+
+/// How often each worker's request count is sampled, and how many samples make a minute.
+pub const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
+const RATE_SAMPLES: usize = 13;
+
+impl Shared {
+    /// Records every worker's request count now (called every `RATE_SAMPLE`).
+    pub fn sample_rates(&self) {
+        let counts = self.worker_requests();
+        let mut ring = self.rate_samples.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() == RATE_SAMPLES {
+            ring.pop_front();
+        }
+        ring.push_back((std::time::Instant::now(), counts));
+    }
+
+    fn worker_requests(&self) -> Vec<u64> {
+        self.counters
+            .iter()
+            .map(|c| {
+                let mut own = crate::admin::Totals::default();
+                own.add(c);
+                own.requests()
+            })
+            .collect()
+    }
+
+    /// Each worker's requests per second over the last minute (or since start).
+    fn worker_rates(&self, now_counts: &[u64]) -> Vec<f64> {
+        let ring = self.rate_samples.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((at, then)) = ring.front() else {
+            return vec![0.0; now_counts.len()];
+        };
+        let secs = at.elapsed().as_secs_f64();
+        now_counts
+            .iter()
+            .zip(then.iter().chain(std::iter::repeat(&0)))
+            .map(|(now, then)| {
+                if secs < 0.5 {
+                    0.0
+                } else {
+                    now.saturating_sub(*then) as f64 / secs
+                }
+            })
+            .collect()
     }
 }
 
@@ -160,6 +211,8 @@ impl WorkerCtx {
             fetches_running,
             fetches_queued,
             index_entries: shared.index.len(),
+            per_worker_rate: shared
+                .worker_rates(&per_worker.iter().map(|w| w.requests()).collect::<Vec<_>>()),
             per_worker,
             recent: shared.recent_errors.newest_first(),
             archive: {

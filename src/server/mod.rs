@@ -172,6 +172,18 @@ impl Server {
             );
         }
         let shared = Arc::new(Shared::new(config)?);
+        // Per-worker request rates for the status page; the thread ends with the process's
+        // shared state.
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("liveweb-rates".into())
+            .spawn(move || {
+                while let Some(shared) = weak.upgrade() {
+                    shared.sample_rates();
+                    drop(shared);
+                    std::thread::sleep(crate::proxy::context::RATE_SAMPLE);
+                }
+            })?;
         let config = &shared.config;
         if config.insecure_upstream {
             log::warn!(
