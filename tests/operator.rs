@@ -363,3 +363,74 @@ fn the_access_log_has_a_line_per_request_and_is_reopened_on_sighup() {
     assert!(lines_of(&path, 1)[0].contains(" HIT/200 "));
     assert!(std::fs::read_to_string(&rotated).unwrap().lines().count() >= 3);
 }
+
+#[test]
+fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
+    let proxy = Proxy::start(&[]);
+    let _ = admin_get(&proxy, "/_liveweb/health");
+    let text = admin_get(&proxy, "/_liveweb/metrics").body;
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (scripts/test installs prometheus)");
+    check.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Prometheus on loopback, scraping liveweb every second; its API says when it did.
+    let dir = tempfile::tempdir().unwrap();
+    let web = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: liveweb\n    metrics_path: /_liveweb/metrics\n    static_configs: [{{targets: ['{}']}}]\n",
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus");
+    let query = format!(
+        "GET /api/v1/query?query=liveweb_workers HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let scraped = loop {
+        if let Ok(mut conn) = std::net::TcpStream::connect(web) {
+            let mut reply = String::new();
+            if conn.write_all(query.as_bytes()).is_ok() {
+                let _ = std::io::Read::read_to_string(&mut conn, &mut reply);
+            }
+            if reply.contains("\"liveweb_workers\"") && reply.contains("\"2\"]") {
+                break true;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(scraped, "Prometheus never stored liveweb_workers = 2");
+}
