@@ -28,7 +28,15 @@ fn main() {
             CaCommand::Init { dir } => ca_init(&dir),
         });
     }
-    let config = liveweb::config::Config::parse();
+    let config = match liveweb::config::Config::try_parse() {
+        Ok(config) => config,
+        Err(e) => {
+            if let Some(var) = invalid_env_var(&e) {
+                eprintln!("liveweb: the environment variable {var} has an invalid value:");
+            }
+            e.exit();
+        }
+    };
     liveweb::logging::init(config.log_level);
     if let Err(msg) = config.validate() {
         log::error!("{msg}");
@@ -38,6 +46,30 @@ fn main() {
         log::error!("{e}");
         std::process::exit(1);
     }
+}
+
+/// When a bad value came from the environment rather than the command line: the variable's
+/// name (clap's message names only the flag).
+fn invalid_env_var(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?;
+    let var = format!(
+        "LIVEWEB_{}",
+        flag.trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase()
+    );
+    let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
 }
 
 /// `liveweb ca`: the certificate authority for archiving HTTPS through CONNECT.

@@ -281,6 +281,20 @@ fn start_up_mistakes_are_named() {
     assert!(err.contains("--connect-ports"), "{err}");
     let err = refused_start(&["--ttl", "1.5 hours"]);
     assert!(err.contains("1.5h"), "{err}");
+    // A bad value from the environment names the variable.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .env("LIVEWEB_MAX_BODY", "lots")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("LIVEWEB_MAX_BODY") && err.contains("--max-body"),
+        "{err}"
+    );
     // Fractions and any case in durations; an on-seal command with an assignment first.
     let proxy = Proxy::start(&["--ttl", "1.5H", "--on-seal", "X=1 true"]);
     assert_eq!(admin_get(&proxy, "/_liveweb/health").status, 200);

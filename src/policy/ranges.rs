@@ -36,9 +36,14 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_part
-            .parse()
-            .map_err(|_| format!("invalid CIDR {s:?}: bad address"))?;
+        let addr: IpAddr = match addr_part.parse() {
+            Ok(addr) => addr,
+            // Shorthand with a prefix: `10/8`, `100.64/10`, `127/8` (missing octets are 0).
+            Err(_) if prefix_part.is_some() => {
+                shorthand_v4(addr_part).ok_or_else(|| format!("invalid CIDR {s:?}: bad address"))?
+            }
+            Err(_) => return Err(format!("invalid CIDR {s:?}: bad address")),
+        };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_part {
             None => max,
@@ -50,6 +55,24 @@ impl FromStr for Cidr {
         };
         Ok(Cidr { addr, prefix })
     }
+}
+
+/// `10`, `100.64`, `192.168.1`: the leading octets of an IPv4 address, the rest zero.
+fn shorthand_v4(text: &str) -> Option<IpAddr> {
+    let octets: Vec<u8> = text
+        .split('.')
+        .map(|o| {
+            (!o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| o.parse().ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    if octets.is_empty() || octets.len() >= 4 {
+        return None;
+    }
+    let mut full = [0u8; 4];
+    full[..octets.len()].copy_from_slice(&octets);
+    Some(IpAddr::from(full))
 }
 
 impl fmt::Display for Cidr {
@@ -151,6 +174,17 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn ipv4_shorthand_with_a_prefix_fills_the_missing_octets() {
+        let c = |s: &str| s.parse::<Cidr>().map(|c| c.to_string());
+        assert_eq!(c("127/8"), Ok("127.0.0.0/8".into()));
+        assert_eq!(c("100.64/10"), Ok("100.64.0.0/10".into()));
+        assert_eq!(c("192.168.1/24"), Ok("192.168.1.0/24".into()));
+        for bad in ["10", "256/8", "1..2/8", "/8", "1.2.3.4.5/8", "a/8", "10/33"] {
+            assert!(c(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
