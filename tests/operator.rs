@@ -99,6 +99,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         Some("application/json")
     );
     let json = String::from_utf8(status.body).unwrap();
+    assert!(json.contains(".arc.gz.open\",\"bytes\":"), "{json}");
     for field in ["\"hit\":1,", "\"miss\":2,", "\"E30\":1,", "\"workers\":2,"] {
         assert!(json.contains(field), "{field} in {json}");
     }

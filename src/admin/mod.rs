@@ -33,6 +33,7 @@ pub struct Snapshot {
     /// Access-log lines dropped because its thread fell behind.
     pub access_log_dropped: u64,
     pub archive: Archive,
+    pub open_files: Vec<OpenFile>,
 }
 
 /// What the archive did since start.
@@ -45,6 +46,14 @@ pub struct Archive {
     pub on_seal_failures: u64,
     /// Free bytes on the data filesystem at the last check (0: not checked yet).
     pub disk_free: u64,
+}
+
+/// A worker's ARC file being written.
+#[derive(Debug, Clone, Default)]
+pub struct OpenFile {
+    pub worker: usize,
+    pub name: String,
+    pub bytes: u64,
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -233,7 +242,21 @@ pub fn status_json(s: &Snapshot) -> String {
         s.archive.on_seal_failures,
         s.archive.disk_free
     );
-    out.push_str(",\"per_worker\":[");
+    out.push_str(",\"open_files\":[");
+    let open: Vec<String> = s
+        .open_files
+        .iter()
+        .map(|f| {
+            format!(
+                "{{\"worker\":{},\"name\":{},\"bytes\":{}}}",
+                f.worker,
+                json_string(&f.name),
+                f.bytes
+            )
+        })
+        .collect();
+    out.push_str(&open.join(","));
+    out.push_str("],\"per_worker\":[");
     let workers: Vec<String> = s
         .per_worker
         .iter()
@@ -312,6 +335,11 @@ mod tests {
             fetches_queued: 3,
             index_entries: 7,
             access_log_dropped: 0,
+            open_files: vec![OpenFile {
+                worker: 0,
+                name: "L-1-0-00003.arc.gz".into(),
+                bytes: 8192,
+            }],
             archive: Archive {
                 bytes: 9000,
                 records: 3,
@@ -370,6 +398,7 @@ mod tests {
             "\"per_worker\":[{\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,",
             "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
             "\"time\":1700000000,",
+            "\"open_files\":[{\"worker\":0,\"name\":\"L-1-0-00003.arc.gz\",\"bytes\":8192}]",
             "\"archive\":{\"bytes\":9000,\"records\":3,\"files_sealed\":1,",
         ] {
             assert!(json.contains(field), "{field} in {json}");

@@ -107,6 +107,17 @@ pub fn status_html(s: &Snapshot) -> String {
             bytes(a.disk_free)
         }
     );
+    out.push_str("<h2>Files being written</h2>\n<table id=\"open\"><tr><th>worker</th><th class=\"l\">file</th><th>size</th></tr>");
+    for f in &s.open_files {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            f.worker,
+            html_escape(&f.name),
+            bytes(f.bytes)
+        );
+    }
+    out.push_str("</table>\n");
     out.push_str(
         "<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>connections</th>\
          <th>requests</th><th>requests/s (last minute)</th><th>written</th><th>hot shard</th></tr>",

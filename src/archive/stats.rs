@@ -13,6 +13,8 @@ pub struct ArchiveStats {
     pub on_seal_failures: AtomicU64,
     /// Bytes free on the data filesystem at the last check (0: not checked yet).
     pub free_bytes: AtomicU64,
+    /// Each worker's open file: name and bytes written (set on open, append and seal).
+    open_files: std::sync::Mutex<std::collections::BTreeMap<usize, (String, u64)>>,
 }
 
 /// A copy of the numbers at one moment.
@@ -30,6 +32,30 @@ impl ArchiveStats {
     pub fn appended(&self, records: u64, bytes: u64) {
         self.records_appended.fetch_add(records, Ordering::Relaxed);
         self.bytes_appended.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Worker `worker` writes `name`, `len` bytes so far; `None` once it sealed it.
+    pub fn set_open(&self, worker: usize, file: Option<(&str, u64)>) {
+        let mut open = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+        match file {
+            Some((name, len)) => match open.get_mut(&worker) {
+                Some(entry) if entry.0 == name => entry.1 = len,
+                _ => {
+                    open.insert(worker, (name.to_string(), len));
+                }
+            },
+            None => {
+                open.remove(&worker);
+            }
+        }
+    }
+
+    /// (worker, file name, bytes) of every open file, by worker.
+    pub fn open_files(&self) -> Vec<(usize, String, u64)> {
+        let open = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+        open.iter()
+            .map(|(w, (name, len))| (*w, name.clone(), *len))
+            .collect()
     }
 
     pub fn now(&self) -> ArchiveNumbers {

@@ -293,6 +293,12 @@ impl Writer {
                     }
                     let bytes = locs.iter().map(|l| l.len).sum();
                     self.config.stats.appended(locs.len() as u64, bytes);
+                    if let Some(open) = self.open.as_ref() {
+                        // The name on disk (with `.open`), as an operator finds it.
+                        let name = open.path.file_name().map(|n| n.to_string_lossy());
+                        let file = name.as_deref().map(|n| (n, open.logical));
+                        self.config.stats.set_open(self.config.worker, file);
+                    }
                     let last = locs.len().saturating_sub(1);
                     for (i, ((record, done), loc)) in group.into_iter().zip(locs).enumerate() {
                         if let Some(open) = self.open.as_mut() {
@@ -471,6 +477,7 @@ impl Writer {
     /// record is removed instead.
     async fn seal_open(&mut self) {
         let Some(open) = self.open.take() else { return };
+        self.config.stats.set_open(self.config.worker, None);
         let OpenArc {
             file,
             id,

@@ -226,6 +226,16 @@ impl WorkerCtx {
                     disk_free: a.free_bytes,
                 }
             },
+            open_files: shared
+                .archive_stats
+                .open_files()
+                .into_iter()
+                .map(|(worker, name, bytes)| crate::admin::OpenFile {
+                    worker,
+                    name,
+                    bytes,
+                })
+                .collect(),
             access_log_dropped: shared
                 .access_log
                 .as_ref()
