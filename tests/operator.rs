@@ -58,6 +58,9 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     assert_eq!(sample(&text, "liveweb_errors_total{code=\"E30\"}"), 1.0);
     assert!(sample(&text, "liveweb_response_bytes_total") > (2 * 12) as f64);
     assert_eq!(sample(&text, "liveweb_request_duration_seconds_count"), 3.0);
+    // Two fetches ran (the page, the refused one); the hit was not one.
+    assert_eq!(sample(&text, "liveweb_fetch_duration_seconds_count"), 2.0);
+    assert!(sample(&text, "liveweb_request_bytes_total") > 3.0 * 30.0);
     assert_eq!(sample(&text, "liveweb_index_entries"), 2.0);
     assert_eq!(sample(&text, "liveweb_workers"), 2.0);
     // This request's own connection is open.
@@ -91,7 +94,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         "prometheus_client rejected the metrics (pip install prometheus_client): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "18");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "20");
 
     let status = admin_get(&proxy, "/_liveweb/status.json");
     assert_eq!(

@@ -68,6 +68,15 @@ pub const LATENCY_BOUNDS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// The histogram bucket of a duration in microseconds (the last is `+Inf`).
+fn bucket_of(micros: u64) -> usize {
+    let secs = micros as f64 / 1e6;
+    LATENCY_BOUNDS
+        .iter()
+        .position(|b| secs <= *b)
+        .unwrap_or(LATENCY_BOUNDS.len())
+}
+
 /// One worker's cells. Written by that worker only.
 #[derive(Default)]
 pub struct WorkerCounters {
@@ -81,6 +90,13 @@ pub struct WorkerCounters {
     latency_sum_us: AtomicU64,
     /// The worker's hot shard, in bytes (a gauge).
     hot_bytes: AtomicU64,
+    /// The CPU the worker is pinned to, plus one (0: not pinned).
+    cpu: AtomicU64,
+    /// Bytes read from clients.
+    bytes_in: AtomicU64,
+    /// Upstream fetch durations (slot held: connect to last byte), like `latency`.
+    fetch_latency: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    fetch_latency_sum_us: AtomicU64,
 }
 
 /// Adds `n` to a cell only this thread writes.
@@ -109,13 +125,23 @@ impl WorkerCounters {
         let Some(micros) = micros else {
             return;
         };
-        let secs = micros as f64 / 1e6;
-        let bucket = LATENCY_BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(LATENCY_BOUNDS.len());
-        bump(&self.latency[bucket], 1);
+        bump(&self.latency[bucket_of(micros)], 1);
         bump(&self.latency_sum_us, micros);
+    }
+
+    /// The worker runs pinned to `cpu`.
+    pub fn set_cpu(&self, cpu: usize) {
+        self.cpu.store(cpu as u64 + 1, Ordering::Relaxed);
+    }
+
+    pub fn read_bytes(&self, n: u64) {
+        bump(&self.bytes_in, n);
+    }
+
+    /// One upstream fetch took `micros`.
+    pub fn fetch(&self, micros: u64) {
+        bump(&self.fetch_latency[bucket_of(micros)], 1);
+        bump(&self.fetch_latency_sum_us, micros);
     }
 
     pub fn set_hot_bytes(&self, bytes: u64) {
@@ -143,6 +169,11 @@ pub struct Totals {
     pub latency: [u64; LATENCY_BOUNDS.len() + 1],
     pub latency_sum_us: u64,
     pub hot_bytes: u64,
+    /// The CPU plus one (0: not pinned); meaningful per worker only.
+    pub cpu: u64,
+    pub bytes_in: u64,
+    pub fetch_latency: [u64; LATENCY_BOUNDS.len() + 1],
+    pub fetch_latency_sum_us: u64,
 }
 
 impl Totals {
@@ -161,6 +192,23 @@ impl Totals {
         self.connections += load(&w.connections);
         self.latency_sum_us += load(&w.latency_sum_us);
         self.hot_bytes += load(&w.hot_bytes);
+        self.cpu = load(&w.cpu);
+        self.bytes_in += load(&w.bytes_in);
+        for (t, c) in self.fetch_latency.iter_mut().zip(&w.fetch_latency) {
+            *t += load(c);
+        }
+        self.fetch_latency_sum_us += load(&w.fetch_latency_sum_us);
+    }
+
+    /// Hits among requests answered from the cache or by a fetch (0 when none).
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.outcome(Outcome::Hit) + self.outcome(Outcome::Revalidated);
+        let cached = hits + self.outcome(Outcome::Miss) + self.outcome(Outcome::Coalesced);
+        if cached == 0 {
+            0.0
+        } else {
+            hits as f64 / cached as f64
+        }
     }
 
     pub fn requests(&self) -> u64 {

@@ -80,21 +80,26 @@ pub fn metrics_text(s: &Snapshot) -> String {
         .collect();
     let help = "Requests answered with a liveweb error code, by code.";
     family(&mut out, name, "counter", help, &samples);
-    let name = "liveweb_request_duration_seconds";
-    let mut samples = Vec::new();
-    let mut cumulative = 0;
-    for (bound, n) in LATENCY_BOUNDS.iter().zip(t.latency) {
-        cumulative += n;
-        samples.push(format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}"));
-    }
-    cumulative += t.latency[LATENCY_BOUNDS.len()];
-    samples.push(format!("{name}_bucket{{le=\"+Inf\"}} {cumulative}"));
-    samples.push(format!("{name}_sum {}", t.latency_sum_us as f64 / 1e6));
-    samples.push(format!("{name}_count {cumulative}"));
     let help = "Time from a request's head to its reply's last byte.";
-    family(&mut out, name, "histogram", help, &samples);
+    let name = "liveweb_request_duration_seconds";
+    histogram(&mut out, name, help, &t.latency, t.latency_sum_us);
+    let help = "Upstream fetches, from taking a slot to the last byte of the response.";
+    let name = "liveweb_fetch_duration_seconds";
+    histogram(
+        &mut out,
+        name,
+        help,
+        &t.fetch_latency,
+        t.fetch_latency_sum_us,
+    );
     let a = &s.archive;
-    let scalars: [(&str, &str, &str, u64); 15] = [
+    let scalars: [(&str, &str, &str, u64); 16] = [
+        (
+            "liveweb_request_bytes_total",
+            "counter",
+            "Bytes read from clients.",
+            t.bytes_in,
+        ),
         (
             "liveweb_archive_bytes_total",
             "counter",
@@ -192,6 +197,21 @@ pub fn metrics_text(s: &Snapshot) -> String {
     out
 }
 
+/// A histogram family from bucket counts (the last is `+Inf`) and a sum in microseconds.
+fn histogram(out: &mut String, name: &str, help: &str, buckets: &[u64], sum_us: u64) {
+    let mut samples = Vec::new();
+    let mut cumulative = 0;
+    for (bound, n) in LATENCY_BOUNDS.iter().zip(buckets) {
+        cumulative += n;
+        samples.push(format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}"));
+    }
+    cumulative += buckets.get(LATENCY_BOUNDS.len()).copied().unwrap_or(0);
+    samples.push(format!("{name}_bucket{{le=\"+Inf\"}} {cumulative}"));
+    samples.push(format!("{name}_sum {}", sum_us as f64 / 1e6));
+    samples.push(format!("{name}_count {cumulative}"));
+    family(out, name, "histogram", help, &samples);
+}
+
 /// One metric family: its HELP and TYPE lines, then its samples.
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[String]) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -225,10 +245,11 @@ pub fn status_json(s: &Snapshot) -> String {
     out.push_str(&codes.join(","));
     let _ = write!(
         out,
-        "}},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
+        "}},\"request_bytes\":{},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
          \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{},\
          \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
          \"on_seal_failures\":{},\"disk_free_bytes\":{}}}",
+        t.bytes_in,
         t.bytes_out,
         t.connections,
         s.fetches_running,
@@ -263,10 +284,15 @@ pub fn status_json(s: &Snapshot) -> String {
         .enumerate()
         .map(|(i, w)| {
             format!(
-                "{{\"client_connections\":{},\"requests\":{},\"requests_per_second\":{:.1},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
+                "{{\"cpu\":{},\"client_connections\":{},\"requests\":{},\"requests_per_second\":{:.1},\"hit_ratio\":{:.3},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
+                match w.cpu {
+                    0 => "null".to_string(),
+                    cpu => (cpu - 1).to_string(),
+                },
                 w.connections,
                 w.requests(),
                 s.per_worker_rate.get(i).copied().unwrap_or(0.0),
+                w.hit_ratio(),
                 w.bytes_out,
                 w.hot_bytes
             )
@@ -395,7 +421,7 @@ mod tests {
             "\"E60\":1",
             "\"fetches_queued\":3",
             "\"hot_shard_bytes\":4096,",
-            "\"per_worker\":[{\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,",
+            "\"per_worker\":[{\"cpu\":null,\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,\"hit_ratio\":1.000,",
             "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
             "\"time\":1700000000,",
             "\"open_files\":[{\"worker\":0,\"name\":\"L-1-0-00003.arc.gz\",\"bytes\":8192}]",

@@ -120,15 +120,20 @@ pub fn status_html(s: &Snapshot) -> String {
     out.push_str("</table>\n");
     out.push_str(
         "<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>connections</th>\
-         <th>requests</th><th>requests/s (last minute)</th><th>written</th><th>hot shard</th></tr>",
+         <th>CPU</th><th>requests</th><th>requests/s (last minute)</th><th>hit ratio</th><th>written</th><th>hot shard</th></tr>",
     );
     for (i, w) in s.per_worker.iter().enumerate() {
         let _ = write!(
             out,
-            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{i}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.0}%</td><td>{}</td><td>{}</td></tr>",
             w.connections,
+            match w.cpu {
+                0 => "-".to_string(),
+                cpu => (cpu - 1).to_string(),
+            },
             w.requests(),
             s.per_worker_rate.get(i).copied().unwrap_or(0.0),
+            w.hit_ratio() * 100.0,
             bytes(w.bytes_out),
             bytes(w.hot_bytes)
         );

@@ -20,6 +20,7 @@ pub type TlsClient = monoio_rustls::ServerTlsStream<TunnelSocket>;
 pub struct ClientConn {
     io: Io,
     written: u64,
+    read: u64,
     /// The status of the last response head written (1xx skipped), for the access log.
     status: u16,
 }
@@ -35,6 +36,7 @@ impl ClientConn {
         ClientConn {
             io: Io::Plain(socket),
             written: 0,
+            read: 0,
             status: 0,
         }
     }
@@ -43,6 +45,7 @@ impl ClientConn {
         ClientConn {
             io: Io::Tls(Box::new(CancelSafe::new(stream))),
             written: 0,
+            read: 0,
             status: 0,
         }
     }
@@ -77,6 +80,11 @@ impl ClientConn {
         std::mem::take(&mut self.written)
     }
 
+    /// Bytes read since the last call.
+    pub fn take_read(&mut self) -> u64 {
+        std::mem::take(&mut self.read)
+    }
+
     /// The status of the last final response head written since the last call (0: none).
     pub fn take_status(&mut self) -> u16 {
         std::mem::take(&mut self.status)
@@ -100,10 +108,14 @@ impl ClientConn {
 
 impl AsyncReadRent for ClientConn {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match &mut self.io {
+        let result = match &mut self.io {
             Io::Plain(s) => s.read(buf).await,
             Io::Tls(s) => s.read(buf).await,
+        };
+        if let Ok(n) = result.0 {
+            self.read += n as u64;
         }
+        result
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {

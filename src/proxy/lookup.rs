@@ -365,7 +365,13 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
             .map_err(|e| crate::fetch::FetchError { error: e, ip: None }),
     };
     let fetched = match permit {
-        Ok(_slot) => crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await,
+        Ok(_slot) => {
+            let started = Instant::now();
+            let fetched =
+                crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
+            ctx.counters().fetch(started.elapsed().as_micros() as u64);
+            fetched
+        }
         Err(fe) => {
             if let Some(tap) = &tap {
                 tap.close(Err(fe.error.clone()));

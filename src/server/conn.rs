@@ -73,6 +73,7 @@ fn count(
     let bytes = stream.take_written();
     let status = stream.take_status();
     counters.request(a.outcome, code, bytes, Some(elapsed.as_micros() as u64));
+    counters.read_bytes(stream.take_read());
     counters.set_hot_bytes(ctx.hot.borrow().used_bytes() as u64);
     if let Some((code, detail)) = a.error {
         let message = detail.unwrap_or(code);

@@ -37,7 +37,11 @@ pub(super) struct WorkerSetup {
 
 pub(super) fn run(setup: WorkerSetup) {
     if let Some(core) = setup.core {
-        if !core_affinity::set_for_current(core) {
+        if core_affinity::set_for_current(core) {
+            if let Some(counters) = setup.shared.counters.get(setup.id) {
+                counters.set_cpu(core.id);
+            }
+        } else {
             log::warn!(
                 "worker {} could not be pinned to CPU {}; running unpinned",
                 setup.id,
