@@ -24,36 +24,15 @@ fn load(proxy: &Proxy, url: &str) -> String {
 /// Loads `url` in a fresh headless Chromium through `proxy`, with `extra` flags; the DOM after
 /// scripts ran.
 fn load_with(proxy: &Proxy, url: &str, extra: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-        ])
-        .args([
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--proxy-server=http://{}", proxy.addr))
+    let proxy_server = format!("--proxy-server=http://{}", proxy.addr);
+    let mut args = vec![
+        proxy_server.as_str(),
         // Chromium never proxies loopback unless told to.
-        .arg("--proxy-bypass-list=<-loopback>")
-        .args(extra)
-        .args(["--virtual-time-budget=5000", "--dump-dom", url])
-        .output()
-        .expect("chromium must be installed (apt-get install chromium)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        "--proxy-bypass-list=<-loopback>",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--virtual-time-budget=5000", "--dump-dom"]);
+    String::from_utf8_lossy(&chromium(&args, url).stdout).into_owned()
 }
 
 #[test]

@@ -137,31 +137,6 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     }
 }
 
-/// Headless Chromium, straight to liveweb: `--dump-dom` or `--screenshot` of `url`.
-fn chromium(args: &[&str], url: &str) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("timeout")
-        .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-        ])
-        .args(["--no-first-run", "--disable-background-networking"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium must be installed (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 #[test]
 fn the_status_page_reads_in_a_browser_and_lists_recent_errors_escaped() {
     let proxy = Proxy::start(&[]);

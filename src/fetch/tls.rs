@@ -88,20 +88,30 @@ pub async fn handshake(
 /// A failed handshake as a liveweb error: the certificate (which check failed), or the
 /// handshake itself (alerts, protocol, the origin closing).
 fn classify(e: monoio_rustls::TlsError) -> Error {
-    let rustls_error = match &e {
+    match rustls_error(&e) {
+        Some(rustls::Error::InvalidCertificate(cert)) => Error::TlsCertificate(describe(&cert)),
+        Some(other) => Error::TlsHandshake(other.to_string()),
+        None => Error::TlsHandshake(failure_text(&e)),
+    }
+}
+
+/// The rustls error under a failed handshake, whether monoio-rustls passed it on as is or
+/// wrapped in an I/O error.
+pub fn rustls_error(e: &monoio_rustls::TlsError) -> Option<rustls::Error> {
+    match e {
         monoio_rustls::TlsError::Rustls(r) => Some(r.clone()),
         monoio_rustls::TlsError::Io(io) => io
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             .cloned(),
-    };
-    match rustls_error {
-        Some(rustls::Error::InvalidCertificate(cert)) => Error::TlsCertificate(describe(&cert)),
-        Some(other) => Error::TlsHandshake(other.to_string()),
-        None => Error::TlsHandshake(match e {
-            monoio_rustls::TlsError::Io(io) => io.to_string(),
-            monoio_rustls::TlsError::Rustls(r) => r.to_string(),
-        }),
+    }
+}
+
+/// A failed handshake in words.
+pub fn failure_text(e: &monoio_rustls::TlsError) -> String {
+    match e {
+        monoio_rustls::TlsError::Io(io) => io.to_string(),
+        monoio_rustls::TlsError::Rustls(r) => r.to_string(),
     }
 }
 

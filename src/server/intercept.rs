@@ -90,14 +90,7 @@ pub(super) async fn accept(
             return None;
         }
     };
-    let rustls_error = match &failure {
-        monoio_rustls::TlsError::Rustls(r) => Some(r.clone()),
-        monoio_rustls::TlsError::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .cloned(),
-    };
-    match rustls_error {
+    match crate::fetch::tls::rustls_error(&failure) {
         Some(rustls::Error::AlertReceived(alert)) if rejects_certificate(alert) => {
             if mitm.first_rejection(host) {
                 log::warn!(
@@ -111,10 +104,7 @@ pub(super) async fn accept(
             format!("TLS handshake with client {peer} for {host} failed: {other}")
         }),
         None => log_limited(&HANDSHAKE_LOG, || {
-            let detail = match &failure {
-                monoio_rustls::TlsError::Io(io) => io.to_string(),
-                monoio_rustls::TlsError::Rustls(r) => r.to_string(),
-            };
+            let detail = crate::fetch::tls::failure_text(&failure);
             format!("TLS handshake with client {peer} for {host} failed: {detail}")
         }),
     }

@@ -641,3 +641,35 @@ pub fn split_record(plain: &[u8]) -> (String, Vec<u8>) {
     assert_eq!(content[len], b'\n');
     (header, content[..len].to_vec())
 }
+
+/// Headless Chromium (Debian's) with a fresh profile and `args`, on `url`, within 60 s; its
+/// output, asserted successful.
+pub fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium must be installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
