@@ -4,16 +4,24 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// How a request ended, as counted (the `X-Cache` values).
+/// How a request ended (the `X-Cache` values), as replies name it and counters count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Answered from a stored record.
     Hit,
+    /// This request's fetch produced the record.
     Miss,
+    /// Another request's fetch produced the record.
     Coalesced,
+    /// A stored record the origin confirmed unchanged (`304`) for this request.
     Revalidated,
+    /// Answered by liveweb itself (`/_liveweb/...`).
     Admin,
+    /// `Prefer: respond-async`: the fetch is queued or running; `202` now, the record later.
     Queued,
+    /// Forward mode, a method other than GET/HEAD passed through, never cached.
     Bypass,
+    /// Refused or failed without a record.
     Error,
 }
 
@@ -30,7 +38,7 @@ impl Outcome {
     ];
 
     /// As `X-Cache` says it (`HIT`, `MISS`, ...; `BYPASS`, `ERROR`, `ADMIN`, `QUEUED`).
-    pub fn cache_label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "HIT",
             Outcome::Miss => "MISS",

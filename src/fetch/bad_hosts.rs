@@ -25,7 +25,12 @@ impl BadHosts {
         }
     }
 
-    /// The failure remembered for `origin` (`scheme://host:port`), if it is recent.
+    /// The key an origin is remembered under: `scheme://host:port`.
+    pub fn key(url: &crate::http::url::TargetUrl) -> String {
+        format!("{}://{}:{}", url.scheme.as_str(), url.host, url.port)
+    }
+
+    /// The failure remembered for `origin` (`BadHosts::key`), if it is recent.
     pub fn recent(&self, origin: &str) -> Option<FetchError> {
         if self.ttl.is_zero() {
             return None;

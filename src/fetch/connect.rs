@@ -42,7 +42,7 @@ pub async fn connect_origin(
     url: &TargetUrl,
     deadline: Instant,
 ) -> Result<(OriginConn, IpAddr), FetchError> {
-    let origin = format!("{}://{}:{}", url.scheme.as_str(), url.host, url.port);
+    let origin = BadHosts::key(url);
     if let Some(remembered) = up.bad_hosts.recent(&origin) {
         return Err(remembered);
     }

@@ -354,7 +354,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     let remembered = ctx
         .shared
         .bad_hosts
-        .recent(&format!("{}://{origin}", url.scheme.as_str()));
+        .recent(&crate::fetch::BadHosts::key(&url));
     let permit = match remembered {
         Some(fe) => Err(fe),
         None => ctx

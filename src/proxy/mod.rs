@@ -29,38 +29,9 @@ use crate::http::request::{Method, RequestHead};
 use crate::http::url::parse_absolute;
 use crate::index::StoredRecord;
 
-/// How a request ended; named in the `X-Cache` header, logs and (later) counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestState {
-    /// Answered from a stored record.
-    Hit,
-    /// This request's fetch produced the record.
-    Miss,
-    /// Another request's fetch produced the record.
-    Coalesced,
-    /// A stored record the origin confirmed unchanged (`304`) for this request.
-    Revalidated,
-    /// Answered by liveweb itself (`/_liveweb/...`).
-    Admin,
-    /// `Prefer: respond-async`: the fetch is queued or running; `202` now, the record later.
-    Queued,
-    /// Refused or failed without a record.
-    Error,
-}
-
-impl RequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Hit => "HIT",
-            RequestState::Miss => "MISS",
-            RequestState::Coalesced => "COALESCED",
-            RequestState::Revalidated => "REVALIDATED",
-            RequestState::Admin => "ADMIN",
-            RequestState::Queued => "QUEUED",
-            RequestState::Error => "ERROR",
-        }
-    }
-}
+/// How a request ended; named in the `X-Cache` header, logs and counters (the counters'
+/// own type, so the two never drift apart).
+pub use crate::admin::Outcome as RequestState;
 
 /// Where the reply body comes from.
 pub enum Body {

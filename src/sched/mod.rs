@@ -128,21 +128,23 @@ impl Scheduler {
     /// A busy refusal with an estimate of when a slot will be free for a request that joins
     /// behind `queued` others.
     fn busy(&self, why: &'static str, queued: usize) -> Error {
-        let mean = Duration::from_micros(self.mean_fetch_us.load(Ordering::Relaxed));
-        let wait = mean.as_secs_f64() * (queued + 1) as f64 / self.max_running.max(1) as f64;
         Error::Busy {
             why,
-            retry_after: (wait.ceil() as u64).clamp(1, MAX_RETRY_AFTER) as u32,
+            retry_after: self.seconds_behind(queued),
         }
+    }
+
+    /// Seconds until a fetch queued behind `queued` others would likely have run.
+    fn seconds_behind(&self, queued: usize) -> u32 {
+        let mean = Duration::from_micros(self.mean_fetch_us.load(Ordering::Relaxed));
+        let wait = mean.as_secs_f64() * (queued + 1) as f64 / self.max_running.max(1) as f64;
+        (wait.ceil() as u64).clamp(1, MAX_RETRY_AFTER) as u32
     }
 
     /// Seconds until a fetch queued now would likely have run.
     pub fn retry_estimate(&self) -> u32 {
         let queued = self.lock().queued();
-        match self.busy("", queued) {
-            Error::Busy { retry_after, .. } => retry_after,
-            _ => 1,
-        }
+        self.seconds_behind(queued)
     }
 }
 

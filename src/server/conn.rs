@@ -10,10 +10,11 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
+use super::accounting::{count, Answered};
 use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
-use crate::admin::{access_log, Outcome};
+use crate::admin::Outcome;
 use crate::error::{Error, LogLine};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
@@ -46,68 +47,6 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &
         super::intercept::serve(ctx.clone(), &mitm, tunnel, drain).await;
     }
     ctx.counters().connection_closed();
-}
-
-/// One answered request as the counters see it.
-struct Answered<'a> {
-    outcome: Outcome,
-    /// Its error code line, and what liveweb's reply said, if it made one.
-    error: Option<(&'static str, Option<&'a str>)>,
-    /// When its head was read.
-    since: Instant,
-}
-
-/// Counts one answered request from `peer`: how it ended, its code, the bytes written for it
-/// and how long it took; an error also goes to the recent errors, and with `--access-log`
-/// the request gets its line.
-fn count(
-    ctx: &WorkerCtx,
-    stream: &mut ClientConn,
-    a: Answered<'_>,
-    peer: IpAddr,
-    req: &RequestHead,
-) {
-    let elapsed = a.since.elapsed();
-    let counters = ctx.counters();
-    let code = a.error.map(|(code, _)| code);
-    let bytes = stream.take_written();
-    let status = stream.take_status();
-    counters.request(a.outcome, code, bytes, Some(elapsed.as_micros() as u64));
-    counters.read_bytes(stream.take_read());
-    counters.set_hot_bytes(ctx.hot.borrow().used_bytes() as u64);
-    if let Some((code, detail)) = a.error {
-        let message = detail.unwrap_or(code);
-        ctx.shared
-            .recent_errors
-            .push(peer, &req.target, code, message);
-    }
-    if let Some(log) = &ctx.shared.access_log {
-        let entry = access_log::Entry {
-            at: std::time::SystemTime::now(),
-            elapsed,
-            client: peer,
-            outcome: a.outcome.cache_label(),
-            status,
-            bytes,
-            method: req.method.as_str(),
-            url: &req.target,
-            code,
-        };
-        ctx.access.push(log, &entry);
-    }
-}
-
-fn outcome(state: proxy::RequestState) -> Outcome {
-    use proxy::RequestState as S;
-    match state {
-        S::Hit => Outcome::Hit,
-        S::Miss => Outcome::Miss,
-        S::Coalesced => Outcome::Coalesced,
-        S::Revalidated => Outcome::Revalidated,
-        S::Admin => Outcome::Admin,
-        S::Queued => Outcome::Queued,
-        S::Error => Outcome::Error,
-    }
 }
 
 /// How a connection's request loop ended.
@@ -257,7 +196,7 @@ async fn serve_requests(
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
         let mut resp = proxy::handle(ctx, &req, route, peer).await;
-        let state = outcome(resp.state);
+        let state = resp.state;
         let error = resp.error;
         let detail = resp.detail.take();
         let written = write_response(ctx, stream, resp, idle).await;
@@ -336,15 +275,7 @@ async fn connect(
 /// draining, so a flood of refused connections holds no descriptors for long.
 pub async fn refuse_at_once(ctx: &WorkerCtx, stream: TcpStream, e: &Error) {
     let mut stream = ClientConn::plain(stream);
-    let close = ConnState {
-        keep_alive: false,
-        version: 1,
-    };
-    let resp = proxy::error_response(e, close, false);
-    let written = write_response(ctx, &mut stream, resp, REFUSE_WRITE_TIME).await;
-    ctx.counters()
-        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
-    if written.is_ok() {
+    if write_refusal(ctx, &mut stream, e, 1, REFUSE_WRITE_TIME).await {
         linger_for(&mut stream, REFUSE_LINGER).await;
     }
 }
@@ -358,17 +289,40 @@ const REFUSE_LINGER: Duration = Duration::from_millis(100);
 
 /// Answers with an error reply and `Connection: close`; the caller then drops the connection.
 async fn refuse(ctx: &WorkerCtx, stream: &mut ClientConn, e: &Error, version: u8, idle: Duration) {
+    if write_refusal(ctx, stream, e, version, idle).await {
+        linger(stream).await;
+    }
+}
+
+/// Writes the error reply (`Connection: close`) for a request refused before its head was
+/// whole, and counts it (no duration: there was no request to time). Whether it was written.
+async fn write_refusal(
+    ctx: &WorkerCtx,
+    stream: &mut ClientConn,
+    e: &Error,
+    version: u8,
+    timeout: Duration,
+) -> bool {
+    let written = write_error(ctx, stream, e, version, timeout).await;
+    ctx.counters()
+        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
+    written
+}
+
+/// Writes `e`'s error reply with `Connection: close`; whether it was written.
+async fn write_error(
+    ctx: &WorkerCtx,
+    stream: &mut ClientConn,
+    e: &Error,
+    version: u8,
+    timeout: Duration,
+) -> bool {
     let close = ConnState {
         keep_alive: false,
         version,
     };
     let resp = proxy::error_response(e, close, false);
-    let written = write_response(ctx, stream, resp, idle).await;
-    ctx.counters()
-        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
-    if written.is_ok() {
-        linger(stream).await;
-    }
+    write_response(ctx, stream, resp, timeout).await.is_ok()
 }
 
 /// `refuse` for a request whose head was read: also counted with it (access log, recent
@@ -381,12 +335,8 @@ async fn refuse_request(
     peer: IpAddr,
     since: Instant,
 ) {
-    let close = ConnState {
-        keep_alive: false,
-        version: req.version,
-    };
-    let resp = proxy::error_response(e, close, false);
-    let written = write_response(ctx, stream, resp, ctx.shared.config.client_idle_timeout).await;
+    let idle = ctx.shared.config.client_idle_timeout;
+    let written = write_error(ctx, stream, e, req.version, idle).await;
     let message = e.message();
     let answered = Answered {
         outcome: Outcome::Error,
@@ -394,7 +344,7 @@ async fn refuse_request(
         since,
     };
     count(ctx, stream, answered, peer, req);
-    if written.is_ok() {
+    if written {
         linger(stream).await;
     }
 }

@@ -2,6 +2,7 @@
 //! (pinned as --cpu-affinity says), each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
 //! and hot shard; the on-seal hand-off thread; and shutdown.
 
+mod accounting;
 mod conn;
 mod drain;
 mod gate;
