@@ -43,7 +43,7 @@ for addr in "$ADDR_A" "$ADDR_B"; do
   done
 done
 
-OUT=loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ).txt
+OUT=loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ).txt.partial
 {
   echo "# loadtest/ab.sh rounds=$ROUNDS secs=$SECS  $(date -u)"
   echo "# A=$A ($("$A" --version)) B=$B ($("$B" --version)); wrk -t1 -c50 on CPU 1; $SIZE $([ -n "$MISS" ] && echo misses || echo hits)"
@@ -81,3 +81,4 @@ for mode in liveweb forward; do
     echo "$mode $side $med" | tee -a "$OUT"
   done
 done
+results_done "$OUT"

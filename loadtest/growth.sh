@@ -17,7 +17,7 @@ cargo build --release --quiet
 
 start_origin 'location /u/ { default_type text/plain; return 200 "unique $request_uri\n"; }'
 
-OUT=loadtest/results/growth-$(date -u +%Y%m%dT%H%M%SZ).txt
+OUT=loadtest/results/growth-$(date -u +%Y%m%dT%H%M%SZ).txt.partial
 echo "# loadtest/growth.sh secs=$SECS rounds=$ROUNDS $(date -u); wrk -t1 -c50 on CPU 1; unique small misses" > "$OUT"
 for round in $(seq "$ROUNDS"); do
   for expected in 1000 2000000; do
@@ -32,3 +32,4 @@ for round in $(seq "$ROUNDS"); do
     unset 'PIDS[-1]'
   done
 done
+results_done "$OUT"

@@ -50,7 +50,7 @@ curl -sf -D - -x "http://$LW_ADDR" "$URL" -o /dev/null | grep -q 'X-Cache: HIT'
 origin_requests() { grep -c '1k.bin' "$WORK/nginx/origin.log" 2>/dev/null || echo 0; }
 primed=$(origin_requests)
 
-OUT=loadtest/results/hits-$(date -u +%Y%m%dT%H%M%SZ).txt
+OUT=loadtest/results/hits-$(date -u +%Y%m%dT%H%M%SZ).txt.partial
 {
   echo "# loadtest/hits.sh rounds=$ROUNDS secs=$SECS conns=$CONNS  $(date -u)"
   echo "# $(nproc) CPUs; $(uname -r); wrk -t1 -c$CONNS -d${SECS}s on CPU 1; liveweb --workers 2 $(env | grep '^LIVEWEB_' | tr '\n' ' '); nginx worker_processes 2"
@@ -82,4 +82,4 @@ lw_origin=$(( $(origin_requests) - primed ))
   done
 } | tee -a "$OUT"
 rm -f "$OUT.summary"
-echo "saved $OUT"
+results_done "$OUT"

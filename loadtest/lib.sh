@@ -16,6 +16,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A run writes its results under `.partial` names and renames them with `results_done` when it
+# completes, so an aborted run leaves only `.partial` files (git-ignored) behind.
+results_done() {
+  local f
+  for f in "$@"; do
+    if [ -e "$f" ]; then mv "$f" "${f%.partial}"; echo "saved ${f%.partial}"; fi
+  done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts the release build on a free port with `--workers 2`, loopback upstreams allowed and

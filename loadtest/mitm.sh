@@ -98,8 +98,8 @@ origin_requests() { wc -l < "$WORK/nginx/origin.log"; }
 primed=$(origin_requests)
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=loadtest/results/mitm-$STAMP.txt
-RAW=loadtest/results/mitm-$STAMP.raw.json
+OUT=loadtest/results/mitm-$STAMP.txt.partial
+RAW=loadtest/results/mitm-$STAMP.raw.json.partial
 mkdir -p loadtest/results
 : > "$RAW"
 : > "$OUT.rows"
@@ -171,4 +171,4 @@ median() { # row column
 } > "$OUT"
 rm -f "$OUT.rows"
 cat "$OUT"
-echo "saved $OUT (raw oha JSON: $RAW)"
+results_done "$OUT" "$RAW"

@@ -181,8 +181,8 @@ done
 
 # ---- running ----
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=loadtest/results/peers-$STAMP.txt
-RAW=loadtest/results/peers-$STAMP.raw.txt
+OUT=loadtest/results/peers-$STAMP.txt.partial
+RAW=loadtest/results/peers-$STAMP.raw.txt.partial
 mkdir -p loadtest/results
 : > "$RAW"
 
@@ -261,4 +261,4 @@ done
   cat "$OUT.rows"
 } > "$OUT"
 rm -f "$OUT.rows"
-echo "saved $OUT (raw wrk output: $RAW)"
+results_done "$OUT" "$RAW"

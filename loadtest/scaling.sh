@@ -40,7 +40,9 @@ URL="http://127.0.0.1:$ORIGIN/1k.bin"
 for _ in $(seq 50); do curl -sf "$URL" -o /dev/null && break; sleep 0.1; done
 curl -sf -x "http://$LW" "$URL" -o /dev/null
 
-OUT=loadtest/results/scaling-$(date -u +%Y%m%dT%H%M%SZ).txt
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=loadtest/results/scaling-$STAMP.txt.partial
+RAW=loadtest/results/scaling-$STAMP.txt.raw.partial
 mkdir -p loadtest/results
 {
   echo "# loadtest/scaling.sh $SECS s per case, $(date -u), $(nproc) CPUs"
@@ -51,8 +53,8 @@ for conns in 50 1000 10000; do
   for target in liveweb nginx; do
     if [ "$target" = liveweb ]; then addr="http://$LW"; else addr="http://127.0.0.1:$ORIGIN"; fi
     raw=$(TARGET="$URL" taskset -c 1 wrk -t1 -c"$conns" -d"${SECS}s" --timeout 10s --latency -s loadtest/peers.lua "$addr" 2>&1)
-    echo "== $target c$conns" >> "$OUT.raw"
-    echo "$raw" >> "$OUT.raw"
+    echo "== $target c$conns" >> "$RAW"
+    echo "$raw" >> "$RAW"
     rps=$(echo "$raw" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$raw" | awk '$1=="50%" {print $2}')
     p99=$(echo "$raw" | awk '$1=="99%" {print $2}')
@@ -60,4 +62,4 @@ for conns in 50 1000 10000; do
     printf '%-8s %7s %10s %9s %9s %8s\n' "$target" "$conns" "$rps" "$p50" "$p99" "$errs" | tee -a "$OUT"
   done
 done
-echo "saved $OUT"
+results_done "$OUT" "$RAW"

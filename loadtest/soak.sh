@@ -19,7 +19,7 @@ python3 -c 'import warcio' 2>/dev/null || { echo "missing warcio: pip install wa
 cargo build --release --quiet
 
 . loadtest/lib.sh
-OUT=loadtest/results/soak-$(date -u +%Y%m%dT%H%M%SZ)
+OUT=loadtest/results/soak-$(date -u +%Y%m%dT%H%M%SZ).partial
 mkdir -p "$OUT"
 
 # Origin: nginx with static files, a unique reply per /u/ URL, and /post for pass-through.
@@ -116,3 +116,4 @@ done
 } | tee -a "$OUT/summary.txt"
 rm -f "$OUT"/liveweb-*.log.gz
 gzip -q "$OUT"/liveweb-*.log || true
+results_done "$OUT"

@@ -315,9 +315,13 @@ fn the_access_log_has_a_line_per_request_and_is_reopened_on_sighup() {
         .local_addr()
         .unwrap();
     get(proxy.addr, &format!("http://{closed}/x"), "");
+    // A forward-mode miss streams from its fetch: its origin is known only once connected.
+    origin.ok("/streamed", "text/plain", b"as it arrives");
+    let forward = origin.url("/streamed");
+    get(proxy.addr, &forward, "X-Liveweb-Mode: forward\r\n");
     // Each worker hands its lines over in batches: lines of different workers are not in
     // request order.
-    let lines = lines_of(&path, 3);
+    let lines = lines_of(&path, 4);
     let line = |pattern: &str| {
         lines
             .iter()
@@ -325,10 +329,13 @@ fn the_access_log_has_a_line_per_request_and_is_reopened_on_sighup() {
             .unwrap_or_else(|| panic!("no {pattern} in {lines:?}"))
             .clone()
     };
-    let first = line(" MISS/200 ");
-    // time.ms elapsed_ms client OUTCOME/status bytes method URL code
+    let first = lines
+        .iter()
+        .find(|l| l.contains(" MISS/200 ") && l.contains(&format!(" {url} ")))
+        .unwrap_or_else(|| panic!("no miss of {url} in {lines:?}"));
+    // time.ms elapsed_ms client OUTCOME/status bytes method URL - HIER/origin code
     let fields: Vec<&str> = first.split_whitespace().collect();
-    assert_eq!(fields.len(), 8, "{first}");
+    assert_eq!(fields.len(), 10, "{first}");
     assert!(fields[0].contains('.') && fields[0].split('.').all(|p| p.parse::<u64>().is_ok()));
     assert_eq!(fields[2], "127.0.0.1");
     assert_eq!(fields[3], "MISS/200");
@@ -337,11 +344,14 @@ fn the_access_log_has_a_line_per_request_and_is_reopened_on_sighup() {
         miss.head.len() + miss.body.len()
     );
     assert_eq!(
-        (fields[5], fields[6], fields[7]),
-        ("GET", url.as_str(), "-")
+        (fields[5], fields[6], fields[7], fields[8], fields[9]),
+        ("GET", url.as_str(), "-", "DIRECT/127.0.0.1", "-")
     );
-    assert!(line(" HIT/200 ").contains(&url));
-    assert!(line(" MISS/502 ").ends_with(" E30"));
+    // A hit contacted no origin.
+    assert!(line(" HIT/200 ").ends_with(&format!(" {url} - HIER_NONE/- -")));
+    assert!(line(" MISS/502 ").ends_with(" - DIRECT/127.0.0.1 E30"));
+    assert!(line(&forward).contains(" MISS/200 "));
+    assert!(line(&forward).ends_with(" - DIRECT/127.0.0.1 -"));
 
     // logrotate: move the file, SIGHUP, and the next line goes to a new file.
     let rotated = dir.path().join("access.log.1");

@@ -142,10 +142,14 @@ pub struct Entry<'a> {
     pub url: &'a str,
     /// The liveweb error code (`E30`), if any.
     pub code: Option<&'a str>,
+    /// The origin address contacted for it (none for a hit).
+    pub upstream: Option<IpAddr>,
 }
 
-/// Appends one line, Squid's native layout with liveweb's code at the end:
-/// `time.ms elapsed_ms client OUTCOME/status bytes method URL code`, `-` for what is absent.
+/// Appends one line, Squid's native layout with liveweb's code where Squid has the content
+/// type: `time.ms elapsed_ms client OUTCOME/status bytes method URL - HIER/origin code`,
+/// where `HIER/origin` is `DIRECT/ip` when an origin was contacted and `HIER_NONE/-` when not
+/// (hits, refusals), and `-` stands for what is absent.
 pub fn format_line(out: &mut Vec<u8>, e: &Entry<'_>) {
     let t =
         e.at.duration_since(SystemTime::UNIX_EPOCH)
@@ -156,9 +160,13 @@ pub fn format_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         e.status.to_string()
     };
     let code = e.code.and_then(|c| c.split(' ').next()).unwrap_or("-");
+    let hierarchy = match e.upstream {
+        Some(ip) => format!("DIRECT/{ip}"),
+        None => "HIER_NONE/-".to_string(),
+    };
     let _ = writeln!(
         out,
-        "{}.{:03} {:>6} {} {}/{} {} {} {} {}",
+        "{}.{:03} {:>6} {} {}/{} {} {} {} - {} {}",
         t.as_secs(),
         t.subsec_millis(),
         e.elapsed.as_millis(),
@@ -168,6 +176,7 @@ pub fn format_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         e.bytes,
         printable(e.method),
         printable(e.url),
+        hierarchy,
         code
     );
 }
@@ -228,11 +237,28 @@ mod tests {
                 method: "GET",
                 url: "http://a.example/x y\n",
                 code: Some("E30 connection refused"),
+                upstream: Some([127, 0, 0, 9].into()),
+            },
+        );
+        format_line(
+            &mut out,
+            &Entry {
+                at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_115_200_200),
+                elapsed: Duration::from_micros(90),
+                client: "::1".parse().unwrap(),
+                outcome: "HIT",
+                status: 200,
+                bytes: 1024,
+                method: "GET",
+                url: "http://a.example/",
+                code: None,
+                upstream: None,
             },
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "1764115200.123     12 127.0.0.1 MISS/502 351 GET http://a.example/x_y_ E30\n"
+            "1764115200.123     12 127.0.0.1 MISS/502 351 GET http://a.example/x_y_ - DIRECT/127.0.0.9 E30\n\
+             1764115200.200      0 ::1 HIT/200 1024 GET http://a.example/ - HIER_NONE/- -\n"
         );
     }
 

@@ -103,6 +103,9 @@ async fn fetch_inner(
     // A pooled connection first; if the origin had closed it (nothing comes back), once more
     // on a fresh one.
     if let Some((stream, ip)) = up.pool.checkout(url.scheme, url.host_for_dns(), url.port) {
+        if let Some(tap) = tap {
+            tap.set_upstream(ip);
+        }
         match exchange(stream, request.clone(), limits, deadline, tap).await {
             Ok(done) => return finish(done, up.pool, url, ip, limits),
             Err((_, false)) => {}
@@ -115,6 +118,9 @@ async fn fetch_inner(
         }
     }
     let (stream, ip) = connect_origin(up, url, deadline).await?;
+    if let Some(tap) = tap {
+        tap.set_upstream(ip);
+    }
     match exchange(stream, request.clone(), limits, deadline, tap).await {
         Ok(done) => finish(done, up.pool, url, ip, limits),
         Err((error, _)) => Err(FetchError {

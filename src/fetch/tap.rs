@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
@@ -32,6 +33,8 @@ struct Inner {
     reader: Option<Waker>,
     /// The fetcher waiting for room.
     writer: Option<Waker>,
+    /// The origin address, once connected.
+    upstream: Option<IpAddr>,
 }
 
 /// Shared by the fetch task and one client on the same worker.
@@ -69,6 +72,16 @@ impl Tap {
         if let Some(w) = inner.reader.take() {
             w.wake();
         }
+    }
+
+    /// Notes the origin address the response comes from.
+    pub fn set_upstream(&self, ip: IpAddr) {
+        self.inner.borrow_mut().upstream = Some(ip);
+    }
+
+    /// The origin address, if the fetch got as far as connecting.
+    pub fn upstream(&self) -> Option<IpAddr> {
+        self.inner.borrow().upstream
     }
 
     /// Ends the stream.

@@ -239,6 +239,9 @@ pub struct Reuse {
     /// For a response with `Vary`: each listed request header and the value the fetching
     /// request had (`None`: absent). Another request matches only with the same values.
     pub vary: Option<Box<[VaryValue]>>,
+    /// The origin address the response came from, when known (set by whoever stored it; for
+    /// the access log).
+    pub fetched_from: Option<std::net::IpAddr>,
 }
 
 /// A header `Vary` names and the value the fetching request had for it (`None`: absent).
@@ -313,6 +316,7 @@ pub fn reuse_for(
         etag: facts.etag.as_deref().map(Box::from),
         last_modified: facts.last_modified.as_deref().map(Box::from),
         vary,
+        fetched_from: None,
     }
 }
 
@@ -401,6 +405,7 @@ impl Reuse {
             etag: fresh.etag.or_else(|| self.etag.clone()),
             last_modified: fresh.last_modified.or_else(|| self.last_modified.clone()),
             vary: self.vary.clone(),
+            fetched_from: self.fetched_from,
         }
     }
 

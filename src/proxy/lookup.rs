@@ -312,6 +312,7 @@ fn accepted(ctx: &WorkerCtx, to: ReplyTo) -> Response {
         state: RequestState::Queued,
         error: None,
         detail: None,
+        upstream: None,
     }
 }
 

@@ -76,6 +76,20 @@ pub struct Response {
     pub error: Option<&'static str>,
     /// What an error reply liveweb made says (for the status page's recent errors).
     pub detail: Option<String>,
+    /// The origin address the response was fetched from, when one was (not for hits); a
+    /// forward-mode miss's is known only once its fetch connects (`Tap::upstream`).
+    pub upstream: Option<std::net::IpAddr>,
+}
+
+impl Response {
+    /// The fetch a forward-mode miss streams from, to ask it the origin's address after the
+    /// reply is written.
+    pub fn live_tap(&self) -> Option<Rc<Tap>> {
+        match &self.body {
+            Body::Live { reader, .. } => Some(reader.0.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// How the reply is to be shaped.
@@ -148,6 +162,7 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
         state: RequestState::Error,
         error: e.code_line(),
         detail: e.code_line().map(|_| e.message()),
+        upstream: None,
     }
 }
 
@@ -185,6 +200,7 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
             state: RequestState::Admin,
             error: None,
             detail: None,
+            upstream: None,
         })
     };
     let (status, reason, body) = match path {
@@ -211,6 +227,7 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
         state: RequestState::Admin,
         error: None,
         detail: None,
+        upstream: None,
     })
 }
 
@@ -228,6 +245,11 @@ fn reply_for(
 ) -> Response {
     // Records in files from another run may be of the other kind than this run writes.
     let gzip = file.as_ref().map_or(ctx.shared.config.arc_gzip, |f| f.gzip);
+    // A hit contacted no origin (Squid logs `HIER_NONE` for it too).
+    let upstream = match state {
+        RequestState::Hit => None,
+        _ => record.reuse.as_ref().and_then(|r| r.fetched_from),
+    };
     if to.forward {
         if let Some(code) = record.status.error {
             let s = &record.status;
@@ -238,6 +260,7 @@ fn reply_for(
                 state,
                 error: Some(code),
                 detail: None,
+                upstream,
             };
         }
         // A decoded copy kept from an earlier forward hit skips inflating again.
@@ -255,6 +278,7 @@ fn reply_for(
                 state,
                 error: None,
                 detail: None,
+                upstream,
             };
         }
         let client = client_side(to, state, age, None);
@@ -268,6 +292,7 @@ fn reply_for(
                         state,
                         error: None,
                         detail: None,
+                        upstream,
                     };
                 }
                 (forward_source(record, member, file), gzip)
@@ -289,6 +314,7 @@ fn reply_for(
                         state,
                         error: None,
                         detail: None,
+                        upstream,
                     };
                 }
                 (forward::MemberSource::Memory(d.plain), false)
@@ -306,6 +332,7 @@ fn reply_for(
             state,
             error: None,
             detail: None,
+            upstream,
         };
     }
     let content_type = crate::archive::record::Codec::content_type(gzip);
@@ -331,6 +358,7 @@ fn reply_for(
         state,
         error: record.status.error,
         detail: None,
+        upstream,
     }
 }
 
@@ -346,6 +374,7 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
         state: RequestState::Miss,
         error: None,
         detail: None,
+        upstream: None,
     }
 }
 

@@ -32,13 +32,14 @@ pub enum Failure {
 
 /// Relays one request. `buf` holds bytes already read behind the head (the body's start,
 /// maybe later requests); what follows the body stays in it. Returns whether the connection
-/// may carry another request.
+/// may carry another request. `origin` is set to the origin's address once connected.
 pub async fn relay(
     ctx: &WorkerCtx,
     client: &mut ClientConn,
     req: &RequestHead,
     buf: &mut Vec<u8>,
     idle: Duration,
+    origin: &mut Option<std::net::IpAddr>,
 ) -> Result<bool, Failure> {
     let config = &ctx.shared.config;
     let url = parse_absolute(&req.target).map_err(Failure::Before)?;
@@ -49,9 +50,10 @@ pub async fn relay(
     }
     let limits = &ctx.shared.fetch_limits;
     let deadline = Instant::now() + limits.fetch_timeout;
-    let (mut upstream, _ip) = crate::fetch::connect_origin(ctx.upstream(), &url, deadline)
+    let (mut upstream, ip) = crate::fetch::connect_origin(ctx.upstream(), &url, deadline)
         .await
         .map_err(|fe| Failure::Before(fe.error))?;
+    *origin = Some(ip);
 
     let method = req.method.as_str();
     let body = match req.body {

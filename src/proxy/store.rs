@@ -47,6 +47,7 @@ pub async fn store_response(
         config.ttl,
     );
     reuse.forward_private = forward && !reuse.shareable;
+    reuse.fetched_from = Some(fetched.ip);
     let mime = arc_mime(fetched.head.content_type.as_deref());
     let date = UtcTime::now().arc14();
     let header = header_line(
@@ -78,12 +79,16 @@ pub async fn store_revalidation(
 ) -> Outcome {
     let facts = response_facts(final_head(&fetched.raw));
     let status = fetched.head.status;
+    let fetched_from = Some(fetched.ip);
     store_response(ctx, url, fetched, request, forward).await?;
     let ttl = ctx.shared.config.ttl;
-    let reuse = confirmed
-        .reuse
-        .as_ref()
-        .map(|old| Box::new(old.refreshed(status, &facts, request, SystemTime::now(), ttl)));
+    let reuse = confirmed.reuse.as_ref().map(|old| {
+        let refreshed = old.refreshed(status, &facts, request, SystemTime::now(), ttl);
+        Box::new(Reuse {
+            fetched_from,
+            ..refreshed
+        })
+    });
     let now = Instant::now();
     let record = Arc::new(StoredRecord {
         loc: confirmed.loc,
@@ -132,6 +137,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         etag: None,
         last_modified: None,
         vary: None,
+        fetched_from: failure.ip,
     };
     append(ctx, AppendRecord { member, cdx }, status, error_ttl, reuse).await
 }

@@ -16,6 +16,8 @@ pub(super) struct Answered<'a> {
     pub error: Option<(&'static str, Option<&'a str>)>,
     /// When its head was read.
     pub since: Instant,
+    /// The origin address the response came from, when an origin was contacted for it.
+    pub upstream: Option<IpAddr>,
 }
 
 /// Counts one answered request from `peer`: how it ended, its code, the bytes written for it
@@ -53,6 +55,7 @@ pub(super) fn count(
             method: req.method.as_str(),
             url: &req.target,
             code,
+            upstream: a.upstream,
         };
         ctx.access.push(log, &entry);
     }

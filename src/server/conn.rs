@@ -137,40 +137,44 @@ async fn serve_requests(
                 router::route(config.mode, &req)
             }
         };
+        let mut origin = None;
         match route {
             Route::Tunnel => return Next::Connect(req, buf),
-            Route::PassThrough => match passthrough::relay(ctx, stream, &req, &mut buf, idle).await
-            {
-                Ok(keep) => {
-                    let bypass = Answered {
-                        outcome: Outcome::Bypass,
-                        error: None,
-                        since,
-                    };
-                    count(ctx, stream, bypass, peer, &req);
-                    if keep && !drain.is_draining() {
-                        continue;
+            Route::PassThrough => {
+                match passthrough::relay(ctx, stream, &req, &mut buf, idle, &mut origin).await {
+                    Ok(keep) => {
+                        let bypass = Answered {
+                            outcome: Outcome::Bypass,
+                            error: None,
+                            since,
+                            upstream: origin,
+                        };
+                        count(ctx, stream, bypass, peer, &req);
+                        if keep && !drain.is_draining() {
+                            continue;
+                        }
+                        return Next::Close;
                     }
-                    return Next::Close;
-                }
-                Err(Failure::After) => {
-                    let bypass = Answered {
-                        outcome: Outcome::Bypass,
-                        error: None,
-                        since,
-                    };
-                    count(ctx, stream, bypass, peer, &req);
-                    return Next::Close;
-                }
-                // The request body may be unread: answer, then close.
-                Err(Failure::Before(e)) => {
-                    if e.side() == crate::error::Side::Upstream {
-                        log::warn!("{} {} (passed through)", req.target, LogLine(&e));
+                    Err(Failure::After) => {
+                        let bypass = Answered {
+                            outcome: Outcome::Bypass,
+                            error: None,
+                            since,
+                            upstream: origin,
+                        };
+                        count(ctx, stream, bypass, peer, &req);
+                        return Next::Close;
                     }
-                    refuse_request(ctx, stream, &e, &req, peer, since).await;
-                    return Next::Close;
+                    // The request body may be unread: answer, then close.
+                    Err(Failure::Before(e)) => {
+                        if e.side() == crate::error::Side::Upstream {
+                            log::warn!("{} {} (passed through)", req.target, LogLine(&e));
+                        }
+                        refuse_request(ctx, stream, &e, &req, peer, since).await;
+                        return Next::Close;
+                    }
                 }
-            },
+            }
             Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
         }
         let body_error = match req.body {
@@ -199,11 +203,14 @@ async fn serve_requests(
         let state = resp.state;
         let error = resp.error;
         let detail = resp.detail.take();
+        let live = resp.live_tap();
+        let fetched_from = resp.upstream;
         let written = write_response(ctx, stream, resp, idle).await;
         let answered = Answered {
             outcome: state,
             error: error.map(|code| (code, detail.as_deref())),
             since,
+            upstream: fetched_from.or_else(|| live.and_then(|tap| tap.upstream())),
         };
         count(ctx, stream, answered, peer, &req);
         match written {
@@ -342,6 +349,7 @@ async fn refuse_request(
         outcome: Outcome::Error,
         error: e.code_line().map(|code| (code, Some(message.as_str()))),
         since,
+        upstream: None,
     };
     count(ctx, stream, answered, peer, req);
     if written {
