@@ -26,6 +26,7 @@ fn cdx() -> CdxEntry {
         length: 0,
         offset: 0,
         private: false,
+        failure: false,
     }
 }
 

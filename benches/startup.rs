@@ -56,6 +56,7 @@ fn main() {
                 length: member.len() as u64,
                 offset: data.len() as u64,
                 private: false,
+                failure: false,
             });
             data.extend(member);
             made += 1;

@@ -1,4 +1,5 @@
-//! The `liveweb` binary: parse the CLI, validate, run the server; or `liveweb ca init DIR`.
+//! The `liveweb` binary: parse the CLI, validate, run the server; or `liveweb ca init DIR`,
+//! `liveweb reindex DIR...`.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,10 @@ fn main() {
         std::process::abort();
     }));
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "reindex") {
+        let ReindexCli { dirs } = ReindexCli::parse_from(&args[1..]);
+        std::process::exit(reindex(&dirs));
+    }
     if args.get(1).is_some_and(|a| a == "ca") {
         let CaCli { command } = CaCli::parse_from(&args[1..]);
         std::process::exit(match command {
@@ -70,6 +75,39 @@ fn invalid_env_var(e: &clap::Error) -> Option<String> {
     );
     let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     (!on_command_line && std::env::var_os(&var).is_some()).then_some(var)
+}
+
+/// `liveweb reindex DIR...`: rewrites the CDX files of sealed ARC files from the files.
+#[derive(Parser)]
+#[command(
+    name = "liveweb reindex",
+    bin_name = "liveweb reindex",
+    about = "Rewrite the CDX (and .private list) of every sealed ARC file under each DIR from \
+             the ARC file itself: a data directory (its sealed/ files) or any directory of \
+             sealed files. CDX files from older versions get today's keys. Safe while liveweb \
+             runs."
+)]
+struct ReindexCli {
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+}
+
+fn reindex(dirs: &[PathBuf]) -> i32 {
+    for dir in dirs {
+        match liveweb::archive::reindex::reindex_tree(dir) {
+            Ok(done) => println!(
+                "{}: rewrote the CDX of {} sealed ARC files ({} captures)",
+                dir.display(),
+                done.files,
+                done.captures
+            ),
+            Err(e) => {
+                eprintln!("liveweb: reindex: {e}");
+                return 1;
+            }
+        }
+    }
+    0
 }
 
 /// `liveweb ca`: the certificate authority for archiving HTTPS through CONNECT.

@@ -4,8 +4,14 @@
 use data_encoding::BASE32;
 use sha1::{Digest, Sha1};
 
+pub use super::surt::surt;
+
 /// The header line of every CDX file liveweb writes.
 pub const CDX_HEADER: &str = " CDX N b a m s k r M S V g";
+
+/// The MIME type of an archived fetch failure, in its ARC header (and so in any index a tool
+/// builds from the file): replay tools and scripts can tell it apart from a capture.
+pub const FAILURE_MIME: &str = "application/x-liveweb-error";
 
 /// One record's index line, minus the file name (which the file it lives in supplies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +35,10 @@ pub struct CdxEntry {
     /// Fetched for a request with credentials: never indexed for others, after a restart
     /// too. Not a CDX field: kept in the `.private` list beside the CDX and in the member.
     pub private: bool,
+    /// An archived fetch failure (E20, E30, ...): kept in the ARC file, where liveweb answers
+    /// repeats from it for `--error-ttl`, but left out of the CDX file, which replay tools
+    /// read as the list of captures.
+    pub failure: bool,
 }
 
 /// The file listing the offsets of private records, beside an ARC file's CDX.
@@ -115,9 +125,14 @@ impl<'a> CdxRef<'a> {
     }
 }
 
-/// A whole CDX file: header, then lines sorted bytewise (as `LC_ALL=C sort` would).
+/// A whole CDX file: header, then the lines of every capture (failures are left out) sorted
+/// bytewise (as `LC_ALL=C sort` would).
 pub fn cdx_file(entries: &[CdxEntry], file_name: &str) -> String {
-    let mut lines: Vec<String> = entries.iter().map(|e| e.to_line(file_name)).collect();
+    let mut lines: Vec<String> = entries
+        .iter()
+        .filter(|e| !e.failure)
+        .map(|e| e.to_line(file_name))
+        .collect();
     lines.sort_unstable();
     let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 32);
     out.push_str(CDX_HEADER);
@@ -163,69 +178,15 @@ pub fn payload_status(payload: &[u8]) -> u16 {
     }
 }
 
-/// SURT form of an absolute URL as CDX tools key it: scheme dropped, host lowercased with a
-/// leading `www.` removed and its labels reversed and comma-joined, default port dropped,
-/// then `)` and the path and query lowercased with query arguments sorted.
-pub fn surt(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let split = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split);
-    let authority = authority.to_ascii_lowercase();
-    let (host, port) = match authority.find(']') {
-        Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority.as_str(), None),
-        },
-    };
-    let host = host.strip_prefix("www.").unwrap_or(host);
-    let mut key = if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
-        host.to_string()
-    } else {
-        host.split('.').rev().collect::<Vec<_>>().join(",")
-    };
-    if let Some(p) = port.filter(|p| *p != "80" && *p != "443") {
-        key.push(':');
-        key.push_str(p);
-    }
-    key.push(')');
-    let path = path.to_ascii_lowercase();
-    let (p, q) = match path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path.as_str(), None),
-    };
-    key.push_str(if p.is_empty() { "/" } else { p });
-    if let Some(q) = q {
-        let mut args: Vec<&str> = q.split('&').filter(|a| !a.is_empty()).collect();
-        args.sort_unstable();
-        key.push('?');
-        key.push_str(&args.join("&"));
-    }
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn surt_keys() {
-        assert_eq!(
-            surt("http://www.Example.com/Path?b=2&a=1"),
-            "com,example)/path?a=1&b=2"
-        );
-        assert_eq!(surt("http://example.com"), "com,example)/");
-        assert_eq!(surt("http://example.com:8080/x"), "com,example:8080)/x");
-        assert_eq!(surt("http://example.com:80/x"), "com,example)/x");
-        assert_eq!(surt("http://127.0.0.1:5000/a"), "127.0.0.1:5000)/a");
-        assert_eq!(surt("http://[::1]:81/"), "[::1]:81)/");
-        assert_eq!(surt("http://[::1]/"), "[::1])/");
-    }
-
-    #[test]
     fn line_roundtrip_and_sorting() {
         let e = CdxEntry {
             private: false,
+            failure: false,
             urlkey: surt("http://b.com/"),
             date14: "20261122000000".into(),
             url: "http://b.com/".into(),
@@ -246,8 +207,12 @@ mod tests {
         let mut a = e.clone();
         a.urlkey = surt("http://a.com/");
         a.status = 0;
-        let file = cdx_file(&[e, a], "F.arc.gz");
+        let mut failed = e.clone();
+        failed.urlkey = surt("http://c.com/");
+        failed.failure = true;
+        let file = cdx_file(&[e, a, failed], "F.arc.gz");
         let lines: Vec<&str> = file.lines().collect();
+        assert_eq!(lines.len(), 3, "a failure record is not a capture: {file}");
         assert_eq!(lines[0], CDX_HEADER);
         assert!(lines[1].starts_with("com,a)/ ") && lines[1].contains(" - "));
         assert!(lines[2].starts_with("com,b)/ "));

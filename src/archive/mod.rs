@@ -11,11 +11,13 @@ mod layout;
 pub mod reader;
 pub mod record;
 pub mod recover;
+pub mod reindex;
 pub mod scan;
 pub mod seal;
 mod space;
 pub mod stats;
 pub mod stored;
+pub mod surt;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};

@@ -9,11 +9,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::cdx::{cdx_file, parse_private_list, private_list, private_name, CdxRef, CDX_HEADER};
+use super::cdx::{CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
+use super::reindex::{read_private_list, rebuild};
 use super::scan::scan;
-use super::seal::{cdx_name, seal, write_synced};
+use super::seal::{cdx_name, seal};
 use super::RecordLoc;
 use crate::clock::parse_arc14;
 
@@ -233,17 +234,12 @@ fn load_sealed(
             continue;
         }
         let cdx_path = sealed_dir.join(cdx_name(&name));
-        let private_path = sealed_dir.join(private_name(&name));
         // The list of private records; an unreadable one (other than absent) fails closed:
         // none of the file's records is indexed.
-        let listed = match fs::read_to_string(&private_path) {
-            Ok(text) => Some(parse_private_list(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(HashSet::new()),
+        let listed = match read_private_list(path) {
+            Ok(listed) => Some(listed),
             Err(e) => {
-                log::warn!(
-                    "{} unreadable ({e}): {name} stays on disk but is not indexed",
-                    private_path.display()
-                );
+                log::warn!("{e}: {name} stays on disk but is not indexed");
                 None
             }
         };
@@ -253,27 +249,12 @@ fn load_sealed(
         {
             Some(t) => (t, listed),
             None => {
-                let mut scanned = scan(&fs::read(path)?);
                 // Private records are those the members mark and those the old list names
-                // (plain records carry no mark); the list is written before the CDX.
-                if let Some(listed) = &listed {
-                    for e in &mut scanned.entries {
-                        e.private |= listed.contains(&e.offset);
-                    }
-                }
-                if let Some(list) = private_list(&scanned.entries) {
-                    write_synced(&private_path, list.as_bytes())?;
-                }
-                let text = cdx_file(&scanned.entries, &name);
-                write_synced(&cdx_path, text.as_bytes())?;
+                // (plain records carry no mark).
+                let rebuilt = rebuild(path, listed.as_ref().unwrap_or(&HashSet::new()))?;
                 out.rebuilt_cdx += 1;
                 log::info!("rebuilt CDX for {}", path.display());
-                let marked = scanned
-                    .entries
-                    .iter()
-                    .filter(|e| e.private)
-                    .map(|e| e.offset);
-                (text, listed.map(|_| marked.collect()))
+                (rebuilt.cdx, listed.map(|_| rebuilt.private))
             }
         };
         let fd = OwnedFd::from(fs::File::open(path)?);

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use flate2::bufread::GzDecoder;
 
-use super::cdx::{payload_digest, payload_status, surt, CdxEntry};
+use super::cdx::{payload_digest, payload_status, surt, CdxEntry, FAILURE_MIME};
 use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
 
 /// Largest record content accepted while scanning (a corrupt length cannot make the scanner
@@ -116,17 +116,34 @@ fn entry_for(header: &str, payload: &[u8], offset: u64, length: u64) -> Option<C
     if f.len() != 5 || f[2].len() != 14 {
         return None;
     }
+    let status = payload_status(payload);
     Some(CdxEntry {
         urlkey: surt(f[0]),
         date14: f[2].to_string(),
         url: f[0].to_string(),
         mime: f[3].to_string(),
-        status: payload_status(payload),
+        status,
         digest: payload_digest(payload),
         length,
         offset,
         private: false,
+        failure: f[3] == FAILURE_MIME || older_failure(f[3], status, payload),
     })
+}
+
+/// A failure record from a version that labelled them `text/plain`: a 502 or 504 whose head
+/// carries liveweb's error code.
+fn older_failure(mime: &str, status: u16, payload: &[u8]) -> bool {
+    if mime != "text/plain" || !matches!(status, 502 | 504) {
+        return false;
+    }
+    let head_end = payload
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(payload.len());
+    payload[..head_end]
+        .windows(18)
+        .any(|w| w.eq_ignore_ascii_case(b"\r\nX-Liveweb-Error:"))
 }
 
 #[cfg(test)]
@@ -159,6 +176,30 @@ mod tests {
         assert_eq!(r.entries[1].length, (data.len() - starts[1]) as u64);
         assert_eq!(r.entries[1].status, 404);
         assert_eq!(r.entries[0].urlkey, "a)/");
+    }
+
+    #[test]
+    fn failure_records_are_told_apart_by_mime_or_by_their_error_header() {
+        let failure = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nX-Liveweb-Error: E30 refused\r\n\r\nrefused\n";
+        let mut data = filedesc_member("F.arc.gz", "20261122000000", 1);
+        let records: [(&str, &[u8], &str); 4] = [
+            ("http://new/", failure, FAILURE_MIME),
+            ("http://old/", failure, "text/plain"),
+            // An origin's own 502 is a capture, and so is a body that merely mentions it.
+            (
+                "http://origin/",
+                b"HTTP/1.1 502 Bad Gateway\r\n\r\n\r\nX-Liveweb-Error: no",
+                "text/plain",
+            ),
+            ("http://ok/", b"HTTP/1.1 200 OK\r\n\r\nok", "text/html"),
+        ];
+        for (url, payload, mime) in records {
+            let h = header_line(url, None, "20261122000000", mime, payload.len());
+            data.extend(encode_member(&h, payload, 1));
+        }
+        let r = scan(&data);
+        let failures: Vec<bool> = r.entries.iter().map(|e| e.failure).collect();
+        assert_eq!(failures, [true, true, false, false]);
     }
 
     #[test]

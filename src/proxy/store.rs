@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::context::WorkerCtx;
-use crate::archive::cdx::{payload_digest, surt, CdxEntry};
+use crate::archive::cdx::{payload_digest, surt, CdxEntry, FAILURE_MIME};
 use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
@@ -119,11 +119,12 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         &url.normalized,
         failure.ip,
         &date,
-        "text/plain",
+        FAILURE_MIME,
         payload.len(),
     );
     let (member, digest) = encode(header, payload, ctx.shared.config.codec(), false).await?;
-    let cdx = cdx_entry(url, date, "text/plain".into(), status.code, digest);
+    let mut cdx = cdx_entry(url, date, FAILURE_MIME.into(), status.code, digest);
+    cdx.failure = true;
     let status = RecordStatus::new(status.code, status.reason, Some(code));
     let error_ttl = ctx.shared.config.error_ttl;
     // Not the origin's answer: shared by everyone asking for the URL within --error-ttl.
@@ -170,6 +171,7 @@ fn cdx_entry(
         length: 0,
         offset: 0,
         private: false,
+        failure: false,
     }
 }
 

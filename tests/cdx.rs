@@ -1,0 +1,91 @@
+//! The CDX files replay tools read: keys in the reference canonical form, archived failures
+//! marked in the ARC file and left out of the CDX, and `liveweb reindex` rewriting CDX files
+//! from the ARC files, on the real binary.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sealed(data: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(data.join("sealed"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+fn reindex(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .arg("reindex")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn failures_are_archived_as_errors_not_captures_and_reindex_rewrites_old_cdx_files() {
+    let origin = Origin::start();
+    origin.ok("/www/Page", "text/html", b"<p>captured</p>");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Proxy::start(&["--workers", "1"]);
+    let page = origin.url("/www/Page");
+    let failed = format!("http://{closed}/gone");
+    assert_eq!(get(proxy.addr, &page, "").status, 200);
+    assert_eq!(get(proxy.addr, &failed, "").status, 502);
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+
+    let arcs = sealed(&data, ".arc.gz");
+    assert_eq!(arcs.len(), 1);
+    // The failure is in the ARC file, labelled as liveweb's error, not as the URL's content.
+    let records = gunzip_all(&fs::read(&arcs[0]).unwrap());
+    let text = String::from_utf8_lossy(&records);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with(&failed))
+        .expect("the failure is archived");
+    assert_eq!(
+        header.split(' ').nth(3),
+        Some("application/x-liveweb-error"),
+        "{header}"
+    );
+    // The CDX lists the capture only, keyed as pywb keys it.
+    let cdx_path = sealed(&data, ".cdx").pop().unwrap();
+    let cdx = fs::read_to_string(&cdx_path).unwrap();
+    let lines: Vec<&str> = cdx.lines().collect();
+    assert_eq!(lines.len(), 2, "{cdx}");
+    let port = page.split(':').nth(2).unwrap().split('/').next().unwrap();
+    assert!(
+        lines[1].starts_with(&format!("1,0,0,127:{port})/www/page 2")),
+        "{}",
+        lines[1]
+    );
+
+    // A CDX as an older version wrote it: its own keys, the failure listed as text/plain.
+    let old = format!(
+        "{}\n127.0.0.1:{port})/www/page{}\n{closed})/gone 20260101000000 {failed} text/plain 502 X - - 1 1 x\n",
+        lines[0],
+        &lines[1][lines[1].find(' ').unwrap()..],
+    );
+    fs::write(&cdx_path, &old).unwrap();
+    let out = reindex(&data);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 sealed ARC files (1 captures)"), "{said}");
+    assert_eq!(fs::read_to_string(&cdx_path).unwrap(), cdx);
+
+    // Bad input is named.
+    let missing = data.join("no-such-dir");
+    let out = reindex(&missing);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no-such-dir"), "{said}");
+}
