@@ -342,3 +342,93 @@ fn a_cold_hit_of_a_big_record_streams_in_bounded_memory() {
     assert_eq!(origin.hits("/big"), 1);
     proxy.finish();
 }
+
+#[test]
+fn every_origin_status_gets_a_reply_that_is_valid_http_and_carries_the_record() {
+    use std::io::Write;
+    let origin = Origin::start();
+    let statuses: [(&str, &[u8], u16, Option<&str>); 9] = [
+        (
+            "/200",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            200,
+            None,
+        ),
+        // An interim response, then the final one: the final one's status counts.
+        (
+            "/1xx",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            200,
+            Some("204 No Content"),
+        ),
+        (
+            "/204",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            200,
+            Some("204 No Content"),
+        ),
+        (
+            "/205",
+            b"HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\n\r\n",
+            200,
+            Some("205 Reset Content"),
+        ),
+        (
+            "/301",
+            b"HTTP/1.1 301 Moved Permanently\r\nLocation: /200\r\nContent-Length: 0\r\n\r\n",
+            301,
+            None,
+        ),
+        (
+            "/304",
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+            200,
+            Some("304 Not Modified"),
+        ),
+        (
+            "/404",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope",
+            404,
+            None,
+        ),
+        (
+            "/503",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+            503,
+            None,
+        ),
+        (
+            "/799",
+            b"HTTP/1.1 799 Made Up\r\nContent-Length: 1\r\n\r\n?",
+            200,
+            Some("799 Made Up"),
+        ),
+    ];
+    for (path, raw, _, _) in &statuses {
+        origin.route(path, Behavior::Send(raw.to_vec()));
+    }
+    let proxy = Proxy::start(&[]);
+    // One connection for everything, twice over (misses, then hits): a reply that carried
+    // bytes its status forbids would desynchronise the replies after it.
+    let mut conn = connect(proxy.addr);
+    for round in ["MISS", "HIT"] {
+        for (path, raw, status, archive_status) in &statuses {
+            let url = origin.url(path);
+            conn.get_mut()
+                .write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            let reply = read_reply(&mut conn, false);
+            assert_eq!(reply.status, *status, "{path} {round}: {}", reply.head);
+            assert_eq!(reply.header("x-cache").as_deref(), Some(round), "{path}");
+            assert_eq!(
+                reply.header("x-archive-status").as_deref(),
+                *archive_status,
+                "{path}"
+            );
+            let (header, payload) = reply.record();
+            assert!(header.starts_with(&format!("{url} ")), "{header}");
+            // Archived as received, an interim response included.
+            assert_eq!(payload, *raw, "{path}");
+        }
+    }
+}

@@ -42,8 +42,17 @@ impl RecordStatus {
     }
 }
 
-/// The head of a record reply: status mirroring the origin, Content-Type, Content-Length of
-/// the gzip member, the error code if any, the cache state and connection management.
+/// Whether a reply with this status may carry the record as its body: 1xx, 204, 205 and 304
+/// cannot carry content (RFC 9110 15; a client reads none, and the record's bytes would be
+/// taken for the next reply), and codes outside 200-599 are not ones clients know.
+pub fn status_carries_record(code: u16) -> bool {
+    (200..=599).contains(&code) && !matches!(code, 204 | 205 | 304)
+}
+
+/// The head of a record reply: status mirroring the origin (or `200` with the origin's status
+/// in `X-Archive-Status` when that status cannot carry the record), Content-Type,
+/// Content-Length of the record, the error code if any, the cache state and connection
+/// management.
 pub fn record_head(
     status: &RecordStatus,
     content_type: &str,
@@ -52,10 +61,18 @@ pub fn record_head(
     conn: ConnState,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
+    if status_carries_record(status.code) {
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.code, status.reason);
+    } else {
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\nX-Archive-Status: {} {}\r\n",
+            status.code, status.reason
+        );
+    }
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n",
-        status.code, status.reason
+        "Content-Type: {content_type}\r\nContent-Length: {len}\r\n"
     );
     if let Some(code) = status.error {
         let _ = write!(out, "X-Liveweb-Error: {code}\r\n");
@@ -168,6 +185,30 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 502 BadGateway\r\n"));
         assert!(text.contains("X-Liveweb-Error: E30 connection refused\r\n"));
         assert!(text.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn statuses_that_cannot_carry_the_record_become_200_with_the_origin_status_named() {
+        for code in [100, 101, 199, 204, 205, 304, 600, 999] {
+            let head = record_head(
+                &RecordStatus::new(code, "Whatever", None),
+                "application/arc-gz",
+                125,
+                "MISS",
+                KEEP,
+            );
+            let text = String::from_utf8(head).unwrap();
+            assert!(
+                text.starts_with(&format!(
+                    "HTTP/1.1 200 OK\r\nX-Archive-Status: {code} Whatever\r\n"
+                )),
+                "{text}"
+            );
+            assert!(text.contains("Content-Length: 125\r\n"));
+        }
+        for code in [200, 201, 206, 301, 302, 404, 451, 500, 599] {
+            assert!(status_carries_record(code), "{code}");
+        }
     }
 
     #[test]
