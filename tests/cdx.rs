@@ -89,3 +89,67 @@ fn failures_are_archived_as_errors_not_captures_and_reindex_rewrites_old_cdx_fil
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("no-such-dir"), "{said}");
 }
+
+/// Runs a tool from the test venv (scripts/test puts it first on PATH) on `args`.
+fn tool(name: &str, args: &[&Path]) -> std::process::Output {
+    let out = Command::new(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{name} must be on PATH (scripts/test installs it): {e}"));
+    assert!(out.status.success(), "{name}: {out:?}");
+    out
+}
+
+#[test]
+fn the_cdx_equals_pywbs_own_index_and_warctools_converts_the_files() {
+    let origin = Origin::start();
+    origin.ok("/", "text/html", b"<p>home</p>");
+    origin.ok("/Dir/./Page?b=2&a=1", "text/html", b"<p>page</p>");
+    origin.ok("/img.png", "image/png", &incompressible(3000, 7));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for gzip in ["true", "false"] {
+        let proxy = Proxy::start(&["--workers", "1", "--arc-gzip", gzip]);
+        for path in ["/", "/Dir/./Page?b=2&a=1", "/img.png"] {
+            assert_eq!(get(proxy.addr, &origin.url(path), "").status, 200);
+        }
+        assert_eq!(
+            get(proxy.addr, &format!("http://{closed}/x"), "").status,
+            502
+        );
+        let data = proxy.data_dir.clone();
+        let _keep = proxy.finish();
+        let arc = sealed(&data, if gzip == "true" { ".arc.gz" } else { ".arc" })
+            .pop()
+            .unwrap();
+        let ours = fs::read_to_string(sealed(&data, ".cdx").pop().unwrap()).unwrap();
+        // pywb's indexer lists the failure too (it cannot know): its MIME type says what it is.
+        let theirs = String::from_utf8(tool("cdx-indexer", &[&arc]).stdout).unwrap();
+        let sorted = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.contains(" application/x-liveweb-error "))
+                .map(str::to_string)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&ours), sorted(&theirs), "gzip {gzip}");
+        assert_eq!(sorted(&ours).len(), 4, "header and three captures");
+        // warctools reads the filedesc record and every record after it.
+        let warc = tool("arc2warc", &[&arc]).stdout;
+        let text = String::from_utf8_lossy(&warc);
+        assert_eq!(
+            text.matches("WARC-Type: warcinfo").count(),
+            1,
+            "gzip {gzip}"
+        );
+        assert_eq!(
+            text.matches("WARC-Type: response").count(),
+            4,
+            "gzip {gzip}"
+        );
+    }
+}

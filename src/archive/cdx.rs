@@ -41,6 +41,27 @@ pub struct CdxEntry {
     pub failure: bool,
 }
 
+/// What a CDX line's length field says for a record liveweb stored as `stored` bytes: the
+/// whole gzip member, or for a plain record its header line and content without the newline
+/// that separates it from the next record (pywb's `cdx-indexer` counts so).
+pub fn cdx_length(stored: u64, gzip: bool) -> u64 {
+    if gzip {
+        stored
+    } else {
+        stored.saturating_sub(1)
+    }
+}
+
+/// The bytes liveweb serves for a record whose CDX line says `length` (the inverse of
+/// `cdx_length`: a plain record is served with its newline).
+pub fn stored_length(length: u64, gzip: bool) -> u64 {
+    if gzip {
+        length
+    } else {
+        length.saturating_add(1)
+    }
+}
+
 /// The file listing the offsets of private records, beside an ARC file's CDX.
 pub fn private_name(arc_name: &str) -> String {
     format!("{}.private", super::record::arc_stem(arc_name))

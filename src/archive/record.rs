@@ -9,10 +9,12 @@ use flate2::Compression;
 
 use super::compressibility::worth_deflating;
 
-/// The filedesc record's version block: version 1, reserved 0, origin code, then the URL
-/// record definition. The record's length counts exactly these bytes.
+/// The filedesc record's content: the version block (version 1, reserved 0, origin code, then
+/// the URL record definition) and a blank line. Its declared length counts the blank line too,
+/// as Heritrix's ARC writer does (the ARC spec's examples are inconsistent; Heritrix's files
+/// are the ones every ARC reader is tested on).
 pub const FILEDESC_BLOCK: &[u8] =
-    b"1 0 liveweb\nURL IP-address Archive-date Content-type Archive-length\n";
+    b"1 0 liveweb\nURL IP-address Archive-date Content-type Archive-length\n\n";
 
 /// How records are stored: one gzip member per record (`.arc.gz`), or plain (`.arc`, so a
 /// stored body can go from disk to a socket unchanged).

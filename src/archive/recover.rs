@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::cdx::{CdxRef, CDX_HEADER};
+use super::cdx::{stored_length, CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
 use super::reindex::{read_private_list, rebuild};
@@ -217,6 +217,8 @@ fn load_sealed(
         let name = file_name(path);
         let meta = fs::metadata(path)?;
         let size = meta.len();
+        // Records in `.arc.gz` files are gzip members; in `.arc` files, plain.
+        let gzip = name.ends_with(".gz");
         // Every record in a file is dated no later than the file's last write.
         let last_write = meta
             .modified()
@@ -245,7 +247,7 @@ fn load_sealed(
         };
         let (text, private) = match fs::read_to_string(&cdx_path)
             .ok()
-            .filter(|t| cdx_is_valid(t, &name, size))
+            .filter(|t| cdx_is_valid(t, &name, size, gzip))
         {
             Some(t) => (t, listed),
             None => {
@@ -278,7 +280,7 @@ fn load_sealed(
                 loc: RecordLoc {
                     file_id: id,
                     offset: e.offset,
-                    len: e.length,
+                    len: stored_length(e.length, gzip),
                 },
                 status: e.status,
                 archived_at,
@@ -328,19 +330,28 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
 }
 
 /// Whether a CDX was written by liveweb for this file: header, every line well formed,
-/// naming this file, pointing inside it.
-fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64) -> bool {
+/// naming this file, each record (as served: `stored_length`) inside the file and apart from
+/// the others. A plain file's CDX from a version that counted each record's newline fails
+/// the last check (its records touch), so it is rebuilt rather than read one byte off.
+fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64, gzip: bool) -> bool {
     let mut lines = text.lines();
-    lines.next() == Some(CDX_HEADER)
-        && lines.all(|line| {
-            CdxRef::parse(line).is_some_and(|e| {
-                // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
-                e.file == arc_name
-                    && e.offset
-                        .checked_add(e.length)
-                        .is_some_and(|end| end <= arc_size)
-            })
-        })
+    if lines.next() != Some(CDX_HEADER) {
+        return false;
+    }
+    let mut spans = Vec::new();
+    for line in lines {
+        let Some(e) = CdxRef::parse(line) else {
+            return false;
+        };
+        // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
+        let end = e.offset.checked_add(stored_length(e.length, gzip));
+        match end {
+            Some(end) if e.file == arc_name && end <= arc_size => spans.push((e.offset, end)),
+            _ => return false,
+        }
+    }
+    spans.sort_unstable();
+    spans.windows(2).all(|w| w[0].1 <= w[1].0)
 }
 
 fn worker_dirs(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -571,9 +582,39 @@ mod tests {
         let line = |offset: u64, length: u64| {
             format!("{CDX_HEADER}\nk 20261122000000 http://a/ text/plain 200 D - - {length} {offset} F.arc.gz\n")
         };
-        assert!(cdx_is_valid(&line(10, 20), "F.arc.gz", 30));
-        assert!(!cdx_is_valid(&line(10, 21), "F.arc.gz", 30));
-        assert!(!cdx_is_valid(&line(u64::MAX, 2), "F.arc.gz", 30));
+        assert!(cdx_is_valid(&line(10, 20), "F.arc.gz", 30, true));
+        assert!(!cdx_is_valid(&line(10, 21), "F.arc.gz", 30, true));
+        assert!(!cdx_is_valid(&line(u64::MAX, 2), "F.arc.gz", 30, true));
+        // A plain record is served with its newline, one byte past what the CDX counts.
+        assert!(cdx_is_valid(&line(10, 19), "F.arc.gz", 30, false));
+        assert!(!cdx_is_valid(&line(10, 20), "F.arc.gz", 30, false));
+    }
+
+    #[test]
+    fn a_plain_cdx_whose_records_touch_counted_newlines_and_is_rebuilt() {
+        let lines = |l: &[(u64, u64)]| {
+            let mut t = format!("{CDX_HEADER}\n");
+            for (offset, length) in l {
+                t += &format!(
+                    "k 20261122000000 http://a/ text/plain 200 D - - {length} {offset} F.arc\n"
+                );
+            }
+            t
+        };
+        // Today: 10 bytes counted, 11 stored (the newline), next record right after.
+        assert!(cdx_is_valid(
+            &lines(&[(0, 10), (11, 10)]),
+            "F.arc",
+            22,
+            false
+        ));
+        // An older version counted the newline: the records would overlap by a byte.
+        assert!(!cdx_is_valid(
+            &lines(&[(0, 11), (11, 11)]),
+            "F.arc",
+            22,
+            false
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use flate2::bufread::GzDecoder;
 
-use super::cdx::{payload_digest, payload_status, surt, CdxEntry, FAILURE_MIME};
+use super::cdx::{cdx_length, payload_digest, payload_status, surt, CdxEntry, FAILURE_MIME};
 use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
 
 /// Largest record content accepted while scanning (a corrupt length cannot make the scanner
@@ -55,7 +55,8 @@ pub fn scan(data: &[u8]) -> ScanResult {
             }
             result.has_filedesc = true;
         } else {
-            let Some(mut entry) = entry_for(header, content, offset as u64, consumed as u64) else {
+            let length = cdx_length(consumed as u64, gzip);
+            let Some(mut entry) = entry_for(header, content, offset as u64, length) else {
                 break;
             };
             entry.private = private;
@@ -218,9 +219,10 @@ mod tests {
         assert!(r.has_filedesc);
         assert_eq!(r.valid_len, whole as u64);
         assert_eq!(r.entries.len(), 1);
+        // The CDX length leaves out the newline after the record, as pywb counts.
         assert_eq!(
             (r.entries[0].offset, r.entries[0].length),
-            (start as u64, (whole - start) as u64)
+            (start as u64, (whole - start - 1) as u64)
         );
     }
 

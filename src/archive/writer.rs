@@ -304,7 +304,8 @@ impl Writer {
                         if let Some(open) = self.open.as_mut() {
                             let mut entry = record.cdx;
                             entry.offset = loc.offset;
-                            entry.length = loc.len;
+                            let gzip = matches!(self.config.codec, Codec::Gzip(_));
+                            entry.length = super::cdx::cdx_length(loc.len, gzip);
                             open.entries.push(entry);
                         }
                         let padded = if i == last { padded.take() } else { None };
