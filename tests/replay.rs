@@ -1,0 +1,170 @@
+//! Replay in a real replay tool: pywb's `wayback`, given liveweb's sealed files and liveweb's
+//! own CDX files (not an index pywb builds itself), serves the pages, images, redirects and
+//! 404s that were fetched through liveweb with the origin's bytes and statuses.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// pywb's server, stopped (by PID) when dropped.
+struct Wayback {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Wayback {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Wayback {
+    /// Serves collection `lw` from `sealed` (ARC files and their CDX files), once it answers.
+    fn start(sealed: &Path, dir: &Path) -> Wayback {
+        let sealed = sealed.display();
+        fs::write(
+            dir.join("config.yaml"),
+            format!(
+                "collections:\n  lw:\n    index_paths: {sealed}/\n    archive_paths: {sealed}/\n"
+            ),
+        )
+        .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("wayback")
+            .args(["-p", &port.to_string(), "-b", "127.0.0.1", "-t", "2"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pywb's wayback must be on PATH (scripts/test installs it)");
+        let wayback = Wayback {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(wayback.addr).is_err() {
+            assert!(Instant::now() < deadline, "wayback never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        wayback
+    }
+
+    /// The capture of `url` at `date14`, as recorded (`id_`: no rewriting).
+    fn replay(&self, date14: &str, url: &str) -> Reply {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "GET /lw/{date14}id_/{url} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let at = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a reply head");
+        let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+        let status = head[9..12].parse().unwrap();
+        Reply {
+            status,
+            head,
+            body: raw[at + 4..].to_vec(),
+        }
+    }
+}
+
+#[test]
+fn pywb_replays_what_liveweb_archived_from_liveweb_s_own_cdx() {
+    let origin = Origin::start();
+    let page = b"<html><body><img src=\"/logo.png\"><a href=\"/old\">x</a></body></html>";
+    origin.ok("/index.html", "text/html", page);
+    let image = incompressible(5000, 3);
+    origin.ok("/logo.png", "image/png", &image);
+    let location = origin.url("/index.html");
+    origin.route(
+        "/old",
+        Behavior::Send(
+            format!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        ),
+    );
+    origin.route(
+        "/missing",
+        Behavior::Send(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot here\n".to_vec()),
+    );
+    let proxy = Proxy::start(&["--workers", "1"]);
+    for (path, status) in [
+        ("/index.html", 200),
+        ("/logo.png", 200),
+        ("/old", 301),
+        ("/missing", 404),
+    ] {
+        assert_eq!(get(proxy.addr, &origin.url(path), "").status, status);
+    }
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    let sealed = data.join("sealed");
+    // Each URL's capture date, from liveweb's CDX.
+    let cdx: String = fs::read_dir(&sealed)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cdx"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    let date_of = |url: &str| {
+        cdx.lines()
+            .find(|l| l.split(' ').nth(2) == Some(url))
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or_else(|| panic!("{url} not in the CDX:\n{cdx}"))
+            .to_string()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let wayback = Wayback::start(&sealed, work.path());
+
+    let url = origin.url("/index.html");
+    let r = wayback.replay(&date_of(&url), &url);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &page[..]),
+        "{}",
+        r.head
+    );
+
+    let url = origin.url("/logo.png");
+    let r = wayback.replay(&date_of(&url), &url);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.body == image, "the image's bytes");
+    assert_eq!(r.header("content-type").as_deref(), Some("image/png"));
+
+    let url = origin.url("/old");
+    let r = wayback.replay(&date_of(&url), &url);
+    assert_eq!(r.status, 301, "{}", r.head);
+    assert!(
+        r.header("location").is_some_and(|l| l.ends_with(&location)),
+        "{}",
+        r.head
+    );
+
+    let url = origin.url("/missing");
+    let r = wayback.replay(&date_of(&url), &url);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (404, &b"not here\n"[..]),
+        "{}",
+        r.head
+    );
+}
