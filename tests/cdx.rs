@@ -82,6 +82,20 @@ fn failures_are_archived_as_errors_not_captures_and_reindex_rewrites_old_cdx_fil
     assert!(said.contains("1 sealed ARC files (1 captures)"), "{said}");
     assert_eq!(fs::read_to_string(&cdx_path).unwrap(), cdx);
 
+    // A damaged file: reindex refuses rather than write a CDX that lists fewer captures.
+    let mut damaged = fs::read(&arcs[0]).unwrap();
+    damaged.extend_from_slice(b"\x1f\x8b\x08garbage");
+    fs::write(&arcs[0], &damaged).unwrap();
+    let out = reindex(&data);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&arcs[0].file_name().unwrap().to_string_lossy().to_string())
+            && said.contains("left as it was"),
+        "{said}"
+    );
+    assert_eq!(fs::read_to_string(&cdx_path).unwrap(), cdx);
+
     // Bad input is named.
     let missing = data.join("no-such-dir");
     let out = reindex(&missing);

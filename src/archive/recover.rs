@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::cdx::{stored_length, CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
-use super::reindex::{read_private_list, rebuild};
+use super::reindex::{read_private_list, rebuild, Damaged};
 use super::scan::scan;
 use super::seal::{cdx_name, seal};
 use super::RecordLoc;
@@ -253,7 +253,9 @@ fn load_sealed(
             None => {
                 // Private records are those the members mark and those the old list names
                 // (plain records carry no mark).
-                let rebuilt = rebuild(path, listed.as_ref().unwrap_or(&HashSet::new()))?;
+                let none = HashSet::new();
+                let listed_now = listed.as_ref().unwrap_or(&none);
+                let rebuilt = rebuild(path, listed_now, Damaged::IndexWhatComesBefore)?;
                 out.rebuilt_cdx += 1;
                 log::info!("rebuilt CDX for {}", path.display());
                 (rebuilt.cdx, listed.map(|_| rebuilt.private))
@@ -332,7 +334,9 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
 /// Whether a CDX was written by liveweb for this file: header, every line well formed,
 /// naming this file, each record (as served: `stored_length`) inside the file and apart from
 /// the others. A plain file's CDX from a version that counted each record's newline fails
-/// the last check (its records touch), so it is rebuilt rather than read one byte off.
+/// the last check where its records touch, so it is rebuilt; where blank-line padding
+/// (`--fsync always`) separates them it passes, and such a record is served with one padding
+/// newline after it (still a whole record; `liveweb reindex` rewrites those CDX files).
 fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64, gzip: bool) -> bool {
     let mut lines = text.lines();
     if lines.next() != Some(CDX_HEADER) {

@@ -34,12 +34,47 @@ pub fn read_private_list(arc: &Path) -> io::Result<HashSet<u64>> {
     }
 }
 
+/// What to do with a file whose scan stops before its end (a damaged record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damaged {
+    /// Index the records before the damage, and say so in the log (recovery: the records
+    /// that can be found still answer).
+    IndexWhatComesBefore,
+    /// Leave the index files as they are and fail, naming the file and the offset (reindex:
+    /// a rewrite must not lose lines the old CDX had).
+    Refuse,
+}
+
 /// Scans the sealed ARC file at `arc` and writes its `.private` list (if any record is
 /// private) and then its CDX beside it, each synced and renamed into place. Records named in
 /// `listed` (an existing list) stay private even when their member carries no mark.
-pub fn rebuild(arc: &Path, listed: &HashSet<u64>) -> io::Result<Rebuilt> {
+pub fn rebuild(arc: &Path, listed: &HashSet<u64>, damaged: Damaged) -> io::Result<Rebuilt> {
     let name = file_name(arc);
-    let mut scanned = scan(&fs::read(arc)?);
+    let data = fs::read(arc)?;
+    let mut scanned = scan(&data);
+    // Blank lines may end a plain file (write padding); anything else is a record that did
+    // not scan.
+    let valid = usize::try_from(scanned.valid_len).unwrap_or(data.len());
+    let rest = data.get(valid..).unwrap_or_default();
+    if !rest.iter().all(|&b| b == b'\n') {
+        let what = format!(
+            "{}: no whole record at byte {} of {} (damaged or not written by liveweb)",
+            arc.display(),
+            scanned.valid_len,
+            data.len()
+        );
+        match damaged {
+            Damaged::Refuse => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{what}; its CDX was left as it was"),
+                ))
+            }
+            Damaged::IndexWhatComesBefore => {
+                log::warn!("{what}; only the records before it are indexed")
+            }
+        }
+    }
     for e in &mut scanned.entries {
         e.private |= listed.contains(&e.offset);
     }
@@ -85,7 +120,7 @@ pub fn reindex_tree(dir: &Path) -> io::Result<Reindexed> {
     for arc in arcs {
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", arc.display()));
         let listed = read_private_list(&arc)?;
-        let rebuilt = rebuild(&arc, &listed).map_err(named)?;
+        let rebuilt = rebuild(&arc, &listed, Damaged::Refuse).map_err(named)?;
         done.files += 1;
         done.captures += rebuilt.captures;
     }

@@ -71,10 +71,22 @@ pub fn seal(
     Ok(sealed)
 }
 
-/// Writes `data` to `path` via a temporary name, synced, so `path` is whole or absent.
+/// Writes `data` to `path` via a temporary name, synced, so `path` is whole or absent. The
+/// temporary name is this write's own (file name, process, sequence number, created
+/// exclusively): recovery and a `liveweb reindex` writing one file's CDX and `.private` list
+/// at the same time never write into each other's temporary file.
 pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.{}.{n}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     drop(f);

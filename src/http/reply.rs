@@ -44,9 +44,10 @@ impl RecordStatus {
 
 /// Whether a reply with this status may carry the record as its body: 1xx, 204, 205 and 304
 /// cannot carry content (RFC 9110 15; a client reads none, and the record's bytes would be
-/// taken for the next reply), and codes outside 200-599 are not ones clients know.
+/// taken for the next reply), a 407 from a proxy is a challenge to the client (an origin's
+/// is not liveweb's), and codes outside 200-599 are not ones clients know.
 pub fn status_carries_record(code: u16) -> bool {
-    (200..=599).contains(&code) && !matches!(code, 204 | 205 | 304)
+    (200..=599).contains(&code) && !matches!(code, 204 | 205 | 304 | 407)
 }
 
 /// The head of a record reply: status mirroring the origin (or `200` with the origin's status
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn statuses_that_cannot_carry_the_record_become_200_with_the_origin_status_named() {
-        for code in [100, 101, 199, 204, 205, 304, 600, 999] {
+        for code in [100, 101, 199, 204, 205, 304, 407, 600, 999] {
             let head = record_head(
                 &RecordStatus::new(code, "Whatever", None),
                 "application/arc-gz",

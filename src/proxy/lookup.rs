@@ -357,7 +357,11 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         .bad_hosts
         .recent(&crate::fetch::BadHosts::key(&url));
     let permit = match remembered {
-        Some(fe) => Err(fe),
+        // No connection is made this time: the record names no address.
+        Some(fe) => Err(crate::fetch::FetchError {
+            error: fe.error,
+            ip: None,
+        }),
         None => ctx
             .shared
             .sched
