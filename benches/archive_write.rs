@@ -46,6 +46,7 @@ fn run(policy: FsyncPolicy, member_size: usize, total_bytes: usize) -> (f64, f64
             prefix: "BENCH".into(),
             worker: 0,
             codec: liveweb::archive::record::Codec::Gzip(1),
+            format: Default::default(),
             first_serial: 0,
             max_size: 100 << 20,
             max_idle: Duration::from_secs(600),
@@ -64,6 +65,7 @@ fn run(policy: FsyncPolicy, member_size: usize, total_bytes: usize) -> (f64, f64
                 for _ in 0..records / TASKS {
                     writer
                         .append(AppendRecord {
+                            trailer_len: 0,
                             member: member.clone(),
                             cdx: cdx(),
                         })

@@ -1,4 +1,5 @@
-//! Wall-clock timestamps in the forms ARC needs: 14-digit record dates, 17-digit file names.
+//! Wall-clock timestamps in the forms archives need: 14-digit record dates, 17-digit file
+//! names, WARC dates.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,6 +55,14 @@ impl UtcTime {
         format!(
             "{:04}{:02}{:02}{:02}{:02}{:02}",
             self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `YYYY-MM-DDThh:mm:ss.SSSZ`, a `WARC-Date` to the millisecond.
+    pub fn warc_date(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
         )
     }
 

@@ -194,6 +194,11 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_ARC_GZIP", default_value_t = true, action = clap::ArgAction::Set)]
     pub arc_gzip: bool,
 
+    /// Archive format: `arc` (ARC v1, `.arc.gz`) or `warc` (WARC/1.1, `.warc.gz`: a request
+    /// and a response record per exchange).
+    #[arg(long, env = "LIVEWEB_FORMAT", default_value = "arc", value_parser = parse_format)]
+    pub format: crate::archive::record::Format,
+
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
     pub prefix: String,
@@ -285,6 +290,14 @@ pub struct Config {
 }
 
 /// Parses `never`, `always` or `interval:DURATION`.
+pub fn parse_format(s: &str) -> Result<crate::archive::record::Format, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "arc" => Ok(crate::archive::record::Format::Arc),
+        "warc" => Ok(crate::archive::record::Format::Warc),
+        _ => Err(format!("invalid --format {s:?}: use arc or warc")),
+    }
+}
+
 pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
     match s.trim() {
         "never" => Ok(FsyncPolicy::Never),
@@ -353,6 +366,11 @@ impl Config {
         }
         if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
             return Err("connection limits must be at least 1".into());
+        }
+        if self.format == crate::archive::record::Format::Warc && !self.arc_gzip {
+            return Err(
+                "--format warc writes .warc.gz files: --arc-gzip false applies to ARC only".into(),
+            );
         }
         if self.connect_ports.contains(&0) {
             return Err("--connect-ports: 0 is not a port".into());
@@ -425,6 +443,11 @@ impl Config {
         } else {
             crate::archive::record::Codec::Plain
         }
+    }
+
+    /// What a liveweb-mode reply carrying a record this run writes says it is.
+    pub fn reply_content_type(&self) -> &'static str {
+        self.format.content_type(self.codec())
     }
 
     pub fn user_agent(&self) -> String {
@@ -623,6 +646,13 @@ mod tests {
         assert_eq!(f.mode, Mode::Forward);
         assert!(f.validate().is_ok());
         assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
+        let warc = Config::try_parse_from(["liveweb", "--format", "WARC"]).expect("parses");
+        assert_eq!(warc.format, crate::archive::record::Format::Warc);
+        assert_eq!(warc.reply_content_type(), "application/warc-gz");
+        let plain_warc =
+            Config::try_parse_from(["liveweb", "--format", "warc", "--arc-gzip", "false"]).unwrap();
+        assert!(plain_warc.validate().unwrap_err().contains("--format warc"));
+        assert!(Config::try_parse_from(["liveweb", "--format", "wacz"]).is_err());
         assert!(Config::try_parse_from(["liveweb", "--prefix", "a/b"]).is_err());
         let a = Config::try_parse_from([
             "liveweb",

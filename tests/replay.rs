@@ -86,7 +86,16 @@ impl Wayback {
 }
 
 #[test]
-fn pywb_replays_what_liveweb_archived_from_liveweb_s_own_cdx() {
+fn pywb_replays_arc_files_from_liveweb_s_own_cdx() {
+    replays(&[]);
+}
+
+#[test]
+fn pywb_replays_warc_files_from_liveweb_s_own_cdx() {
+    replays(&["--format", "warc"]);
+}
+
+fn replays(format: &[&str]) {
     let origin = Origin::start();
     let page = b"<html><body><img src=\"/logo.png\"><a href=\"/old\">x</a></body></html>";
     origin.ok("/index.html", "text/html", page);
@@ -106,7 +115,9 @@ fn pywb_replays_what_liveweb_archived_from_liveweb_s_own_cdx() {
         "/missing",
         Behavior::Send(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot here\n".to_vec()),
     );
-    let proxy = Proxy::start(&["--workers", "1"]);
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(format);
+    let proxy = Proxy::start(&args);
     for (path, status) in [
         ("/index.html", 200),
         ("/logo.png", 200),

@@ -183,6 +183,33 @@ fn http_body(payload: &[u8]) -> &[u8] {
     payload
 }
 
+/// The value of the first `Content-Type` field in the head of an HTTP message payload.
+pub fn payload_content_type(payload: &[u8]) -> Option<&str> {
+    let head_end = payload
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(payload.len());
+    std::str::from_utf8(&payload[..head_end])
+        .ok()?
+        .split("\r\n")
+        .skip(1)
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| value.trim())
+        })
+}
+
+/// A WARC response's CDX MIME field as pywb's indexer writes it: the HTTP `Content-Type` up
+/// to the first `;` or space, as written; `unk` when there is none.
+pub fn warc_mime(content_type: Option<&str>) -> String {
+    match content_type.and_then(|v| v.trim().split([';', ' ']).next()) {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => "unk".into(),
+    }
+}
+
 /// The status code of an HTTP response payload, 0 if it is not one.
 pub fn payload_status(payload: &[u8]) -> u16 {
     let line_end = payload

@@ -15,8 +15,10 @@ pub struct ArcFile {
     pub path: PathBuf,
     /// Buffered (not O_DIRECT) read-only descriptor, used by sendfile and cold reads.
     pub fd: OwnedFd,
-    /// Records are gzip members (`.arc.gz`), not plain (`.arc`).
+    /// Records are gzip members (`.arc.gz`, `.warc.gz`), not plain (`.arc`).
     pub gzip: bool,
+    /// What a liveweb-mode reply carrying one of its records says it is.
+    pub content_type: &'static str,
 }
 
 fn is_gzip(path: &std::path::Path) -> bool {
@@ -51,6 +53,7 @@ impl FileTable {
             Arc::new(ArcFile {
                 id,
                 gzip: is_gzip(&path),
+                content_type: super::record::Format::content_type_of(&path.to_string_lossy()),
                 path,
                 fd,
             }),
@@ -73,6 +76,7 @@ impl FileTable {
                     Arc::new(ArcFile {
                         id,
                         gzip: old.gzip,
+                        content_type: old.content_type,
                         path,
                         fd,
                     }),

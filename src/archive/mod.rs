@@ -18,6 +18,7 @@ mod space;
 pub mod stats;
 pub mod stored;
 pub mod surt;
+pub mod warc;
 pub mod writer;
 
 pub use files::{ArcFile, FileTable};

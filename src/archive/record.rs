@@ -16,6 +16,64 @@ use super::compressibility::worth_deflating;
 pub const FILEDESC_BLOCK: &[u8] =
     b"1 0 liveweb\nURL IP-address Archive-date Content-type Archive-length\n\n";
 
+/// The archive format files are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// ARC v1 (`.arc.gz`, or `.arc` plain): a filedesc record, then one record per exchange.
+    #[default]
+    Arc,
+    /// WARC/1.1 (`.warc.gz`): a warcinfo record, then per exchange a response record and the
+    /// request record that goes with it.
+    Warc,
+}
+
+impl Format {
+    /// The file name extension for records encoded with `codec`.
+    pub fn extension(self, codec: Codec) -> &'static str {
+        match self {
+            Format::Arc => codec.extension(),
+            Format::Warc => "warc.gz",
+        }
+    }
+
+    /// The record that opens a file named `file_name`, encoded with `codec`.
+    pub fn first_record(self, codec: Codec, file_name: &str) -> Vec<u8> {
+        let now = crate::clock::UtcTime::now();
+        match self {
+            Format::Arc => codec.filedesc(file_name, &now.arc14()),
+            Format::Warc => {
+                let (head, block) = super::warc::warcinfo(file_name, &now);
+                codec.encode_parts(head.as_bytes(), &block, super::warc::RECORD_END)
+            }
+        }
+    }
+
+    /// Content-Type of a liveweb-mode reply carrying one record encoded with `codec`.
+    pub fn content_type(self, codec: Codec) -> &'static str {
+        match (self, codec) {
+            (Format::Warc, _) => "application/warc-gz",
+            (Format::Arc, Codec::Gzip(_)) => "application/arc-gz",
+            (Format::Arc, Codec::Plain) => "application/arc",
+        }
+    }
+
+    /// Content-Type of a liveweb-mode reply carrying one record of a file named `name`.
+    pub fn content_type_of(name: &str) -> &'static str {
+        let name = sealed_name(name);
+        let format = if name.ends_with(".warc.gz") {
+            Format::Warc
+        } else {
+            Format::Arc
+        };
+        let codec = if name.ends_with(".gz") {
+            Codec::Gzip(1)
+        } else {
+            Codec::Plain
+        };
+        format.content_type(codec)
+    }
+}
+
 /// How records are stored: one gzip member per record (`.arc.gz`), or plain (`.arc`, so a
 /// stored body can go from disk to a socket unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +87,12 @@ impl Codec {
     /// Content that deflate cannot shrink goes into a member of stored blocks
     /// (`compressibility`).
     pub fn encode(self, header: &str, content: &[u8]) -> Vec<u8> {
+        self.encode_parts(header.as_bytes(), content, b"\n")
+    }
+
+    /// Any record: `head`, `content`, then `tail` (an ARC record's newline, a WARC record's
+    /// `\r\n\r\n`), as one gzip member or as they are.
+    pub fn encode_parts(self, head: &[u8], content: &[u8], tail: &[u8]) -> Vec<u8> {
         match self {
             Codec::Gzip(level) => {
                 let level = if level > 0 && !worth_deflating(content) {
@@ -36,24 +100,22 @@ impl Codec {
                 } else {
                     level
                 };
-                Self::gzip(level, header, content)
+                Self::gzip_parts(level, head, content, tail)
             }
-            Codec::Plain => {
-                let mut out = Vec::with_capacity(header.len() + content.len() + 1);
-                out.extend_from_slice(header.as_bytes());
-                out.extend_from_slice(content);
-                out.push(b'\n');
-                out
-            }
+            Codec::Plain => [head, content, tail].concat(),
         }
     }
 
     /// One gzip member at exactly `level` (0 = stored blocks).
     pub fn gzip(level: u32, header: &str, content: &[u8]) -> Vec<u8> {
+        Self::gzip_parts(level, header.as_bytes(), content, b"\n")
+    }
+
+    fn gzip_parts(level: u32, head: &[u8], content: &[u8], tail: &[u8]) -> Vec<u8> {
         if content.len() <= ONE_SHOT_LIMIT {
-            REUSED.with(|cell| cell.borrow_mut().encode(level, header, content))
+            REUSED.with(|cell| cell.borrow_mut().encode(level, head, content, tail))
         } else {
-            encode_member(header, content, level)
+            encode_member_parts(head, content, tail, level)
         }
     }
 
@@ -66,15 +128,6 @@ impl Codec {
         match self {
             Codec::Gzip(_) => "arc.gz",
             Codec::Plain => "arc",
-        }
-    }
-
-    /// Content-Type of a liveweb-mode reply carrying one such record.
-    pub fn content_type(gzip: bool) -> &'static str {
-        if gzip {
-            "application/arc-gz"
-        } else {
-            "application/arc"
         }
     }
 }
@@ -104,12 +157,12 @@ struct OneShot {
 }
 
 impl OneShot {
-    fn encode(&mut self, level: u32, header: &str, content: &[u8]) -> Vec<u8> {
+    fn encode(&mut self, level: u32, head: &[u8], content: &[u8], tail: &[u8]) -> Vec<u8> {
         let at = match self.compressors.iter().position(|(l, _)| *l == level) {
             Some(at) => at,
             None => {
                 let Ok(lvl) = libdeflater::CompressionLvl::new(level as i32) else {
-                    return encode_member(header, content, level);
+                    return encode_member_parts(head, content, tail, level);
                 };
                 self.compressors
                     .push((level, libdeflater::Compressor::new(lvl)));
@@ -118,10 +171,10 @@ impl OneShot {
         };
         let compressor = &mut self.compressors[at].1;
         self.input.clear();
-        self.input.reserve(header.len() + content.len() + 1);
-        self.input.extend_from_slice(header.as_bytes());
+        self.input.reserve(head.len() + content.len() + tail.len());
+        self.input.extend_from_slice(head);
         self.input.extend_from_slice(content);
-        self.input.push(b'\n');
+        self.input.extend_from_slice(tail);
         let mut out = vec![0u8; compressor.gzip_compress_bound(self.input.len())];
         let result = compressor.gzip_compress(&self.input, &mut out);
         if self.input.capacity() > SCRATCH_KEEP {
@@ -138,7 +191,7 @@ impl OneShot {
                 out
             }
             // Only if the bound was wrong; the streaming encoder has no such limit.
-            Err(_) => encode_member(header, content, level),
+            Err(_) => encode_member_parts(head, content, tail, level),
         }
     }
 }
@@ -231,9 +284,9 @@ pub fn extra_marks_private(extra: &[u8]) -> bool {
 /// same), so archive tools reading a directory never pick up a half-written file.
 pub const OPEN_SUFFIX: &str = ".open";
 
-/// Whether a file name is an ARC file (`.arc.gz` or `.arc`).
+/// Whether a file name is an archive file liveweb writes (`.arc.gz`, `.arc` or `.warc.gz`).
 pub fn is_arc_name(name: &str) -> bool {
-    name.ends_with(".arc.gz") || name.ends_with(".arc")
+    name.ends_with(".arc.gz") || name.ends_with(".arc") || name.ends_with(".warc.gz")
 }
 
 /// Whether a file name is an ARC file being written: `NAME.arc.gz.open`, or a bare
@@ -247,15 +300,58 @@ pub fn sealed_name(name: &str) -> &str {
     name.strip_suffix(OPEN_SUFFIX).unwrap_or(name)
 }
 
-/// The name without its `.arc.gz` / `.arc` extension.
+/// The name without its `.arc.gz` / `.arc` / `.warc.gz` extension.
 pub fn arc_stem(name: &str) -> &str {
-    name.strip_suffix(".arc.gz")
+    name.strip_suffix(".warc.gz")
+        .or_else(|| name.strip_suffix(".arc.gz"))
         .or_else(|| name.strip_suffix(".arc"))
         .unwrap_or(name)
 }
 
 /// Longest ARC header line accepted when reading records back.
 pub const MAX_HEADER_LINE: usize = 16 * 1024;
+
+/// Where a stored record's payload is, read from the record's start: after its ARC header
+/// line, or after its WARC header block. Readers need not know which format a file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadAt {
+    /// More bytes are needed to tell.
+    Incomplete,
+    /// Not a record head liveweb reads.
+    Invalid,
+    /// The payload starts at `start` and is `len` bytes long.
+    Found { start: usize, len: u64 },
+}
+
+pub fn payload_at(record: &[u8]) -> PayloadAt {
+    const WARC: &[u8] = b"WARC/";
+    if record.len() < WARC.len() && WARC.starts_with(record) {
+        return PayloadAt::Incomplete;
+    }
+    if record.starts_with(WARC) {
+        return match super::warc::parse_header(record) {
+            Some((end, header)) => PayloadAt::Found {
+                start: end,
+                len: header.content_length,
+            },
+            None if record.len() >= super::warc::MAX_HEADER_BLOCK
+                || record.windows(4).any(|w| w == b"\r\n\r\n") =>
+            {
+                PayloadAt::Invalid
+            }
+            None => PayloadAt::Incomplete,
+        };
+    }
+    let window = &record[..record.len().min(MAX_HEADER_LINE)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(nl) => match declared_length(&record[..nl]) {
+            Some(len) => PayloadAt::Found { start: nl + 1, len },
+            None => PayloadAt::Invalid,
+        },
+        None if record.len() >= MAX_HEADER_LINE => PayloadAt::Invalid,
+        None => PayloadAt::Incomplete,
+    }
+}
 
 /// The content length an ARC header line declares (its last field), without the newline.
 pub fn declared_length(header_line: &[u8]) -> Option<u64> {
@@ -274,12 +370,16 @@ pub fn header_line(url: &str, ip: Option<IpAddr>, date14: &str, mime: &str, len:
 
 /// Encodes one record, header line + content + `\n`, as a single gzip member.
 pub fn encode_member(header: &str, content: &[u8], level: u32) -> Vec<u8> {
-    let out = Vec::with_capacity(content.len() / 2 + header.len() + 64);
+    encode_member_parts(header.as_bytes(), content, b"\n", level)
+}
+
+fn encode_member_parts(head: &[u8], content: &[u8], tail: &[u8], level: u32) -> Vec<u8> {
+    let out = Vec::with_capacity(content.len() / 2 + head.len() + 64);
     let mut gz = GzEncoder::new(out, Compression::new(level));
     // Writing into a Vec cannot fail.
-    let _ = gz.write_all(header.as_bytes());
+    let _ = gz.write_all(head);
     let _ = gz.write_all(content);
-    let _ = gz.write_all(b"\n");
+    let _ = gz.write_all(tail);
     gz.finish().unwrap_or_default()
 }
 

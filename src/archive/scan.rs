@@ -6,8 +6,12 @@ use std::io::Read;
 
 use flate2::bufread::GzDecoder;
 
-use super::cdx::{cdx_length, payload_digest, payload_status, surt, CdxEntry, FAILURE_MIME};
+use super::cdx::{
+    cdx_length, payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry,
+    FAILURE_MIME,
+};
 use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
+use super::warc::{date14, parse_header, RECORD_END};
 
 /// Largest record content accepted while scanning (a corrupt length cannot make the scanner
 /// allocate without bound).
@@ -24,8 +28,9 @@ pub struct ScanResult {
     pub has_filedesc: bool,
 }
 
-/// Scans `data` (a whole ARC file, `.arc.gz` or plain `.arc`: told apart by the gzip magic)
-/// and stops at the first record that is not whole and valid.
+/// Scans `data` (a whole ARC file, `.arc.gz` or plain `.arc`, told apart by the gzip magic;
+/// or a `.warc.gz` file, told by its records) and stops at the first record that is not
+/// whole and valid.
 pub fn scan(data: &[u8]) -> ScanResult {
     let gzip = data.starts_with(&[0x1f, 0x8b]);
     let mut result = ScanResult::default();
@@ -45,22 +50,21 @@ pub fn scan(data: &[u8]) -> ScanResult {
         let Some((consumed, plain, private)) = record else {
             break;
         };
-        let Some((header, content)) = split_record(&plain) else {
-            break;
-        };
         let first = offset == 0;
-        if first {
-            if !header.starts_with("filedesc://") {
-                break;
-            }
-            result.has_filedesc = true;
+        let length = cdx_length(consumed as u64, gzip);
+        let read = if plain.starts_with(b"WARC/") {
+            warc_record(&plain, first, offset as u64, length)
         } else {
-            let length = cdx_length(consumed as u64, gzip);
-            let Some(mut entry) = entry_for(header, content, offset as u64, length) else {
-                break;
-            };
-            entry.private = private;
-            result.entries.push(entry);
+            arc_record(&plain, first, offset as u64, length)
+        };
+        match read {
+            Found::Opening => result.has_filedesc = true,
+            Found::Entry(mut entry) => {
+                entry.private = private;
+                result.entries.push(entry);
+            }
+            Found::NotIndexed => {}
+            Found::Invalid => break,
         }
         offset += consumed;
         result.valid_len = offset as u64;
@@ -93,6 +97,83 @@ fn plain_record(data: &[u8]) -> Option<(usize, Vec<u8>, bool)> {
     let len = usize::try_from(declared_length(&data[..nl])?).ok()?;
     let size = nl.checked_add(1)?.checked_add(len)?.checked_add(1)?;
     (size <= data.len()).then(|| (size, data[..size].to_vec(), false))
+}
+
+/// What one record is.
+enum Found {
+    /// The record that opens every file (ARC filedesc, WARC warcinfo), where it belongs.
+    Opening,
+    /// A capture or a failure: its index line.
+    Entry(CdxEntry),
+    /// A valid record the CDX does not list (a WARC request record).
+    NotIndexed,
+    /// Not whole, not valid, or out of place: the scan stops here.
+    Invalid,
+}
+
+fn arc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
+    let Some((header, content)) = split_record(plain) else {
+        return Found::Invalid;
+    };
+    match (first, header.starts_with("filedesc://")) {
+        (true, true) => Found::Opening,
+        (false, false) => {
+            entry_for(header, content, offset, length).map_or(Found::Invalid, Found::Entry)
+        }
+        _ => Found::Invalid,
+    }
+}
+
+/// A WARC record: header block, `Content-Length` bytes, `\r\n\r\n`.
+fn warc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
+    let Some((start, header)) = parse_header(plain) else {
+        return Found::Invalid;
+    };
+    let Some(end) = usize::try_from(header.content_length)
+        .ok()
+        .and_then(|len| start.checked_add(len))
+    else {
+        return Found::Invalid;
+    };
+    if plain.len() != end + RECORD_END.len() || &plain[end..] != RECORD_END {
+        return Found::Invalid;
+    }
+    let content = &plain[start..end];
+    if first || header.kind == "warcinfo" {
+        return if first && header.kind == "warcinfo" {
+            Found::Opening
+        } else {
+            Found::Invalid
+        };
+    }
+    let (Some(url), Some(date14)) = (header.target, header.date.and_then(date14)) else {
+        return Found::Invalid;
+    };
+    let failure = header.kind == "metadata" && header.content_type == Some(FAILURE_MIME);
+    if header.kind != "response" && !failure {
+        return Found::NotIndexed;
+    }
+    let digest = match header.payload_digest.and_then(|d| d.strip_prefix("sha1:")) {
+        Some(d) => d.to_string(),
+        None => payload_digest(content),
+    };
+    let mime = if failure {
+        FAILURE_MIME.to_string()
+    } else {
+        warc_mime(payload_content_type(content))
+    };
+    Found::Entry(CdxEntry {
+        urlkey: surt(url),
+        date14,
+        url: url.to_string(),
+        mime,
+        status: payload_status(content),
+        digest,
+        length,
+        offset,
+        private: false,
+        failure,
+    })
 }
 
 /// Splits `header line \n content \n`, checking the declared length.
@@ -201,6 +282,49 @@ mod tests {
         let r = scan(&data);
         let failures: Vec<bool> = r.entries.iter().map(|e| e.failure).collect();
         assert_eq!(failures, [true, true, false, false]);
+    }
+
+    #[test]
+    fn warc_files_index_responses_and_failures_and_stop_at_a_torn_record() {
+        use crate::archive::record::{Codec, Format};
+        use crate::archive::warc::{self, Target};
+        use crate::clock::UtcTime;
+        let codec = Codec::Gzip(1);
+        let mut data = Format::Warc.first_record(codec, "F.warc.gz");
+        let date = UtcTime::from_unix_millis(1_764_123_848_123);
+        let target = Target {
+            url: "http://a/",
+            ip: None,
+            date: &date,
+        };
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: Text/HTML;charset=x\r\n\r\nhi";
+        let resp = warc::response(&target, raw, &payload_digest(raw));
+        let req = warc::request(&target, b"GET / HTTP/1.1\r\n\r\n", &resp.id);
+        let start = data.len();
+        data.extend(codec.encode_parts(resp.head.as_bytes(), raw, RECORD_END));
+        let member_len = data.len() - start;
+        data.extend(codec.encode_parts(req.head.as_bytes(), b"GET / HTTP/1.1\r\n\r\n", RECORD_END));
+        let reply = b"HTTP/1.1 502 Bad Gateway\r\nX-Liveweb-Error: E30 x\r\n\r\nx\n";
+        let meta = warc::failure(&target, reply);
+        data.extend(codec.encode_parts(meta.head.as_bytes(), reply, RECORD_END));
+        let whole = data.len();
+        data.extend(&codec.encode_parts(resp.head.as_bytes(), raw, RECORD_END)[..20]);
+        let r = scan(&data);
+        assert!(r.has_filedesc);
+        assert_eq!(r.valid_len, whole as u64);
+        assert_eq!(r.entries.len(), 2);
+        let e = &r.entries[0];
+        assert_eq!((e.offset, e.length), (start as u64, member_len as u64));
+        assert_eq!(
+            (e.url.as_str(), e.date14.as_str()),
+            ("http://a/", "20251126022408")
+        );
+        // pywb's rule: the Content-Type up to `;` or a space, as written.
+        assert_eq!((e.mime.as_str(), e.status), ("Text/HTML", 200));
+        assert!(!e.failure && r.entries[1].failure);
+        // A file whose first record is not a warcinfo record is not one of liveweb's.
+        let r = scan(&data[start..]);
+        assert!(!r.has_filedesc && r.entries.is_empty());
     }
 
     #[test]

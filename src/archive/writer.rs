@@ -61,6 +61,8 @@ pub struct WriterConfig {
     pub worker: usize,
     /// Gzip member per record, or plain.
     pub codec: Codec,
+    /// ARC or WARC.
+    pub format: super::record::Format,
     /// First file serial to use (above every serial already on disk).
     pub first_serial: u64,
     pub max_size: u64,
@@ -75,7 +77,12 @@ pub struct WriterConfig {
 
 /// A record to append: its gzip member and its index line (offset and length filled in here).
 pub struct AppendRecord {
+    /// The record, then the records that go with it (a WARC response's request record),
+    /// written together.
     pub member: Bytes,
+    /// How many bytes at the end of `member` are those other records: the location and the
+    /// index line are the first record's.
+    pub trailer_len: usize,
     pub cdx: CdxEntry,
 }
 
@@ -157,7 +164,7 @@ struct OpenArc {
     file: monoio::fs::File,
     id: u32,
     path: PathBuf,
-    /// File name, for the filedesc record.
+    /// File name, for the filedesc (or warcinfo) record.
     name: String,
     /// Bytes of valid records in the file.
     logical: u64,
@@ -291,7 +298,14 @@ impl Writer {
                     if let Some(open) = self.open.as_mut() {
                         open.last_append = Instant::now();
                     }
-                    let bytes = locs.iter().map(|l| l.len).sum();
+                    let bytes = group
+                        .iter()
+                        .map(|(r, _)| r.member.len() as u64)
+                        .sum::<u64>()
+                        + padded.as_ref().map_or(0, |p| {
+                            let last = group.last().map_or(0, |(r, _)| r.member.len());
+                            (p.len() - last.min(p.len())) as u64
+                        });
                     self.config.stats.appended(locs.len() as u64, bytes);
                     if let Some(open) = self.open.as_ref() {
                         // The name on disk (with `.open`), as an operator finds it.
@@ -398,8 +412,8 @@ impl Writer {
         // (again, if the write that carried it failed).
         let header = (open.logical == 0).then(|| {
             self.config
-                .codec
-                .filedesc(&open.name, &UtcTime::now().arc14())
+                .format
+                .first_record(self.config.codec, &open.name)
         });
         let header_len = header.as_ref().map_or(0, Vec::len);
         let total =
@@ -445,7 +459,7 @@ impl Writer {
             locs.push(RecordLoc {
                 file_id: open.id,
                 offset,
-                len: member.len() as u64,
+                len: member.len().saturating_sub(record.trailer_len) as u64,
             });
             buf.extend_from_slice(member);
         }
@@ -533,7 +547,7 @@ impl Writer {
                 UtcTime::now().stamp17(),
                 self.config.worker,
                 self.serial,
-                self.config.codec.extension()
+                self.config.format.extension(self.config.codec)
             );
             self.serial += 1;
             let path = self

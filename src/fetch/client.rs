@@ -33,6 +33,8 @@ pub struct Fetched {
     pub raw: Vec<u8>,
     pub head: ResponseHead,
     pub ip: IpAddr,
+    /// The request as sent upstream (for WARC's request record).
+    pub request: bytes::Bytes,
 }
 
 /// A failed fetch, with the origin address when it was known (for the failure record).
@@ -107,7 +109,7 @@ async fn fetch_inner(
             tap.set_upstream(ip);
         }
         match exchange(stream, request.clone(), limits, deadline, tap).await {
-            Ok(done) => return finish(done, up.pool, url, ip, limits),
+            Ok(done) => return finish(done, up.pool, url, ip, limits, request),
             Err((_, false)) => {}
             Err((error, true)) => {
                 return Err(FetchError {
@@ -122,7 +124,7 @@ async fn fetch_inner(
         tap.set_upstream(ip);
     }
     match exchange(stream, request.clone(), limits, deadline, tap).await {
-        Ok(done) => finish(done, up.pool, url, ip, limits),
+        Ok(done) => finish(done, up.pool, url, ip, limits, request),
         Err((error, _)) => Err(FetchError {
             error,
             ip: Some(ip),
@@ -136,6 +138,7 @@ fn finish(
     url: &TargetUrl,
     ip: IpAddr,
     limits: &FetchLimits,
+    request: bytes::Bytes,
 ) -> Result<Fetched, FetchError> {
     if let Some(stream) = done.reusable {
         pool.checkin(url.scheme, url.host_for_dns(), url.port, stream, ip);
@@ -150,5 +153,6 @@ fn finish(
         raw: done.raw,
         head: done.head,
         ip,
+        request,
     })
 }

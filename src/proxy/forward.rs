@@ -15,7 +15,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::hot::{HotShard, SENDFILE_FROM};
 use super::send::write_all;
-use crate::archive::record::{declared_length, MAX_HEADER_LINE};
+use crate::archive::record::{payload_at, PayloadAt};
 use crate::archive::stored::stored_spans;
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
@@ -112,15 +112,13 @@ pub async fn send_stored(
     Ok(keep)
 }
 
-/// The forward reply prepared for a decoded record (ARC header line, stored response, `\n`),
-/// its body range relative to the record.
+/// The forward reply prepared for a decoded record (ARC header line or WARC header block,
+/// stored response, record end), its body range relative to the record.
 pub fn template_for_record(plain: &[u8]) -> Option<ForwardTemplate> {
-    let nl = plain
-        .iter()
-        .take(MAX_HEADER_LINE)
-        .position(|&b| b == b'\n')?;
-    let len = usize::try_from(declared_length(&plain[..nl])?).ok()?;
-    let start = nl + 1;
+    let PayloadAt::Found { start, len } = payload_at(plain) else {
+        return None;
+    };
+    let len = usize::try_from(len).ok()?;
     let response = plain.get(start..start.checked_add(len)?)?;
     let mut template = ForwardTemplate::new(response)?;
     template.body = template.body.start + start..template.body.end + start;
@@ -229,12 +227,13 @@ fn invalid(e: Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-/// Decodes an inflated record: the ARC header line (which gives the payload length), then
-/// the payload, which is the origin's response.
+/// Decodes an inflated record: the ARC header line or WARC header block (which gives the
+/// payload length), then the payload, which is the origin's response.
 struct Decoder {
     client: ClientSide,
-    /// The ARC header line while it is incomplete; `None` once the payload has begun.
-    arc_header: Option<Vec<u8>>,
+    /// The record's head while it is incomplete (empty until a chunk ends inside it); `None`
+    /// once the payload has begun.
+    record_head: Option<Vec<u8>>,
     /// Payload bytes still to come.
     payload_left: u64,
     response: Option<ResponseStreamer>,
@@ -248,7 +247,7 @@ impl Decoder {
     fn new(client: ClientSide) -> Self {
         Decoder {
             client,
-            arc_header: Some(Vec::new()),
+            record_head: Some(Vec::new()),
             payload_left: 0,
             response: None,
             // Grows to what the reply needs (flushed at OUT_CHUNK): a 1 KiB hit should not
@@ -279,23 +278,39 @@ impl Decoder {
         }
     }
 
-    fn push(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        if let Some(line) = self.arc_header.as_mut() {
-            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
-                line.extend_from_slice(data);
-                if line.len() > MAX_HEADER_LINE {
-                    return Err(Error::InvalidResponse("ARC header line too long".into()));
+    fn push(&mut self, data: &[u8]) -> Result<(), Error> {
+        let mut carried = None;
+        let mut data = data;
+        if let Some(head) = self.record_head.as_mut() {
+            // The head is usually whole in the first chunk: looked for there, copied only
+            // when a chunk ends inside it.
+            let buffered = !head.is_empty();
+            if buffered {
+                head.extend_from_slice(data);
+            }
+            let seen: &[u8] = if buffered { head } else { data };
+            let (start, len) = match payload_at(seen) {
+                PayloadAt::Incomplete => {
+                    if !buffered {
+                        head.extend_from_slice(data);
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                PayloadAt::Invalid => {
+                    return Err(Error::InvalidResponse("unreadable record head".into()))
+                }
+                PayloadAt::Found { start, len } => (start, len),
             };
-            line.extend_from_slice(&data[..nl]);
-            let payload_len = declared_length(line)
-                .ok_or_else(|| Error::InvalidResponse("bad ARC header line".into()))?;
-            data = &data[nl + 1..];
-            self.arc_header = None;
-            self.payload_left = payload_len;
-            self.response = Some(ResponseStreamer::new(self.client, Some(payload_len)));
+            if buffered {
+                carried = Some(head.split_off(start));
+            } else {
+                data = &data[start..];
+            }
+            self.record_head = None;
+            self.payload_left = len;
+            self.response = Some(ResponseStreamer::new(self.client, Some(len)));
         }
+        let data = carried.as_deref().unwrap_or(data);
         let take = (self.payload_left as usize).min(data.len());
         self.payload_left -= take as u64;
         if let Some(r) = self.response.as_mut() {

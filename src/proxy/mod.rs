@@ -335,7 +335,10 @@ fn reply_for(
             upstream,
         };
     }
-    let content_type = crate::archive::record::Codec::content_type(gzip);
+    let content_type = match &file {
+        Some(f) => f.content_type,
+        None => ctx.shared.config.reply_content_type(),
+    };
     let head = record_head(
         &record.status,
         content_type,

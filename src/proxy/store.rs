@@ -9,8 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::context::WorkerCtx;
-use crate::archive::cdx::{payload_digest, surt, CdxEntry, FAILURE_MIME};
-use crate::archive::record::{header_line, mark_private, Codec};
+use crate::archive::cdx::{
+    payload_content_type, payload_digest, surt, warc_mime, CdxEntry, FAILURE_MIME,
+};
+use crate::archive::record::{header_line, mark_private, Codec, Format};
+use crate::archive::warc;
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
@@ -48,23 +51,48 @@ pub async fn store_response(
     );
     reuse.forward_private = forward && !reuse.shareable;
     reuse.fetched_from = Some(fetched.ip);
-    let mime = arc_mime(fetched.head.content_type.as_deref());
-    let date = UtcTime::now().arc14();
-    let header = header_line(
-        &url.normalized,
-        Some(fetched.ip),
-        &date,
-        &mime,
-        fetched.raw.len(),
-    );
+    let content_type = fetched.head.content_type.as_deref();
+    // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
+    // response's own Content-Type.
+    let (mime, cdx_mime) = match config.format {
+        Format::Arc => (arc_mime(content_type), arc_mime(content_type)),
+        // Read from the bytes as received, as a reindex (and pywb) reads it back.
+        Format::Warc => (String::new(), warc_mime(payload_content_type(&fetched.raw))),
+    };
+    let date = UtcTime::now();
+    let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
+    let code = fetched.head.status;
+    let draft = match config.format {
+        Format::Arc => Draft::Arc {
+            header: header_line(
+                &url.normalized,
+                Some(fetched.ip),
+                &date.arc14(),
+                &mime,
+                fetched.raw.len(),
+            ),
+            payload: fetched.raw,
+        },
+        Format::Warc => Draft::Exchange {
+            url: url.normalized.clone(),
+            ip: fetched.ip,
+            date,
+            response: fetched.raw,
+            request: fetched.request,
+        },
+    };
     // A record fetched with credentials is marked private in the archive itself, so a
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
-    let (member, digest) = encode(header, fetched.raw, config.codec(), private).await?;
-    let mut cdx = cdx_entry(url, date, mime, fetched.head.status, digest);
+    let encoded = encode(draft, config.codec(), private).await?;
+    let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
     cdx.private = private;
-    let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
-    append(ctx, AppendRecord { member, cdx }, status, config.ttl, reuse).await
+    let record = AppendRecord {
+        member: encoded.member,
+        trailer_len: encoded.trailer_len,
+        cdx,
+    };
+    append(ctx, record, status, config.ttl, reuse).await
 }
 
 /// A `304` answer to a revalidation: the exchange is archived like any other, and the stored
@@ -114,16 +142,34 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
     let status = failure.error.status();
     let code = failure.error.code_line().unwrap_or("E00 upstream failure");
     let payload = failure_payload(status.code, status.reason, code, &failure.error.message());
-    let date = UtcTime::now().arc14();
-    let header = header_line(
-        &url.normalized,
-        failure.ip,
-        &date,
-        FAILURE_MIME,
-        payload.len(),
+    let date = UtcTime::now();
+    let config = &ctx.shared.config;
+    let draft = match config.format {
+        Format::Arc => Draft::Arc {
+            header: header_line(
+                &url.normalized,
+                failure.ip,
+                &date.arc14(),
+                FAILURE_MIME,
+                payload.len(),
+            ),
+            payload,
+        },
+        Format::Warc => Draft::Failure {
+            url: url.normalized.clone(),
+            ip: failure.ip,
+            date,
+            reply: payload,
+        },
+    };
+    let encoded = encode(draft, config.codec(), false).await?;
+    let mut cdx = cdx_entry(
+        url,
+        date.arc14(),
+        FAILURE_MIME.into(),
+        status.code,
+        encoded.digest,
     );
-    let (member, digest) = encode(header, payload, ctx.shared.config.codec(), false).await?;
-    let mut cdx = cdx_entry(url, date, FAILURE_MIME.into(), status.code, digest);
     cdx.failure = true;
     let status = RecordStatus::new(status.code, status.reason, Some(code));
     let error_ttl = ctx.shared.config.error_ttl;
@@ -140,7 +186,12 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         vary: None,
         fetched_from: failure.ip,
     };
-    append(ctx, AppendRecord { member, cdx }, status, error_ttl, reuse).await
+    let record = AppendRecord {
+        member: encoded.member,
+        trailer_len: encoded.trailer_len,
+        cdx,
+    };
+    append(ctx, record, status, error_ttl, reuse).await
 }
 
 /// The minimal HTTP response archived for a failure.
@@ -175,27 +226,117 @@ fn cdx_entry(
     }
 }
 
-/// The gzip member (marked private if asked) and the payload digest.
-async fn encode(
-    header: String,
-    payload: Vec<u8>,
-    codec: Codec,
-    private: bool,
-) -> Result<(Bytes, String), Error> {
-    let small = payload.len() <= INLINE_GZIP_LIMIT;
-    let work = move || {
-        let member = codec.encode(&header, &payload);
-        let member = Bytes::from(if private {
+/// What a record is made of, before it is encoded (on the blocking pool when big).
+enum Draft {
+    /// An ARC record: header line and payload.
+    Arc { header: String, payload: Vec<u8> },
+    /// A WARC response record and its request record.
+    Exchange {
+        url: String,
+        ip: std::net::IpAddr,
+        date: UtcTime,
+        response: Vec<u8>,
+        request: Bytes,
+    },
+    /// A WARC metadata record for a failure: `reply` is liveweb's reply.
+    Failure {
+        url: String,
+        ip: Option<std::net::IpAddr>,
+        date: UtcTime,
+        reply: Vec<u8>,
+    },
+}
+
+impl Draft {
+    fn payload_len(&self) -> usize {
+        match self {
+            Draft::Arc { payload, .. } => payload.len(),
+            Draft::Exchange { response, .. } => response.len(),
+            Draft::Failure { reply, .. } => reply.len(),
+        }
+    }
+}
+
+/// An encoded record, ready to append.
+struct Encoded {
+    /// The record's gzip member (marked private if asked), then any record that goes with it.
+    member: Bytes,
+    /// The length of what follows the record in `member`.
+    trailer_len: usize,
+    /// The payload digest (the CDX's, and WARC's `WARC-Payload-Digest`).
+    digest: String,
+}
+
+fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
+    let mark = |member: Vec<u8>| {
+        if private {
             mark_private(member)
         } else {
             member
-        });
-        (member, payload_digest(&payload))
+        }
     };
-    if small {
-        return Ok(work());
+    match draft {
+        Draft::Arc { header, payload } => Encoded {
+            member: Bytes::from(mark(codec.encode(&header, &payload))),
+            trailer_len: 0,
+            digest: payload_digest(&payload),
+        },
+        Draft::Exchange {
+            url,
+            ip,
+            date,
+            response,
+            request,
+        } => {
+            let digest = payload_digest(&response);
+            let target = warc::Target {
+                url: &url,
+                ip: Some(ip),
+                date: &date,
+            };
+            let resp = warc::response(&target, &response, &digest);
+            let req = warc::request(&target, &request, &resp.id);
+            let mut member =
+                mark(codec.encode_parts(resp.head.as_bytes(), &response, warc::RECORD_END));
+            let follow = codec.encode_parts(req.head.as_bytes(), &request, warc::RECORD_END);
+            member.extend_from_slice(&follow);
+            Encoded {
+                member: Bytes::from(member),
+                trailer_len: follow.len(),
+                digest,
+            }
+        }
+        Draft::Failure {
+            url,
+            ip,
+            date,
+            reply,
+        } => {
+            let target = warc::Target {
+                url: &url,
+                ip,
+                date: &date,
+            };
+            let meta = warc::failure(&target, &reply);
+            Encoded {
+                member: Bytes::from(mark(codec.encode_parts(
+                    meta.head.as_bytes(),
+                    &reply,
+                    warc::RECORD_END,
+                ))),
+                trailer_len: 0,
+                digest: payload_digest(&reply),
+            }
+        }
     }
-    monoio::spawn_blocking(work)
+}
+
+/// Encodes a record: inline when small, on the blocking pool when big.
+async fn encode(draft: Draft, codec: Codec, private: bool) -> Result<Encoded, Error> {
+    if draft.payload_len() <= INLINE_GZIP_LIMIT {
+        return Ok(encode_now(draft, codec, private));
+    }
+    monoio::spawn_blocking(move || encode_now(draft, codec, private))
         .await
         .map_err(|_| Error::Internal("compression task was cancelled"))
 }
@@ -210,6 +351,8 @@ async fn append(
     let member = record.member.clone();
     let appended = ctx.writer.append(record).await?;
     let (loc, member) = (appended.loc, appended.padded.unwrap_or(member));
+    // The record alone, without the records written after it.
+    let member = member.slice(..(loc.len as usize).min(member.len()));
     ctx.hot.borrow_mut().insert(&loc, member.clone());
     let now = Instant::now();
     let record = Arc::new(StoredRecord {

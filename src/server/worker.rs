@@ -92,6 +92,7 @@ async fn serve(setup: WorkerSetup) {
             prefix: config.prefix.clone(),
             worker: id,
             codec: config.codec(),
+            format: config.format,
             first_serial,
             max_size: config.arc_max_size,
             max_idle: config.arc_max_idle,

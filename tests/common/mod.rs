@@ -409,7 +409,8 @@ impl Drop for Proxy {
     }
 }
 
-/// Every `.arc.gz` under `dir` is read by `warcio index` with exit 0 and nothing on stderr.
+/// Every archive file under `dir` is read by `warcio index` with exit 0 and nothing on stderr;
+/// `warcio check` finds every digest of a `.warc.gz` valid.
 pub fn assert_warcio_clean(dir: &Path) {
     let mut files = Vec::new();
     collect_arcs(dir, &mut files);
@@ -431,10 +432,25 @@ pub fn assert_warcio_clean(dir: &Path) {
             f.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        if f.to_string_lossy().contains(".warc.gz") {
+            // Every block and payload digest checked.
+            let out = Command::new("python3")
+                .args(["-m", "warcio.cli", "check", "-v"])
+                .arg(&f)
+                .output()
+                .expect("python3 must be installed");
+            assert!(
+                out.status.success(),
+                "warcio check failed on {}: {}{}",
+                f.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 
-/// Every ARC file under `dir`: sealed ones and those still being written (`.open`).
+/// Every ARC or WARC file under `dir`: sealed ones and those still being written (`.open`).
 pub fn collect_arcs(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -445,7 +461,8 @@ pub fn collect_arcs(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = name.strip_suffix(".open").unwrap_or(&name);
         if p.is_dir() {
             collect_arcs(&p, out);
-        } else if name.ends_with(".arc.gz") || name.ends_with(".arc") {
+        } else if name.ends_with(".arc.gz") || name.ends_with(".arc") || name.ends_with(".warc.gz")
+        {
             out.push(p);
         }
     }

@@ -1,0 +1,252 @@
+//! WARC/1.1 records (`--format warc`): the `warcinfo` record that opens each file; per
+//! exchange a `response` record (the origin's bytes as received) and a `request` record (the
+//! bytes sent upstream) that names it in `WARC-Concurrent-To`; a `metadata` record for an
+//! archived failure. Also reading a record's header block back (recovery, hits).
+//!
+//! Each record is one gzip member, like an ARC record: the header block, the content block,
+//! then the `\r\n\r\n` that ends every WARC record.
+
+use std::net::IpAddr;
+
+use data_encoding::BASE32;
+use sha1::{Digest, Sha1};
+
+use super::cdx::FAILURE_MIME;
+use crate::clock::UtcTime;
+
+/// What ends every WARC record, after its content block.
+pub const RECORD_END: &[u8] = b"\r\n\r\n";
+
+/// Longest header block accepted when reading records back.
+pub const MAX_HEADER_BLOCK: usize = 32 * 1024;
+
+/// A fresh `WARC-Record-ID`.
+pub fn record_id() -> String {
+    format!("<urn:uuid:{}>", uuid::Uuid::new_v4())
+}
+
+/// `sha1:` and the base32 SHA-1 of `data`, the digest form WARC tools write and check.
+pub fn sha1_digest(data: &[u8]) -> String {
+    format!("sha1:{}", BASE32.encode(&Sha1::digest(data)))
+}
+
+/// One record, ready to encode: its header block (ending in the blank line) and its content.
+#[derive(Debug, Clone)]
+pub struct WarcRecord {
+    pub head: String,
+    pub id: String,
+}
+
+/// The header block of a record of `kind` over `block`, with `fields` between the standard
+/// ones and the digests.
+fn head(
+    kind: &str,
+    id: &str,
+    date: &str,
+    fields: &[(&str, &str)],
+    content_type: &str,
+    block: &[u8],
+) -> String {
+    let mut h =
+        format!("WARC/1.1\r\nWARC-Type: {kind}\r\nWARC-Record-ID: {id}\r\nWARC-Date: {date}\r\n");
+    for (name, value) in fields {
+        h.push_str(name);
+        h.push_str(": ");
+        h.push_str(value);
+        h.push_str("\r\n");
+    }
+    h.push_str(&format!(
+        "Content-Type: {content_type}\r\nWARC-Block-Digest: {}\r\nContent-Length: {}\r\n\r\n",
+        sha1_digest(block),
+        block.len()
+    ));
+    h
+}
+
+/// The `warcinfo` record that opens a file named `file_name`.
+pub fn warcinfo(file_name: &str, date: &UtcTime) -> (String, Vec<u8>) {
+    let block = format!(
+        "software: liveweb/{}\r\nformat: WARC File Format 1.1\r\nconformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n",
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes();
+    let head = head(
+        "warcinfo",
+        &record_id(),
+        &date.warc_date(),
+        &[("WARC-Filename", file_name)],
+        "application/warc-fields",
+        &block,
+    );
+    (head, block)
+}
+
+/// Where a fetch went: the URL, the address it connected to, when.
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub ip: Option<IpAddr>,
+    pub date: &'a UtcTime,
+}
+
+impl Target<'_> {
+    fn fields<'f>(&'f self, ip: &'f str) -> Vec<(&'f str, &'f str)> {
+        let mut fields = vec![("WARC-Target-URI", self.url)];
+        if self.ip.is_some() {
+            fields.push(("WARC-IP-Address", ip));
+        }
+        fields
+    }
+}
+
+/// The `response` record of an exchange: `raw` is the response as received; `payload_digest`
+/// is its body's (what the CDX line says too).
+pub fn response(target: &Target<'_>, raw: &[u8], payload_digest: &str) -> WarcRecord {
+    let id = record_id();
+    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut fields = target.fields(&ip);
+    let payload = format!("sha1:{payload_digest}");
+    fields.push(("WARC-Payload-Digest", &payload));
+    let head = head(
+        "response",
+        &id,
+        &target.date.warc_date(),
+        &fields,
+        "application/http; msgtype=response",
+        raw,
+    );
+    WarcRecord { head, id }
+}
+
+/// The `request` record of the exchange whose response record is `response_id`: the bytes
+/// sent upstream.
+pub fn request(target: &Target<'_>, sent: &[u8], response_id: &str) -> WarcRecord {
+    let id = record_id();
+    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut fields = target.fields(&ip);
+    fields.push(("WARC-Concurrent-To", response_id));
+    let head = head(
+        "request",
+        &id,
+        &target.date.warc_date(),
+        &fields,
+        "application/http; msgtype=request",
+        sent,
+    );
+    WarcRecord { head, id }
+}
+
+/// The `metadata` record of a failed fetch: its content is the reply liveweb made (status,
+/// `X-Liveweb-Error` with the code), typed `application/x-liveweb-error`, so no tool takes it
+/// for a capture of the URL.
+pub fn failure(target: &Target<'_>, reply: &[u8]) -> WarcRecord {
+    let id = record_id();
+    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let fields = target.fields(&ip);
+    let head = head(
+        "metadata",
+        &id,
+        &target.date.warc_date(),
+        &fields,
+        FAILURE_MIME,
+        reply,
+    );
+    WarcRecord { head, id }
+}
+
+/// A record's header block, parsed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub kind: &'a str,
+    pub target: Option<&'a str>,
+    pub date: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub payload_digest: Option<&'a str>,
+    pub content_length: u64,
+}
+
+/// The header block at the start of `data`: its length (through the blank line) and its
+/// fields; `None` when `data` does not start with a whole, valid WARC header block.
+pub fn parse_header(data: &[u8]) -> Option<(usize, Header<'_>)> {
+    if !data.starts_with(b"WARC/") {
+        return None;
+    }
+    let window = &data[..data.len().min(MAX_HEADER_BLOCK)];
+    let end = window.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = std::str::from_utf8(&data[..end]).ok()?;
+    let mut header = Header::default();
+    let mut length = None;
+    for line in text.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            "warc-type" => header.kind = value,
+            "warc-target-uri" => header.target = Some(value),
+            "warc-date" => header.date = Some(value),
+            "content-type" => header.content_type = Some(value),
+            "warc-payload-digest" => header.payload_digest = Some(value),
+            "content-length" => length = value.parse().ok(),
+            _ => {}
+        }
+    }
+    header.content_length = length?;
+    Some((end, header))
+}
+
+/// `YYYYMMDDhhmmss` from a `WARC-Date` (`2026-11-26T02:24:08.123Z`): the CDX date.
+pub fn date14(warc_date: &str) -> Option<String> {
+    let digits: String = warc_date
+        .bytes()
+        .take_while(|&b| b != b'.' && b != b'Z')
+        .filter(u8::is_ascii_digit)
+        .map(char::from)
+        .collect();
+    (digits.len() == 14).then_some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> UtcTime {
+        UtcTime::from_unix_millis(1_764_123_848_123)
+    }
+
+    #[test]
+    fn a_response_and_its_request_read_back() {
+        let date = at();
+        let target = Target {
+            url: "http://example.com/",
+            ip: Some([192, 0, 2, 7].into()),
+            date: &date,
+        };
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let resp = response(&target, raw, "PAYLOAD");
+        let req = request(&target, b"GET / HTTP/1.1\r\n\r\n", &resp.id);
+        let (len, h) = parse_header(resp.head.as_bytes()).unwrap();
+        assert_eq!(len, resp.head.len());
+        assert_eq!(h.kind, "response");
+        assert_eq!(h.target, Some("http://example.com/"));
+        assert_eq!(h.date, Some("2025-11-26T02:24:08.123Z"));
+        assert_eq!(h.content_length, raw.len() as u64);
+        assert_eq!(h.payload_digest, Some("sha1:PAYLOAD"));
+        assert!(resp.head.contains("WARC-IP-Address: 192.0.2.7\r\n"));
+        assert!(resp
+            .head
+            .contains(&format!("WARC-Block-Digest: {}\r\n", sha1_digest(raw))));
+        assert!(req
+            .head
+            .contains(&format!("WARC-Concurrent-To: {}\r\n", resp.id)));
+        assert_ne!(req.id, resp.id);
+        assert_eq!(date14(h.date.unwrap()).as_deref(), Some("20251126022408"));
+    }
+
+    #[test]
+    fn header_blocks_that_are_not_whole_or_valid_are_refused() {
+        assert!(parse_header(b"WARC/1.1\r\nWARC-Type: response\r\n").is_none());
+        assert!(parse_header(b"WARC/1.1\r\nContent-Length: x\r\n\r\n").is_none());
+        assert!(parse_header(b"WARC/1.1\r\nno colon\r\n\r\n").is_none());
+        assert!(parse_header(b"http://a/ 1.2.3.4 20260101000000 text/html 5\n").is_none());
+        let long = format!("WARC/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEADER_BLOCK));
+        assert!(parse_header(long.as_bytes()).is_none());
+    }
+}
