@@ -36,6 +36,29 @@ fn records(path: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// cdxj-indexer's CDXJ lines for `file`, as 11-field CDX lines (failures left out).
+fn cdxj_as_cdx(file: &Path) -> String {
+    let script = "import json, subprocess, sys\n\
+                  out = subprocess.run(['cdxj-indexer', sys.argv[1]], capture_output=True, check=True)\n\
+                  for line in out.stdout.decode().splitlines():\n\
+                  \x20   key, ts, j = line.split(' ', 2)\n\
+                  \x20   f = json.loads(j)\n\
+                  \x20   if f['mime'] == 'application/x-liveweb-error': continue\n\
+                  \x20   d = f['digest'].removeprefix('sha1:')\n\
+                  \x20   print(key, ts, f['url'], f['mime'], f.get('status', '-'), d, '-', '-', f['length'], f['offset'], f['filename'])\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cdxj-indexer (scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn warc_records_hits_and_the_index() {
     let origin = Origin::start();
@@ -145,6 +168,8 @@ fn warc_records_hits_and_the_index() {
     };
     assert_eq!(sorted(&ours), sorted(&theirs));
     assert_eq!(ours.lines().count(), 4, "{ours}");
+    // And cdxj-indexer's CDXJ says the same of every capture.
+    assert_eq!(sorted(&ours)[1..], sorted(&cdxj_as_cdx(&warc))[..]);
     // Rewritten from the file, the CDX is the same.
     let out = Command::new(env!("CARGO_BIN_EXE_liveweb"))
         .arg("reindex")
