@@ -144,19 +144,29 @@ fn warc_records_hits_and_the_index() {
         "sub-second WARC-Date: {date}"
     );
     assert!(response.1.ends_with(page), "the response as received");
-    // The failure is a metadata record, typed as liveweb's error.
+    // The failure is a metadata record of fields (which indexers skip), marked as liveweb's.
     let failure = &recs[7];
     assert_eq!(
         header_in(&failure.0, "content-type").as_deref(),
-        Some("application/x-liveweb-error")
+        Some("application/warc-fields")
     );
-    assert!(String::from_utf8_lossy(&failure.1).contains("X-Liveweb-Error: E30"));
+    assert!(header_in(&failure.0, "x-liveweb-error").is_some_and(|c| c.starts_with("E30 ")));
+    let fields = String::from_utf8_lossy(&failure.1).into_owned();
+    assert!(
+        fields.starts_with("liveweb-error: E30 ")
+            && fields.contains("\r\nstatus: 502 Bad Gateway\r\n"),
+        "{fields}"
+    );
 
     // The CDX is the index pywb builds itself, less the failure.
     let ours = fs::read_to_string(files(&sealed, ".cdx").pop().unwrap()).unwrap();
     let out = Command::new("cdx-indexer").arg(&warc).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let theirs = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !theirs.contains("/gone"),
+        "pywb does not index the failure: {theirs}"
+    );
     let sorted = |t: &str| {
         let mut l: Vec<String> = t
             .lines()

@@ -172,33 +172,40 @@ pub fn payload_digest(payload: &[u8]) -> String {
     BASE32.encode(&Sha1::digest(body))
 }
 
-/// The bytes after the first blank line of an HTTP message.
-fn http_body(payload: &[u8]) -> &[u8] {
-    if let Some(i) = payload.windows(4).position(|w| w == b"\r\n\r\n") {
-        return &payload[i + 4..];
+/// Where the body of an HTTP message starts: after the first empty line, a line ending in
+/// `\r\n` or in `\n` alone, as archive readers (warcio) find it; `None` without one.
+fn body_start(payload: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    for (i, &b) in payload.iter().enumerate() {
+        if b == b'\n' {
+            let line = &payload[line_start..i];
+            if line_start > 0 && (line.is_empty() || line == b"\r") {
+                return Some(i + 1);
+            }
+            line_start = i + 1;
+        }
     }
-    if let Some(i) = payload.windows(2).position(|w| w == b"\n\n") {
-        return &payload[i + 2..];
-    }
-    payload
+    None
 }
 
-/// The value of the first `Content-Type` field in the head of an HTTP message payload.
-pub fn payload_content_type(payload: &[u8]) -> Option<&str> {
-    let head_end = payload
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(payload.len());
-    std::str::from_utf8(&payload[..head_end])
-        .ok()?
-        .split("\r\n")
-        .skip(1)
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-type")
-                .then(|| value.trim())
-        })
+/// The bytes after the head of an HTTP message (the whole payload if it has no head).
+fn http_body(payload: &[u8]) -> &[u8] {
+    body_start(payload).map_or(payload, |at| &payload[at..])
+}
+
+/// The value of the first `Content-Type` field in the head of an HTTP message payload, its
+/// bytes read as Latin-1 (as warcio reads heads).
+pub fn payload_content_type(payload: &[u8]) -> Option<String> {
+    let head = &payload[..body_start(payload).unwrap_or(payload.len())];
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].trim_ascii();
+        if !name.eq_ignore_ascii_case(b"content-type") {
+            return None;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        Some(value.iter().map(|&b| char::from(b)).collect())
+    })
 }
 
 /// A WARC response's CDX MIME field as pywb's indexer writes it: the HTTP `Content-Type` up
@@ -229,6 +236,29 @@ pub fn payload_status(payload: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_heads_end_at_an_empty_line_of_either_kind() {
+        let crlf = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nbody\r\n\r\nmore";
+        assert_eq!(http_body(crlf), b"body\r\n\r\nmore");
+        // LF-only heads: a `\r\n\r\n` inside the body is not the end of the head.
+        let lf = b"HTTP/1.1 200 OK\nContent-Type: Text/HTML; charset=x\n\nbody\r\n\r\nmore";
+        assert_eq!(http_body(lf), b"body\r\n\r\nmore");
+        assert_eq!(
+            payload_content_type(lf).as_deref(),
+            Some("Text/HTML; charset=x")
+        );
+        // Latin-1 bytes elsewhere in the head do not hide the type.
+        let latin1 = b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\ncontent-type:  image/png \r\n\r\n";
+        assert_eq!(payload_content_type(latin1).as_deref(), Some("image/png"));
+        assert_eq!(
+            payload_content_type(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            None
+        );
+        assert_eq!(http_body(b"no head at all"), b"no head at all");
+        assert_eq!(warc_mime(Some("text/html; charset=utf-8")), "text/html");
+        assert_eq!(warc_mime(None), "unk");
+    }
 
     #[test]
     fn line_roundtrip_and_sorting() {

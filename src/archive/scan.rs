@@ -35,6 +35,7 @@ pub fn scan(data: &[u8]) -> ScanResult {
     let gzip = data.starts_with(&[0x1f, 0x8b]);
     let mut result = ScanResult::default();
     let mut offset = 0usize;
+    let mut warc = None;
     while offset < data.len() {
         if !gzip && offset > 0 && data[offset] == b'\n' {
             // Blank lines between plain records: ARC readers skip them (the writer leaves
@@ -52,7 +53,12 @@ pub fn scan(data: &[u8]) -> ScanResult {
         };
         let first = offset == 0;
         let length = cdx_length(consumed as u64, gzip);
-        let read = if plain.starts_with(b"WARC/") {
+        // A file holds one format: the first record's.
+        let is_warc = plain.starts_with(b"WARC/");
+        if *warc.get_or_insert(is_warc) != is_warc {
+            break;
+        }
+        let read = if is_warc {
             warc_record(&plain, first, offset as u64, length)
         } else {
             arc_record(&plain, first, offset as u64, length)
@@ -149,7 +155,7 @@ fn warc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
     let (Some(url), Some(date14)) = (header.target, header.date.and_then(date14)) else {
         return Found::Invalid;
     };
-    let failure = header.kind == "metadata" && header.content_type == Some(FAILURE_MIME);
+    let failure = header.kind == "metadata" && header.liveweb_error.is_some();
     if header.kind != "response" && !failure {
         return Found::NotIndexed;
     }
@@ -160,7 +166,7 @@ fn warc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
     let mime = if failure {
         FAILURE_MIME.to_string()
     } else {
-        warc_mime(payload_content_type(content))
+        warc_mime(payload_content_type(content).as_deref())
     };
     Found::Entry(CdxEntry {
         urlkey: surt(url),
@@ -304,9 +310,10 @@ mod tests {
         data.extend(codec.encode_parts(resp.head.as_bytes(), raw, RECORD_END));
         let member_len = data.len() - start;
         data.extend(codec.encode_parts(req.head.as_bytes(), b"GET / HTTP/1.1\r\n\r\n", RECORD_END));
-        let reply = b"HTTP/1.1 502 Bad Gateway\r\nX-Liveweb-Error: E30 x\r\n\r\nx\n";
-        let meta = warc::failure(&target, reply);
-        data.extend(codec.encode_parts(meta.head.as_bytes(), reply, RECORD_END));
+        let fields = warc::failure_fields("E30 x", 502, "Bad Gateway", "refused\r\nby peer");
+        assert!(fields.ends_with(b"message: refused  by peer\r\n"));
+        let meta = warc::failure(&target, &fields, "E30 x");
+        data.extend(codec.encode_parts(meta.head.as_bytes(), &fields, RECORD_END));
         let whole = data.len();
         data.extend(&codec.encode_parts(resp.head.as_bytes(), raw, RECORD_END)[..20]);
         let r = scan(&data);

@@ -1,7 +1,7 @@
 //! WARC/1.1 records (`--format warc`): the `warcinfo` record that opens each file; per
 //! exchange a `response` record (the origin's bytes as received) and a `request` record (the
-//! bytes sent upstream) that names it in `WARC-Concurrent-To`; a `metadata` record for an
-//! archived failure. Also reading a record's header block back (recovery, hits).
+//! bytes sent upstream) that names it in `WARC-Concurrent-To`; a `metadata` record
+//! (`application/warc-fields`) for an archived failure. Also reading a record's header block back (recovery, hits).
 //!
 //! Each record is one gzip member, like an ARC record: the header block, the content block,
 //! then the `\r\n\r\n` that ends every WARC record.
@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use data_encoding::BASE32;
 use sha1::{Digest, Sha1};
 
-use super::cdx::FAILURE_MIME;
 use crate::clock::UtcTime;
 
 /// What ends every WARC record, after its content block.
@@ -30,7 +29,8 @@ pub fn sha1_digest(data: &[u8]) -> String {
     format!("sha1:{}", BASE32.encode(&Sha1::digest(data)))
 }
 
-/// One record, ready to encode: its header block (ending in the blank line) and its content.
+/// One record's header block (ending in the blank line) and its id; its content is encoded
+/// after it.
 #[derive(Debug, Clone)]
 pub struct WarcRecord {
     pub head: String,
@@ -135,20 +135,34 @@ pub fn request(target: &Target<'_>, sent: &[u8], response_id: &str) -> WarcRecor
     WarcRecord { head, id }
 }
 
-/// The `metadata` record of a failed fetch: its content is the reply liveweb made (status,
-/// `X-Liveweb-Error` with the code), typed `application/x-liveweb-error`, so no tool takes it
-/// for a capture of the URL.
-pub fn failure(target: &Target<'_>, reply: &[u8]) -> WarcRecord {
+/// The content of a failure's `metadata` record: `application/warc-fields` naming the
+/// liveweb error code, the status liveweb answered with, and what went wrong.
+pub fn failure_fields(code: &str, status: u16, reason: &str, message: &str) -> Vec<u8> {
+    let one_line = |s: &str| s.replace(['\r', '\n'], " ");
+    format!(
+        "liveweb-error: {}\r\nstatus: {status} {}\r\nmessage: {}\r\n",
+        one_line(code),
+        one_line(reason),
+        one_line(message)
+    )
+    .into_bytes()
+}
+
+/// The `metadata` record of a failed fetch: `application/warc-fields` (see `failure_fields`),
+/// which replay tools' indexers skip, so no tool takes it for a capture of the URL; the
+/// `X-Liveweb-Error` field (a WARC extension field) marks it for liveweb's own reading.
+pub fn failure(target: &Target<'_>, fields: &[u8], code: &str) -> WarcRecord {
     let id = record_id();
     let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let fields = target.fields(&ip);
+    let mut named = target.fields(&ip);
+    named.push(("X-Liveweb-Error", code));
     let head = head(
         "metadata",
         &id,
         &target.date.warc_date(),
-        &fields,
-        FAILURE_MIME,
-        reply,
+        &named,
+        "application/warc-fields",
+        fields,
     );
     WarcRecord { head, id }
 }
@@ -161,6 +175,8 @@ pub struct Header<'a> {
     pub date: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub payload_digest: Option<&'a str>,
+    /// liveweb's mark on a failure's metadata record.
+    pub liveweb_error: Option<&'a str>,
     pub content_length: u64,
 }
 
@@ -184,6 +200,7 @@ pub fn parse_header(data: &[u8]) -> Option<(usize, Header<'_>)> {
             "warc-date" => header.date = Some(value),
             "content-type" => header.content_type = Some(value),
             "warc-payload-digest" => header.payload_digest = Some(value),
+            "x-liveweb-error" => header.liveweb_error = Some(value),
             "content-length" => length = value.parse().ok(),
             _ => {}
         }

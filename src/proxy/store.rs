@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use crate::archive::cdx::{
-    payload_content_type, payload_digest, surt, warc_mime, CdxEntry, FAILURE_MIME,
+    payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
 };
 use crate::archive::record::{header_line, mark_private, Codec, Format};
 use crate::archive::warc;
@@ -57,11 +57,16 @@ pub async fn store_response(
     let (mime, cdx_mime) = match config.format {
         Format::Arc => (arc_mime(content_type), arc_mime(content_type)),
         // Read from the bytes as received, as a reindex (and pywb) reads it back.
-        Format::Warc => (String::new(), warc_mime(payload_content_type(&fetched.raw))),
+        Format::Warc => (
+            String::new(),
+            warc_mime(payload_content_type(&fetched.raw).as_deref()),
+        ),
     };
     let date = UtcTime::now();
     let status = RecordStatus::new(fetched.head.status, &fetched.head.reason, None);
-    let code = fetched.head.status;
+    // The CDX says what archive tools read back: the first status line, an interim 1xx's if
+    // the origin sent one (the reply and the index entry use the final status).
+    let code = payload_status(&fetched.raw);
     let draft = match config.format {
         Format::Arc => Draft::Arc {
             header: header_line(
@@ -159,7 +164,13 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
             url: url.normalized.clone(),
             ip: failure.ip,
             date,
-            reply: payload,
+            fields: warc::failure_fields(
+                code,
+                status.code,
+                status.reason,
+                &failure.error.message(),
+            ),
+            code,
         },
     };
     let encoded = encode(draft, config.codec(), false).await?;
@@ -238,12 +249,13 @@ enum Draft {
         response: Vec<u8>,
         request: Bytes,
     },
-    /// A WARC metadata record for a failure: `reply` is liveweb's reply.
+    /// A WARC metadata record for a failure: `fields` say what liveweb answered and why.
     Failure {
         url: String,
         ip: Option<std::net::IpAddr>,
         date: UtcTime,
-        reply: Vec<u8>,
+        fields: Vec<u8>,
+        code: &'static str,
     },
 }
 
@@ -252,7 +264,7 @@ impl Draft {
         match self {
             Draft::Arc { payload, .. } => payload.len(),
             Draft::Exchange { response, .. } => response.len(),
-            Draft::Failure { reply, .. } => reply.len(),
+            Draft::Failure { fields, .. } => fields.len(),
         }
     }
 }
@@ -310,22 +322,23 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
             url,
             ip,
             date,
-            reply,
+            fields,
+            code,
         } => {
             let target = warc::Target {
                 url: &url,
                 ip,
                 date: &date,
             };
-            let meta = warc::failure(&target, &reply);
+            let meta = warc::failure(&target, &fields, code);
             Encoded {
                 member: Bytes::from(mark(codec.encode_parts(
                     meta.head.as_bytes(),
-                    &reply,
+                    &fields,
                     warc::RECORD_END,
                 ))),
                 trailer_len: 0,
-                digest: payload_digest(&reply),
+                digest: payload_digest(&fields),
             }
         }
     }
