@@ -27,7 +27,7 @@ results_done() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts the release build on a free port with `--workers 2`, loopback upstreams allowed and
+# Starts the release build on a free port with `--workers 2` (LW_WORKERS to change it), loopback upstreams allowed and
 # its data under $WORK/$LW_NAME (default liveweb), plus any extra flags; sets LW_PID and
 # LW_ADDR (host:port). The load generator is one client address opening thousands of
 # connections, so the per-client connection cap is lifted (the peers have none either).
@@ -40,7 +40,7 @@ launch_liveweb() {
   if "$bin" --help | grep -q -- --max-connections-per-client; then
     caps=(--max-connections-per-client "${LIVEWEB_MAX_CONNECTIONS_PER_CLIENT:-1000000}")
   fi
-  "$bin" --listen 127.0.0.1:0 --workers 2 --allow-upstream 127.0.0.0/8 "${caps[@]}" \
+  "$bin" --listen 127.0.0.1:0 --workers "${LW_WORKERS:-2}" --allow-upstream 127.0.0.0/8 "${caps[@]}" \
     --data-dir "$WORK/$name" "$@" 2> "$WORK/$name.log" &
   LW_PID=$!
   PIDS+=("$LW_PID")

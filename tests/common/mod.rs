@@ -281,14 +281,31 @@ impl Proxy {
         Self::start_with(data_dir.to_path_buf(), None, &with_defaults(extra), env)
     }
 
+    /// Starts liveweb on `listen` (a fixed address: a node restarted where a load balancer
+    /// expects it) and an existing data directory.
+    pub fn start_at(listen: SocketAddr, data_dir: &Path, extra: &[&str]) -> Proxy {
+        let listen = listen.to_string();
+        Self::spawn(&listen, data_dir.to_path_buf(), None, &with_defaults(extra), &[])
+    }
+
     fn start_with(
         data_dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Proxy {
+        Self::spawn("127.0.0.1:0", data_dir, tmp, args, env)
+    }
+
+    fn spawn(
+        listen: &str,
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_liveweb"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(&data_dir)
             .args(args)
             .envs(env.iter().copied())
