@@ -194,7 +194,11 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         assert_eq!(origin.requests_for(path).len(), 1, "{path} fetched once");
         *per_node.entry(a.node.clone().unwrap()).or_default() += 1;
     }
-    assert_eq!(per_node.len(), 3, "URLs spread over every node: {per_node:?}");
+    assert_eq!(
+        per_node.len(),
+        3,
+        "URLs spread over every node: {per_node:?}"
+    );
 
     // Node 2 is killed a third of the way through a pass.
     let done = Arc::new(AtomicUsize::new(0));
@@ -232,7 +236,12 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         .clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let seen = client(front.addr, &origin, std::slice::from_ref(&home_of_2), &|| {});
+        let seen = client(
+            front.addr,
+            &origin,
+            std::slice::from_ref(&home_of_2),
+            &|| {},
+        );
         if seen[0].1.node.as_deref() == Some("node2") {
             break;
         }
@@ -244,13 +253,20 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         let (home, now) = (&second[path], &fourth[path]);
         assert_eq!(now.status, 200, "{path}");
         assert_eq!(now.node, home.node, "{path} is back on its home node");
-        assert_eq!(now.cache.as_deref(), Some("HIT"), "{path}: served from the store");
+        assert_eq!(
+            now.cache.as_deref(),
+            Some("HIT"),
+            "{path}: served from the store"
+        );
         let fetches = origin.requests_for(path).len();
         if home.node.as_deref() == Some("node2") {
             // Asked for while its node was down, another node fetched it once more.
             assert!(fetches <= 2, "{path} fetched {fetches} times");
         } else {
-            assert_eq!(fetches, 1, "{path} fetched again although its node stayed up");
+            assert_eq!(
+                fetches, 1,
+                "{path} fetched again although its node stayed up"
+            );
         }
     }
     drop(front);
@@ -271,8 +287,13 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
     let text = std::fs::read_to_string(&merged).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], " CDX N b a m s k r M S V g");
-    assert!(lines[1..].windows(2).all(|w| w[0] <= w[1]), "sorted bytewise");
-    let captured: std::collections::HashSet<&str> =
-        lines[1..].iter().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert!(
+        lines[1..].windows(2).all(|w| w[0] <= w[1]),
+        "sorted bytewise"
+    );
+    let captured: std::collections::HashSet<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split(' ').nth(2))
+        .collect();
     assert_eq!(captured.len(), URLS, "every URL in the merged index");
 }

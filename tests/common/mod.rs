@@ -285,7 +285,13 @@ impl Proxy {
     /// expects it) and an existing data directory.
     pub fn start_at(listen: SocketAddr, data_dir: &Path, extra: &[&str]) -> Proxy {
         let listen = listen.to_string();
-        Self::spawn(&listen, data_dir.to_path_buf(), None, &with_defaults(extra), &[])
+        Self::spawn(
+            &listen,
+            data_dir.to_path_buf(),
+            None,
+            &with_defaults(extra),
+            &[],
+        )
     }
 
     fn start_with(
