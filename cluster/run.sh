@@ -33,10 +33,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SERVERS=""
 for k in $(seq 1 "$N"); do
   port=$(free_port)
-  # Behind HAProxy every request comes from HAProxy's address: the per-client connection cap
-  # must allow all of its connections.
+  # HAProxy names each connection's client in a PROXY protocol header; the connection cap per
+  # address still counts HAProxy's own connections, so it must allow all of them.
   "$LW_BIN" --listen "127.0.0.1:$port" --data-dir "$DIR/node$k" --allow-upstream 127.0.0.0/8 \
-    --max-connections-per-client 100000 "${FLAGS[@]}" 2> "$DIR/node$k.log" &
+    --proxy-protocol-from 127.0.0.1/32 --max-connections-per-client 100000 "${FLAGS[@]}" \
+    2> "$DIR/node$k.log" &
   PIDS+=($!)
   SERVERS+="    server node$k 127.0.0.1:$port"$'\n'
   echo "127.0.0.1:$port" > "$DIR/node$k.addr.pending"

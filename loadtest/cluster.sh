@@ -24,11 +24,11 @@ head -c 4096 /dev/urandom > "$WORK/www/4k.bin"
 start_origin "expires 1h; location /u/ { rewrite ^ /4k.bin break; }"
 ORIGIN="127.0.0.1:$ORIGIN_PORT"
 
-LW_NAME=a launch_liveweb
+LW_NAME=a launch_liveweb --proxy-protocol-from 127.0.0.2/32
 A=$LW_ADDR
-LW_NAME=b LW_WORKERS=1 launch_liveweb
+LW_NAME=b LW_WORKERS=1 launch_liveweb --proxy-protocol-from 127.0.0.2/32
 B=$LW_ADDR
-LW_NAME=c LW_WORKERS=1 launch_liveweb
+LW_NAME=c LW_WORKERS=1 launch_liveweb --proxy-protocol-from 127.0.0.2/32
 C=$LW_ADDR
 
 # One HAProxy per target, from the cluster template.
@@ -39,8 +39,11 @@ start_haproxy() {
   port=$(free_port)
   local k=1
   for addr in "$@"; do servers+="    server node$k $addr"$'\n'; k=$((k + 1)); done
+  # HAProxy connects from 127.0.0.2, the nodes' --proxy-protocol-from, so wrk on 127.0.0.1
+  # can still reach node A directly without a PROXY header.
   sed -e "s|@FRONT@|127.0.0.1:$port|" -e "s|@CHECK@|check inter 1s|" cluster/haproxy.cfg.template \
-    | awk -v servers="$servers" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }' > "$WORK/$name.cfg"
+    | awk -v servers="$servers" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }
+        /^backend liveweb/ { print "    source 127.0.0.2" }' > "$WORK/$name.cfg"
   haproxy -db -f "$WORK/$name.cfg" 2> "$WORK/$name.log" &
   PIDS+=($!)
   for _ in $(seq 100); do

@@ -135,6 +135,13 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_ALLOW_LOOPBACK", default_value_t = true, action = clap::ArgAction::Set)]
     pub allow_loopback: bool,
 
+    /// Load balancers that open each connection with a PROXY protocol header (v1 or v2;
+    /// HAProxy's `send-proxy-v2`): connections from these addresses must start with one, and
+    /// the client it names is the client (access checks, fair queue, logs). Repeatable;
+    /// comma-separated in the environment.
+    #[arg(long, env = "LIVEWEB_PROXY_PROTOCOL_FROM", value_delimiter = ',')]
+    pub proxy_protocol_from: Vec<Cidr>,
+
     /// Addresses allowed to use `/_liveweb/...` besides loopback. Repeatable; comma-separated
     /// in the environment.
     #[arg(long, env = "LIVEWEB_ALLOW_ADMIN", value_delimiter = ',')]

@@ -309,3 +309,47 @@ fn connections_over_the_per_client_limit_get_503() {
     drop(held);
     proxy.finish();
 }
+
+#[test]
+fn a_balancer_in_proxy_protocol_from_names_the_client_who_is_checked_as_such() {
+    let origin = Origin::start();
+    origin.ok("/pp", "text/plain", b"behind a balancer");
+    let proxy = Proxy::start(&[
+        "--allow-loopback",
+        "false",
+        "--allow-client",
+        "192.0.2.9/32,127.0.0.6/32",
+        "--proxy-protocol-from",
+        "127.0.0.5/32",
+    ]);
+    let request = get_raw(&origin.url("/pp"));
+    // v1 naming an allowed client: served (the connection's own address is not a client).
+    let named = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 40000 8080\r\n{request}");
+    let r = request_from("127.0.0.5", proxy.addr, &named("192.0.2.9"));
+    assert_eq!(r.status, 200, "{}", r.head);
+    // Naming a client outside the ranges: that client is refused.
+    assert_eq!(
+        request_from("127.0.0.5", proxy.addr, &named("192.0.2.10")).status,
+        403
+    );
+    // v2, binary, naming the allowed client.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 192, 0, 2, 9, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x90,
+    ]);
+    v2.extend_from_slice(request.as_bytes());
+    let mut conn = connect_from("127.0.0.5", proxy.addr);
+    conn.get_mut().write_all(&v2).unwrap();
+    assert_eq!(read_reply(&mut conn, false).status, 200);
+    // From the balancer, no header: closed without a reply.
+    let mut conn = connect_from("127.0.0.5", proxy.addr);
+    conn.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    wait_log(&proxy, "not a PROXY protocol header", 1);
+    // Anyone else's PROXY line is not believed: it is a bad request from them (not a 403 for
+    // the client it names).
+    let other = request_from("127.0.0.6", proxy.addr, &named("192.0.2.10"));
+    assert_eq!(other.status, 400, "{}", other.head);
+}

@@ -170,11 +170,26 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         r
     }));
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    // Behind HAProxy every request comes from HAProxy's address.
-    let node_args = ["--max-connections-per-client", "100000"];
+    // HAProxy names each client in a PROXY protocol header; the per-address connection cap
+    // still counts HAProxy's own connections.
+    let logs: Vec<String> = dirs
+        .iter()
+        .map(|d| d.path().join("access.log").to_string_lossy().into_owned())
+        .collect();
+    let node_args = |k: usize| {
+        vec![
+            "--max-connections-per-client",
+            "100000",
+            "--proxy-protocol-from",
+            "127.0.0.1/32",
+            "--access-log",
+            logs[k].as_str(),
+        ]
+    };
     let mut nodes: Vec<Option<Proxy>> = dirs
         .iter()
-        .map(|d| Some(Proxy::start_in(d.path(), &node_args)))
+        .enumerate()
+        .map(|(k, d)| Some(Proxy::start_in(d.path(), &node_args(k))))
         .collect();
     let addrs: Vec<SocketAddr> = nodes.iter().flatten().map(|p| p.addr).collect();
     let work = tempfile::tempdir().unwrap();
@@ -228,7 +243,7 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
     }
 
     // Back on the same address with the same data: recovered, and home to its URLs again.
-    nodes[1] = Some(Proxy::start_at(addrs[1], dirs[1].path(), &node_args));
+    nodes[1] = Some(Proxy::start_at(addrs[1], dirs[1].path(), &node_args(1)));
     let home_of_2 = paths
         .iter()
         .find(|p| second[*p].node.as_deref() == Some("node2"))
@@ -269,6 +284,25 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
             );
         }
     }
+    // The node sees the client, not HAProxy: a request from 127.0.0.2 is logged as such.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    socket.connect(&front.addr.into()).unwrap();
+    let mut from_2 = BufReader::new(TcpStream::from(socket));
+    let url = origin.url("/u/7");
+    let host = url.split('/').nth(2).unwrap().to_string();
+    from_2
+        .get_mut()
+        .write_all(
+            format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let reply = read_any_reply(&mut from_2, false).0;
+    assert_eq!(reply.status, 200);
+    let node = reply.header("x-liveweb-node").unwrap();
+    let k: usize = node.trim_start_matches("node").parse::<usize>().unwrap() - 1;
     drop(front);
 
     // The nodes' CDX files, merged into one sorted index.
@@ -277,6 +311,12 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         let _ = node.unwrap().finish();
         cdx_dirs.push(dir.path().join("sealed"));
     }
+    let log = std::fs::read_to_string(&logs[k]).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" 127.0.0.2 ") && l.contains(&url)),
+        "the client's own address in {node}'s access log"
+    );
     let merged = work.path().join("all.cdx");
     let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/merge-cdx.sh"))
         .arg(&merged)

@@ -25,6 +25,12 @@ impl Cidr {
         let host_mask = if bits >= 128 { 0 } else { u128::MAX >> bits };
         (base & !host_mask, base | host_mask)
     }
+
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (first, last) = self.bounds();
+        (first..=last).contains(&to_point(ip))
+    }
 }
 
 impl FromStr for Cidr {

@@ -42,7 +42,24 @@ enum Fill {
 /// inherited (TCP_NODELAY among them).
 pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &Drain) {
     ctx.counters().connection_opened();
-    let tunnel = serve_conn(ctx.clone(), ClientConn::plain(stream), peer, drain, None).await;
+    let mut stream = ClientConn::plain(stream);
+    let config = &ctx.shared.config;
+    // A balancer's connection names its client first.
+    let (client, early) = if config.proxy_protocol_from.iter().any(|c| c.contains(peer)) {
+        match super::proxy_protocol::read(&mut stream, config.request_head_timeout).await {
+            Ok((named, early)) => (named.unwrap_or(peer), early),
+            Err(why) => {
+                super::gate::log_limited(&super::gate::BUSY_LOG, || {
+                    format!("closing a connection from {peer} (--proxy-protocol-from): {why}")
+                });
+                ctx.counters().connection_closed();
+                return;
+            }
+        }
+    } else {
+        (peer, Vec::new())
+    };
+    let tunnel = serve_conn(ctx.clone(), stream, client, drain, None, early).await;
     if let (Some(tunnel), Some(mitm)) = (tunnel, ctx.shared.mitm.clone()) {
         super::intercept::serve(ctx.clone(), &mitm, tunnel, drain).await;
     }
@@ -64,9 +81,10 @@ pub(super) async fn serve_conn(
     peer: IpAddr,
     drain: &Drain,
     tunnel: Option<&Origin>,
+    early: Vec<u8>,
 ) -> Option<Tunnel> {
     let idle = ctx.shared.config.client_idle_timeout;
-    match serve_requests(&ctx, &mut stream, peer, drain, tunnel).await {
+    match serve_requests(&ctx, &mut stream, peer, drain, tunnel, early).await {
         Next::Close => {
             if stream.is_tls() {
                 // close_notify, so a reply delimited by the close is seen whole.
@@ -87,11 +105,14 @@ async fn serve_requests(
     peer: IpAddr,
     drain: &Drain,
     tunnel: Option<&Origin>,
+    early: Vec<u8>,
 ) -> Next {
     let config = &ctx.shared.config;
     let idle = config.client_idle_timeout;
     let limits = ctx.shared.request_limits;
-    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+    // Bytes already read behind a PROXY protocol header start the first request.
+    let mut buf = early;
+    buf.reserve(8 * 1024);
     // The whole head must arrive within --request-head-timeout of its first byte (of the
     // connection's start, for the first request), however slowly it trickles.
     let mut head_deadline = Some(Instant::now() + config.request_head_timeout);

@@ -16,7 +16,14 @@ use crate::proxy::WorkerCtx;
 /// many more), so a flood of outsiders cannot flood the log.
 pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr) -> bool {
     let access = ctx.shared.access.load();
-    let allowed = access.is_client(peer) || access.is_admin(peer);
+    // A balancer connects for its clients, who are checked once its header names them.
+    let balancer = ctx
+        .shared
+        .config
+        .proxy_protocol_from
+        .iter()
+        .any(|c| c.contains(peer));
+    let allowed = balancer || access.is_client(peer) || access.is_admin(peer);
     if !allowed {
         log_limited(&REFUSED_LOG, || {
             format!("refused client {peer}: not in the client or admin ranges")

@@ -184,7 +184,7 @@ pub(super) async fn serve(
     let idle = ctx.shared.config.client_idle_timeout;
     let (peer, origin) = (tunnel.peer, tunnel.origin.clone());
     if let Some(conn) = accept(&ctx, mitm, tunnel, idle).await {
-        super::conn::serve_conn(ctx, conn, peer, drain, Some(&origin)).await;
+        super::conn::serve_conn(ctx, conn, peer, drain, Some(&origin), Vec::new()).await;
     }
 }
 
