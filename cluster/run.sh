@@ -33,11 +33,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SERVERS=""
 for k in $(seq 1 "$N"); do
   port=$(free_port)
-  # HAProxy names each connection's client in a PROXY protocol header; the connection cap per
-  # address still counts HAProxy's own connections, so it must allow all of them.
+  # HAProxy connects from 127.0.0.2 and names each client in a PROXY protocol header; a
+  # node's own address (nodeK.addr) still answers direct requests from 127.0.0.1.
   "$LW_BIN" --listen "127.0.0.1:$port" --data-dir "$DIR/node$k" --allow-upstream 127.0.0.0/8 \
-    --proxy-protocol-from 127.0.0.1/32 --max-connections-per-client 100000 "${FLAGS[@]}" \
-    2> "$DIR/node$k.log" &
+    --proxy-protocol-from 127.0.0.2/32 "${FLAGS[@]}" 2> "$DIR/node$k.log" &
   PIDS+=($!)
   SERVERS+="    server node$k 127.0.0.1:$port"$'\n'
   echo "127.0.0.1:$port" > "$DIR/node$k.addr.pending"
@@ -53,19 +52,28 @@ done
 
 FRONT="127.0.0.1:${FRONT_PORT:-$(free_port)}"
 sed -e "s|@FRONT@|$FRONT|" -e "s|@CHECK@|$CHECK|" cluster/haproxy.cfg.template \
-  | awk -v servers="$SERVERS" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }' > "$DIR/haproxy.cfg"
+  | awk -v servers="$SERVERS" '{ if ($0 == "@SERVERS@") printf "%s", servers; else print }
+      /^backend liveweb/ { print "    source 127.0.0.2" }' > "$DIR/haproxy.cfg"
 haproxy -c -q -f "$DIR/haproxy.cfg"
 haproxy -W -db -f "$DIR/haproxy.cfg" 2> "$DIR/haproxy.log" &
-PIDS+=($!)
+HAPROXY=$!
+PIDS+=("$HAPROXY")
+up=
 for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('${FRONT%:*}', ${FRONT##*:}), 1)" 2>/dev/null && break
+  if python3 -c "import socket; socket.create_connection(('${FRONT%:*}', ${FRONT##*:}), 1)" 2>/dev/null; then
+    up=1
+    break
+  fi
+  kill -0 "$HAPROXY" 2>/dev/null || break
   sleep 0.1
 done
+[ -n "$up" ] || { echo "cluster/run.sh: HAProxy did not start:" >&2; cat "$DIR/haproxy.log" >&2; exit 1; }
 echo "$FRONT" > "$DIR/front"
 echo "cluster: $N nodes behind HAProxy at http://$FRONT (logs and data in $DIR)"
 # `wait` returns on a signal, so Ctrl-C and SIGTERM stop the cluster at once.
 if [ -n "$SECONDS_TO_RUN" ]; then
   sleep "$SECONDS_TO_RUN" &
+  PIDS+=($!)
   wait $!
 else
   wait

@@ -15,6 +15,8 @@ set -euo pipefail
 file=$1
 remote=${LIVEWEB_S3_REMOTE:?set LIVEWEB_S3_REMOTE to an rclone remote:path}
 command -v rclone >/dev/null || { echo "$0: rclone is needed (apt-get install rclone)" >&2; exit 1; }
+# Gone already: an earlier run uploaded and deleted it (and then failed to report).
+[ -e "$file" ] || { echo "$0: $file is gone already"; exit 0; }
 [ -f "$file" ] || { echo "$0: $file is not a file" >&2; exit 1; }
 dir=$(dirname "$file")
 name=$(basename "$file")
@@ -34,7 +36,10 @@ fi
 # Uploads one file and checks what the store holds: its size and MD5 must be the local file's.
 upload() {
   local path=$1 target="$remote/$(basename "$1")"
-  rclone "${rclone_flags[@]}" copyto --retries 3 --low-level-retries 5 "$path" "$target"
+  # One part up to 5 GiB (S3's largest single upload): the store's ETag is then the MD5 it
+  # computed itself, not one rclone wrote as metadata for a multipart upload.
+  rclone "${rclone_flags[@]}" copyto --s3-upload-cutoff 5G --retries 3 --low-level-retries 5 \
+    "$path" "$target"
   local listing size md5
   listing=$(rclone "${rclone_flags[@]}" lsjson --hash --files-only "$target")
   read -r size md5 < <(python3 -c '
@@ -59,10 +64,12 @@ for path in "$cdx" "$private" "$file"; do
   upload "$path"
   uploaded+=("$path")
 done
-# Deleted CDX first and the private list last: stopped half-way, what is left is an archive
-# file whose CDX recovery rebuilds (its private records still listed) and which is handed to
-# this hook again.
+# Only what was uploaded and checked is deleted: the CDX first, the private list last.
+# Stopped half-way, what is left is an archive file whose CDX recovery rebuilds (its private
+# records still listed) and which is handed to this hook again.
 for path in "$cdx" "$file" "$private"; do
-  if [ -f "$path" ]; then rm -f "$path"; fi
+  for done in "${uploaded[@]}"; do
+    if [ "$path" = "$done" ]; then rm -f "$path"; fi
+  done
 done
-echo "$0: ${uploaded[*]} uploaded to $remote, checked, deleted here"
+echo "$0: ${uploaded[*]} uploaded to $remote, checked, deleted here" || true

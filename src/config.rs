@@ -137,8 +137,9 @@ pub struct Config {
 
     /// Load balancers that open each connection with a PROXY protocol header (v1 or v2;
     /// HAProxy's `send-proxy-v2`): connections from these addresses must start with one, and
-    /// the client it names is the client (access checks, fair queue, logs). Repeatable;
-    /// comma-separated in the environment.
+    /// the client it names is the client (access checks, per-client cap, fair queue, logs;
+    /// a LOCAL header names no one: health only). Repeatable; comma-separated in the
+    /// environment.
     #[arg(long, env = "LIVEWEB_PROXY_PROTOCOL_FROM", value_delimiter = ',')]
     pub proxy_protocol_from: Vec<Cidr>,
 

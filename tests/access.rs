@@ -63,13 +63,20 @@ fn clients_outside_the_ranges_get_403_and_a_log_line() {
     assert_eq!(origin.hits("/a"), 0);
     let r = request_from("127.0.0.2", proxy.addr, &get_raw(&origin.url("/a")));
     assert_eq!(r.status, 200, "{}", r.head);
-    // Admin endpoints have their own ranges: a client is not an admin.
+    // Admin endpoints have their own ranges: a client is not an admin (health, which says
+    // only "ok", answers anyone let in).
+    let r = request_from(
+        "127.0.0.2",
+        proxy.addr,
+        "GET /_liveweb/metrics HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(r.status, 403);
     let r = request_from(
         "127.0.0.2",
         proxy.addr,
         "GET /_liveweb/health HTTP/1.1\r\n\r\n",
     );
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 200);
     proxy.finish();
 
     let proxy = Proxy::start(&[
@@ -341,6 +348,18 @@ fn a_balancer_in_proxy_protocol_from_names_the_client_who_is_checked_as_such() {
     let mut conn = connect_from("127.0.0.5", proxy.addr);
     conn.get_mut().write_all(&v2).unwrap();
     assert_eq!(read_reply(&mut conn, false).status, 200);
+    // A LOCAL header (the balancer's own check) names no one: health only.
+    let local = |path: &str| {
+        let mut conn = connect_from("127.0.0.5", proxy.addr);
+        let mut bytes = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+        bytes.extend_from_slice(
+            format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        conn.get_mut().write_all(&bytes).unwrap();
+        read_reply(&mut conn, false).status
+    };
+    assert_eq!(local("/_liveweb/health"), 200);
+    assert_eq!(local("/_liveweb/metrics"), 403);
     // From the balancer, no header: closed without a reply.
     let mut conn = connect_from("127.0.0.5", proxy.addr);
     conn.get_mut().write_all(request.as_bytes()).unwrap();
@@ -352,4 +371,35 @@ fn a_balancer_in_proxy_protocol_from_names_the_client_who_is_checked_as_such() {
     // the client it names).
     let other = request_from("127.0.0.6", proxy.addr, &named("192.0.2.10"));
     assert_eq!(other.status, 400, "{}", other.head);
+    proxy.finish();
+
+    // The per-client connection cap counts the named client, not the balancer.
+    let proxy = Proxy::start(&[
+        "--allow-client",
+        "192.0.2.0/24",
+        "--proxy-protocol-from",
+        "127.0.0.5/32",
+        "--max-connections-per-client",
+        "1",
+    ]);
+    let keep_alive = |client: &str| {
+        format!(
+            "PROXY TCP4 {client} 127.0.0.1 40000 8080\r\nGET {} HTTP/1.1\r\n\r\n",
+            origin.url("/pp")
+        )
+    };
+    let mut held = connect_from("127.0.0.5", proxy.addr);
+    held.get_mut()
+        .write_all(keep_alive("192.0.2.9").as_bytes())
+        .unwrap();
+    assert_eq!(read_reply(&mut held, false).status, 200);
+    // The same client again, through another balancer connection: over its cap.
+    let r = request_from("127.0.0.5", proxy.addr, &named("192.0.2.9"));
+    assert_eq!(r.status, 503, "{}", r.head);
+    // Another client through the same balancer: its own count.
+    assert_eq!(
+        request_from("127.0.0.5", proxy.addr, &named("192.0.2.11")).status,
+        200
+    );
+    proxy.finish();
 }

@@ -50,7 +50,7 @@ fn haproxy(nodes: &[SocketAddr], dir: &Path) -> Haproxy {
     let config = template
         .replace("@FRONT@", &front.to_string())
         // Fast checks, so the test sees a node go down and come back within a second.
-        .replace("@CHECK@", "check inter 100ms fall 1 rise 1")
+        .replace("@CHECK@", "check inter 100ms fall 2 rise 1")
         .replace("@SERVERS@\n", &servers);
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
@@ -170,16 +170,13 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         r
     }));
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    // HAProxy names each client in a PROXY protocol header; the per-address connection cap
-    // still counts HAProxy's own connections.
+    // HAProxy names each client in a PROXY protocol header.
     let logs: Vec<String> = dirs
         .iter()
         .map(|d| d.path().join("access.log").to_string_lossy().into_owned())
         .collect();
     let node_args = |k: usize| {
         vec![
-            "--max-connections-per-client",
-            "100000",
             "--proxy-protocol-from",
             "127.0.0.1/32",
             "--access-log",
@@ -214,6 +211,19 @@ fn one_fetch_per_url_across_nodes_and_a_node_lost_and_back() {
         3,
         "URLs spread over every node: {per_node:?}"
     );
+    // Another spelling of the same URL (liveweb lowercases the scheme) reaches its home node.
+    let mut conn = connect(front.addr);
+    for path in &paths[..50] {
+        let url = origin.url(path).replacen("http://", "HTTP://", 1);
+        let host = url.split('/').nth(2).unwrap();
+        conn.get_mut()
+            .write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        let reply = read_any_reply(&mut conn, false).0;
+        assert_eq!(reply.header("x-liveweb-node"), first[path].node, "{url}");
+        assert_eq!(reply.header("x-cache").as_deref(), Some("HIT"), "{url}");
+    }
+    drop(conn);
 
     // Node 2 is killed a third of the way through a pass.
     let done = Arc::new(AtomicUsize::new(0));

@@ -138,11 +138,12 @@ fn sealed_files_are_uploaded_checked_and_deleted_and_kept_while_the_store_is_dow
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/s3-upload.sh");
     let script = script.to_str().unwrap();
     let proxy_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Files seal after 2 s without records: each batch of requests below lands in one file.
     let args = [
         "--workers",
         "1",
         "--arc-max-idle",
-        "300ms",
+        "2s",
         "--on-seal",
         script,
     ];

@@ -14,6 +14,7 @@ use super::accounting::{count, Answered};
 use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
+use super::limits::ConnPermit;
 use crate::admin::Outcome;
 use crate::error::{Error, LogLine};
 use crate::http::chunked::ChunkedScanner;
@@ -40,14 +41,24 @@ enum Fill {
 
 /// Serves one connection from `peer`. `stream` comes from a listener whose options it
 /// inherited (TCP_NODELAY among them).
-pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &Drain) {
+pub async fn serve(
+    ctx: Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: IpAddr,
+    drain: &Drain,
+    permit: &mut ConnPermit,
+) {
     ctx.counters().connection_opened();
     let mut stream = ClientConn::plain(stream);
     let config = &ctx.shared.config;
-    // A balancer's connection names its client first.
-    let (client, early) = if config.proxy_protocol_from.iter().any(|c| c.contains(peer)) {
+    // A balancer's connection names its client first; a LOCAL header (the balancer's own
+    // connection: health checks) names none, and gets no one's rights.
+    let (client, early) = if super::gate::is_balancer(&ctx, peer) {
         match super::proxy_protocol::read(&mut stream, config.request_head_timeout).await {
-            Ok((named, early)) => (named.unwrap_or(peer), early),
+            Ok((named, early)) => (
+                named.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                early,
+            ),
             Err(why) => {
                 super::gate::log_limited(&super::gate::BUSY_LOG, || {
                     format!("closing a connection from {peer} (--proxy-protocol-from): {why}")
@@ -59,6 +70,12 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: IpAddr, drain: &
     } else {
         (peer, Vec::new())
     };
+    if permit.assign(client).is_err() {
+        let idle = config.client_idle_timeout;
+        refuse(&ctx, &mut stream, &Error::TooManyConnections, 1, idle).await;
+        ctx.counters().connection_closed();
+        return;
+    }
     let tunnel = serve_conn(ctx.clone(), stream, client, drain, None, early).await;
     if let (Some(tunnel), Some(mitm)) = (tunnel, ctx.shared.mitm.clone()) {
         super::intercept::serve(ctx.clone(), &mitm, tunnel, drain).await;

@@ -14,16 +14,19 @@ use crate::proxy::WorkerCtx;
 /// Whether a connection from `peer` may be served at all (client or admin); refused ones get
 /// `403` before any request is read. Logged at most once a second per worker (with how
 /// many more), so a flood of outsiders cannot flood the log.
-pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr) -> bool {
-    let access = ctx.shared.access.load();
-    // A balancer connects for its clients, who are checked once its header names them.
-    let balancer = ctx
-        .shared
+/// A load balancer in `--proxy-protocol-from`.
+pub(super) fn is_balancer(ctx: &WorkerCtx, peer: IpAddr) -> bool {
+    ctx.shared
         .config
         .proxy_protocol_from
         .iter()
-        .any(|c| c.contains(peer));
-    let allowed = balancer || access.is_client(peer) || access.is_admin(peer);
+        .any(|c| c.contains(peer))
+}
+
+pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr) -> bool {
+    let access = ctx.shared.access.load();
+    // A balancer connects for its clients, who are checked once its header names them.
+    let allowed = is_balancer(ctx, peer) || access.is_client(peer) || access.is_admin(peer);
     if !allowed {
         log_limited(&REFUSED_LOG, || {
             format!("refused client {peer}: not in the client or admin ranges")
@@ -79,6 +82,11 @@ pub(super) fn log_limited(
 /// Whether `req` from `peer` may be served; the error is the reply (403 or 407).
 pub(super) async fn admit(ctx: &WorkerCtx, peer: IpAddr, req: &RequestHead) -> Result<(), Error> {
     let access = ctx.shared.access.load();
+    // Health says only "ok": any connection let in may ask (a balancer's own checks name no
+    // client).
+    if req.target == "/_liveweb/health" {
+        return Ok(());
+    }
     if req.target.starts_with("/_liveweb/") {
         if access.is_admin(peer) {
             return Ok(());

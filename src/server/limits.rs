@@ -1,6 +1,7 @@
 //! Connection limits: at most `--max-connections` client connections at once, and at most
 //! `--max-connections-per-client` from one address, counted across all workers. A permit is
-//! taken when a connection is accepted and given back when it closes.
+//! taken when a connection is accepted and given back when it closes; a load balancer's
+//! connection counts against the client its PROXY header names.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,7 +34,8 @@ pub enum Refused {
 /// One open connection's place in the counts; released on drop.
 pub struct ConnPermit {
     limits: Arc<ConnLimits>,
-    ip: IpAddr,
+    /// The client it counts against; `None` until a balancer's connection names its client.
+    ip: Option<IpAddr>,
 }
 
 impl ConnLimits {
@@ -59,22 +61,21 @@ impl ConnLimits {
     /// Takes a place for a connection from `ip`, or says which limit it would break. IPv6
     /// clients count per /64 (one host usually holds a whole /64).
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, Refused> {
-        let ip = client_key(ip);
+        let mut permit = self.acquire_total()?;
+        permit.assign(ip)?;
+        Ok(permit)
+    }
+
+    /// Takes a place in the total only: a load balancer's connection, which counts against
+    /// its client once its PROXY header names it (`ConnPermit::assign`).
+    pub fn acquire_total(self: &Arc<Self>) -> Result<ConnPermit, Refused> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Total);
         }
-        let mut counts = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max_per_client {
-            drop(counts);
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::PerClient);
-        }
-        *count += 1;
         Ok(ConnPermit {
             limits: self.clone(),
-            ip,
+            ip: None,
         })
     }
 
@@ -97,20 +98,44 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-impl Drop for ConnPermit {
-    fn drop(&mut self) {
+impl ConnPermit {
+    /// Counts the connection against client `ip` (IPv6 per /64), unless that client already
+    /// has `--max-connections-per-client` open. A permit counts against one client at most.
+    pub fn assign(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        if self.ip.is_some() {
+            return Ok(());
+        }
+        let ip = client_key(ip);
         let mut counts = self
             .limits
-            .shard(self.ip)
+            .shard(ip)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.limits.max_per_client {
+            return Err(Refused::PerClient);
+        }
+        *count += 1;
+        self.ip = Some(ip);
+        Ok(())
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut counts = self
+                .limits
+                .shard(ip)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = counts.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&ip);
+                }
             }
         }
-        drop(counts);
         self.limits.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -134,6 +159,23 @@ mod tests {
         assert_eq!(limits.open(), 2);
         let _b2 = limits.acquire(b).unwrap();
         assert_eq!(limits.acquire(b).err(), Some(Refused::Total));
+    }
+
+    #[test]
+    fn a_balancers_connection_counts_against_the_client_it_names() {
+        let limits = Arc::new(ConnLimits::new(10, 1));
+        let client: IpAddr = "192.0.2.9".parse().unwrap();
+        let mut first = limits.acquire_total().unwrap();
+        let mut second = limits.acquire_total().unwrap();
+        assert_eq!(limits.open(), 2);
+        first.assign(client).unwrap();
+        assert_eq!(second.assign(client), Err(Refused::PerClient));
+        second.assign("192.0.2.10".parse().unwrap()).unwrap();
+        drop(first);
+        let mut third = limits.acquire_total().unwrap();
+        third.assign(client).unwrap();
+        drop((second, third));
+        assert_eq!(limits.open(), 0);
     }
 
     #[test]

@@ -147,7 +147,12 @@ async fn serve(setup: WorkerSetup) {
                         active.set(active.get() + 1);
                         // Outsiders are refused before they can take a connection slot.
                         let admitted = if gate::may_connect(&ctx, ip) {
-                            limits.acquire(ip).map_err(|refused| {
+                            let taken = if gate::is_balancer(&ctx, ip) {
+                                limits.acquire_total()
+                            } else {
+                                limits.acquire(ip)
+                            };
+                            taken.map_err(|refused| {
                                 let which = match refused {
                                     Refused::Total => "--max-connections",
                                     Refused::PerClient => "--max-connections-per-client",
@@ -162,7 +167,9 @@ async fn serve(setup: WorkerSetup) {
                         };
                         monoio::spawn(async move {
                             match admitted {
-                                Ok(_permit) => conn::serve(ctx, stream, ip, &drain).await,
+                                Ok(mut permit) => {
+                                    conn::serve(ctx, stream, ip, &drain, &mut permit).await
+                                }
                                 Err(e) => conn::refuse_at_once(&ctx, stream, &e).await,
                             }
                             active.set(active.get() - 1);
