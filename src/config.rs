@@ -205,7 +205,7 @@ pub struct Config {
     /// Archive format: `arc` (ARC v1, `.arc.gz`) or `warc` (WARC/1.1, `.warc.gz`: a request
     /// and a response record per exchange).
     #[arg(long, env = "LIVEWEB_FORMAT", default_value = "arc", value_parser = parse_format)]
-    pub format: crate::archive::record::Format,
+    pub format: crate::archive::format::Format,
 
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
@@ -298,10 +298,10 @@ pub struct Config {
 }
 
 /// Parses `never`, `always` or `interval:DURATION`.
-pub fn parse_format(s: &str) -> Result<crate::archive::record::Format, String> {
+pub fn parse_format(s: &str) -> Result<crate::archive::format::Format, String> {
     match s.to_ascii_lowercase().as_str() {
-        "arc" => Ok(crate::archive::record::Format::Arc),
-        "warc" => Ok(crate::archive::record::Format::Warc),
+        "arc" => Ok(crate::archive::format::Format::Arc),
+        "warc" => Ok(crate::archive::format::Format::Warc),
         _ => Err(format!("invalid --format {s:?}: use arc or warc")),
     }
 }
@@ -375,7 +375,7 @@ impl Config {
         if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
             return Err("connection limits must be at least 1".into());
         }
-        if self.format == crate::archive::record::Format::Warc && !self.arc_gzip {
+        if self.format == crate::archive::format::Format::Warc && !self.arc_gzip {
             return Err(
                 "--format warc writes .warc.gz files: --arc-gzip false applies to ARC only".into(),
             );
@@ -655,7 +655,7 @@ mod tests {
         assert!(f.validate().is_ok());
         assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
         let warc = Config::try_parse_from(["liveweb", "--format", "WARC"]).expect("parses");
-        assert_eq!(warc.format, crate::archive::record::Format::Warc);
+        assert_eq!(warc.format, crate::archive::format::Format::Warc);
         assert_eq!(warc.reply_content_type(), "application/warc-gz");
         let plain_warc =
             Config::try_parse_from(["liveweb", "--format", "warc", "--arc-gzip", "false"]).unwrap();

@@ -53,7 +53,7 @@ impl FileTable {
             Arc::new(ArcFile {
                 id,
                 gzip: is_gzip(&path),
-                content_type: super::record::Format::content_type_of(&path.to_string_lossy()),
+                content_type: super::format::Format::content_type_of(&path.to_string_lossy()),
                 path,
                 fd,
             }),

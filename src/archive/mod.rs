@@ -6,6 +6,7 @@ pub mod cdx;
 mod compressibility;
 mod fault;
 pub mod files;
+pub mod format;
 pub mod handoff;
 mod layout;
 pub mod reader;

@@ -292,7 +292,8 @@ mod tests {
 
     #[test]
     fn warc_files_index_responses_and_failures_and_stop_at_a_torn_record() {
-        use crate::archive::record::{Codec, Format};
+        use crate::archive::format::Format;
+        use crate::archive::record::Codec;
         use crate::archive::warc::{self, Target};
         use crate::clock::UtcTime;
         let codec = Codec::Gzip(1);

@@ -62,7 +62,7 @@ pub struct WriterConfig {
     /// Gzip member per record, or plain.
     pub codec: Codec,
     /// ARC or WARC.
-    pub format: super::record::Format,
+    pub format: super::format::Format,
     /// First file serial to use (above every serial already on disk).
     pub first_serial: u64,
     pub max_size: u64,

@@ -15,7 +15,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::hot::{HotShard, SENDFILE_FROM};
 use super::send::write_all;
-use crate::archive::record::{payload_at, PayloadAt};
+use crate::archive::format::{payload_at, PayloadAt};
 use crate::archive::stored::stored_spans;
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;

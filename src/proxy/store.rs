@@ -12,7 +12,8 @@ use super::context::WorkerCtx;
 use crate::archive::cdx::{
     payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
 };
-use crate::archive::record::{header_line, mark_private, Codec, Format};
+use crate::archive::format::Format;
+use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::warc;
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
