@@ -10,7 +10,7 @@ mod intercept;
 mod limits;
 mod listener;
 mod lock;
-mod proxy_protocol;
+pub mod proxy_protocol;
 mod worker;
 
 use std::io;
