@@ -89,50 +89,55 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn fields<'f>(&'f self, ip: &'f str) -> Vec<(&'f str, &'f str)> {
+    /// A record of `kind` about this target: a fresh id, the target's URI, address and
+    /// date, then `extra` fields.
+    fn record(
+        &self,
+        kind: &str,
+        extra: (&str, &str),
+        content_type: &str,
+        block: &[u8],
+    ) -> WarcRecord {
+        let id = record_id();
+        let ip = self.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let mut fields = vec![("WARC-Target-URI", self.url)];
         if self.ip.is_some() {
-            fields.push(("WARC-IP-Address", ip));
+            fields.push(("WARC-IP-Address", &ip));
         }
-        fields
+        fields.push(extra);
+        let head = head(
+            kind,
+            &id,
+            &self.date.warc_date(),
+            &fields,
+            content_type,
+            block,
+        );
+        WarcRecord { head, id }
     }
 }
 
 /// The `response` record of an exchange: `raw` is the response as received; `payload_digest`
 /// is its body's (what the CDX line says too).
 pub fn response(target: &Target<'_>, raw: &[u8], payload_digest: &str) -> WarcRecord {
-    let id = record_id();
-    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut fields = target.fields(&ip);
     let payload = format!("sha1:{payload_digest}");
-    fields.push(("WARC-Payload-Digest", &payload));
-    let head = head(
+    target.record(
         "response",
-        &id,
-        &target.date.warc_date(),
-        &fields,
+        ("WARC-Payload-Digest", &payload),
         "application/http; msgtype=response",
         raw,
-    );
-    WarcRecord { head, id }
+    )
 }
 
 /// The `request` record of the exchange whose response record is `response_id`: the bytes
 /// sent upstream.
 pub fn request(target: &Target<'_>, sent: &[u8], response_id: &str) -> WarcRecord {
-    let id = record_id();
-    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut fields = target.fields(&ip);
-    fields.push(("WARC-Concurrent-To", response_id));
-    let head = head(
+    target.record(
         "request",
-        &id,
-        &target.date.warc_date(),
-        &fields,
+        ("WARC-Concurrent-To", response_id),
         "application/http; msgtype=request",
         sent,
-    );
-    WarcRecord { head, id }
+    )
 }
 
 /// The content of a failure's `metadata` record: `application/warc-fields` naming the
@@ -152,19 +157,12 @@ pub fn failure_fields(code: &str, status: u16, reason: &str, message: &str) -> V
 /// which replay tools' indexers skip, so no tool takes it for a capture of the URL; the
 /// `X-Liveweb-Error` field (a WARC extension field) marks it for liveweb's own reading.
 pub fn failure(target: &Target<'_>, fields: &[u8], code: &str) -> WarcRecord {
-    let id = record_id();
-    let ip = target.ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let mut named = target.fields(&ip);
-    named.push(("X-Liveweb-Error", code));
-    let head = head(
+    target.record(
         "metadata",
-        &id,
-        &target.date.warc_date(),
-        &named,
+        ("X-Liveweb-Error", code),
         "application/warc-fields",
         fields,
-    );
-    WarcRecord { head, id }
+    )
 }
 
 /// A record's header block, parsed.

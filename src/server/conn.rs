@@ -175,34 +175,16 @@ async fn serve_requests(
                 router::route(config.mode, &req)
             }
         };
-        let mut origin = None;
         match route {
             Route::Tunnel => return Next::Connect(req, buf),
             Route::PassThrough => {
-                match passthrough::relay(ctx, stream, &req, &mut buf, idle, &mut origin).await {
-                    Ok(keep) => {
-                        let bypass = Answered {
-                            outcome: Outcome::Bypass,
-                            error: None,
-                            since,
-                            upstream: origin,
-                        };
-                        count(ctx, stream, bypass, peer, &req);
-                        if keep && !drain.is_draining() {
-                            continue;
-                        }
-                        return Next::Close;
-                    }
-                    Err(Failure::After) => {
-                        let bypass = Answered {
-                            outcome: Outcome::Bypass,
-                            error: None,
-                            since,
-                            upstream: origin,
-                        };
-                        count(ctx, stream, bypass, peer, &req);
-                        return Next::Close;
-                    }
+                let mut origin = None;
+                let relayed =
+                    passthrough::relay(ctx, stream, &req, &mut buf, idle, &mut origin).await;
+                // Whether the connection may carry another request.
+                let reusable = match relayed {
+                    Ok(keep) => keep,
+                    Err(Failure::After) => false,
                     // The request body may be unread: answer, then close.
                     Err(Failure::Before(e)) => {
                         if e.side() == crate::error::Side::Upstream {
@@ -211,7 +193,18 @@ async fn serve_requests(
                         refuse_request(ctx, stream, &e, &req, peer, since).await;
                         return Next::Close;
                     }
+                };
+                let bypass = Answered {
+                    outcome: Outcome::Bypass,
+                    error: None,
+                    since,
+                    upstream: origin,
+                };
+                count(ctx, stream, bypass, peer, &req);
+                if reusable && !drain.is_draining() {
+                    continue;
                 }
+                return Next::Close;
             }
             Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
         }
