@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use liveweb::http::forward::{ClientSide, ResponseStreamer};
+use liveweb::http::forward::ClientSide;
+use liveweb::http::forward_stream::ResponseStreamer;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, raw)) = data.split_first() else {

@@ -14,7 +14,8 @@ use super::{Body, Response, WorkerCtx};
 use crate::archive::reader::is_resident;
 use crate::archive::ArcFile;
 use crate::fetch::{TapItem, TapReader};
-use crate::http::forward::{ClientSide, ResponseStreamer};
+use crate::http::forward::ClientSide;
+use crate::http::forward_stream::ResponseStreamer;
 use crate::http::reply::ConnState;
 
 /// Bodies up to this size are copied behind the head and sent in one write.
