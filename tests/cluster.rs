@@ -10,9 +10,9 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,24 +20,8 @@ use std::time::{Duration, Instant};
 const URLS: usize = 2000;
 const CLIENTS: usize = 4;
 
-/// HAProxy, stopped (by PID) when dropped.
-struct Haproxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn haproxy(nodes: &[SocketAddr], dir: &Path) -> Haproxy {
-    let front = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+fn haproxy(nodes: &[SocketAddr], dir: &Path) -> Service {
+    let front = free_addr();
     let template = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/haproxy.cfg.template"),
     )
@@ -54,19 +38,9 @@ fn haproxy(nodes: &[SocketAddr], dir: &Path) -> Haproxy {
         .replace("@SERVERS@\n", &servers);
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy must be installed (scripts/test installs it)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(front).is_err() {
-        assert!(Instant::now() < deadline, "haproxy never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Haproxy { child, addr: front }
+    let mut command = Command::new("haproxy");
+    command.args(["-db", "-f"]).arg(&path);
+    Service::start(command, front, "haproxy")
 }
 
 fn body_of(path: &str) -> Vec<u8> {

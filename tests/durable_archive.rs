@@ -9,12 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn sealed_arcs(data: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(data.join("sealed"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.retain(|p| p.to_string_lossy().ends_with(".arc.gz"));
-    v.sort();
-    v
+    files_ending(&data.join("sealed"), ".arc.gz")
 }
 
 fn open_arcs(data: &Path) -> Vec<PathBuf> {

@@ -7,23 +7,12 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-/// pywb's server, stopped (by PID) when dropped.
-struct Wayback {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Wayback {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// pywb's server.
+struct Wayback(Service);
 
 impl Wayback {
     /// Serves collection `lw` from `sealed` (ARC files and their CDX files), once it answers.
@@ -36,37 +25,21 @@ impl Wayback {
             ),
         )
         .unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("wayback")
-            .args(["-p", &port.to_string(), "-b", "127.0.0.1", "-t", "2"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pywb's wayback must be on PATH (scripts/test installs it)");
-        let wayback = Wayback {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(wayback.addr).is_err() {
-            assert!(Instant::now() < deadline, "wayback never listened");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        wayback
+        let addr = free_addr();
+        let mut command = Command::new("wayback");
+        command
+            .args(["-p", &addr.port().to_string(), "-b", "127.0.0.1", "-t", "2"])
+            .current_dir(dir);
+        Wayback(Service::start(command, addr, "pywb's wayback"))
     }
 
     /// The capture of `url` at `date14`, as recorded (`id_`: no rewriting).
     fn replay(&self, date14: &str, url: &str) -> Reply {
-        let mut s = TcpStream::connect(self.addr).unwrap();
+        let mut s = TcpStream::connect(self.0.addr).unwrap();
         write!(
             s,
             "GET /lw/{date14}id_/{url} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
+            self.0.addr
         )
         .unwrap();
         let mut raw = Vec::new();

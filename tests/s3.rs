@@ -7,41 +7,21 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const ACCESS: &str = "liveweb-test";
 const SECRET: &str = "liveweb-test-secret";
 
-/// The S3 server, stopped (by PID) when dropped.
-struct S3 {
-    child: Child,
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn s3_server(root: &Path, addr: SocketAddr) -> S3 {
-    let child = Command::new("s3s-fs")
+fn s3_server(root: &Path, addr: SocketAddr) -> Service {
+    let mut command = Command::new("s3s-fs");
+    command
         .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
         .args(["--access-key", ACCESS, "--secret-key", SECRET])
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s3s-fs must be on PATH (scripts/test installs it under target/tools)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    S3 { child }
+        .arg(root);
+    Service::start(command, addr, "s3s-fs (under target/tools)")
 }
 
 /// rclone's settings for the remote `s3`, as environment variables.
@@ -88,12 +68,7 @@ fn stored(env: &[(String, String)]) -> Vec<String> {
 }
 
 fn sealed_arcs(data: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(data.join("sealed"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".arc.gz"))
-        .collect()
+    files_ending(&data.join("sealed"), ".arc.gz")
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -119,10 +94,7 @@ fn on_seal_failures(proxy: &Proxy) -> f64 {
 #[test]
 fn sealed_files_are_uploaded_checked_and_deleted_and_kept_while_the_store_is_down() {
     let root = tempfile::tempdir().unwrap();
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let s3 = s3_server(root.path(), addr);
     let env = rclone_env(addr);
     rclone(&env, &["mkdir", "s3:archive"]);

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the origin does for a path.
 #[derive(Clone)]
@@ -712,4 +712,66 @@ pub fn chromium(args: &[&str], url: &str) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A server the tests run beside liveweb (HAProxy, pywb, an S3 server), stopped (by PID)
+/// when dropped.
+pub struct Service {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Service {
+    /// Starts `command` (its output discarded) and returns once it accepts connections on
+    /// `addr`, within 60 s; `what` names it in failures.
+    pub fn start(mut command: Command, addr: SocketAddr, what: &str) -> Service {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} must be installed (scripts/test installs it): {e}"));
+        let service = Service { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "{what} never listened on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback address (bound, then released: the service given it binds it next).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// The files in `dir` whose names end in `suffix`, sorted.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+/// A CDX file's lines without archived failures (which an indexer of the files lists and
+/// liveweb does not), sorted, for comparing liveweb's CDX with an indexer's.
+pub fn capture_lines(cdx: &str) -> Vec<String> {
+    let mut lines: Vec<String> = cdx
+        .lines()
+        .filter(|l| !l.contains(" application/x-liveweb-error "))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
 }
