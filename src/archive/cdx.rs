@@ -168,13 +168,17 @@ pub fn cdx_file(entries: &[CdxEntry], file_name: &str) -> String {
 /// base32 SHA-1 of the HTTP body inside `payload` (everything after the head; the whole
 /// payload if it has no head), the usual "payload digest" of web archives.
 pub fn payload_digest(payload: &[u8]) -> String {
-    let body = http_body(payload);
-    BASE32.encode(&Sha1::digest(body))
+    base32_sha1(http_body(payload))
+}
+
+/// base32 SHA-1, the digest form of CDX files and (after `sha1:`) of WARC headers.
+pub fn base32_sha1(data: &[u8]) -> String {
+    BASE32.encode(&Sha1::digest(data))
 }
 
 /// Where the body of an HTTP message starts: after the first empty line, a line ending in
 /// `\r\n` or in `\n` alone, as archive readers (warcio) find it; `None` without one.
-fn body_start(payload: &[u8]) -> Option<usize> {
+pub(super) fn body_start(payload: &[u8]) -> Option<usize> {
     let mut line_start = 0;
     for (i, &b) in payload.iter().enumerate() {
         if b == b'\n' {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::cdx::{stored_length, CdxRef, CDX_HEADER};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
-use super::reindex::{read_private_list, rebuild, Damaged};
+use super::reindex::{file_name, read_private_list, rebuild, Damaged};
 use super::scan::scan;
 use super::seal::{cdx_name, seal};
 use super::RecordLoc;
@@ -373,12 +373,6 @@ fn list(dir: &Path) -> io::Result<Vec<PathBuf>> {
     };
     out.sort();
     Ok(out)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// Serial of `PREFIX-STAMP-WORKER-SERIAL.arc.gz` (or `.arc`).

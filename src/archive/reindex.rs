@@ -142,7 +142,8 @@ fn collect_sealed(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-fn file_name(p: &Path) -> String {
+/// A path's file name as text (empty when it has none).
+pub(super) fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

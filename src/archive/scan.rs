@@ -7,8 +7,8 @@ use std::io::Read;
 use flate2::bufread::GzDecoder;
 
 use super::cdx::{
-    cdx_length, payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry,
-    FAILURE_MIME,
+    body_start, cdx_length, payload_content_type, payload_digest, payload_status, surt, warc_mime,
+    CdxEntry, FAILURE_MIME,
 };
 use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
 use super::warc::{date14, parse_header, RECORD_END};
@@ -225,10 +225,7 @@ fn older_failure(mime: &str, status: u16, payload: &[u8]) -> bool {
     if mime != "text/plain" || !matches!(status, 502 | 504) {
         return false;
     }
-    let head_end = payload
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(payload.len());
+    let head_end = body_start(payload).unwrap_or(payload.len());
     payload[..head_end]
         .windows(18)
         .any(|w| w.eq_ignore_ascii_case(b"\r\nX-Liveweb-Error:"))

@@ -8,9 +8,7 @@
 
 use std::net::IpAddr;
 
-use data_encoding::BASE32;
-use sha1::{Digest, Sha1};
-
+use super::cdx::base32_sha1;
 use crate::clock::UtcTime;
 
 /// What ends every WARC record, after its content block.
@@ -26,7 +24,7 @@ pub fn record_id() -> String {
 
 /// `sha1:` and the base32 SHA-1 of `data`, the digest form WARC tools write and check.
 pub fn sha1_digest(data: &[u8]) -> String {
-    format!("sha1:{}", BASE32.encode(&Sha1::digest(data)))
+    format!("sha1:{}", base32_sha1(data))
 }
 
 /// One record's header block (ending in the blank line) and its id; its content is encoded
@@ -171,7 +169,6 @@ pub struct Header<'a> {
     pub kind: &'a str,
     pub target: Option<&'a str>,
     pub date: Option<&'a str>,
-    pub content_type: Option<&'a str>,
     pub payload_digest: Option<&'a str>,
     /// liveweb's mark on a failure's metadata record.
     pub liveweb_error: Option<&'a str>,
@@ -192,15 +189,19 @@ pub fn parse_header(data: &[u8]) -> Option<(usize, Header<'_>)> {
     for line in text.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
         let (name, value) = line.split_once(':')?;
         let value = value.trim();
-        match name.to_ascii_lowercase().as_str() {
-            "warc-type" => header.kind = value,
-            "warc-target-uri" => header.target = Some(value),
-            "warc-date" => header.date = Some(value),
-            "content-type" => header.content_type = Some(value),
-            "warc-payload-digest" => header.payload_digest = Some(value),
-            "x-liveweb-error" => header.liveweb_error = Some(value),
-            "content-length" => length = value.parse().ok(),
-            _ => {}
+        let is = |field: &str| name.eq_ignore_ascii_case(field);
+        if is("warc-type") {
+            header.kind = value;
+        } else if is("warc-target-uri") {
+            header.target = Some(value);
+        } else if is("warc-date") {
+            header.date = Some(value);
+        } else if is("warc-payload-digest") {
+            header.payload_digest = Some(value);
+        } else if is("x-liveweb-error") {
+            header.liveweb_error = Some(value);
+        } else if is("content-length") {
+            length = value.parse().ok();
         }
     }
     header.content_length = length?;

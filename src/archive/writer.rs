@@ -298,14 +298,12 @@ impl Writer {
                     if let Some(open) = self.open.as_mut() {
                         open.last_append = Instant::now();
                     }
-                    let bytes = group
+                    // Each record as written (padding included) and what was written with it.
+                    let bytes = locs
                         .iter()
-                        .map(|(r, _)| r.member.len() as u64)
-                        .sum::<u64>()
-                        + padded.as_ref().map_or(0, |p| {
-                            let last = group.last().map_or(0, |(r, _)| r.member.len());
-                            (p.len() - last.min(p.len())) as u64
-                        });
+                        .zip(&group)
+                        .map(|(loc, (r, _))| loc.len + r.trailer_len as u64)
+                        .sum();
                     self.config.stats.appended(locs.len() as u64, bytes);
                     if let Some(open) = self.open.as_ref() {
                         // The name on disk (with `.open`), as an operator finds it.

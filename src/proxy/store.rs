@@ -56,7 +56,10 @@ pub async fn store_response(
     // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
     // response's own Content-Type.
     let (mime, cdx_mime) = match config.format {
-        Format::Arc => (arc_mime(content_type), arc_mime(content_type)),
+        Format::Arc => {
+            let mime = arc_mime(content_type);
+            (mime.clone(), mime)
+        }
         // Read from the bytes as received, as a reindex (and pywb) reads it back.
         Format::Warc => (
             String::new(),

@@ -39,21 +39,30 @@ enum Fill {
     TimedOut,
 }
 
-/// Serves one connection from `peer`. `stream` comes from a listener whose options it
+/// Who a connection is from: its address, and whether that is a load balancer in
+/// `--proxy-protocol-from` (which names the client first).
+pub struct Peer {
+    pub ip: IpAddr,
+    pub balancer: bool,
+}
+
+/// Serves one connection `from` a peer, counted by `permit` (which a balancer's connection
+/// assigns to the client it names). `stream` comes from a listener whose options it
 /// inherited (TCP_NODELAY among them).
 pub async fn serve(
     ctx: Rc<WorkerCtx>,
     stream: TcpStream,
-    peer: IpAddr,
+    from: Peer,
     drain: &Drain,
     permit: &mut ConnPermit,
 ) {
+    let peer = from.ip;
     ctx.counters().connection_opened();
     let mut stream = ClientConn::plain(stream);
     let config = &ctx.shared.config;
     // A balancer's connection names its client first; a LOCAL header (the balancer's own
     // connection: health checks) names none, and gets no one's rights.
-    let (client, early) = if super::gate::is_balancer(&ctx, peer) {
+    let (client, early) = if from.balancer {
         match super::proxy_protocol::read(&mut stream, config.request_head_timeout).await {
             Ok((named, early)) => (
                 named.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),

@@ -11,9 +11,6 @@ use crate::http::request::RequestHead;
 use crate::policy::ProxyAuth;
 use crate::proxy::WorkerCtx;
 
-/// Whether a connection from `peer` may be served at all (client or admin); refused ones get
-/// `403` before any request is read. Logged at most once a second per worker (with how
-/// many more), so a flood of outsiders cannot flood the log.
 /// A load balancer in `--proxy-protocol-from`.
 pub(super) fn is_balancer(ctx: &WorkerCtx, peer: IpAddr) -> bool {
     ctx.shared
@@ -23,10 +20,13 @@ pub(super) fn is_balancer(ctx: &WorkerCtx, peer: IpAddr) -> bool {
         .any(|c| c.contains(peer))
 }
 
-pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr) -> bool {
+/// Whether a connection from `peer` may be served at all (client, admin, or a `balancer`,
+/// whose clients are checked once its header names them); refused ones get `403` before any
+/// request is read. Logged at most once a second per worker (with how many more), so a
+/// flood of outsiders cannot flood the log.
+pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr, balancer: bool) -> bool {
     let access = ctx.shared.access.load();
-    // A balancer connects for its clients, who are checked once its header names them.
-    let allowed = is_balancer(ctx, peer) || access.is_client(peer) || access.is_admin(peer);
+    let allowed = balancer || access.is_client(peer) || access.is_admin(peer);
     if !allowed {
         log_limited(&REFUSED_LOG, || {
             format!("refused client {peer}: not in the client or admin ranges")

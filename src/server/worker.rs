@@ -146,8 +146,9 @@ async fn serve(setup: WorkerSetup) {
                         let drain = drain.clone();
                         active.set(active.get() + 1);
                         // Outsiders are refused before they can take a connection slot.
-                        let admitted = if gate::may_connect(&ctx, ip) {
-                            let taken = if gate::is_balancer(&ctx, ip) {
+                        let balancer = gate::is_balancer(&ctx, ip);
+                        let admitted = if gate::may_connect(&ctx, ip, balancer) {
+                            let taken = if balancer {
                                 limits.acquire_total()
                             } else {
                                 limits.acquire(ip)
@@ -168,7 +169,8 @@ async fn serve(setup: WorkerSetup) {
                         monoio::spawn(async move {
                             match admitted {
                                 Ok(mut permit) => {
-                                    conn::serve(ctx, stream, ip, &drain, &mut permit).await
+                                    let from = conn::Peer { ip, balancer };
+                                    conn::serve(ctx, stream, from, &drain, &mut permit).await
                                 }
                                 Err(e) => conn::refuse_at_once(&ctx, stream, &e).await,
                             }
