@@ -106,6 +106,8 @@ pub async fn relay(
     let mut out = Vec::with_capacity(CHUNK);
     let mut sent_any = false;
     let mut read_buf = Vec::with_capacity(CHUNK);
+    let unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
+    let mut invalidated = false;
     while !response.is_done() {
         let (res, b) = match monoio::time::timeout(
             limits.read_timeout,
@@ -133,6 +135,13 @@ pub async fn relay(
                 Failure::Before(e)
             });
         }
+        // RFC 9111 4.4: a success to an unsafe method invalidates the URL, before the client
+        // sees any of the reply, so its next request (on any worker) cannot get the old entry.
+        if !invalidated && unsafe_method && response.status.is_some_and(|s| (200..400).contains(&s))
+        {
+            ctx.shared.index.invalidate(&url.normalized);
+            invalidated = true;
+        }
         if !out.is_empty() {
             write(client, std::mem::take(&mut out), idle)
                 .await
@@ -142,10 +151,6 @@ pub async fn relay(
         if at_end {
             break;
         }
-    }
-    let unsafe_method = !matches!(method, "OPTIONS" | "TRACE");
-    if unsafe_method && response.status.is_some_and(|s| (200..400).contains(&s)) {
-        ctx.shared.index.invalidate(&url.normalized);
     }
     Ok(req.keep_alive && !response.must_close())
 }
