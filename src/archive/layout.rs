@@ -1,5 +1,6 @@
-//! Where the bytes of one group-commit write go: the pure arithmetic of the writer (no I/O),
-//! so it can be tested case by case. A write starts at the file's last block boundary with
+//! Where the bytes of one group-commit write go, and how many records of a batch go into the
+//! open file before it rolls: the pure arithmetic of the writer (no I/O), so it can be tested
+//! case by case. A write starts at the file's last block boundary with
 //! the kept partial block, then the filedesc record when the file is new, then the members;
 //! under `--fsync always` it ends on a block boundary (see `writer.rs` for why).
 
@@ -78,9 +79,53 @@ pub fn plan(
     }
 }
 
+/// How many records from the front of a batch (member sizes `members`) go into a file that
+/// holds `used` bytes: all that fit under `max_size`, at least one if the file holds no
+/// record yet (`empty`; a record bigger than a file still has to go somewhere), none when
+/// the next one would overflow (the file rolls first).
+pub fn fitting(
+    used: u64,
+    empty: bool,
+    members: impl IntoIterator<Item = usize>,
+    max_size: u64,
+) -> usize {
+    let mut total = used;
+    let mut n = 0;
+    for len in members {
+        total += len as u64;
+        if total > max_size && !(empty && n == 0) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_fills_the_file_up_to_its_size_and_rolls_before_overflowing() {
+        assert_eq!(fitting(0, true, [40, 40, 40], 100), 2);
+        assert_eq!(
+            fitting(60, false, [40, 1], 100),
+            1,
+            "exactly full still fits"
+        );
+        assert_eq!(fitting(70, false, [40, 10], 100), 0, "roll first");
+        assert_eq!(
+            fitting(0, true, [500, 10], 100),
+            1,
+            "an oversized record goes alone"
+        );
+        assert_eq!(
+            fitting(500, false, [10], 100),
+            0,
+            "a file already past its size takes nothing more"
+        );
+        assert_eq!(fitting(0, true, [], 100), 0);
+    }
 
     #[test]
     fn members_follow_the_kept_tail_and_the_header_back_to_back() {

@@ -9,6 +9,7 @@ pub mod files;
 pub mod format;
 pub mod handoff;
 mod layout;
+mod open_arc;
 pub mod reader;
 pub mod record;
 pub mod recover;

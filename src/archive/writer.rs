@@ -7,8 +7,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,11 +20,10 @@ use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
-use super::layout::{plan, Ending, Pad};
+use super::layout::{fitting, plan, Ending, Pad};
+use super::open_arc::{seal_in_background, FileMaker, OpenArc};
 use super::record::{pad_member, Codec};
-use super::seal::seal;
 use super::space::SpaceMonitor;
-use crate::clock::UtcTime;
 use crate::error::Error;
 
 /// Where a record lives: file, byte offset of its gzip member, member length.
@@ -122,12 +120,11 @@ impl ArcWriter {
         );
         let paused = space.paused_flag();
         let writer = Writer {
-            serial: config.first_serial,
+            maker: FileMaker::new(&config),
             config,
             files,
             open: None,
             scratch: Some(AlignedBuf::with_capacity(1 << 20)),
-            direct_io: true,
             space,
             seals: Vec::new(),
         };
@@ -159,34 +156,12 @@ impl ArcWriter {
     }
 }
 
-/// The file currently appended to.
-struct OpenArc {
-    file: monoio::fs::File,
-    id: u32,
-    path: PathBuf,
-    /// File name, for the filedesc (or warcinfo) record.
-    name: String,
-    /// Bytes of valid records in the file.
-    logical: u64,
-    /// Block-aligned offset where the in-memory tail block begins.
-    tail_start: u64,
-    /// Bytes from `tail_start` to `logical` (less than one block).
-    tail: Vec<u8>,
-    /// Index lines of the records in the file, for its CDX.
-    entries: Vec<CdxEntry>,
-    last_append: Instant,
-    /// Written since the last fdatasync.
-    dirty: bool,
-    last_sync: Instant,
-}
-
 struct Writer {
     config: WriterConfig,
     files: Arc<FileTable>,
     open: Option<OpenArc>,
-    serial: u64,
+    maker: FileMaker,
     scratch: Option<AlignedBuf>,
-    direct_io: bool,
     space: SpaceMonitor,
     /// Seals running on the blocking pool; awaited at close.
     seals: Vec<monoio::task::JoinHandle<Result<(), monoio::blocking::JoinError>>>,
@@ -264,7 +239,7 @@ impl Writer {
             if open.dirty && now >= open.last_sync + d {
                 // Already acknowledged: the failure is logged, the next sync or the seal
                 // tries again.
-                let _ = sync(open, self.config.worker).await;
+                let _ = open.sync(self.config.worker).await;
             }
         }
     }
@@ -355,7 +330,7 @@ impl Writer {
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
-        let Err(e) = sync(open, self.config.worker).await else {
+        let Err(e) = open.sync(self.config.worker).await else {
             return Ok(());
         };
         open.logical = before;
@@ -368,23 +343,25 @@ impl Writer {
         Err(io::Error::new(e.kind(), format!("fdatasync failed: {e}")))
     }
 
-    /// How many records from the front of `batch` go into the open file: all that fit under
-    /// `--arc-max-size`, at least one if the file holds no record yet, none to force a roll.
+    /// How many records from the front of `batch` go into the open file (`layout::fitting`).
     fn fitting(&self, batch: &[Pending]) -> usize {
         let (used, empty) = match &self.open {
             Some(o) => (o.logical, o.entries.is_empty()),
             None => (0, true),
         };
-        let mut total = used;
-        let mut n = 0;
-        for (record, _) in batch {
-            total += record.member.len() as u64;
-            if total > self.config.max_size && !(empty && n == 0) {
-                break;
-            }
-            n += 1;
+        let sizes = batch.iter().map(|(r, _)| r.member.len());
+        fitting(used, empty, sizes, self.config.max_size)
+    }
+
+    /// Seals the open file in the background (`open_arc::seal_in_background`).
+    async fn seal_open(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        self.config.stats.set_open(self.config.worker, None);
+        if let Some(sealing) = seal_in_background(open, &self.files, &self.config).await {
+            self.seals.push(sealing);
         }
-        n
+        // Forget finished seals so the list stays short.
+        self.seals.retain(|s| !s.is_finished());
     }
 
     /// Writes members back to back after the current end; returns each one's location, and
@@ -401,7 +378,7 @@ impl Writer {
         group: &[Pending],
     ) -> io::Result<(Vec<RecordLoc>, Option<Bytes>)> {
         if self.open.is_none() {
-            self.open = Some(self.open_new_file().await?);
+            self.open = Some(self.maker.open_next(&self.files).await?);
         }
         let Some(open) = self.open.as_mut() else {
             return Err(io::Error::other("no open ARC file"));
@@ -485,145 +462,4 @@ impl Writer {
         }
         outcome
     }
-
-    /// Hands the open file to the sealer on the blocking pool; a file that never got a
-    /// record is removed instead.
-    async fn seal_open(&mut self) {
-        let Some(open) = self.open.take() else { return };
-        self.config.stats.set_open(self.config.worker, None);
-        let OpenArc {
-            file,
-            id,
-            path,
-            logical,
-            entries,
-            ..
-        } = open;
-        let _ = file.close().await;
-        let files = self.files.clone();
-        if entries.is_empty() {
-            files.remove(id);
-            let _ = monoio::spawn_blocking(move || std::fs::remove_file(path)).await;
-            return;
-        }
-        let sealed_dir = self.config.sealed_dir.clone();
-        let handoff = self.config.handoff.clone();
-        let worker = self.config.worker;
-        let stats = self.config.stats.clone();
-        self.seals.push(monoio::spawn_blocking(move || {
-            let counted = |c: &std::sync::atomic::AtomicU64| {
-                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            };
-            match seal(&path, logical, &entries, &sealed_dir) {
-                Ok(sealed) => {
-                    counted(&stats.files_sealed);
-                    files.set_path(id, sealed.clone());
-                    if let Some(h) = handoff {
-                        h.submit(Some(id), sealed);
-                    }
-                }
-                Err(e) => {
-                    counted(&stats.seal_failures);
-                    log::error!(
-                        "worker {worker}: sealing {} failed: {e}; it is sealed at next start",
-                        path.display()
-                    )
-                }
-            }
-        }));
-        // Forget finished seals so the list stays short.
-        self.seals.retain(|s| !s.is_finished());
-    }
-
-    /// Creates the next ARC file (O_DIRECT when the filesystem allows it) and registers a
-    /// read descriptor for it in the file table.
-    async fn open_new_file(&mut self) -> io::Result<OpenArc> {
-        loop {
-            let name = format!(
-                "{}-{}-{}-{:05}.{}",
-                self.config.prefix,
-                UtcTime::now().stamp17(),
-                self.config.worker,
-                self.serial,
-                self.config.format.extension(self.config.codec)
-            );
-            self.serial += 1;
-            let path = self
-                .config
-                .dir
-                .join(format!("{name}{}", super::record::OPEN_SUFFIX));
-            let file = match self.create(&path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            };
-            let reader = open_reader(&path)?;
-            let id = self.files.insert(path.clone(), reader);
-            let now = Instant::now();
-            return Ok(OpenArc {
-                file,
-                id,
-                path,
-                name,
-                logical: 0,
-                tail_start: 0,
-                tail: Vec::new(),
-                entries: Vec::new(),
-                last_append: now,
-                dirty: false,
-                last_sync: now,
-            });
-        }
-    }
-
-    async fn create(&mut self, path: &Path) -> io::Result<monoio::fs::File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if self.direct_io {
-            let direct = monoio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-                .await;
-            match direct {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // tmpfs and some others refuse O_DIRECT; the aligned write path still works.
-                    log::warn!(
-                        "worker {}: O_DIRECT not supported under {}, using buffered writes",
-                        self.config.worker,
-                        self.config.dir.display()
-                    );
-                    self.direct_io = false;
-                }
-                other => return other,
-            }
-        }
-        monoio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .await
-    }
-}
-
-/// fdatasync through the runtime; a failure is logged and returned.
-async fn sync(open: &mut OpenArc, worker: usize) -> io::Result<()> {
-    let result = match super::fault::fdatasync() {
-        Some(injected) => Err(injected),
-        None => open.file.sync_data().await,
-    };
-    match &result {
-        Ok(()) => {
-            open.dirty = false;
-            open.last_sync = Instant::now();
-        }
-        Err(e) => log::error!("worker {worker}: fdatasync failed: {e}"),
-    }
-    result
-}
-
-/// Opens the shared read descriptor. A plain open(2) of a file this thread just created is
-/// served from the dentry cache and does not wait on the disk.
-fn open_reader(path: &Path) -> io::Result<OwnedFd> {
-    Ok(OwnedFd::from(std::fs::File::open(path)?))
 }
