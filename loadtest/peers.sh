@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 ROUNDS=${ROUNDS:-1}
-PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-unpinned liveweb-unpinned-forward nginx varnish squid ats origin"}
+PEERS=${PEERS:-"liveweb liveweb-forward liveweb-cpu0 liveweb-cpu0-forward liveweb-pinned liveweb-pinned-forward nginx varnish squid ats origin"}
 CASES=${CASES:-"hit-1k hit-256k hit-4m hit-1k-c256 miss-4k miss-4k-tls"}
 
 # Only what this run uses: the load generator, the origin (nginx) and the peers in PEERS.
@@ -69,13 +69,15 @@ origin_requests() { wc -l < "$WORK/origin/access.log" 2>/dev/null || echo 0; }
 
 # ---- peers ----
 declare -A ADDR PID
-# liveweb variants, all `--workers 2`: default pinning (worker N on CPU N, so one worker
-# shares CPU 1 with wrk), both workers on CPU 0 (kept off the load generator's CPU, as an
-# operator keeps a proxy off cores given to other work), and unpinned (like every peer here).
+# liveweb variants, all `--workers 2`: default flags (unpinned, like every peer here), both
+# workers on CPU 0 (kept off the load generator's CPU, as an operator keeps a proxy off cores
+# given to other work), and pinned one per CPU (`--cpu-affinity each`, so one worker shares
+# CPU 1 with wrk).
 liveweb_flags() {
   case $1 in
     liveweb) echo "" ;;
     liveweb-cpu0) echo "--cpu-affinity 0" ;;
+    liveweb-pinned) echo "--cpu-affinity each" ;;
     liveweb-unpinned) echo "--cpu-affinity off" ;;
     *) echo "unknown liveweb variant $1" >&2; return 1 ;;
   esac
@@ -248,8 +250,8 @@ done
 
 {
   echo "# loadtest/peers.sh $SECS s per case, $(date -u), $(nproc) CPUs, $(uname -r)"
-  echo "# wrk -t1 on CPU 1; liveweb --workers 2, default flags: default pinning (worker N on CPU N), -cpu0 = --cpu-affinity 0,"
-  echo "#   -unpinned = --cpu-affinity off; X-forward = the same process asked with X-Liveweb-Mode: forward"
+  echo "# wrk -t1 on CPU 1; liveweb --workers 2, default flags (unpinned), -cpu0 = --cpu-affinity 0,"
+  echo "#   -pinned = --cpu-affinity each (worker N on CPU N); X-forward = the same process asked with X-Liveweb-Mode: forward"
   echo "# origin = nginx serving the files directly (the ceiling); 'origin' column = requests that reached it"
   echo "# cpu = proxy CPU seconds per second (all its processes); MB/s = wrk's Transfer/sec"
   if [ "$ROUNDS" -gt 1 ]; then

@@ -37,10 +37,12 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Where workers run: `auto` pins worker N to the Nth CPU; `off` leaves placement to
-    /// the scheduler (for machines where something else is pinned to some of the CPUs, such
-    /// as a load generator); a list such as `0,2-3` pins workers to those CPUs in turn.
-    #[arg(long, env = "LIVEWEB_CPU_AFFINITY", default_value = "auto", value_parser = parse_affinity)]
+    /// Where workers run: `off` leaves placement to the scheduler; `each` (or `auto`) pins
+    /// worker N to the Nth CPU, for a machine liveweb has to itself; a list such as `0,2-3`
+    /// pins workers to those CPUs in turn. Unpinned is the default because a pinned worker
+    /// cannot leave a CPU that other busy work shares, and the scheduler keeps a busy
+    /// unpinned worker on its CPU anyway (README, "The race": same-run placements).
+    #[arg(long, env = "LIVEWEB_CPU_AFFINITY", default_value = "off", value_parser = parse_affinity)]
     pub cpu_affinity: CpuAffinity,
 
     /// TCP_NOTSENT_LOWAT on client connections: at most this much reply data waits unsent
@@ -326,21 +328,21 @@ pub fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuAffinity {
     /// Worker N on the Nth CPU the process may use.
-    Auto,
+    Each,
     /// No pinning.
     Off,
     /// Workers take these CPU ids in turn.
     Cpus(Vec<usize>),
 }
 
-/// Parses `auto`, `off` or a CPU list such as `0,2-3`.
+/// Parses `off`, `each` (`auto` is the same) or a CPU list such as `0,2-3`.
 pub fn parse_affinity(s: &str) -> Result<CpuAffinity, String> {
     match s.trim() {
-        "auto" => return Ok(CpuAffinity::Auto),
+        "each" | "auto" => return Ok(CpuAffinity::Each),
         "off" | "none" => return Ok(CpuAffinity::Off),
         _ => {}
     }
-    let bad = || format!("invalid --cpu-affinity {s:?}: use auto, off or a CPU list such as 0,2-3");
+    let bad = || format!("invalid --cpu-affinity {s:?}: use off, each or a CPU list such as 0,2-3");
     let mut cpus = Vec::new();
     for part in s.split(',').map(str::trim) {
         let (lo, hi) = match part.split_once('-') {
@@ -598,7 +600,8 @@ mod tests {
 
     #[test]
     fn affinities() {
-        assert_eq!(parse_affinity("auto"), Ok(CpuAffinity::Auto));
+        assert_eq!(parse_affinity("auto"), Ok(CpuAffinity::Each));
+        assert_eq!(parse_affinity("each"), Ok(CpuAffinity::Each));
         assert_eq!(parse_affinity("off"), Ok(CpuAffinity::Off));
         assert_eq!(parse_affinity("0"), Ok(CpuAffinity::Cpus(vec![0])));
         assert_eq!(
@@ -646,7 +649,7 @@ mod tests {
         assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
         assert_eq!(c.min_free, 1 << 30);
         assert_eq!(c.notsent_lowat, 128 << 10);
-        assert_eq!(c.cpu_affinity, CpuAffinity::Auto);
+        assert_eq!(c.cpu_affinity, CpuAffinity::Off);
         assert!(c.validate().is_ok());
         let huge = Config::try_parse_from(["liveweb", "--notsent-lowat", "4GB"]).expect("parses");
         assert!(huge.validate().is_err(), "TCP_NOTSENT_LOWAT is a C int");

@@ -238,8 +238,8 @@ fn get_with_small_body_is_consumed_and_connection_reused() {
 }
 
 #[test]
-fn cpu_affinity_off_and_lists_serve_and_unknown_cpus_are_refused() {
-    for affinity in ["off", "0", "0,0"] {
+fn cpu_affinity_each_and_lists_serve_and_unknown_cpus_are_refused() {
+    for affinity in ["each", "0", "0,0"] {
         let proxy = Proxy::start(&["--workers", "2", "--cpu-affinity", affinity]);
         let r = send_raw(
             proxy.addr,

@@ -1,5 +1,5 @@
 //! Threads and runtimes: recovery of the data directory, then one OS thread per worker
-//! (pinned as --cpu-affinity says), each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
+//! (placed or pinned as --cpu-affinity says), each with its own monoio runtime (io_uring, epoll fallback), listener, ARC writer
 //! and hot shard; the on-seal hand-off thread; and shutdown.
 
 mod accounting;
@@ -45,7 +45,7 @@ fn worker_cpus(
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
     let chosen: Vec<core_affinity::CoreId> = match affinity {
         CpuAffinity::Off => Vec::new(),
-        CpuAffinity::Auto => allowed,
+        CpuAffinity::Each => allowed,
         CpuAffinity::Cpus(list) => {
             let mut chosen = Vec::with_capacity(list.len());
             for &id in list {
