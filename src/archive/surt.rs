@@ -475,39 +475,68 @@ fn strip_www(host: &mut Vec<u8>) {
 }
 
 /// The reference's session-id patterns; `regex_lite` picks the same match a backtracking
-/// engine (Python's `re`) does, greedy groups included.
-fn path_session_patterns() -> &'static [Regex] {
-    static P: OnceLock<Vec<Regex>> = OnceLock::new();
+/// engine (Python's `re`) does, greedy groups included. Each comes with a literal it cannot
+/// match without (lowercase; the text is compared case-insensitively): most URLs hold none,
+/// and looking for it costs far less than running the pattern.
+fn path_session_patterns() -> &'static [(&'static [u8], Regex)] {
+    static P: OnceLock<Vec<(&'static [u8], Regex)>> = OnceLock::new();
     P.get_or_init(|| {
         compile(&[
-            r"(?i)^(.*/)(\((?:[a-z]\([0-9a-z]{24}\))+\)/)([^\?]+\.aspx.*)$",
-            r"(?i)^(.*/)(\([0-9a-z]{24}\)/)([^\?]+\.aspx.*)$",
+            (
+                b".aspx",
+                r"(?i)^(.*/)(\((?:[a-z]\([0-9a-z]{24}\))+\)/)([^\?]+\.aspx.*)$",
+            ),
+            (b".aspx", r"(?i)^(.*/)(\([0-9a-z]{24}\)/)([^\?]+\.aspx.*)$"),
         ])
     })
 }
 
-fn query_session_patterns() -> &'static [Regex] {
-    static P: OnceLock<Vec<Regex>> = OnceLock::new();
+fn query_session_patterns() -> &'static [(&'static [u8], Regex)] {
+    static P: OnceLock<Vec<(&'static [u8], Regex)>> = OnceLock::new();
     P.get_or_init(|| {
         compile(&[
-            r"(?i)^(.*)(?:jsessionid=[0-9a-zA-Z]{32})(?:&(.*))?$",
-            r"(?i)^(.*)(?:phpsessid=[0-9a-zA-Z]{32})(?:&(.*))?$",
-            r"(?i)^(.*)(?:sid=[0-9a-zA-Z]{32})(?:&(.*))?$",
-            r"(?i)^(.*)(?:ASPSESSIONID[a-zA-Z]{8}=[a-zA-Z]{24})(?:&(.*))?$",
-            r"(?i)^(.*)(?:cfid=[^&]+&cftoken=[^&]+)(?:&(.*))?$",
+            (
+                b"jsessionid=",
+                r"(?i)^(.*)(?:jsessionid=[0-9a-zA-Z]{32})(?:&(.*))?$",
+            ),
+            (
+                b"phpsessid=",
+                r"(?i)^(.*)(?:phpsessid=[0-9a-zA-Z]{32})(?:&(.*))?$",
+            ),
+            (b"sid=", r"(?i)^(.*)(?:sid=[0-9a-zA-Z]{32})(?:&(.*))?$"),
+            (
+                b"aspsessionid",
+                r"(?i)^(.*)(?:ASPSESSIONID[a-zA-Z]{8}=[a-zA-Z]{24})(?:&(.*))?$",
+            ),
+            (
+                b"&cftoken=",
+                r"(?i)^(.*)(?:cfid=[^&]+&cftoken=[^&]+)(?:&(.*))?$",
+            ),
         ])
     })
 }
 
 /// The patterns are constants checked by the unit tests; one that failed to compile would
 /// simply never match.
-fn compile(patterns: &[&str]) -> Vec<Regex> {
-    patterns.iter().filter_map(|p| Regex::new(p).ok()).collect()
+fn compile(patterns: &[(&'static [u8], &str)]) -> Vec<(&'static [u8], Regex)> {
+    patterns
+        .iter()
+        .filter_map(|&(literal, p)| Some((literal, Regex::new(p).ok()?)))
+        .collect()
+}
+
+/// Whether `text` holds `literal` (lowercase), ignoring ASCII case.
+fn contains_ignoring_case(text: &[u8], literal: &[u8]) -> bool {
+    text.windows(literal.len())
+        .any(|w| w.eq_ignore_ascii_case(literal))
 }
 
 /// Path and query are escaped ASCII by now; anything else is left as it is.
 fn strip_path_session_id(path: &mut Vec<u8>) {
-    for pattern in path_session_patterns() {
+    for (literal, pattern) in path_session_patterns() {
+        if !contains_ignoring_case(path, literal) {
+            continue;
+        }
         let Ok(text) = std::str::from_utf8(path) else {
             return;
         };
@@ -524,7 +553,10 @@ fn strip_path_session_id(path: &mut Vec<u8>) {
 
 fn strip_query_session_ids(query: &[u8]) -> Vec<u8> {
     let mut query = query.to_vec();
-    for pattern in query_session_patterns() {
+    for (literal, pattern) in query_session_patterns() {
+        if !contains_ignoring_case(&query, literal) {
+            continue;
+        }
         let Ok(text) = std::str::from_utf8(&query) else {
             break;
         };
