@@ -213,3 +213,58 @@ fn cut_responses_close_the_connection_and_liveweb_mode_refuses() {
     assert_eq!(r.status, 405);
     proxy.finish();
 }
+
+#[test]
+fn a_fetch_in_flight_when_an_unsafe_method_succeeds_is_not_cached() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{mpsc, Arc, Mutex};
+    // The origin answers a GET with the version current when the GET arrived; the first GET
+    // is answered only once released, so a DELETE can complete while it is in flight.
+    let version = Arc::new(AtomicUsize::new(1));
+    let hold_first = Arc::new(AtomicBool::new(true));
+    let (release, released) = mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
+    let v = version.clone();
+    let origin = FnOrigin::start(move |head| {
+        if head.starts_with("DELETE ") {
+            v.store(2, SeqCst);
+            return response("200 OK", "", "deleted");
+        }
+        let body = format!("v{}", v.load(SeqCst));
+        if hold_first.swap(false, SeqCst) {
+            let _ = released.lock().unwrap().recv();
+        }
+        response("200 OK", "Cache-Control: max-age=600\r\n", &body)
+    });
+    let proxy = Proxy::start(&["--mode", "forward"]);
+    let url = origin.url("/x");
+    let first = {
+        let (addr, url) = (proxy.addr, url.clone());
+        std::thread::spawn(move || get(addr, &url, ""))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while origin.requests_for("/x").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the GET never reached the origin"
+        );
+        std::thread::yield_now();
+    }
+    let deleted = send_raw(
+        proxy.addr,
+        format!("DELETE {url} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(deleted.status, 200);
+    release.send(()).unwrap();
+    let first = first.join().unwrap();
+    assert_eq!(first.body, b"v1", "a request gets its own fetch's answer");
+    let after = get(proxy.addr, &url, "");
+    assert_eq!(
+        String::from_utf8_lossy(&after.body),
+        "v2",
+        "the answer that predates the DELETE must not be reused after it"
+    );
+    assert_eq!(after.header("x-cache").as_deref(), Some("MISS"));
+    proxy.finish();
+}

@@ -7,6 +7,8 @@ mod restore;
 
 pub use restore::Restorer;
 
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,7 +100,16 @@ pub struct Index {
     map: papaya::HashMap<Box<str>, Entry>,
     /// URL -> the headers its responses vary on.
     vary: papaya::HashMap<Box<str>, VaryNames>,
+    /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its
+    /// URL was invalidated must not offer its (older) response afterwards. A bucket is shared
+    /// by many URLs, so an invalidation may cost another URL's offer (a later miss), never
+    /// the reverse.
+    epochs: Box<[AtomicU32]>,
+    hasher: std::hash::RandomState,
 }
+
+/// Buckets of `Index::epochs`.
+const EPOCH_BUCKETS: usize = 1024;
 
 impl Default for Index {
     fn default() -> Self {
@@ -117,7 +128,24 @@ impl Index {
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
             vary: papaya::HashMap::new(),
+            epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            hasher: std::hash::RandomState::new(),
         }
+    }
+
+    fn epoch_bucket(&self, url: &str) -> &AtomicU32 {
+        &self.epochs[self.hasher.hash_one(url) as usize % EPOCH_BUCKETS]
+    }
+
+    /// `url`'s invalidation epoch: taken when a fetch starts, compared before its result is
+    /// offered (`invalidated_since`).
+    pub fn epoch(&self, url: &str) -> u32 {
+        self.epoch_bucket(url).load(Ordering::Acquire)
+    }
+
+    /// Whether `url` may have been invalidated since `epoch` was taken.
+    pub fn invalidated_since(&self, url: &str, epoch: u32) -> bool {
+        self.epoch(url) != epoch
     }
 
     /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
@@ -165,12 +193,38 @@ impl Index {
 
     /// Stores a record fetched outside a claim (a request that kept its exchange to itself,
     /// whose response turned out shareable), unless a fetch for the key is in flight.
-    pub fn offer(&self, key: &str, record: Arc<StoredRecord>) {
+    fn offer(&self, key: &str, record: Arc<StoredRecord>) {
         let map = self.map.pin();
         map.compute(Box::from(key), |current| match current {
             Some((_, Entry::Fetching(_))) => papaya::Operation::Abort(()),
             _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
         });
+    }
+
+    /// `offer`, unless `url` was invalidated since `epoch` (the fetch's response may predate
+    /// the change): checked before, and again after, so an invalidation racing the offer
+    /// either stops it or withdraws it (`invalidate` counts the epoch up first).
+    pub fn offer_unless_invalidated(
+        &self,
+        key: &str,
+        url: &str,
+        epoch: u32,
+        record: Arc<StoredRecord>,
+    ) {
+        if self.invalidated_since(url, epoch) {
+            return;
+        }
+        self.offer(key, record.clone());
+        if self.invalidated_since(url, epoch) {
+            self.map
+                .pin()
+                .compute(Box::from(key), |current| match current {
+                    Some((_, Entry::Stored(r))) if Arc::ptr_eq(r, &record) => {
+                        papaya::Operation::Remove
+                    }
+                    _ => papaya::Operation::Abort(()),
+                });
+        }
     }
 
     /// The key for `request`'s variant of `url`: the URL itself until a response for it
@@ -257,12 +311,15 @@ impl Index {
     }
 
     /// Forgets the stored record for `url` and its variants (an unsafe method changed it
-    /// upstream); an in-flight fetch is left alone.
+    /// upstream), and a fetch of it in flight: that fetch may have been answered before the
+    /// change, so its result must not be stored (its `settle` then finds the entry gone, and
+    /// the epoch stops it from being offered). Requests already waiting on it still get it.
     pub fn invalidate(&self, url: &str) {
+        self.epoch_bucket(url).fetch_add(1, Ordering::AcqRel);
         let map = self.map.pin();
         map.compute(Box::from(url), |current| match current {
-            Some((_, Entry::Stored(_))) => papaya::Operation::Remove,
-            _ => papaya::Operation::Abort(()),
+            Some(_) => papaya::Operation::Remove,
+            None => papaya::Operation::Abort(()),
         });
         let vary = self.vary.pin();
         vary.compute(Box::from(url), |current| match current {
@@ -426,6 +483,41 @@ mod tests {
             index.lookup("u", fresh(now, false)),
             Lookup::Hit(_)
         ));
+    }
+
+    #[test]
+    fn an_invalidated_fetch_in_flight_is_neither_settled_nor_offered() {
+        let index = Index::new();
+        let now = Instant::now();
+        let long = now + Duration::from_secs(60);
+        // A claimed fetch whose URL is invalidated while it runs stores nothing.
+        let claim = index.claim("u", fresh(now, false)).unwrap();
+        let epoch = index.epoch("u");
+        index.invalidate("u");
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
+        index.settle("u", &claim.flight, Some(record(long)));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
+        // Nor is its result offered, under the URL or a variant key.
+        index.offer_unless_invalidated("u", "u", epoch, record(long));
+        index.offer_unless_invalidated("u\u{1}v", "u", epoch, record(long));
+        assert!(index.is_empty());
+        // A fetch that started after the invalidation offers as usual.
+        index.offer_unless_invalidated("u", "u", index.epoch("u"), record(long));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
+        // Other URLs' epochs move only if they share the bucket.
+        let other = index.epoch("other");
+        index.invalidate("u");
+        let shared = std::ptr::eq(index.epoch_bucket("u"), index.epoch_bucket("other"));
+        assert_eq!(index.invalidated_since("other", other), shared);
     }
 
     #[test]

@@ -280,6 +280,7 @@ fn start_fetch(
 ) {
     let guard = FlightGuard(claimed.flight);
     let job = FetchJob {
+        epoch: ctx.shared.index.epoch(&url.normalized),
         url,
         client,
         headers: req.headers.clone(),
@@ -331,6 +332,8 @@ struct FetchJob {
     tap: Option<Rc<Tap>>,
     /// The stored record being revalidated (its validators are sent).
     revalidate: Option<Arc<StoredRecord>>,
+    /// The URL's invalidation epoch when the fetch started (`Index::epoch`).
+    epoch: u32,
 }
 
 /// The fetcher's task: runs to the end even if the requesting client goes away, so the
@@ -344,6 +347,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         forward,
         tap,
         revalidate,
+        epoch,
     } = job;
     let validators = revalidate
         .as_ref()
@@ -403,6 +407,14 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
     };
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
+    let vary_names = record
+        .as_ref()
+        .and_then(|r| r.reuse.as_ref()?.vary.as_ref())
+        .map(|vary| {
+            vary.iter()
+                .map(|(name, _)| name.to_string())
+                .collect::<Vec<_>>()
+        });
     let index = &ctx.shared.index;
     let shareable = record
         .as_ref()
@@ -415,19 +427,25 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
         Settle::Offer(key) => {
             if let Some(record) = &shareable {
-                index.offer(&key, record.clone());
+                index.offer_unless_invalidated(&key, &url.normalized, epoch, record.clone());
             }
             Some(key)
         }
         Settle::Alone => None,
     };
+    // The URL's Vary names are learnt only now that the record is settled: learnt earlier,
+    // a repeat would look under its variant key, miss this fetch still in flight, and fetch
+    // again.
+    if let Some(names) = vary_names {
+        index.learn_vary(&url.normalized, &names);
+    }
     // A response that says Vary, fetched before the URL's Vary was known, is also stored
     // under its own variant's key, so the next request like this one is a hit.
     let varies = |r: &Arc<StoredRecord>| r.reuse.as_ref().is_some_and(|u| u.vary.is_some());
     if let (Some(key), Some(record)) = (key, shareable.filter(varies)) {
         if let Some(variant) = index.variant_key(&url.normalized, &headers) {
             if variant != key {
-                index.offer(&variant, record);
+                index.offer_unless_invalidated(&variant, &url.normalized, epoch, record);
             }
         }
     }

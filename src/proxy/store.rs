@@ -39,9 +39,6 @@ pub async fn store_response(
     forward: bool,
 ) -> Outcome {
     let facts = response_facts(final_head(&fetched.raw));
-    if let Some(names) = &facts.vary {
-        ctx.shared.index.learn_vary(&url.normalized, names);
-    }
     let config = &ctx.shared.config;
     let mut reuse = reuse_for(
         fetched.head.status,
