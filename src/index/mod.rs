@@ -216,15 +216,37 @@ impl Index {
         }
         self.offer(key, record.clone());
         if self.invalidated_since(url, epoch) {
-            self.map
-                .pin()
-                .compute(Box::from(key), |current| match current {
-                    Some((_, Entry::Stored(r))) if Arc::ptr_eq(r, &record) => {
-                        papaya::Operation::Remove
-                    }
-                    _ => papaya::Operation::Abort(()),
-                });
+            self.withdraw(key, &record);
         }
+    }
+
+    /// `settle`, storing nothing if `url` was invalidated since `epoch` (checked before and
+    /// after, as for offers): a claim under a variant key is not reached by `invalidate`.
+    pub fn settle_unless_invalidated(
+        &self,
+        key: &str,
+        flight: &Arc<Flight>,
+        stored: Option<Arc<StoredRecord>>,
+        url: &str,
+        epoch: u32,
+    ) {
+        let stored = stored.filter(|_| !self.invalidated_since(url, epoch));
+        self.settle(key, flight, stored.clone());
+        if let Some(record) = stored {
+            if self.invalidated_since(url, epoch) {
+                self.withdraw(key, &record);
+            }
+        }
+    }
+
+    /// Removes `record` from `key`, if it is still what the key holds.
+    fn withdraw(&self, key: &str, record: &Arc<StoredRecord>) {
+        self.map
+            .pin()
+            .compute(Box::from(key), |current| match current {
+                Some((_, Entry::Stored(r))) if Arc::ptr_eq(r, record) => papaya::Operation::Remove,
+                _ => papaya::Operation::Abort(()),
+            });
     }
 
     /// The key for `request`'s variant of `url`: the URL itself until a response for it
@@ -503,6 +525,10 @@ mod tests {
             index.lookup("u", fresh(now, false)),
             Lookup::Absent
         ));
+        // Nor settled under a variant key, which invalidation does not remove.
+        let variant = index.claim("u\u{1}v", fresh(now, false)).unwrap();
+        index.settle_unless_invalidated("u\u{1}v", &variant.flight, Some(record(long)), "u", epoch);
+        assert!(index.is_empty());
         // Nor is its result offered, under the URL or a variant key.
         index.offer_unless_invalidated("u", "u", epoch, record(long));
         index.offer_unless_invalidated("u\u{1}v", "u", epoch, record(long));

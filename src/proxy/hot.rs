@@ -146,6 +146,11 @@ impl HotShard {
         );
     }
 
+    /// Whether `insert` would keep a stored member of `len` bytes.
+    pub fn would_keep(&self, len: u64) -> bool {
+        len < SENDFILE_FROM && len <= (self.capacity / 4) as u64
+    }
+
     /// Keeps `member`, unless it is `SENDFILE_FROM` or bigger: those are cheaper to send
     /// from the page cache with sendfile than from memory (`cargo bench --bench hit_paths`;
     /// `SIZE=256k loadtest/ab.sh`), so the shard leaves them to the page cache. (Records over

@@ -422,7 +422,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         .cloned();
     let key = match settle {
         Settle::Claimed(key) => {
-            index.settle(&key, &guard.0, record);
+            index.settle_unless_invalidated(&key, &guard.0, record, &url.normalized, epoch);
             Some(key)
         }
         Settle::Offer(key) => {

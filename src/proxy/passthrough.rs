@@ -128,19 +128,20 @@ pub async fn relay(
             Ok(n) => response.push(&read_buf[..n], &mut out),
             Err(e) => Err(Error::Dropped(e.to_string())),
         };
+        // RFC 9111 4.4: a success to an unsafe method invalidates the URL, before the client
+        // sees any of the reply, so its next request (on any worker) cannot get the old entry;
+        // also when the rest of the response turns out broken (the change happened).
+        if !invalidated && unsafe_method && response.status.is_some_and(|s| (200..400).contains(&s))
+        {
+            ctx.shared.index.invalidate(&url.normalized);
+            invalidated = true;
+        }
         if let Err(e) = step {
             return Err(if sent_any || !out.is_empty() {
                 Failure::After
             } else {
                 Failure::Before(e)
             });
-        }
-        // RFC 9111 4.4: a success to an unsafe method invalidates the URL, before the client
-        // sees any of the reply, so its next request (on any worker) cannot get the old entry.
-        if !invalidated && unsafe_method && response.status.is_some_and(|s| (200..400).contains(&s))
-        {
-            ctx.shared.index.invalidate(&url.normalized);
-            invalidated = true;
         }
         if !out.is_empty() {
             write(client, std::mem::take(&mut out), idle)

@@ -10,7 +10,6 @@ use super::client_conn::ClientConn;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::hot::SENDFILE_FROM;
 use super::{Body, Response, WorkerCtx};
 use crate::archive::reader::is_resident;
 use crate::archive::ArcFile;
@@ -119,11 +118,12 @@ async fn write_record(
         }
         Body::File { file, record } => {
             let (offset, len) = (record.loc.offset, record.loc.len);
-            // A small record (one dropped from the hot shard, or from before a restart) is
-            // read back into the shard even when its pages are resident: sendfile costs more
-            // than a write from memory below `SENDFILE_FROM`, and a record left out of the
-            // shard would take that path on every hit after.
-            let resident = len >= SENDFILE_FROM
+            // A small record the shard keeps (one dropped from it, or from before a restart)
+            // is read back into it even when its pages are resident: sendfile costs more than
+            // a write from memory below `SENDFILE_FROM`, and a record left out of the shard
+            // would take that path on every hit after. One the shard would not keep (a tiny
+            // or disabled shard) goes by sendfile.
+            let resident = !ctx.hot.borrow().would_keep(len)
                 && stream.plain_socket().is_some()
                 && is_resident(&file.fd, offset, len);
             if resident {
