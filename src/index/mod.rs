@@ -267,7 +267,7 @@ impl Index {
     }
 
     /// Remembers which request headers `url`'s responses vary on (from its latest response).
-    pub fn learn_vary(&self, url: &str, names: &[String]) {
+    pub fn learn_vary<S: AsRef<str>>(&self, url: &str, names: &[S]) {
         let vary = self.vary.pin();
         let now = Instant::now();
         vary.compute(Box::from(url), |current| {
@@ -275,11 +275,11 @@ impl Index {
                 v.names
                     .iter()
                     .map(|n| &**n)
-                    .eq(names.iter().map(String::as_str))
+                    .eq(names.iter().map(AsRef::as_ref))
             });
             let names = match current {
                 Some((_, v)) if same => v.names.clone(),
-                _ => names.iter().map(|n| Box::from(n.as_str())).collect(),
+                _ => names.iter().map(|n| Box::from(n.as_ref())).collect(),
             };
             papaya::Operation::<_, ()>::Insert(VaryNames {
                 names,

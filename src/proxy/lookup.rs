@@ -407,14 +407,6 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
     };
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
-    let vary_names = record
-        .as_ref()
-        .and_then(|r| r.reuse.as_ref()?.vary.as_ref())
-        .map(|vary| {
-            vary.iter()
-                .map(|(name, _)| name.to_string())
-                .collect::<Vec<_>>()
-        });
     let index = &ctx.shared.index;
     let shareable = record
         .as_ref()
@@ -436,7 +428,12 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     // The URL's Vary names are learnt only now that the record is settled: learnt earlier,
     // a repeat would look under its variant key, miss this fetch still in flight, and fetch
     // again.
-    if let Some(names) = vary_names {
+    let vary = outcome
+        .as_ref()
+        .ok()
+        .and_then(|d| d.record.reuse.as_ref()?.vary.as_ref());
+    if let Some(vary) = vary {
+        let names: Vec<&str> = vary.iter().map(|(name, _)| &**name).collect();
         index.learn_vary(&url.normalized, &names);
     }
     // A response that says Vary, fetched before the URL's Vary was known, is also stored
