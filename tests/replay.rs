@@ -68,7 +68,13 @@ fn pywb_replays_warc_files_from_liveweb_s_own_cdx() {
     replays(&["--format", "warc"]);
 }
 
+/// One replay at a time: pywb gets a port from `free_addr`, which another test of this file
+/// binding port 0 meanwhile (its origin, its liveweb) could take; pywb then fails to bind
+/// and the port answers for the other test (seen once: "URL not found in this collection").
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn replays(format: &[&str]) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let origin = Origin::start();
     let page = b"<html><body><img src=\"/logo.png\"><a href=\"/old\">x</a></body></html>";
     origin.ok("/index.html", "text/html", page);
