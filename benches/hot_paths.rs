@@ -34,6 +34,7 @@ fn record(i: u64) -> Arc<StoredRecord> {
         expires_at: Instant::now() + Duration::from_secs(3600),
         stored_at: Instant::now(),
         reuse: None,
+        unconfirmed: Default::default(),
     })
 }
 

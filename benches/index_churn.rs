@@ -49,6 +49,7 @@ fn main() {
             expires_at: now + ttl,
             stored_at: now,
             reuse: None,
+            unconfirmed: Default::default(),
         });
         index.settle(&url, &claim.flight, Some(record));
         if (i + 1) % sweep_every == 0 {

@@ -39,6 +39,7 @@ fn run(index: &Index, n: u64) -> (Duration, Duration, Duration) {
                 expires_at: expires,
                 stored_at: started,
                 reuse: None,
+                unconfirmed: Default::default(),
             })),
         );
         times.push(started.elapsed());

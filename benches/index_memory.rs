@@ -55,6 +55,7 @@ fn main() {
             expires_at: expires,
             stored_at: Instant::now(),
             reuse: Some(Box::new(typical.clone())),
+            unconfirmed: Default::default(),
         });
         index.settle(&url, &flight, Some(record));
     }

@@ -8,7 +8,7 @@ mod restore;
 pub use restore::Restorer;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,11 @@ pub struct StoredRecord {
     /// RFC 9111 reuse rules worked out when it was fetched; `None` for a record restored from
     /// disk at start (its response head is not read then), which forward mode fetches again.
     pub reuse: Option<Box<Reuse>>,
+    /// 0 once the record may answer anyone. A record offered or settled by a fetch holds
+    /// its URL's invalidation epoch plus one until the fetch has checked, after storing it,
+    /// that no invalidation came in between; until then it answers only while that epoch
+    /// lasts, so an invalidation racing the store never lets it answer afterwards.
+    pub unconfirmed: AtomicU64,
 }
 
 impl StoredRecord {
@@ -111,6 +116,12 @@ pub struct Index {
 /// Buckets of `Index::epochs`.
 const EPOCH_BUCKETS: usize = 1024;
 
+/// The URL a key stands for: a variant key is the URL, then `\u{1}` and the varying values
+/// (`Index::variant_key`).
+fn url_of_key(key: &str) -> &str {
+    key.split('\u{1}').next().unwrap_or(key)
+}
+
 impl Default for Index {
     fn default() -> Self {
         Self::new()
@@ -148,12 +159,21 @@ impl Index {
         self.epoch(url) != epoch
     }
 
+    /// Whether a record stored under `key` may answer: confirmed, or still within the
+    /// epoch it was stored under (see `StoredRecord::unconfirmed`).
+    fn answers(&self, key: &str, record: &StoredRecord) -> bool {
+        match record.unconfirmed.load(Ordering::SeqCst) {
+            0 => true,
+            pending => u64::from(self.epoch(url_of_key(key))) + 1 == pending,
+        }
+    }
+
     /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
     /// for this client...) counts as absent.
     pub fn lookup(&self, key: &str, usable: impl Fn(&StoredRecord) -> bool) -> Lookup {
         match self.map.pin().get(key) {
             Some(Entry::Fetching(f)) => Lookup::Wait(f.clone()),
-            Some(Entry::Stored(r)) if usable(r) => Lookup::Hit(r.clone()),
+            Some(Entry::Stored(r)) if self.answers(key, r) && usable(r) => Lookup::Hit(r.clone()),
             _ => Lookup::Absent,
         }
     }
@@ -171,12 +191,13 @@ impl Index {
         let map = self.map.pin();
         let result = map.compute(Box::from(key), |current| match current {
             Some((_, Entry::Fetching(f))) => papaya::Operation::Abort(Lookup::Wait(f.clone())),
-            Some((_, Entry::Stored(r))) if usable(r) => {
+            Some((_, Entry::Stored(r))) if self.answers(key, r) && usable(r) => {
                 papaya::Operation::Abort(Lookup::Hit(r.clone()))
             }
             current => {
                 previous = match current {
-                    Some((_, Entry::Stored(r))) => Some(r.clone()),
+                    // An invalidated record is not revalidated either.
+                    Some((_, Entry::Stored(r))) if self.answers(key, r) => Some(r.clone()),
                     _ => None,
                 };
                 papaya::Operation::Insert(Entry::Fetching(flight.clone()))
@@ -214,9 +235,23 @@ impl Index {
         if self.invalidated_since(url, epoch) {
             return;
         }
+        record
+            .unconfirmed
+            .store(u64::from(epoch) + 1, Ordering::SeqCst);
         self.offer(key, record.clone());
+        self.confirm_or_withdraw(key, &record, url, epoch);
+    }
+
+    /// After storing `record` under `key`: lets it answer everyone if `url` was not
+    /// invalidated since `epoch`, else takes it out again (it never answered meanwhile: it
+    /// was unconfirmed under `epoch`). The fence pairs with the one in `invalidate`: either
+    /// this sees the new epoch, or `invalidate` sees (and removes) the stored record.
+    fn confirm_or_withdraw(&self, key: &str, record: &Arc<StoredRecord>, url: &str, epoch: u32) {
+        fence(Ordering::SeqCst);
         if self.invalidated_since(url, epoch) {
-            self.withdraw(key, &record);
+            self.withdraw(key, record);
+        } else {
+            record.unconfirmed.store(0, Ordering::SeqCst);
         }
     }
 
@@ -231,11 +266,14 @@ impl Index {
         epoch: u32,
     ) {
         let stored = stored.filter(|_| !self.invalidated_since(url, epoch));
+        if let Some(record) = &stored {
+            record
+                .unconfirmed
+                .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        }
         self.settle(key, flight, stored.clone());
         if let Some(record) = stored {
-            if self.invalidated_since(url, epoch) {
-                self.withdraw(key, &record);
-            }
+            self.confirm_or_withdraw(key, &record, url, epoch);
         }
     }
 
@@ -337,7 +375,8 @@ impl Index {
     /// change, so its result must not be stored (its `settle` then finds the entry gone, and
     /// the epoch stops it from being offered). Requests already waiting on it still get it.
     pub fn invalidate(&self, url: &str) {
-        self.epoch_bucket(url).fetch_add(1, Ordering::AcqRel);
+        self.epoch_bucket(url).fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let map = self.map.pin();
         map.compute(Box::from(url), |current| match current {
             Some(_) => papaya::Operation::Remove,
@@ -385,6 +424,7 @@ mod tests {
             expires_at,
             stored_at: Instant::now(),
             reuse: None,
+            unconfirmed: Default::default(),
         })
     }
 
@@ -544,6 +584,63 @@ mod tests {
         index.invalidate("u");
         let shared = std::ptr::eq(index.epoch_bucket("u"), index.epoch_bucket("other"));
         assert_eq!(index.invalidated_since("other", other), shared);
+    }
+
+    #[test]
+    fn a_record_stored_while_its_url_is_invalidated_never_answers_afterwards() {
+        // The interleaving a second epoch check alone leaves open: the store lands after
+        // `invalidate` removed the key, and a lookup comes before the fetch checks again.
+        let index = Index::new();
+        let now = Instant::now();
+        let long = now + Duration::from_secs(60);
+        let epoch = index.epoch("u");
+        let offered = record(long);
+        offered
+            .unconfirmed
+            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        index.offer("u", offered.clone());
+        // Unconfirmed, but nothing invalidated it yet: it answers.
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
+        index.invalidate("u");
+        index.offer("u", offered.clone());
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            index.lookup("u\u{1}0\u{1}accept=x", fresh(now, false)),
+            Lookup::Absent
+        ));
+        // Nor is it the record a new fetch would revalidate.
+        let variant = record(long);
+        variant
+            .unconfirmed
+            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        index.offer("u\u{1}v", variant.clone());
+        let claim = index.claim("u\u{1}v", fresh(now, false)).unwrap();
+        assert!(claim.previous.is_none());
+        // The fetch's own check then takes it out.
+        index.confirm_or_withdraw("u", &offered, "u", epoch);
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Absent
+        ));
+        // Once confirmed, a record answers whatever happens to its bucket's epoch later
+        // (another URL in the bucket being invalidated).
+        let epoch = index.epoch("u");
+        let kept = record(long);
+        kept.unconfirmed
+            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        index.offer("u", kept.clone());
+        index.confirm_or_withdraw("u", &kept, "u", epoch);
+        index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
     }
 
     #[test]

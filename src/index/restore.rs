@@ -45,6 +45,7 @@ impl<'a> Restorer<'a> {
                 .checked_sub(Duration::from_secs(age))
                 .unwrap_or(self.now),
             reuse: None,
+            unconfirmed: Default::default(),
         }))
     }
 }

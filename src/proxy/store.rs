@@ -130,6 +130,7 @@ pub async fn store_revalidation(
         expires_at: now + ttl,
         stored_at: now,
         reuse,
+        unconfirmed: Default::default(),
     });
     let member = ctx.hot.borrow().get(&record.loc);
     Ok(Delivery { record, member })
@@ -375,6 +376,7 @@ async fn append(
         expires_at: now + ttl,
         stored_at: now,
         reuse: Some(Box::new(reuse)),
+        unconfirmed: Default::default(),
     });
     Ok(Delivery {
         record,
