@@ -39,6 +39,21 @@ pub struct StoredRecord {
     pub unconfirmed: AtomicU64,
 }
 
+/// A copy to store under another key: confirmation belongs to each stored entry, so the
+/// copy starts confirmed (storing it sets its own).
+impl Clone for StoredRecord {
+    fn clone(&self) -> Self {
+        StoredRecord {
+            loc: self.loc,
+            status: self.status.clone(),
+            expires_at: self.expires_at,
+            stored_at: self.stored_at,
+            reuse: self.reuse.clone(),
+            unconfirmed: AtomicU64::new(0),
+        }
+    }
+}
+
 impl StoredRecord {
     /// Within `--ttl` (or `--error-ttl`): the liveweb-mode rule, and the longest any record
     /// answers in either mode.
@@ -87,11 +102,14 @@ pub struct Claim {
 }
 
 /// The request headers that choose among a URL's variants (its last response's `Vary`), and
-/// a generation that changes when the URL is invalidated, so variants stored before do not
-/// answer again.
+/// a generation, part of every variant key, that changes when the URL is invalidated, so
+/// variants stored before do not answer again.
 #[derive(Debug, Clone)]
 struct VaryNames {
     names: Arc<[Box<str>]>,
+    /// Unique across the index (`Index::generations`): a list swept and learnt again never
+    /// brings back a generation, so variants stored under an old list stay unreachable even
+    /// if the URL was invalidated while it had no list.
     generation: u32,
     /// When a response last said so; lists not refreshed within `--ttl` are swept.
     learned_at: Instant,
@@ -111,6 +129,8 @@ pub struct Index {
     /// the reverse.
     epochs: Box<[AtomicU32]>,
     hasher: std::hash::RandomState,
+    /// The next Vary generation to hand out.
+    generations: AtomicU32,
 }
 
 /// Buckets of `Index::epochs`.
@@ -141,6 +161,7 @@ impl Index {
             vary: papaya::HashMap::new(),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: std::hash::RandomState::new(),
+            generations: AtomicU32::new(0),
         }
     }
 
@@ -304,6 +325,10 @@ impl Index {
         Some(key)
     }
 
+    fn new_generation(&self) -> u32 {
+        self.generations.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Remembers which request headers `url`'s responses vary on (from its latest response).
     pub fn learn_vary<S: AsRef<str>>(&self, url: &str, names: &[S]) {
         let vary = self.vary.pin();
@@ -321,7 +346,7 @@ impl Index {
             };
             papaya::Operation::<_, ()>::Insert(VaryNames {
                 names,
-                generation: current.map_or(0, |(_, v)| v.generation),
+                generation: current.map_or_else(|| self.new_generation(), |(_, v)| v.generation),
                 learned_at: now,
             })
         });
@@ -386,7 +411,7 @@ impl Index {
         vary.compute(Box::from(url), |current| match current {
             Some((_, v)) => papaya::Operation::Insert(VaryNames {
                 names: v.names.clone(),
-                generation: v.generation.wrapping_add(1),
+                generation: self.new_generation(),
                 learned_at: v.learned_at,
             }),
             None => papaya::Operation::Abort(()),
@@ -530,6 +555,58 @@ mod tests {
     }
 
     #[test]
+    fn a_vary_list_learnt_again_never_brings_back_old_variant_keys() {
+        // The list is swept, the URL invalidated while it has none, then a response says
+        // Vary again: the variants stored under the first list must not answer.
+        let index = Index::new();
+        let h = Header {
+            name: "Accept".into(),
+            value: b"text/html".to_vec(),
+        };
+        index.learn_vary("u", &["accept"]);
+        let first = index.variant_key("u", std::slice::from_ref(&h)).unwrap();
+        assert_eq!(index.sweep(Instant::now(), Duration::ZERO), 0);
+        assert_eq!(index.variant_key("u", std::slice::from_ref(&h)), None);
+        index.invalidate("u");
+        index.learn_vary("u", &["accept"]);
+        let again = index.variant_key("u", std::slice::from_ref(&h)).unwrap();
+        assert_ne!(again, first);
+    }
+
+    #[test]
+    fn a_copy_of_a_stored_record_is_confirmed_on_its_own() {
+        let index = Index::new();
+        let now = Instant::now();
+        let long = now + Duration::from_secs(60);
+        let claim = index.claim("u", fresh(now, false)).unwrap();
+        let epoch = index.epoch("u");
+        let stored = record(long);
+        index.settle_unless_invalidated("u", &claim.flight, Some(stored.clone()), "u", epoch);
+        // Another URL in the same bucket invalidated before the variant's offer checks
+        // again: the variant is withdrawn, the record under the URL still answers.
+        let copy = Arc::new(StoredRecord::clone(&stored));
+        copy.unconfirmed
+            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        index.offer("u\u{1}v", copy.clone());
+        index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);
+        index.confirm_or_withdraw("u\u{1}v", &copy, "u", epoch);
+        assert!(matches!(
+            index.lookup("u\u{1}v", fresh(now, false)),
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            index.lookup("u", fresh(now, false)),
+            Lookup::Hit(_)
+        ));
+        assert_eq!(
+            StoredRecord::clone(&copy)
+                .unconfirmed
+                .load(Ordering::SeqCst),
+            0
+        );
+    }
+
+    #[test]
     fn offer_never_replaces_a_fetch_in_flight() {
         let index = Index::new();
         let now = Instant::now();
@@ -610,8 +687,10 @@ mod tests {
             index.lookup("u", fresh(now, false)),
             Lookup::Absent
         ));
+        // The same under a variant key of the URL.
+        index.offer("u\u{1}w", offered.clone());
         assert!(matches!(
-            index.lookup("u\u{1}0\u{1}accept=x", fresh(now, false)),
+            index.lookup("u\u{1}w", fresh(now, false)),
             Lookup::Absent
         ));
         // Nor is it the record a new fetch would revalidate.

@@ -442,7 +442,10 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     if let (Some(key), Some(record)) = (key, shareable.filter(varies)) {
         if let Some(variant) = index.variant_key(&url.normalized, &headers) {
             if variant != key {
-                index.offer_unless_invalidated(&variant, &url.normalized, epoch, record);
+                // A copy: each stored entry is confirmed on its own, and the record already
+                // answers under `key`.
+                let copy = Arc::new(StoredRecord::clone(&record));
+                index.offer_unless_invalidated(&variant, &url.normalized, epoch, copy);
             }
         }
     }
