@@ -119,11 +119,14 @@ async fn fetch_inner(
             }
         }
     }
-    let (stream, ip) = connect_origin(up, url, deadline).await?;
+    // Boxed, like the exchange below: a fresh connection (DNS, connect, TLS handshake) is
+    // the rare path, and its large futures would otherwise size every fetch's task, which is
+    // copied whole when it is spawned (`ab-20261126T085810Z.txt`).
+    let (stream, ip) = Box::pin(connect_origin(up, url, deadline)).await?;
     if let Some(tap) = tap {
         tap.set_upstream(ip);
     }
-    match exchange(stream, request.clone(), limits, deadline, tap).await {
+    match Box::pin(exchange(stream, request.clone(), limits, deadline, tap)).await {
         Ok(done) => finish(done, up.pool, url, ip, limits, request),
         Err((error, _)) => Err(FetchError {
             error,

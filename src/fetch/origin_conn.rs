@@ -15,6 +15,9 @@ pub enum OriginConn {
     Tls(Box<CancelSafe<TlsStream>>),
 }
 
+// The TLS operations' futures are boxed: they are large, and every future that awaits one
+// (the exchange, the fetch, the fetch task) would be sized for them, plain connections
+// included, and copied whole when created.
 impl AsyncReadRent for OriginConn {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
@@ -22,14 +25,14 @@ impl AsyncReadRent for OriginConn {
             // A TCP close without close_notify stays an error (UnexpectedEof), not an end
             // of stream: over TLS only close_notify proves a close-delimited body whole, so
             // such a body is never archived or passed on as complete.
-            OriginConn::Tls(s) => s.read(buf).await,
+            OriginConn::Tls(s) => Box::pin(s.read(buf)).await,
         }
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             OriginConn::Plain(s) => s.readv(buf).await,
-            OriginConn::Tls(s) => s.readv(buf).await,
+            OriginConn::Tls(s) => Box::pin(s.readv(buf)).await,
         }
     }
 }
@@ -38,14 +41,14 @@ impl AsyncWriteRent for OriginConn {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             OriginConn::Plain(s) => s.write(buf).await,
-            OriginConn::Tls(s) => s.write(buf).await,
+            OriginConn::Tls(s) => Box::pin(s.write(buf)).await,
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             OriginConn::Plain(s) => s.writev(buf).await,
-            OriginConn::Tls(s) => s.writev(buf).await,
+            OriginConn::Tls(s) => Box::pin(s.writev(buf)).await,
         }
     }
 
