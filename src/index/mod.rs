@@ -266,7 +266,8 @@ impl Index {
     /// After storing `record` under `key`: lets it answer everyone if `url` was not
     /// invalidated since `epoch`, else takes it out again (it never answered meanwhile: it
     /// was unconfirmed under `epoch`). The fence pairs with the one in `invalidate`: either
-    /// this sees the new epoch, or `invalidate` sees (and removes) the stored record.
+    /// this sees the new epoch, or `invalidate` sees (and removes) the record stored under
+    /// the URL itself, or under a variant key the Vary generation it moves on.
     fn confirm_or_withdraw(&self, key: &str, record: &Arc<StoredRecord>, url: &str, epoch: u32) {
         fence(Ordering::SeqCst);
         if self.invalidated_since(url, epoch) {
