@@ -4,6 +4,7 @@
 
 mod flight;
 mod restore;
+mod vary;
 
 pub use restore::Restorer;
 
@@ -18,6 +19,7 @@ use crate::http::reply::RecordStatus;
 use crate::http::request::Header;
 
 pub use flight::{Delivery, Flight, FlightGuard, Outcome};
+use vary::VaryLists;
 
 /// What the index knows about a record on disk.
 #[derive(Debug)]
@@ -101,36 +103,19 @@ pub struct Claim {
     pub previous: Option<Arc<StoredRecord>>,
 }
 
-/// The request headers that choose among a URL's variants (its last response's `Vary`), and
-/// a generation, part of every variant key, that changes when the URL is invalidated, so
-/// variants stored before do not answer again.
-#[derive(Debug, Clone)]
-struct VaryNames {
-    names: Arc<[Box<str>]>,
-    /// Unique across the index (`Index::generations`): a list swept and learnt again never
-    /// brings back a generation, so variants stored under an old list stay unreachable even
-    /// if the URL was invalidated while it had no list.
-    generation: u32,
-    /// When a response last said so; lists not refreshed within `--ttl` are swept.
-    learned_at: Instant,
-}
-
 /// Key -> entry, shared by all workers. A key is the normalized URL, or for forward-mode
 /// variants of a URL whose response had `Vary`, the URL plus the values of the varying
 /// request headers.
 #[derive(Debug)]
 pub struct Index {
     map: papaya::HashMap<Box<str>, Entry>,
-    /// URL -> the headers its responses vary on.
-    vary: papaya::HashMap<Box<str>, VaryNames>,
+    vary: VaryLists,
     /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its
     /// URL was invalidated must not offer its (older) response afterwards. A bucket is shared
     /// by many URLs, so an invalidation may cost another URL's offer (a later miss), never
     /// the reverse.
     epochs: Box<[AtomicU32]>,
     hasher: std::hash::RandomState,
-    /// The next Vary generation to hand out.
-    generations: AtomicU32,
 }
 
 /// Buckets of `Index::epochs`.
@@ -158,10 +143,9 @@ impl Index {
             map: papaya::HashMap::builder()
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
-            vary: papaya::HashMap::new(),
+            vary: VaryLists::default(),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: std::hash::RandomState::new(),
-            generations: AtomicU32::new(0),
         }
     }
 
@@ -312,45 +296,12 @@ impl Index {
     /// The key for `request`'s variant of `url`: the URL itself until a response for it
     /// said `Vary`, then the URL plus the request's values of the varying headers.
     pub fn variant_key(&self, url: &str, request: &[Header]) -> Option<String> {
-        let vary = self.vary.pin();
-        let names = vary.get(url)?;
-        let mut key = format!("{url}\u{1}{}", names.generation);
-        for name in names.names.iter() {
-            key.push('\u{1}');
-            key.push_str(name);
-            for h in request.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
-                key.push('=');
-                key.push_str(&String::from_utf8_lossy(h.value.trim_ascii()));
-            }
-        }
-        Some(key)
-    }
-
-    fn new_generation(&self) -> u32 {
-        self.generations.fetch_add(1, Ordering::Relaxed)
+        self.vary.variant_key(url, request)
     }
 
     /// Remembers which request headers `url`'s responses vary on (from its latest response).
     pub fn learn_vary<S: AsRef<str>>(&self, url: &str, names: &[S]) {
-        let vary = self.vary.pin();
-        let now = Instant::now();
-        vary.compute(Box::from(url), |current| {
-            let same = current.is_some_and(|(_, v)| {
-                v.names
-                    .iter()
-                    .map(|n| &**n)
-                    .eq(names.iter().map(AsRef::as_ref))
-            });
-            let names = match current {
-                Some((_, v)) if same => v.names.clone(),
-                _ => names.iter().map(|n| Box::from(n.as_ref())).collect(),
-            };
-            papaya::Operation::<_, ()>::Insert(VaryNames {
-                names,
-                generation: current.map_or_else(|| self.new_generation(), |(_, v)| v.generation),
-                learned_at: now,
-            })
-        });
+        self.vary.learn(url, names);
     }
 
     /// Drops every stored record past its `--ttl` (or `--error-ttl`), and Vary name lists not
@@ -366,9 +317,7 @@ impl Index {
             }
             _ => true,
         });
-        self.vary
-            .pin()
-            .retain(|_, v| now.saturating_duration_since(v.learned_at) < vary_ttl);
+        self.vary.sweep(now, vary_ttl);
         removed
     }
 
@@ -408,15 +357,7 @@ impl Index {
             Some(_) => papaya::Operation::Remove,
             None => papaya::Operation::Abort(()),
         });
-        let vary = self.vary.pin();
-        vary.compute(Box::from(url), |current| match current {
-            Some((_, v)) => papaya::Operation::Insert(VaryNames {
-                names: v.names.clone(),
-                generation: self.new_generation(),
-                learned_at: v.learned_at,
-            }),
-            None => papaya::Operation::Abort(()),
-        });
+        self.vary.invalidate(url);
     }
 
     /// Makes room for `additional` more entries at once (start-up knows how many are coming;
@@ -553,25 +494,6 @@ mod tests {
         ));
         index.invalidate("u");
         assert_ne!(index.variant_key("u", &[h("gzip")]).unwrap(), gzip);
-    }
-
-    #[test]
-    fn a_vary_list_learnt_again_never_brings_back_old_variant_keys() {
-        // The list is swept, the URL invalidated while it has none, then a response says
-        // Vary again: the variants stored under the first list must not answer.
-        let index = Index::new();
-        let h = Header {
-            name: "Accept".into(),
-            value: b"text/html".to_vec(),
-        };
-        index.learn_vary("u", &["accept"]);
-        let first = index.variant_key("u", std::slice::from_ref(&h)).unwrap();
-        assert_eq!(index.sweep(Instant::now(), Duration::ZERO), 0);
-        assert_eq!(index.variant_key("u", std::slice::from_ref(&h)), None);
-        index.invalidate("u");
-        index.learn_vary("u", &["accept"]);
-        let again = index.variant_key("u", std::slice::from_ref(&h)).unwrap();
-        assert_ne!(again, first);
     }
 
     #[test]
