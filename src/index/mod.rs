@@ -57,6 +57,17 @@ impl Clone for StoredRecord {
 }
 
 impl StoredRecord {
+    /// What `unconfirmed` holds for a record stored under `epoch` (never 0).
+    fn pending(epoch: u32) -> u64 {
+        u64::from(epoch) + 1
+    }
+
+    /// Marks the record as stored under `epoch` and not yet confirmed.
+    fn mark_unconfirmed(&self, epoch: u32) {
+        self.unconfirmed
+            .store(Self::pending(epoch), Ordering::SeqCst);
+    }
+
     /// Within `--ttl` (or `--error-ttl`): the liveweb-mode rule, and the longest any record
     /// answers in either mode.
     pub fn is_fresh(&self, now: Instant) -> bool {
@@ -160,7 +171,7 @@ impl Index {
     }
 
     /// Whether `url` may have been invalidated since `epoch` was taken.
-    pub fn invalidated_since(&self, url: &str, epoch: u32) -> bool {
+    fn invalidated_since(&self, url: &str, epoch: u32) -> bool {
         self.epoch(url) != epoch
     }
 
@@ -169,7 +180,7 @@ impl Index {
     fn answers(&self, key: &str, record: &StoredRecord) -> bool {
         match record.unconfirmed.load(Ordering::SeqCst) {
             0 => true,
-            pending => u64::from(self.epoch(url_of_key(key))) + 1 == pending,
+            pending => StoredRecord::pending(self.epoch(url_of_key(key))) == pending,
         }
     }
 
@@ -240,9 +251,7 @@ impl Index {
         if self.invalidated_since(url, epoch) {
             return;
         }
-        record
-            .unconfirmed
-            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        record.mark_unconfirmed(epoch);
         self.offer(key, record.clone());
         self.confirm_or_withdraw(key, &record, url, epoch);
     }
@@ -273,9 +282,7 @@ impl Index {
     ) {
         let stored = stored.filter(|_| !self.invalidated_since(url, epoch));
         if let Some(record) = &stored {
-            record
-                .unconfirmed
-                .store(u64::from(epoch) + 1, Ordering::SeqCst);
+            record.mark_unconfirmed(epoch);
         }
         self.settle(key, flight, stored.clone());
         if let Some(record) = stored {
@@ -508,8 +515,7 @@ mod tests {
         // Another URL in the same bucket invalidated before the variant's offer checks
         // again: the variant is withdrawn, the record under the URL still answers.
         let copy = Arc::new(StoredRecord::clone(&stored));
-        copy.unconfirmed
-            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        copy.mark_unconfirmed(epoch);
         index.offer("u\u{1}v", copy.clone());
         index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);
         index.confirm_or_withdraw("u\u{1}v", &copy, "u", epoch);
@@ -595,9 +601,7 @@ mod tests {
         let long = now + Duration::from_secs(60);
         let epoch = index.epoch("u");
         let offered = record(long);
-        offered
-            .unconfirmed
-            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        offered.mark_unconfirmed(epoch);
         index.offer("u", offered.clone());
         // Unconfirmed, but nothing invalidated it yet: it answers.
         assert!(matches!(
@@ -618,9 +622,7 @@ mod tests {
         ));
         // Nor is it the record a new fetch would revalidate.
         let variant = record(long);
-        variant
-            .unconfirmed
-            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        variant.mark_unconfirmed(epoch);
         index.offer("u\u{1}v", variant.clone());
         let claim = index.claim("u\u{1}v", fresh(now, false)).unwrap();
         assert!(claim.previous.is_none());
@@ -634,8 +636,7 @@ mod tests {
         // (another URL in the bucket being invalidated).
         let epoch = index.epoch("u");
         let kept = record(long);
-        kept.unconfirmed
-            .store(u64::from(epoch) + 1, Ordering::SeqCst);
+        kept.mark_unconfirmed(epoch);
         index.offer("u", kept.clone());
         index.confirm_or_withdraw("u", &kept, "u", epoch);
         index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);

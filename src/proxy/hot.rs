@@ -156,7 +156,7 @@ impl HotShard {
     /// `SIZE=256k loadtest/ab.sh`), so the shard leaves them to the page cache. (Records over
     /// a quarter of the shard are never kept: one would evict most of it for little gain.)
     pub fn insert(&mut self, loc: &RecordLoc, member: Bytes) {
-        if member.len() as u64 >= SENDFILE_FROM {
+        if !self.would_keep(member.len() as u64) {
             return;
         }
         self.put((loc.file_id, loc.offset, false), member, None, None);
