@@ -158,6 +158,36 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     }
 }
 
+/// A record is kept in memory once it is asked for again, not when it is first fetched: a
+/// crawl fetches most URLs once, and keeping each would push out the records that are asked
+/// for again. One worker and one keep-alive connection, so each request is counted (and the
+/// shard's bytes sampled) before the next is read.
+#[test]
+fn a_record_enters_the_hot_shard_on_its_second_request_not_its_fetch() {
+    let origin = Origin::start();
+    origin.ok("/page", "text/html", b"<p>kept on the second request</p>");
+    let proxy = Proxy::start(&["--workers", "1"]);
+    let mut conn = connect(proxy.addr);
+    let ask = |conn: &mut std::io::BufReader<std::net::TcpStream>, target: &str| {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.get_mut().write_all(req.as_bytes()).unwrap();
+        read_reply(conn, false)
+    };
+    let hot_bytes = |reply: Reply| {
+        let text = String::from_utf8(reply.body).unwrap();
+        sample(&text, "liveweb_hot_shard_bytes")
+    };
+    let url = origin.url("/page");
+    let miss = ask(&mut conn, &url);
+    assert_eq!(miss.header("x-cache").as_deref(), Some("MISS"));
+    assert_eq!(hot_bytes(ask(&mut conn, "/_liveweb/metrics")), 0.0);
+    let hit = ask(&mut conn, &url);
+    assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+    assert_eq!(hit.body, miss.body);
+    assert!(hot_bytes(ask(&mut conn, "/_liveweb/metrics")) > 0.0);
+    assert_eq!(origin.hits("/page"), 1);
+}
+
 #[test]
 fn the_status_page_reads_in_a_browser_and_lists_recent_errors_escaped() {
     let proxy = Proxy::start(&[]);

@@ -1,10 +1,11 @@
-//! A worker's hot shard: recently written or served records kept in memory, bounded by
-//! bytes, evicted oldest-first with a second chance for records hit since they were last
-//! looked at (FIFO-reinsertion, the CLOCK family: a popular record stays, a record seen once
-//! leaves in order). Hits found here are answered with a plain write. A record can
-//! be held as stored (its gzip member) and, for forward-mode hits, decoded (the plain record),
-//! so a forward hit does not inflate the same record again and again; a decoded record also
-//! keeps its forward reply prepared (`ForwardTemplate`), so such a hit parses nothing.
+//! A worker's hot shard: records asked for again kept in memory, bounded by bytes, evicted
+//! oldest-first with a second chance for records hit since they were last looked at
+//! (FIFO-reinsertion, the CLOCK family: a popular record stays, a record seen once leaves in
+//! order). A record enters on its second request, not when it is fetched (a crawl fetches most
+//! URLs once). Hits found here are answered with a plain write. A record can be held as stored
+//! (its gzip member) and, for forward-mode hits, decoded (the plain record), so a forward hit
+//! does not inflate the same record again and again; a decoded record also keeps its forward
+//! reply prepared (`ForwardTemplate`), so such a hit parses nothing.
 
 use std::cell::Cell;
 use std::collections::VecDeque;

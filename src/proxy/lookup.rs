@@ -465,8 +465,8 @@ fn delivered(
         return stored(ctx, d.record, state, req, to)
             .ok_or(Error::Internal("revalidated record's file is gone"));
     };
-    // The fetcher runs on this worker and already kept a miss's record; a coalesced one may
-    // come from another worker's fetch.
+    // A record is kept from its second request on (see `hot`): a coalesced request is one,
+    // the miss that fetched it is not.
     if state == RequestState::Coalesced {
         ctx.hot.borrow_mut().insert(&d.record.loc, member.clone());
     }

@@ -366,9 +366,9 @@ async fn append(
     let member = record.member.clone();
     let appended = ctx.writer.append(record).await?;
     let (loc, member) = (appended.loc, appended.padded.unwrap_or(member));
-    // The record alone, without the records written after it.
+    // The record alone, without the records written after it. It is not kept in the hot
+    // shard yet: only a second request for it puts it there (README, "Hits").
     let member = member.slice(..(loc.len as usize).min(member.len()));
-    ctx.hot.borrow_mut().insert(&loc, member.clone());
     let now = Instant::now();
     let record = Arc::new(StoredRecord {
         loc,
