@@ -1,8 +1,8 @@
 //! How long an insert into the index can stall while the table grows: 2M inserts one by one
 //! into an index that starts empty, and into one reserved up front (what `--expected-urls`
 //! and recovery's CDX-based reserve do); reports the slowest inserts. Blocking resizes copy
-//! the whole table in the inserting thread, so the slowest insert of the growing index is a
-//! full copy. Run: `cargo bench --bench index_growth`.
+//! the shard that doubles in the inserting thread, so the slowest insert of the growing index
+//! is a copy of the biggest shard. Run: `cargo bench --bench index_growth`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The shared index: one lock-free map (papaya) from normalized URL to either an in-flight
+//! The shared index: a lock-free map (papaya, in shards) from normalized URL to either an in-flight
 //! fetch or a stored record. Insert-if-absent elects the single fetcher across all workers;
 //! everyone else waits on the same `Flight` and is woken, on whatever thread, when it lands.
 
@@ -119,7 +119,12 @@ pub struct Claim {
 /// request headers.
 #[derive(Debug)]
 pub struct Index {
-    map: papaya::HashMap<Box<str>, Entry>,
+    /// The entries, split by key hash into `SHARDS` maps: every operation touches one key,
+    /// and a table that doubles copies only its shard (README, "Growth").
+    shards: Box<[Shard]>,
+    /// Picks a key's shard. Not for HashDoS resistance (papaya hashes keys with SipHash
+    /// inside each shard): keys crowded into one shard only make it grow like the whole map.
+    shard_hasher: hashbrown::DefaultHashBuilder,
     vary: VaryLists,
     /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its
     /// URL was invalidated must not offer its (older) response afterwards. A bucket is shared
@@ -131,6 +136,12 @@ pub struct Index {
 
 /// Buckets of `Index::epochs`.
 const EPOCH_BUCKETS: usize = 1024;
+
+type Shard = papaya::HashMap<Box<str>, Entry>;
+
+/// Shards of the map. A blocking resize stalls the inserting worker for a copy of one shard:
+/// with one map that was the whole table (`cargo bench --bench index_growth`).
+const SHARDS: usize = 8;
 
 /// The URL a key stands for: a variant key is the URL, then `\u{1}` and the varying values
 /// (`Index::variant_key`).
@@ -151,13 +162,23 @@ impl Index {
     /// never block readers; a write that triggers one (table doubling) waits for the copy.
     pub fn new() -> Self {
         Index {
-            map: papaya::HashMap::builder()
-                .resize_mode(papaya::ResizeMode::Blocking)
-                .build(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    papaya::HashMap::builder()
+                        .resize_mode(papaya::ResizeMode::Blocking)
+                        .build()
+                })
+                .collect(),
+            shard_hasher: Default::default(),
             vary: VaryLists::default(),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: std::hash::RandomState::new(),
         }
+    }
+
+    /// The map holding `key`.
+    fn map(&self, key: &str) -> &Shard {
+        &self.shards[self.shard_hasher.hash_one(key) as usize % SHARDS]
     }
 
     fn epoch_bucket(&self, url: &str) -> &AtomicU32 {
@@ -187,7 +208,7 @@ impl Index {
     /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
     /// for this client...) counts as absent.
     pub fn lookup(&self, key: &str, usable: impl Fn(&StoredRecord) -> bool) -> Lookup {
-        match self.map.pin().get(key) {
+        match self.map(key).pin().get(key) {
             Some(Entry::Fetching(f)) => Lookup::Wait(f.clone()),
             Some(Entry::Stored(r)) if self.answers(key, r) && usable(r) => Lookup::Hit(r.clone()),
             _ => Lookup::Absent,
@@ -204,7 +225,7 @@ impl Index {
     ) -> Result<Claim, Lookup> {
         let flight = Arc::new(Flight::new());
         let mut previous = None;
-        let map = self.map.pin();
+        let map = self.map(key).pin();
         let result = map.compute(Box::from(key), |current| match current {
             Some((_, Entry::Fetching(f))) => papaya::Operation::Abort(Lookup::Wait(f.clone())),
             Some((_, Entry::Stored(r))) if self.answers(key, r) && usable(r) => {
@@ -231,7 +252,7 @@ impl Index {
     /// Stores a record fetched outside a claim (a request that kept its exchange to itself,
     /// whose response turned out shareable), unless a fetch for the key is in flight.
     fn offer(&self, key: &str, record: Arc<StoredRecord>) {
-        let map = self.map.pin();
+        let map = self.map(key).pin();
         map.compute(Box::from(key), |current| match current {
             Some((_, Entry::Fetching(_))) => papaya::Operation::Abort(()),
             _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
@@ -292,7 +313,7 @@ impl Index {
 
     /// Removes `record` from `key`, if it is still what the key holds.
     fn withdraw(&self, key: &str, record: &Arc<StoredRecord>) {
-        self.map
+        self.map(key)
             .pin()
             .compute(Box::from(key), |current| match current {
                 Some((_, Entry::Stored(r))) if Arc::ptr_eq(r, record) => papaya::Operation::Remove,
@@ -317,13 +338,15 @@ impl Index {
     /// many records went.
     pub fn sweep(&self, now: Instant, vary_ttl: Duration) -> usize {
         let mut removed = 0;
-        self.map.pin().retain(|_, entry| match entry {
-            Entry::Stored(r) if !r.is_fresh(now) => {
-                removed += 1;
-                false
-            }
-            _ => true,
-        });
+        for shard in self.shards.iter() {
+            shard.pin().retain(|_, entry| match entry {
+                Entry::Stored(r) if !r.is_fresh(now) => {
+                    removed += 1;
+                    false
+                }
+                _ => true,
+            });
+        }
         self.vary.sweep(now, vary_ttl);
         removed
     }
@@ -331,7 +354,7 @@ impl Index {
     /// Replaces `flight` with its result: the stored record, or nothing (so the next request
     /// fetches again). Leaves the entry alone if someone else replaced it meanwhile.
     pub fn settle(&self, url: &str, flight: &Arc<Flight>, stored: Option<Arc<StoredRecord>>) {
-        let map = self.map.pin();
+        let map = self.map(url).pin();
         map.compute(Box::from(url), |current| match current {
             Some((_, Entry::Fetching(f))) if Arc::ptr_eq(f, flight) => match &stored {
                 Some(r) => papaya::Operation::Insert(Entry::Stored(r.clone())),
@@ -343,7 +366,7 @@ impl Index {
 
     /// Indexes a record found on disk at start, unless a newer one for the URL is indexed.
     pub fn restore(&self, url: &str, record: Arc<StoredRecord>) {
-        let map = self.map.pin();
+        let map = self.map(url).pin();
         map.compute(Box::from(url), |current| match current {
             Some((_, Entry::Stored(r))) if r.expires_at >= record.expires_at => {
                 papaya::Operation::Abort(())
@@ -359,7 +382,7 @@ impl Index {
     pub fn invalidate(&self, url: &str) {
         self.epoch_bucket(url).fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let map = self.map.pin();
+        let map = self.map(url).pin();
         map.compute(Box::from(url), |current| match current {
             Some(_) => papaya::Operation::Remove,
             None => papaya::Operation::Abort(()),
@@ -370,11 +393,15 @@ impl Index {
     /// Makes room for `additional` more entries at once (start-up knows how many are coming;
     /// growing step by step would rehash the map several times).
     pub fn reserve(&self, additional: usize) {
-        self.map.pin().reserve(additional);
+        // Keys spread evenly over the shards; a little more each covers the unevenness.
+        let each = additional / SHARDS + additional / SHARDS / 16;
+        for shard in self.shards.iter() {
+            shard.pin().reserve(each);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.shards.iter().map(|shard| shard.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -675,5 +702,28 @@ mod tests {
             "vary list not refreshed in time"
         );
         index.settle("flying", &in_flight.flight, None);
+    }
+
+    #[test]
+    fn every_shard_is_counted_swept_and_reserved() {
+        let index = Index::new();
+        let now = Instant::now();
+        let keys: Vec<String> = (0..SHARDS * 16).map(|i| format!("http://h/{i}")).collect();
+        for key in &keys {
+            let c = index.claim(key, fresh(now, false)).unwrap();
+            index.settle(key, &c.flight, Some(record(now)));
+        }
+        let used = index
+            .shards
+            .iter()
+            .filter(|shard| !shard.is_empty())
+            .count();
+        assert_eq!(used, SHARDS, "keys spread over every shard");
+        assert_eq!(index.len(), keys.len());
+        assert!(keys
+            .iter()
+            .all(|k| matches!(index.lookup(k, |_| true), Lookup::Hit(_))));
+        assert_eq!(index.sweep(now, Duration::from_secs(60)), keys.len());
+        assert!(index.is_empty());
     }
 }
