@@ -184,9 +184,9 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_BLOCKING_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub blocking_threads: u16,
 
-    /// URLs the index is sized for at start: growing past its size copies the whole table in
-    /// one inserting worker (a stall of most of a second at 2M entries, `cargo bench --bench
-    /// index_growth`); sizing costs little resident memory until used.
+    /// URLs the index is sized for at start: growing past its size copies one of its shards
+    /// in one inserting worker (a stall of about a tenth of a second at 2M entries, `cargo
+    /// bench --bench index_growth`); sizing costs little resident memory until used.
     #[arg(long, env = "LIVEWEB_EXPECTED_URLS", default_value_t = 1_000_000)]
     pub expected_urls: usize,
 

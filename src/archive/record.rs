@@ -125,8 +125,9 @@ impl OneShot {
         match result {
             Ok(n) => {
                 out.truncate(n);
-                // The member lives on in the hot shard, which counts its length: do not let
-                // it carry the compressible part of the bound as spare capacity.
+                // The member may live on in the hot shard (a request that coalesced with
+                // the fetch keeps it), which counts its length: do not let it carry the
+                // compressible part of the bound as spare capacity.
                 if out.capacity() - out.len() > out.len() / 8 {
                     out.shrink_to_fit();
                 }

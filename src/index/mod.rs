@@ -705,7 +705,7 @@ mod tests {
     }
 
     #[test]
-    fn every_shard_is_counted_swept_and_reserved() {
+    fn every_shard_is_counted_and_swept() {
         let index = Index::new();
         let now = Instant::now();
         let keys: Vec<String> = (0..SHARDS * 16).map(|i| format!("http://h/{i}")).collect();

@@ -58,6 +58,18 @@ pub async fn send_stored(
     timeout: Duration,
 ) -> io::Result<bool> {
     if !gzip {
+        let source = match (source, keep_decoded) {
+            // A small record read from its file is kept (its second request: README,
+            // "Hits"), so the next forward hit writes it from memory.
+            (MemberSource::File { file, offset, len }, Some((hot, loc)))
+                if !client.head_only && hot.borrow().would_keep(len) =>
+            {
+                let record = Bytes::from(file.reader()?.read_region(offset, len).await?);
+                hot.borrow_mut().insert(&loc, record.clone());
+                MemberSource::Memory(record)
+            }
+            (source, _) => source,
+        };
         return send_plain(stream, source, client, timeout).await;
     }
     let mut state = Decoder::new(client);
