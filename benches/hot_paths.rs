@@ -1,4 +1,5 @@
 //! The per-request pure work: request-head parse, URL normalization, upstream range lookup,
+//! finding a response's final head (what a miss no longer parses a second time),
 //! the shared index (lookup and insert from 2 threads at once), and a forward hit's client
 //! head (parsed and rewritten per hit, against prepared once in a `ForwardTemplate`).
 //! Run: `cargo bench --bench hot_paths`.
@@ -10,11 +11,14 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use liveweb::archive::RecordLoc;
 use liveweb::http::reply::RecordStatus;
 use liveweb::http::request::{parse_request_head, Limits};
+use liveweb::http::response::split_head;
 use liveweb::http::url::parse_absolute;
 use liveweb::index::{Index, Lookup, StoredRecord};
 use liveweb::policy::UpstreamRules;
 
 const BROWSER_HEAD: &[u8] = b"GET http://www.example.com/articles/2026/11/some-page.html?ref=home HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate\r\nProxy-Connection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\n\r\n";
+/// What the peers race's origin (nginx) answers for a miss.
+const NGINX_RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 11:00:00 GMT\r\nContent-Type: application/octet-stream\r\nContent-Length: 4096\r\nLast-Modified: Thu, 26 Nov 2026 10:59:00 GMT\r\nConnection: keep-alive\r\nETag: \"6929ae1c-1000\"\r\nExpires: Thu, 26 Nov 2026 12:00:00 GMT\r\nCache-Control: max-age=3600\r\nAccept-Ranges: bytes\r\n\r\n";
 const WRK_HEAD: &[u8] =
     b"GET http://127.0.0.1:8081/1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
 
@@ -47,6 +51,11 @@ fn parsing(c: &mut Criterion) {
     });
     g.bench_function("parse_head_wrk", |b| {
         b.iter(|| parse_request_head(WRK_HEAD, &limits))
+    });
+    // Before 2026-11-26 a miss ran this again on the fetched response to find its final
+    // head; now the exchange records where the body starts.
+    g.bench_function("split_response_head_nginx", |b| {
+        b.iter(|| split_head(std::hint::black_box(NGINX_RESPONSE_HEAD)))
     });
     g.bench_function("normalize_url", |b| {
         b.iter(|| {

@@ -32,9 +32,20 @@ pub struct Fetched {
     /// Status line, headers and body exactly as received (chunked framing kept).
     pub raw: Vec<u8>,
     pub head: ResponseHead,
+    /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
+    pub body_start: usize,
     pub ip: IpAddr,
     /// The request as sent upstream (for WARC's request record).
     pub request: bytes::Bytes,
+}
+
+impl Fetched {
+    /// The final response head as received (after any interim 1xx responses): found from
+    /// where the body starts, without parsing the response again.
+    pub fn final_head(&self) -> &[u8] {
+        let start = self.body_start.saturating_sub(self.head.head_len);
+        self.raw.get(start..self.body_start).unwrap_or(&[])
+    }
 }
 
 /// A failed fetch, with the origin address when it was known (for the failure record).
@@ -155,7 +166,51 @@ fn finish(
     Ok(Fetched {
         raw: done.raw,
         head: done.head,
+        body_start: done.body_start,
         ip,
         request,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::response::ResponseTracker;
+
+    /// A response fed to the tracker as the exchange does, `step` bytes at a time.
+    fn fetched(raw: &[u8], step: usize) -> Fetched {
+        let mut tracker = ResponseTracker::new();
+        let mut ended = false;
+        for piece in raw.chunks(step) {
+            ended = tracker.feed(piece).unwrap().is_some();
+        }
+        assert!(ended);
+        let body_start = tracker.head_len().unwrap();
+        Fetched {
+            raw: raw.to_vec(),
+            head: tracker.take_head().unwrap(),
+            body_start,
+            ip: IpAddr::from([127, 0, 0, 1]),
+            request: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn the_final_head_is_found_without_parsing_again_after_interim_responses() {
+        let head = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 4\r\n\r\n";
+        let with_interim = format!(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n{head}body"
+        );
+        for raw in [format!("{head}body"), with_interim] {
+            for step in [1, 7, raw.len()] {
+                let f = fetched(raw.as_bytes(), step);
+                assert_eq!(
+                    f.final_head(),
+                    head.as_bytes(),
+                    "{raw:?} in steps of {step}"
+                );
+                assert_eq!(&f.raw[f.body_start..], b"body");
+            }
+        }
+    }
 }

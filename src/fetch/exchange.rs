@@ -54,6 +54,8 @@ impl Drop for ReadBuf {
 pub(super) struct Exchanged {
     pub(super) raw: Vec<u8>,
     pub(super) head: ResponseHead,
+    /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
+    pub(super) body_start: usize,
     pub(super) archivable: bool,
     /// The connection, if it may carry another request.
     pub(super) reusable: Option<OriginConn>,
@@ -76,12 +78,13 @@ pub(super) async fn exchange(
     }
     let mut started = false;
     let read = read_response(&mut stream, limits, deadline, tap, &mut started).await;
-    let (raw, head, archivable, clean_end) = read.map_err(|e| (e, started))?;
+    let (raw, (head, body_start), archivable, clean_end) = read.map_err(|e| (e, started))?;
     let reusable =
         (clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
     Ok(Exchanged {
         raw,
         head,
+        body_start,
         archivable,
         reusable,
     })
@@ -89,14 +92,15 @@ pub(super) async fn exchange(
 
 /// Reads until the response is complete by its framing. With a tap, every byte is also
 /// handed on as it arrives, and a body over `--max-body` is still read to its end (for the
-/// client) but not kept. Returns the raw response, its head, and whether it may be archived.
+/// client) but not kept. Returns the raw response, its head with where the body starts, and
+/// whether it may be archived.
 async fn read_response(
     stream: &mut OriginConn,
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
     started: &mut bool,
-) -> Result<(Vec<u8>, ResponseHead, bool, bool), Error> {
+) -> Result<(Vec<u8>, (ResponseHead, usize), bool, bool), Error> {
     // Sized once the head tells the length (see below), so a small response does not hold
     // a 64 KiB allocation on its way to the archive.
     let mut raw: Vec<u8> = Vec::new();
@@ -121,10 +125,7 @@ async fn read_response(
         *buf = slice.into_inner();
         let n = match res {
             Ok(0) if tracker.complete_at_close() => {
-                let head = tracker
-                    .take_head()
-                    .ok_or(Error::Internal("response without head"))?;
-                return Ok((raw, head, archivable, false));
+                return Ok((raw, final_head(&mut tracker)?, archivable, false));
             }
             Ok(0) if !tracker.started() => {
                 return Err(Error::Dropped("origin closed without responding".into()))
@@ -168,12 +169,18 @@ async fn read_response(
             raw = Vec::new();
         }
         if let Some(end) = end {
-            let head = tracker
-                .take_head()
-                .ok_or(Error::Internal("response without head"))?;
             // Bytes past the end mean the origin misbehaved: do not reuse the connection.
-            return Ok((raw, head, archivable, end == n));
+            return Ok((raw, final_head(&mut tracker)?, archivable, end == n));
         }
+    }
+}
+
+/// The complete response's final head, and where its body starts.
+fn final_head(tracker: &mut ResponseTracker) -> Result<(ResponseHead, usize), Error> {
+    let body_start = tracker.head_len();
+    match (tracker.take_head(), body_start) {
+        (Some(head), Some(body_start)) => Ok((head, body_start)),
+        _ => Err(Error::Internal("response without head")),
     }
 }
 

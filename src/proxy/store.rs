@@ -22,7 +22,7 @@ use crate::fetch::{FetchError, Fetched};
 use crate::http::cache::{response_facts, reuse_for, Reuse};
 use crate::http::reply::RecordStatus;
 use crate::http::request::Header;
-use crate::http::response::{arc_mime, split_head};
+use crate::http::response::arc_mime;
 use crate::http::url::TargetUrl;
 use crate::index::{Delivery, Outcome, StoredRecord};
 
@@ -38,7 +38,7 @@ pub async fn store_response(
     request: &[Header],
     forward: bool,
 ) -> Outcome {
-    let facts = response_facts(final_head(&fetched.raw));
+    let facts = response_facts(fetched.final_head());
     let config = &ctx.shared.config;
     let mut reuse = reuse_for(
         fetched.head.status,
@@ -111,7 +111,7 @@ pub async fn store_revalidation(
     confirmed: &StoredRecord,
     forward: bool,
 ) -> Outcome {
-    let facts = response_facts(final_head(&fetched.raw));
+    let facts = response_facts(fetched.final_head());
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
     store_response(ctx, url, fetched, request, forward).await?;
@@ -134,14 +134,6 @@ pub async fn store_revalidation(
     });
     let member = ctx.hot.borrow().get(&record.loc);
     Ok(Delivery { record, member })
-}
-
-/// The final response head in a raw response (after any 1xx interim responses).
-fn final_head(raw: &[u8]) -> &[u8] {
-    match split_head(raw) {
-        Ok(Some((_, at, body_start))) => &raw[at..body_start],
-        _ => &[],
-    }
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
