@@ -122,16 +122,17 @@ pub struct Index {
     /// The entries, split by key hash into `SHARDS` maps: every operation touches one key,
     /// and a table that doubles copies only its shard (README, "Growth").
     shards: Box<[Shard]>,
-    /// Picks a key's shard. Not for HashDoS resistance (papaya hashes keys with SipHash
-    /// inside each shard): keys crowded into one shard only make it grow like the whole map.
-    shard_hasher: hashbrown::DefaultHashBuilder,
     vary: VaryLists,
     /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its
     /// URL was invalidated must not offer its (older) response afterwards. A bucket is shared
     /// by many URLs, so an invalidation may cost another URL's offer (a later miss), never
     /// the reverse.
     epochs: Box<[AtomicU32]>,
-    hasher: std::hash::RandomState,
+    /// Picks a key's shard and a URL's epoch bucket (randomly seeded). Not for HashDoS
+    /// resistance (papaya hashes keys with SipHash inside each shard): keys crowded into one
+    /// shard only make it grow like the whole map, URLs crowded into one bucket only cost
+    /// each other offers.
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 /// Buckets of `Index::epochs`.
@@ -169,16 +170,15 @@ impl Index {
                         .build()
                 })
                 .collect(),
-            shard_hasher: Default::default(),
             vary: VaryLists::default(),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
-            hasher: std::hash::RandomState::new(),
+            hasher: Default::default(),
         }
     }
 
     /// The map holding `key`.
     fn map(&self, key: &str) -> &Shard {
-        &self.shards[self.shard_hasher.hash_one(key) as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
     fn epoch_bucket(&self, url: &str) -> &AtomicU32 {
