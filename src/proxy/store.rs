@@ -19,7 +19,7 @@ use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
-use crate::http::cache::{response_facts, reuse_for, Reuse};
+use crate::http::cache::{response_facts, reuse_for, ResponseFacts, Reuse};
 use crate::http::reply::RecordStatus;
 use crate::http::request::Header;
 use crate::http::response::arc_mime;
@@ -39,10 +39,22 @@ pub async fn store_response(
     forward: bool,
 ) -> Outcome {
     let facts = response_facts(fetched.final_head());
+    archive_response(ctx, url, fetched, &facts, request, forward).await
+}
+
+/// `store_response` with the response's cache facts already read.
+async fn archive_response(
+    ctx: &Rc<WorkerCtx>,
+    url: &TargetUrl,
+    fetched: Fetched,
+    facts: &ResponseFacts,
+    request: &[Header],
+    forward: bool,
+) -> Outcome {
     let config = &ctx.shared.config;
     let mut reuse = reuse_for(
         fetched.head.status,
-        &facts,
+        facts,
         request,
         SystemTime::now(),
         config.ttl,
@@ -114,7 +126,7 @@ pub async fn store_revalidation(
     let facts = response_facts(fetched.final_head());
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
-    store_response(ctx, url, fetched, request, forward).await?;
+    archive_response(ctx, url, fetched, &facts, request, forward).await?;
     let ttl = ctx.shared.config.ttl;
     let reuse = confirmed.reuse.as_ref().map(|old| {
         let refreshed = old.refreshed(status, &facts, request, SystemTime::now(), ttl);
