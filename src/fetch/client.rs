@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::connect::{connect_origin, Upstream};
 use super::exchange::{exchange, Exchanged};
-use super::pool::UpstreamPool;
+use super::pool::{Identity, UpstreamPool};
 use super::request::{build_request, UpstreamBody};
 use super::tap::Tap;
 use crate::error::Error;
@@ -113,14 +113,19 @@ async fn fetch_inner(
         UpstreamBody::None,
         true,
     ));
-    // A pooled connection first; if the origin had closed it (nothing comes back), once more
-    // on a fresh one.
-    if let Some((stream, ip)) = up.pool.checkout(url.scheme, url.host_for_dns(), url.port) {
+    // A pooled connection first, one opened for requests with the same credentials; if the
+    // origin had closed it (nothing comes back) or answered out of turn before any of the
+    // answer was handed on, once more on a fresh one.
+    let identity = up.pool.identity(client_headers);
+    if let Some((stream, ip)) = up
+        .pool
+        .checkout(url.scheme, url.host_for_dns(), url.port, identity)
+    {
         if let Some(tap) = tap {
             tap.set_upstream(ip);
         }
-        match exchange(stream, request.clone(), limits, deadline, tap).await {
-            Ok(done) => return finish(done, up.pool, url, ip, limits, request),
+        match exchange(stream, request.clone(), limits, deadline, tap, true).await {
+            Ok(done) => return finish(done, up.pool, url, identity, ip, limits, request),
             Err((_, false)) => {}
             Err((error, true)) => {
                 return Err(FetchError {
@@ -137,8 +142,17 @@ async fn fetch_inner(
     if let Some(tap) = tap {
         tap.set_upstream(ip);
     }
-    match Box::pin(exchange(stream, request.clone(), limits, deadline, tap)).await {
-        Ok(done) => finish(done, up.pool, url, ip, limits, request),
+    match Box::pin(exchange(
+        stream,
+        request.clone(),
+        limits,
+        deadline,
+        tap,
+        false,
+    ))
+    .await
+    {
+        Ok(done) => finish(done, up.pool, url, identity, ip, limits, request),
         Err((error, _)) => Err(FetchError {
             error,
             ip: Some(ip),
@@ -150,12 +164,20 @@ fn finish(
     done: Exchanged,
     pool: &UpstreamPool,
     url: &TargetUrl,
+    identity: Identity,
     ip: IpAddr,
     limits: &FetchLimits,
     request: bytes::Bytes,
 ) -> Result<Fetched, FetchError> {
     if let Some(stream) = done.reusable {
-        pool.checkin(url.scheme, url.host_for_dns(), url.port, stream, ip);
+        pool.checkin(
+            url.scheme,
+            url.host_for_dns(),
+            url.port,
+            identity,
+            stream,
+            ip,
+        );
     }
     if !done.archivable {
         return Err(FetchError {

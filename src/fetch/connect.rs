@@ -3,6 +3,7 @@
 //! connect to the first that answers, and for `https` do the TLS handshake.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,8 +67,9 @@ async fn reach(
         Scheme::Https => {
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = up.limits.connect_timeout.min(left);
+            let fd = stream.as_raw_fd();
             match tls::handshake(up.tls, stream, host, wait).await {
-                Ok(tls) => Ok((OriginConn::Tls(Box::new(super::CancelSafe::new(tls))), ip)),
+                Ok(tls) => Ok((OriginConn::tls(tls, fd), ip)),
                 Err(error) => Err(FetchError {
                     error,
                     ip: Some(ip),

@@ -61,14 +61,24 @@ pub(super) struct Exchanged {
     pub(super) reusable: Option<OriginConn>,
 }
 
-/// Sends the request and reads the response. On failure, whether any response byte came
-/// back (if not, a pooled connection was stale and the request can be retried).
+/// Sends the request and reads the response. On failure, whether the failure is final (if
+/// not, the request can be sent again on a fresh connection: a pooled connection the origin
+/// had closed gives back nothing, and one that gave an answer out of turn gave nothing the
+/// client has seen yet).
+///
+/// `reused` says the connection carried an earlier exchange. There, a response followed by
+/// more bytes in the same read is not trusted: the origin sent more responses than it was
+/// asked for, and the one read first may not be this request's (it may be a late answer to
+/// the earlier request, arriving after the pool's readiness check). On a fresh connection
+/// the first response can only be this request's, and stray bytes after it (old servers'
+/// extra CRLF) only stop the connection from being reused.
 pub(super) async fn exchange(
     mut stream: OriginConn,
     request: bytes::Bytes,
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
+    reused: bool,
 ) -> Result<Exchanged, (Error, bool)> {
     let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
     match write {
@@ -77,8 +87,8 @@ pub(super) async fn exchange(
         Ok((Ok(_), _)) => {}
     }
     let mut started = false;
-    let read = read_response(&mut stream, limits, deadline, tap, &mut started).await;
-    let (raw, (head, body_start), archivable, clean_end) = read.map_err(|e| (e, started))?;
+    let read = read_response(&mut stream, limits, deadline, tap, reused, &mut started);
+    let (raw, (head, body_start), archivable, clean_end) = read.await.map_err(|e| (e, started))?;
     let reusable =
         (clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
     Ok(Exchanged {
@@ -99,8 +109,12 @@ async fn read_response(
     limits: &FetchLimits,
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
+    reused: bool,
     started: &mut bool,
 ) -> Result<(Vec<u8>, (ResponseHead, usize), bool, bool), Error> {
+    // Whether any byte went to the tap: once one has, a failure is final (the client has
+    // seen part of this answer).
+    let mut handed_on = false;
     // Sized once the head tells the length (see below), so a small response does not hold
     // a 64 KiB allocation on its way to the archive.
     let mut raw: Vec<u8> = Vec::new();
@@ -151,8 +165,17 @@ async fn read_response(
         *started = true;
         let end = tracker.feed(&buf[..n])?;
         let take = end.unwrap_or(n);
+        if reused && end.is_some_and(|end| end < n) {
+            // A response followed by more in the same read, on a reused connection: see
+            // `exchange`. Refused before any more of it is handed on.
+            *started = handed_on;
+            return Err(Error::InvalidResponse(
+                "the origin answered more than once to one request on a reused connection".into(),
+            ));
+        }
         if let Some(tap) = tap {
             tap.push(&buf[..take]).await;
+            handed_on = true;
         }
         if archivable {
             if raw.capacity() == 0 {
