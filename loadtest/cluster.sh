@@ -5,8 +5,8 @@
 #   haproxy1 wrk -> HAProxy -> node A (the balancer's own cost)
 #   haproxy3 wrk -> HAProxy -> nodes A, B, C (B and C with one worker each)
 # On a 2-core machine this shows overhead, not scaling: every node and HAProxy share the
-# same two CPUs (see README, "A cluster"). wrk -t1 -c50 pinned to CPU 1; loopback only;
-# everything started here is stopped at exit.
+# same two CPUs (see docs/cluster.md, "Performance on 2 cores"). wrk -t1 -c50 pinned to
+# CPU 1; loopback only; everything started here is stopped at exit.
 # Usage: loadtest/cluster.sh [rounds=3] [seconds=5]. Needs: wrk, nginx, haproxy, curl.
 # Results: loadtest/results/cluster-<time>.txt.
 set -euo pipefail

@@ -41,7 +41,8 @@ pub struct Config {
     /// worker N to the Nth CPU, for a machine liveweb has to itself; a list such as `0,2-3`
     /// pins workers to those CPUs in turn. Unpinned is the default because a pinned worker
     /// cannot leave a CPU that other busy work shares, and the scheduler keeps a busy
-    /// unpinned worker on its CPU anyway (README, "The race": same-run placements).
+    /// unpinned worker on its CPU anyway (docs/performance.md, "Why unpinned is the default":
+    /// same-run placements).
     #[arg(long, env = "LIVEWEB_CPU_AFFINITY", default_value = "off", value_parser = parse_affinity)]
     pub cpu_affinity: CpuAffinity,
 
@@ -87,7 +88,7 @@ pub struct Config {
 
     /// Upstream fetches running at once to one origin (host:port). Fetches to one origin
     /// run at most this many round trips at a time, so a low value also caps the miss rate
-    /// to a busy origin (README, Fetch scheduling); 8 is polite for crawling.
+    /// to a busy origin (docs/using.md, "Fetch scheduling"); 8 is polite for crawling.
     #[arg(long, env = "LIVEWEB_MAX_FETCHES_PER_HOST", default_value_t = 64)]
     pub max_fetches_per_host: usize,
 

@@ -222,7 +222,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[Strin
     }
 }
 
-/// The same numbers as JSON, field names stable (documented in the README).
+/// The same numbers as JSON, field names stable (documented in docs/operating.md, "Status page
+/// and metrics").
 pub fn status_json(s: &Snapshot) -> String {
     let t = &s.totals;
     let mut out = String::with_capacity(1024);

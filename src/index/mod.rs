@@ -120,7 +120,7 @@ pub struct Claim {
 #[derive(Debug)]
 pub struct Index {
     /// The entries, split by key hash into `SHARDS` maps: every operation touches one key,
-    /// and a table that doubles copies only its shard (README, "Growth").
+    /// and a table that doubles copies only its shard (docs/performance.md, "Growth").
     shards: Box<[Shard]>,
     vary: VaryLists,
     /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its

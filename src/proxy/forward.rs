@@ -59,8 +59,8 @@ pub async fn send_stored(
 ) -> io::Result<bool> {
     if !gzip {
         let source = match (source, keep_decoded) {
-            // A small record read from its file is kept (its second request: README,
-            // "Hits"), so the next forward hit writes it from memory.
+            // A small record read from its file is kept (its second request:
+            // docs/architecture.md, "Hits"), so the next forward hit writes it from memory.
             (MemberSource::File { file, offset, len }, Some((hot, loc)))
                 if !client.head_only && hot.borrow().would_keep(len) =>
             {

@@ -371,7 +371,7 @@ async fn append(
     let appended = ctx.writer.append(record).await?;
     let (loc, member) = (appended.loc, appended.padded.unwrap_or(member));
     // The record alone, without the records written after it. It is not kept in the hot
-    // shard yet: only a second request for it puts it there (README, "Hits").
+    // shard yet: only a second request for it puts it there (docs/architecture.md, "Hits").
     let member = member.slice(..(loc.len as usize).min(member.len()));
     let now = Instant::now();
     let record = Arc::new(StoredRecord {
