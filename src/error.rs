@@ -70,6 +70,8 @@ pub enum Error {
     ConnectPortNotAllowed(u16),
     #[error("upstream address not allowed: {0} (see --allow-upstream)")]
     AddressNotAllowed(String),
+    #[error("loop detected: {0}")]
+    LoopDetected(String),
     #[error("DNS failure: {0}")]
     Dns(String),
     #[error("DNS timeout")]
@@ -135,7 +137,9 @@ impl Error {
             // A URL whose host resolves to a denied address is the client's request refused
             // by policy, not an upstream failure: no log line per request (a client probing
             // internal addresses would otherwise flood the log).
-            | AddressNotAllowed(_) => Side::Client,
+            | AddressNotAllowed(_)
+            // A request that would come back to liveweb itself: refused before it leaves.
+            | LoopDetected(_) => Side::Client,
             Dns(_) | DnsTimeout | Refused(_) | ConnectTimeout
             | FirstByteTimeout | ReadTimeout(_) | Dropped(_) | InvalidResponse(_) | TooBig(_)
             | TlsHandshake(_) | TlsCertificate(_) | TlsTimeout => {
@@ -153,6 +157,7 @@ impl Error {
         Some(match self {
             InvalidUrl(_) => "E10 invalid URL",
             AddressNotAllowed(_) => "E11 upstream address not allowed",
+            LoopDetected(_) => "E12 loop detected",
             Dns(_) => "E20 DNS failure",
             DnsTimeout => "E21 DNS timeout",
             Refused(_) => "E30 connection refused",
@@ -182,6 +187,7 @@ impl Error {
             | ClientNotAllowed
             | AdminNotAllowed => (403, "Forbidden"),
             ProxyAuthRequired => (407, "Proxy Authentication Required"),
+            LoopDetected(_) => (508, "Loop Detected"),
             RequestTimeout => (408, "Request Timeout"),
             TooManyConnections | Overloaded(_) | Busy { .. } => (503, "Service Unavailable"),
             MethodNotAllowed | TunnelNeedsForward => (405, "Method Not Allowed"),
@@ -308,6 +314,13 @@ mod tests {
         assert!(e.message().starts_with("E30 connection refused: "));
         assert!(e.is_archived_failure());
         assert!(!Error::AddressNotAllowed("10.0.0.1".into()).is_archived_failure());
+        let looped = Error::LoopDetected("127.0.0.1:8080 is liveweb itself".into());
+        assert!(!looped.is_archived_failure());
+        assert_eq!(looped.status().code, 508);
+        assert_eq!(
+            looped.message(),
+            "E12 loop detected: 127.0.0.1:8080 is liveweb itself"
+        );
         assert!(!Error::UriTooLong.is_archived_failure());
         assert_eq!(Error::UriTooLong.code_line(), None);
     }

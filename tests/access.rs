@@ -403,3 +403,106 @@ fn a_balancer_in_proxy_protocol_from_names_the_client_who_is_checked_as_such() {
     );
     proxy.finish();
 }
+
+/// A client that may not see `/_liveweb/*` asks liveweb to fetch its own status page: the
+/// fetch would arrive from loopback, which is admin. Refused as a loop (508, E12) whatever
+/// names the address, through a tunnel too, and when a Via shows the request or the response
+/// already passed through this node; nothing of it is archived.
+#[test]
+fn requests_that_loop_back_to_liveweb_are_refused_and_never_archived() {
+    let origin = FnOrigin::start(move |head| {
+        if head.starts_with("GET /looped ") {
+            // As if the response had come through this node on its way.
+            response("200 OK", &format!("Via: {}\r\n", own_via()), "secret")
+        } else {
+            response("200 OK", "", "fine")
+        }
+    });
+    // A fixed port, so CONNECT may be let through to it.
+    let listen = free_addr();
+    let port = listen.port().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_at(
+        listen,
+        &tmp.path().join("data"),
+        &[
+            "--allow-loopback",
+            "false",
+            "--allow-client",
+            "127.0.0.0/8",
+            "--allow-admin",
+            "127.0.0.1",
+            "--connect-ports",
+            &port,
+        ],
+    );
+    for mode in ["liveweb", "forward"] {
+        for target in [
+            format!("http://127.0.0.1:{port}/_liveweb/status.json"),
+            format!("http://localhost:{port}/_liveweb/status.json"),
+            format!("http://[::ffff:127.0.0.1]:{port}/_liveweb/metrics"),
+        ] {
+            let r = request_from(
+                "127.0.0.2",
+                proxy.addr,
+                &format!(
+                    "GET {target} HTTP/1.1\r\nX-Liveweb-Mode: {mode}\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert_eq!(r.status, 508, "{mode} {target}: {}", r.head);
+            assert_eq!(
+                r.header("x-liveweb-error").as_deref(),
+                Some("E12 loop detected")
+            );
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains("uptime"),
+                "{target}"
+            );
+        }
+        // A Via naming this node: the request came through here already.
+        let r = request_from(
+            "127.0.0.2",
+            proxy.addr,
+            &format!(
+                "GET {} HTTP/1.1\r\nVia: 1.0 elsewhere, {}\r\nX-Liveweb-Mode: {mode}\r\nConnection: close\r\n\r\n",
+                origin.url("/fine"),
+                own_via()
+            ),
+        );
+        assert_eq!(r.status, 508, "{mode}: {}", r.head);
+        // A response that came back through this node.
+        let r = request_from(
+            "127.0.0.2",
+            proxy.addr,
+            &format!(
+                "GET {} HTTP/1.1\r\nX-Liveweb-Mode: {mode}\r\nConnection: close\r\n\r\n",
+                origin.url("/looped")
+            ),
+        );
+        assert_eq!(r.status, 508, "{mode}: {}", r.head);
+        assert!(!String::from_utf8_lossy(&r.body).contains("secret"));
+    }
+    // What liveweb forwards names this node.
+    let r = request_from("127.0.0.2", proxy.addr, &get_raw(&origin.url("/fine")));
+    assert_eq!(r.status, 200);
+    let sent = origin.requests_for("/fine");
+    assert_eq!(sent.len(), 1, "the looped request never reached the origin");
+    assert_eq!(header_in(&sent[0], "via"), Some(own_via()));
+    // A tunnel to liveweb itself.
+    let r = request_from(
+        "127.0.0.2",
+        proxy.addr,
+        &format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nX-Liveweb-Mode: forward\r\n\r\n"),
+    );
+    assert_eq!(r.status, 508, "{}", r.head);
+
+    let dir = proxy.data_dir.clone();
+    let _kept = proxy.finish();
+    let mut files = Vec::new();
+    collect_arcs(&dir, &mut files);
+    for f in files {
+        let text = String::from_utf8_lossy(&gunzip_all(&std::fs::read(&f).unwrap())).into_owned();
+        assert!(!text.contains("_liveweb"), "{}: {text}", f.display());
+        assert!(!text.contains("secret"), "{}: {text}", f.display());
+    }
+}

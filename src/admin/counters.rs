@@ -66,9 +66,9 @@ impl Outcome {
 }
 
 /// The liveweb error codes counted, in order (`E10` ... `E60`).
-pub const CODES: [&str; 17] = [
-    "E10", "E11", "E20", "E21", "E30", "E31", "E32", "E33", "E34", "E35", "E36", "E37", "E38",
-    "E40", "E50", "E60", "other",
+pub const CODES: [&str; 18] = [
+    "E10", "E11", "E12", "E20", "E21", "E30", "E31", "E32", "E33", "E34", "E35", "E36", "E37",
+    "E38", "E40", "E50", "E60", "other",
 ];
 
 /// Upper bounds (seconds) of the request-duration histogram's buckets (`+Inf` besides).
@@ -257,7 +257,8 @@ mod tests {
             8,
             "refusals have no duration"
         );
-        assert_eq!(t.codes[4], 2, "E30");
+        let e30 = CODES.iter().position(|c| *c == "E30").unwrap();
+        assert_eq!(t.codes[e30], 2, "E30");
         assert_eq!(t.codes[CODES.len() - 1], 2, "unknown codes count as other");
         assert_eq!(t.bytes_out, 6400);
         assert_eq!(t.connections, 2);

@@ -33,6 +33,8 @@ pub struct Upstream<'a> {
     pub tls: &'a Arc<rustls::ClientConfig>,
     /// Origins that just failed to be reached (`--bad-host-ttl`).
     pub bad_hosts: &'a BadHosts,
+    /// The address liveweb itself listens on (once bound): never an upstream.
+    pub own_listen: Option<SocketAddr>,
 }
 
 /// A connection to the origin of `url`: TCP, then TLS for `https` (within the connect
@@ -104,13 +106,50 @@ pub async fn connect_upstream(
         let shown = addrs.first().map(|ip| ip.to_string()).unwrap_or_default();
         return Err(fail(Error::AddressNotAllowed(shown), None));
     }
+    if let Some(own) = up.own_listen {
+        if let Some(ip) = allowed.iter().find(|ip| is_own_listener(own, **ip, port)) {
+            return Err(fail(looped(SocketAddr::new(*ip, port)), None));
+        }
+    }
     let (stream, ip) = connect_any(&allowed, port, limits, deadline)
         .await
         .map_err(|(e, ip)| fail(e, ip))?;
+    if let Some(own) = up.own_listen {
+        // Listening on all addresses: any address of this machine with our port is us, and
+        // only the connection shows whether an address is this machine's (the kernel picks
+        // the destination itself as the source of a local connection).
+        let local = stream.local_addr().ok().map(|a| a.ip().to_canonical());
+        if own.ip().is_unspecified() && port == own.port() && local == Some(ip.to_canonical()) {
+            return Err(fail(looped(SocketAddr::new(ip, port)), Some(ip)));
+        }
+    }
     if allowed.first() != Some(&ip) {
         dns.prefer(host, ip);
     }
     Ok((stream, ip))
+}
+
+fn looped(addr: SocketAddr) -> Error {
+    Error::LoopDetected(format!("{addr} is this liveweb's own listening address"))
+}
+
+/// Whether connecting to `ip:port` would reach the listener at `own`, as far as the address
+/// alone tells: the same address, or loopback and the unspecified address (which Linux
+/// connects to this machine) when `own` listens on all addresses.
+pub fn is_own_listener(own: SocketAddr, ip: IpAddr, port: u16) -> bool {
+    let ip = ip.to_canonical();
+    let own_ip = own.ip().to_canonical();
+    if port != own.port() {
+        return false;
+    }
+    if ip == own_ip {
+        return true;
+    }
+    // 0.0.0.0 and :: as a destination mean this machine.
+    if ip.is_unspecified() {
+        return own_ip.is_loopback() || own_ip.is_unspecified();
+    }
+    own_ip.is_unspecified() && ip.is_loopback()
 }
 
 /// Tries each address in turn (each within the connect timeout, all within the fetch
@@ -139,4 +178,31 @@ async fn connect_any(
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_own_listener_is_recognised_by_address_and_port() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let lo = at("127.0.0.1:8080");
+        assert!(is_own_listener(lo, ip("127.0.0.1"), 8080));
+        assert!(is_own_listener(lo, ip("::ffff:127.0.0.1"), 8080));
+        assert!(is_own_listener(lo, ip("0.0.0.0"), 8080));
+        assert!(!is_own_listener(lo, ip("127.0.0.1"), 8081));
+        assert!(!is_own_listener(lo, ip("127.0.0.2"), 8080));
+        let all = at("0.0.0.0:3128");
+        assert!(is_own_listener(all, ip("127.0.0.9"), 3128));
+        assert!(is_own_listener(all, ip("::1"), 3128));
+        assert!(is_own_listener(all, ip("0.0.0.0"), 3128));
+        // Other addresses of this machine are found once connected.
+        assert!(!is_own_listener(all, ip("192.0.2.7"), 3128));
+        let v6 = at("[::1]:80");
+        assert!(is_own_listener(v6, ip("::1"), 80));
+        assert!(is_own_listener(v6, ip("::"), 80));
+        assert!(!is_own_listener(v6, ip("127.0.0.1"), 80));
+    }
 }

@@ -165,6 +165,14 @@ async fn read_response(
         *started = true;
         let end = tracker.feed(&buf[..n])?;
         let take = end.unwrap_or(n);
+        if tracker.head().is_some_and(|h| h.looped) {
+            // Our own reply (a 508 from the request-side check): neither passed on nor
+            // archived.
+            return Err(Error::LoopDetected(format!(
+                "the response came back through {} (Via)",
+                crate::http::via::pseudonym()
+            )));
+        }
         if reused && end.is_some_and(|end| end < n) {
             // A response followed by more in the same read, on a reused connection: see
             // `exchange`. Refused before any more of it is handed on.

@@ -68,7 +68,7 @@ pub fn build_request(
         }
         UpstreamBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
+    out.extend_from_slice(crate::http::via::via_line().as_bytes());
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     }

@@ -152,7 +152,7 @@ fn finish_head(
         }
         BodyPlan::None | BodyPlan::Dechunk | BodyPlan::UntilClose => {}
     }
-    out.extend_from_slice(b"Via: 1.1 liveweb\r\n");
+    out.extend_from_slice(super::via::via_line().as_bytes());
     if let Some(age) = client.age {
         let _ = write!(out, "Age: {age}\r\n");
     }

@@ -9,6 +9,7 @@ pub mod reply;
 pub mod request;
 pub mod response;
 pub mod url;
+pub mod via;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) that never cross the proxy, plus our own control
 /// headers; `Connection` may name more.

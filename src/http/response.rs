@@ -35,6 +35,8 @@ pub struct ResponseHead {
     /// The origin will keep the connection open after this response (HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `keep-alive`).
     pub keep_alive: bool,
+    /// A `Via` names this node: the response came back through liveweb itself (a loop).
+    pub looped: bool,
 }
 
 /// Parses a response head from the front of `buf`; `Ok(None)` means more bytes are needed.
@@ -62,6 +64,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
     let reason = resp.reason.unwrap_or("").to_string();
 
     let mut content_type = None;
+    let mut looped = false;
     let mut content_length: Option<u64> = None;
     let mut transfer_codings: Vec<String> = Vec::new();
     for h in resp.headers.iter() {
@@ -78,6 +81,8 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
                 return Err(Error::InvalidResponse("conflicting Content-Length".into()));
             }
             content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("via") {
+            looped |= super::via::names_this_node(h.value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_codings.extend(
                 String::from_utf8_lossy(h.value)
@@ -131,6 +136,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         framing,
         head_len,
         keep_alive,
+        looped,
     }))
 }
 

@@ -56,6 +56,8 @@ pub struct Shared {
     /// The last errors answered (status page).
     pub recent_errors: crate::admin::RecentErrors,
     pub started: std::time::Instant,
+    /// The address the listeners are bound to, once they are: requests to it are loops.
+    pub own_listen: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Shared {
@@ -115,6 +117,7 @@ impl Shared {
                 None => None,
             },
             started: std::time::Instant::now(),
+            own_listen: std::sync::OnceLock::new(),
             config,
         })
     }
@@ -253,6 +256,7 @@ impl WorkerCtx {
             user_agent: &self.shared.user_agent,
             tls: &self.shared.upstream_tls,
             bad_hosts: &self.shared.bad_hosts,
+            own_listen: self.shared.own_listen.get().copied(),
         }
     }
 }

@@ -149,6 +149,10 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
     if let Some(challenge) = e.challenge() {
         extra.push_str(challenge);
     }
+    if matches!(e, Error::LoopDetected(_)) {
+        // So a liveweb that sent the request knows its own refusal when it comes back.
+        extra.push_str(crate::http::via::via_line());
+    }
     Response {
         head: text_reply(
             status.code,
@@ -470,7 +474,7 @@ fn not_modified(
     if let Some(lm) = &reuse.last_modified {
         head.push_str(&format!("Last-Modified: {lm}\r\n"));
     }
-    head.push_str("Via: 1.1 liveweb\r\n");
+    head.push_str(crate::http::via::via_line());
     if let Some(age) = age {
         head.push_str(&format!("Age: {age}\r\n"));
     }

@@ -5,6 +5,7 @@
 use crate::config::Mode;
 use crate::error::Error;
 use crate::http::request::{Method, RequestHead};
+use crate::http::via::{names_this_node, pseudonym};
 
 #[derive(Debug, PartialEq)]
 pub enum Route {
@@ -23,6 +24,18 @@ pub enum Route {
 /// The route for `req` under `--mode` (`default`), which the request's `X-Liveweb-Mode`
 /// header may override.
 pub fn route(default: Mode, req: &RequestHead) -> Route {
+    // Before anything else, admin requests included: liveweb fetching its own status page
+    // from loopback (which is admin) is the loop that matters most.
+    if req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("via") && names_this_node(&h.value))
+    {
+        return Route::Refuse(Error::LoopDetected(format!(
+            "the request already passed through {} (Via)",
+            pseudonym()
+        )));
+    }
     if req.target.starts_with('/') {
         return Route::Admin;
     }
@@ -106,5 +119,23 @@ mod tests {
             route_of(l, "GET http://a/ HTTP/1.1\r\nX-Liveweb-Mode: both\r\n\r\n"),
             Route::Refuse(Error::BadRequest(_))
         ));
+        // A request that came through this node already, admin requests too.
+        for raw in [
+            "GET http://a/ HTTP/1.1\r\nVia: 1.0 other, 1.1 liveweb\r\n\r\n",
+            "GET /_liveweb/status.json HTTP/1.1\r\nVia: 1.1 liveweb\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nVia: 1.1 liveweb\r\n\r\n",
+        ] {
+            assert!(
+                matches!(route_of(f, raw), Route::Refuse(Error::LoopDetected(_))),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            route_of(
+                l,
+                "GET http://a/ HTTP/1.1\r\nVia: 1.1 liveweb-elsewhere\r\n\r\n"
+            ),
+            Route::Cache { forward: false }
+        );
     }
 }

@@ -173,6 +173,9 @@ impl Server {
                 "--workers {workers} is more than the {cpus} CPUs here: workers will share CPUs"
             );
         }
+        // This node's name in Via, before anything is forwarded.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        crate::http::via::set_node(&host);
         let shared = Arc::new(Shared::new(config)?);
         // Per-worker request rates for the status page; the thread ends with the process's
         // shared state.
@@ -216,6 +219,7 @@ impl Server {
         // at once instead of waiting in the backlog.
         let (listeners, local_addr) =
             listener::bind_all(config.listen, workers, config.notsent_lowat)?;
+        let _ = shared.own_listen.set(local_addr);
         log::info!(
             "recovered {} records in {:.2?} ({} files left open sealed, {} bytes of unfinished records cut, {} CDX rebuilt)",
             recovered.indexed,

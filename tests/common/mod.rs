@@ -747,6 +747,18 @@ impl Drop for Service {
     }
 }
 
+/// This node's name in Via (`1.1 liveweb-HOSTNAME`), as liveweb derives it from the host
+/// name.
+pub fn own_via() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .collect();
+    format!("1.1 liveweb-{host}")
+}
+
 /// A free loopback address (bound, then released: the service given it binds it next).
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
