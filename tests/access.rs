@@ -107,7 +107,7 @@ fn the_client_table_reloads_on_sighup_and_a_bad_file_keeps_the_old_one() {
     let table = dir.path().join("clients.txt");
     std::fs::write(
         &table,
-        "# the office\n127.0.0.3   # one host\n127.0.1.0 - 127.0.1.9\n",
+        "# the office\n127.0.0.3   # one host\n127.0.1.0 - 127.0.1.9\n127.2/16 # shorthand\n",
     )
     .unwrap();
     let table_arg = table.display().to_string();
@@ -118,6 +118,12 @@ fn the_client_table_reloads_on_sighup_and_a_bad_file_keeps_the_old_one() {
     assert_eq!(status("127.0.1.9"), 200);
     assert_eq!(status("127.0.1.10"), 403);
     assert_eq!(status("127.0.0.4"), 403);
+    assert_eq!(
+        status("127.2.200.1"),
+        200,
+        "the IPv4 shorthand of the flags"
+    );
+    assert_eq!(status("127.3.0.1"), 403);
 
     std::fs::write(&table, "127.0.0.4/32\n").unwrap();
     sighup(&proxy);

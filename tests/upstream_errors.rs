@@ -135,3 +135,89 @@ fn loopback_upstream_denied_without_allow() {
     assert_eq!(origin.hits("/p"), 0);
     proxy.finish();
 }
+
+/// Runs liveweb inside a new network namespace with only loopback (no route out, so nothing
+/// can leave the machine), asks it for each of `targets` with curl from inside the same
+/// namespace, and returns each reply's status and X-Liveweb-Error.
+fn in_isolated_netns(extra: &[&str], targets: &[&str]) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+        set -eu
+        ip link set lo up
+        "$LIVEWEB" --listen 127.0.0.1:0 --data-dir "$DIR/data" --workers 1 --connect-timeout 2s "$@" 2> "$DIR/log" &
+        pid=$!
+        trap 'kill $pid 2>/dev/null' EXIT
+        # Wait for the listening line (liveweb prints it once bound).
+        for _ in $(seq 400); do grep -q 'listening on' "$DIR/log" && break; sleep 0.025; done
+        addr=$(grep -o 'listening on [0-9.:]*' "$DIR/log" | awk '{print $3}')
+        while read -r target; do
+            curl -s -o /dev/null -D - --max-time 10 -x "http://$addr" "$target" \
+              | tr -d '\r' | awk -v t="$target" 'NR==1 {s=$2} tolower($1)=="x-liveweb-error:" {e=$2} END {print t, s, e}'
+        done < "$DIR/targets"
+    "#;
+    std::fs::write(dir.path().join("targets"), targets.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-rn", "bash", "-c", script, "netns"])
+        .args(extra)
+        .env("LIVEWEB", env!("CARGO_BIN_EXE_liveweb"))
+        .env("DIR", dir.path())
+        .output()
+        .expect("unshare (util-linux) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "netns run failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            (
+                w.next().unwrap_or("").to_string(),
+                w.next().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), targets.len(), "{text}");
+    lines
+}
+
+/// The default deny list is the special-purpose registries: documentation, benchmarking,
+/// IETF protocol and Teredo blocks are refused before any connection (403 E11); with
+/// `--allow-upstream` they are tried (and, with no route out of the namespace, fail to
+/// connect: E30). Nothing leaves the machine either way.
+#[test]
+fn special_purpose_ranges_are_refused_unless_allowed() {
+    let targets = [
+        "http://192.0.0.1/",
+        "http://198.18.0.1/",
+        "http://192.0.2.1/",
+        "http://198.51.100.1/",
+        "http://203.0.113.1/",
+        "http://[2001::1]/",
+        "http://[2001:db8::1]/",
+    ];
+    for (target, (status, code)) in targets.iter().zip(in_isolated_netns(&[], &targets)) {
+        assert_eq!((status.as_str(), code.as_str()), ("403", "E11"), "{target}");
+    }
+    let allow = [
+        "--allow-upstream",
+        "192.0.0.0/24",
+        "--allow-upstream",
+        "198.18.0.0/15",
+        "--allow-upstream",
+        "192.0.2.0/24",
+        "--allow-upstream",
+        "198.51.100.0/24",
+        "--allow-upstream",
+        "203.0.113.0/24",
+        "--allow-upstream",
+        "2001::/32",
+        "--allow-upstream",
+        "2001:db8::/32",
+    ];
+    for (target, (status, code)) in targets.iter().zip(in_isolated_netns(&allow, &targets)) {
+        assert_eq!((status.as_str(), code.as_str()), ("502", "E30"), "{target}");
+    }
+}

@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod range_set;
 mod ranges;
+pub mod special_purpose;
 mod table;
 
 pub use access::{AccessConfig, ClientAccess};

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use super::range_set::RangeSet;
+use super::special_purpose;
 
 /// An address block such as `10.0.0.0/8` or `fe80::/10`; a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,7 @@ impl FromStr for Cidr {
 }
 
 /// `10`, `100.64`, `192.168.1`: the leading octets of an IPv4 address, the rest zero.
-fn shorthand_v4(text: &str) -> Option<IpAddr> {
+pub(super) fn shorthand_v4(text: &str) -> Option<IpAddr> {
     let octets: Vec<u8> = text
         .split('.')
         .map(|o| {
@@ -96,58 +97,55 @@ pub fn to_point(ip: IpAddr) -> u128 {
     }
 }
 
-/// Where liveweb may connect: everything public, minus the default deny list (also when it
-/// hides inside an IPv6 address that wraps IPv4), plus what the operator allowed with
-/// `--allow-upstream`.
+/// Where liveweb may connect: everything globally reachable, minus the default deny list
+/// (also when it hides inside an IPv6 address that wraps IPv4), plus what the operator
+/// allowed with `--allow-upstream`.
 #[derive(Debug, Clone)]
 pub struct UpstreamRules {
     deny: RangeSet,
+    /// Blocks the registries call globally reachable inside denied ones (e.g. 192.0.0.9/32
+    /// in 192.0.0.0/24): the more specific row wins.
+    reachable: RangeSet,
     allow: RangeSet,
 }
 
-/// Ranges an open proxy must never reach by default: its own host, private networks, cloud
-/// metadata, and addresses that are not unicast destinations at all.
-pub const DEFAULT_UPSTREAM_DENY: &[&str] = &[
-    "0.0.0.0/8",      // "this network", includes the unspecified address
-    "10.0.0.0/8",     // RFC 1918
-    "100.64.0.0/10",  // CGNAT
-    "127.0.0.0/8",    // loopback
-    "169.254.0.0/16", // link-local, includes 169.254.169.254 (cloud metadata)
-    "172.16.0.0/12",  // RFC 1918
-    "192.168.0.0/16", // RFC 1918
-    "224.0.0.0/4",    // multicast
-    "240.0.0.0/4",    // reserved, includes 255.255.255.255 broadcast
-    "::/128",         // unspecified
-    "::1/128",        // loopback
-    "fc00::/7",       // unique local
-    "fe80::/10",      // link-local
-    "ff00::/8",       // multicast
-];
-
 impl UpstreamRules {
+    /// The default deny list is every block of the special-purpose registries that is not
+    /// globally reachable, and multicast (`special_purpose`).
     pub fn new(allow: &[Cidr]) -> Self {
-        let deny: Vec<Cidr> = DEFAULT_UPSTREAM_DENY
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let rows = |reachable: bool| -> Vec<Cidr> {
+            special_purpose::all_blocks()
+                .filter(|b| b.globally_reachable == Some(reachable))
+                // IPv4 itself lives there in the unified space: an IPv4-mapped address is
+                // judged as the IPv4 address it maps.
+                .filter(|b| b.cidr != special_purpose::IPV4_MAPPED)
+                .filter_map(|b| b.cidr.parse().ok())
+                .collect()
+        };
         UpstreamRules {
-            deny: RangeSet::new(&deny),
+            deny: RangeSet::new(&rows(false)),
+            reachable: RangeSet::new(&rows(true)),
             allow: RangeSet::new(allow),
         }
+    }
+
+    /// Whether the default rules deny `ip` (before `--allow-upstream`).
+    fn denied_by_default(&self, ip: IpAddr) -> bool {
+        self.deny.contains(ip) && !self.reachable.contains(ip)
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {
         if self.allow.contains(ip) {
             return true;
         }
-        if self.deny.contains(ip) {
+        if self.denied_by_default(ip) {
             return false;
         }
         // An IPv6 address that a translator or tunnel turns back into IPv4 reaches that IPv4
         // host, so it gets the IPv4 host's verdict.
         match ip {
             IpAddr::V6(v6) => match embedded_ipv4(v6) {
-                Some(v4) => self.allow.contains(v4.into()) || !self.deny.contains(v4.into()),
+                Some(v4) => self.allow.contains(v4.into()) || !self.denied_by_default(v4.into()),
                 None => true,
             },
             IpAddr::V4(_) => true,
@@ -157,7 +155,8 @@ impl UpstreamRules {
 
 /// The IPv4 address inside an IPv6 address that wraps one: IPv4-compatible `::a.b.c.d`,
 /// NAT64 `64:ff9b::/96` (RFC 6052) and `64:ff9b:1::/48` (RFC 8215, read as its common /96
-/// layout), and 6to4 `2002:AABB:CCDD::/48`. IPv4-mapped addresses need no unwrapping: they
+/// layout; by default the whole /48 is denied, whatever RFC 6052 layout a local translator
+/// uses in it), and 6to4 `2002:AABB:CCDD::/48`. IPv4-mapped addresses need no unwrapping: they
 /// already share the IPv4 points (see [`to_point`]).
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let bits = u128::from(v6);
@@ -242,8 +241,42 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // What the registries add beyond the private ranges.
+            "192.0.0.1",
+            "192.0.0.170",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:db8::1",
+            "2001:10::1",
+            "3fff::1",
+            "5f00::1",
+            "100::1",
+            "64:ff9b:1::5db8:d822",
         ] {
             assert!(!rules.allows(ip(denied)), "{denied} must be denied");
+        }
+        // Globally reachable rows inside denied blocks, and blocks around them.
+        for allowed in [
+            "192.0.0.9",
+            "192.0.0.10",
+            "192.31.196.1",
+            "192.88.99.1",
+            "2001:1::1",
+            "2001:3::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2620:4f:8000::1",
+            "198.20.0.1",
+            "203.0.114.1",
+            "2001:200::1",
+        ] {
+            assert!(rules.allows(ip(allowed)), "{allowed} must be allowed");
         }
         assert!(!rules.allows(IpAddr::V4(std::net::Ipv4Addr::BROADCAST)));
         for allowed in ["93.184.216.34", "172.32.0.1", "100.128.0.1", "2606:4700::1"] {
@@ -271,7 +304,6 @@ mod tests {
         }
         for allowed in [
             "64:ff9b::5db8:d822",
-            "64:ff9b:1::5db8:d822",
             "2002:5db8:d822::1",
             "::93.184.216.34",
             "2606:4700::a00:1",
@@ -303,5 +335,23 @@ mod tests {
         assert!(rules.allows(ip("127.0.0.1")));
         assert!(!rules.allows(ip("10.0.0.1")));
         assert!(!rules.allows(ip("::1")));
+        let rules = UpstreamRules::new(&[
+            "192.0.2.0/24".parse().unwrap(),
+            "2001::/32".parse().unwrap(),
+        ]);
+        assert!(rules.allows(ip("192.0.2.1")));
+        assert!(rules.allows(ip("2001::1")));
+        assert!(!rules.allows(ip("2001:2::1")));
+        assert!(!rules.allows(ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn every_ipv4_address_outside_the_table_is_allowed_by_default() {
+        // The IPv4-mapped row is not a deny of IPv4 as a whole.
+        let rules = UpstreamRules::new(&[]);
+        for public in ["1.1.1.1", "8.8.8.8", "93.184.216.34", "223.255.255.255"] {
+            assert!(rules.allows(ip(public)), "{public}");
+            assert!(rules.allows(ip(&format!("::ffff:{public}"))), "{public}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::range_set::RangeSet;
-use super::ranges::to_point;
+use super::ranges::{shorthand_v4, to_point};
 
 /// Why a table (or another policy file) could not be loaded: which file, which line, what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, TableError> {
 ///
 /// ```text
 /// 10.0.0.0/8                  # a CIDR block
+/// 10.99/16                    # IPv4 shorthand, as in the flags: 10.99.0.0/16
 /// 192.0.2.7                   # one address
 /// 10.0.0.1 - 10.0.0.9         # an inclusive range, both ends of one family
 /// 2001:db8::1-2001:db8::ff
@@ -104,7 +105,9 @@ fn parse_entry(entry: &str) -> Result<(u128, u128), String> {
         return Ok((start, end));
     }
     if let Some((addr, prefix)) = entry.split_once('/') {
-        let addr = parse_addr(addr.trim_end())?;
+        // With a prefix, the IPv4 shorthand of the flags too: `10.99/16` is 10.99.0.0/16.
+        let addr = addr.trim_end();
+        let addr = parse_addr(addr).or_else(|e| shorthand_v4(addr).ok_or(e))?;
         let max: u32 = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix
             .trim_start()
@@ -170,6 +173,7 @@ mod tests {
             "# client table\n\
              \n\
              10.0.0.0/8\n\
+             172.20/16 # shorthand\n\
              \t192.0.2.7   # one host\n\
              198.51.100.10 - 198.51.100.20\n\
              203.0.113.1-203.0.113.3#no space before the comment\n\
@@ -182,6 +186,7 @@ mod tests {
         .expect("valid table");
         for inside in [
             "10.1.2.3",
+            "172.20.255.1",
             "192.0.2.7",
             "198.51.100.15",
             "203.0.113.2",
@@ -191,7 +196,13 @@ mod tests {
         ] {
             assert!(set.contains(ip(inside)), "{inside} must be in the table");
         }
-        for outside in ["192.0.2.8", "11.0.0.0", "2001:db9::100", "2001:dba::6"] {
+        for outside in [
+            "192.0.2.8",
+            "11.0.0.0",
+            "172.21.0.0",
+            "2001:db9::100",
+            "2001:dba::6",
+        ] {
             assert!(
                 !set.contains(ip(outside)),
                 "{outside} must not be in the table"
