@@ -321,3 +321,63 @@ fn stray_bytes_after_a_first_response_only_stop_reuse() {
     }
     drop(proxy.finish());
 }
+
+/// What real servers send (as seen in pywb's sample archives): chunked with
+/// `Content-Length: -1` is read as chunked, archived as received, served, and its connection
+/// not reused; a status line without a reason phrase keeps its code in the CDX.
+#[test]
+fn real_world_framing_is_served_archived_and_indexed() {
+    let (seen_tx, seen_rx) = channel::<usize>();
+    let seen_tx = Mutex::new(seen_tx);
+    let origin = ScriptedOrigin::start(move |n, mut conn| {
+        while let Some(head) = next_request(&mut conn, None) {
+            seen_tx.lock().unwrap().send(n).unwrap();
+            let answer: &[u8] = match path_of(&head).as_str() {
+                "/moved" => b"HTTP/1.0 302\r\nLocation: /there\r\nContent-Length: 0\r\n\r\n",
+                _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: -1\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            };
+            conn.write_all(answer).unwrap();
+        }
+    });
+    let proxy = Proxy::start(&["--workers", "1"]);
+    for (i, mode) in MODES.iter().enumerate() {
+        let url = origin.url(&format!("/old{i}"));
+        let mut conn = connect(proxy.addr);
+        let request =
+            format!("GET {url} HTTP/1.1\r\nX-Liveweb-Mode: {mode}\r\nConnection: close\r\n\r\n");
+        conn.get_mut().write_all(request.as_bytes()).unwrap();
+        let (r, _) = read_any_reply(&mut conn, false);
+        assert_eq!(r.status, 200, "{mode}: {}", r.head);
+        if *mode == "forward" {
+            // The chunked framing, the stray length gone.
+            assert_eq!(r.header("content-length"), None, "{}", r.head);
+            assert_eq!(r.body, b"hello");
+        } else {
+            let (_, response) = r.record();
+            let text = String::from_utf8_lossy(&response);
+            assert!(
+                text.contains("Content-Length: -1\r\n"),
+                "archived as received: {text}"
+            );
+            assert!(text.ends_with("5\r\nhello\r\n0\r\n\r\n"), "{text}");
+        }
+        assert_eq!(
+            seen_rx.recv().unwrap(),
+            i,
+            "each on a connection of its own"
+        );
+    }
+    let moved = origin.url("/moved");
+    assert_eq!(get(proxy.addr, &moved, "").status, 302);
+    let dir = proxy.data_dir.clone();
+    let _kept = proxy.finish();
+    let cdx: String = files_ending(&dir.join("sealed"), ".cdx")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let line = cdx
+        .lines()
+        .find(|l| l.contains("/moved"))
+        .expect("the redirect is indexed");
+    assert_eq!(line.split(' ').nth(4), Some("302"), "{line}");
+}

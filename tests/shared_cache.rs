@@ -261,9 +261,11 @@ fn freshness_age_and_revalidation_follow_the_origin() {
     assert_eq!(cache(&fwd(&proxy, &url, "")), "REVALIDATED");
     assert_eq!(origin.requests_for("/no-cache").len(), 2);
 
-    // Age: the origin's Age plus the time stored.
+    // Age: the origin's own on the miss (a cache behind liveweb must not take the response
+    // for a new one), then the origin's Age plus the time stored.
     let url = origin.url("/aged");
-    fwd(&proxy, &url, "");
+    let miss = fwd(&proxy, &url, "");
+    assert_eq!(miss.header("age").as_deref(), Some("100"), "{}", miss.head);
     wait_stored(&proxy, &url, "");
     let r = fwd(&proxy, &url, "");
     let age: u64 = r

@@ -227,7 +227,9 @@ pub fn payload_status(payload: &[u8]) -> u16 {
         .iter()
         .position(|&b| b == b'\n')
         .unwrap_or(payload.len());
+    // A status line may end right after the code (`HTTP/1.0 302\r\n`: no reason phrase).
     let line = std::str::from_utf8(&payload[..line_end]).unwrap_or("");
+    let line = line.strip_suffix('\r').unwrap_or(line);
     let mut parts = line.split(' ');
     match (parts.next(), parts.next()) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") && code.len() == 3 => {
@@ -320,6 +322,10 @@ mod tests {
             BASE32.encode(&Sha1::digest(b"no head"))
         );
         assert_eq!(payload_status(b"HTTP/1.1 404 Not Found\r\n"), 404);
+        // No reason phrase, with or without the space before it.
+        assert_eq!(payload_status(b"HTTP/1.0 302\r\nLocation: /\r\n"), 302);
+        assert_eq!(payload_status(b"HTTP/1.0 302 \r\n"), 302);
+        assert_eq!(payload_status(b"HTTP/1.0 302\n"), 302);
         assert_eq!(payload_status(b"1 0 liveweb\n"), 0);
     }
 }

@@ -12,14 +12,15 @@ use super::response::{Framing, ResponseHead};
 
 /// Whether an origin header is dropped on the way to the client: the hop-by-hop ones
 /// (replaced by our own connection management), those its `Connection` header names, `Age`
-/// (we set our own on hits), our own diagnostics (`X-Cache`, `X-Liveweb-*`: an origin must
-/// not be able to spoof them), and Content-Length unless the response has no body (otherwise
-/// the framing decides it).
-fn dropped(name: &str, named: &[&str], framing: Framing) -> bool {
+/// when we set our own (hits: the current age, which counts the origin's `Age`; a miss passes
+/// the origin's on, RFC 9111 5.1), our own diagnostics (`X-Cache`, `X-Liveweb-*`: an origin
+/// must not be able to spoof them), and Content-Length unless the response has no body
+/// (otherwise the framing decides it).
+fn dropped(name: &str, named: &[&str], framing: Framing, own_age: bool) -> bool {
     let is = |h: &&str| name.eq_ignore_ascii_case(h);
     super::HOP_BY_HOP.iter().any(is)
         || named.iter().any(is)
-        || name.eq_ignore_ascii_case("age")
+        || (own_age && name.eq_ignore_ascii_case("age"))
         || super::is_liveweb_header(name)
         || (name.eq_ignore_ascii_case("content-length") && framing != Framing::Empty)
 }
@@ -77,7 +78,7 @@ pub fn forward_head(
     client: ClientSide,
 ) -> ForwardHead {
     finish_head(
-        &kept_head(raw_head, origin),
+        &kept_head(raw_head, origin, client.age.is_some()),
         origin.framing,
         body_len,
         client,
@@ -85,8 +86,8 @@ pub fn forward_head(
 }
 
 /// The part of the client head that depends only on the stored response: the status line
-/// and the origin headers that go on to the client.
-fn kept_head(raw_head: &[u8], origin: &ResponseHead) -> Vec<u8> {
+/// and the origin headers that go on to the client (`Age` too unless `own_age`).
+fn kept_head(raw_head: &[u8], origin: &ResponseHead, own_age: bool) -> Vec<u8> {
     let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut storage);
     // The head was parsed once already; a failure here cannot happen, and would only lose
@@ -106,7 +107,7 @@ fn kept_head(raw_head: &[u8], origin: &ResponseHead) -> Vec<u8> {
         sanitize_reason(&origin.reason)
     );
     for h in parsed.headers.iter() {
-        if dropped(h.name, &named, origin.framing) {
+        if dropped(h.name, &named, origin.framing, own_age) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -195,7 +196,8 @@ impl ForwardTemplate {
     pub fn new(response: &[u8]) -> Option<Self> {
         let (head, head_at, body_start) = split_head(response).ok()??;
         Some(ForwardTemplate {
-            kept: kept_head(&response[head_at..body_start], &head),
+            // Hits only, which carry their own current age.
+            kept: kept_head(&response[head_at..body_start], &head, true),
             framing: head.framing,
             body: body_start..response.len(),
         })

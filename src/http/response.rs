@@ -65,22 +65,13 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
 
     let mut content_type = None;
     let mut looped = false;
-    let mut content_length: Option<u64> = None;
+    let mut content_lengths: Vec<&[u8]> = Vec::new();
     let mut transfer_codings: Vec<String> = Vec::new();
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(String::from_utf8_lossy(h.value).into_owned());
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| Error::InvalidResponse("invalid Content-Length".into()))?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(Error::InvalidResponse("conflicting Content-Length".into()));
-            }
-            content_length = Some(n);
+            content_lengths.push(h.value);
         } else if h.name.eq_ignore_ascii_case("via") {
             looped |= super::via::names_this_node(h.value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -109,6 +100,16 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         Some(1) => !conn_close,
         _ => conn_keep_alive && !conn_close,
     };
+    // Transfer-Encoding overrides Content-Length, whatever it says (RFC 9112 6.3; old servers
+    // send `Content-Length: -1` beside chunked, and browsers render it): the length is not
+    // read, the client gets the chunked framing, and the connection is not reused, since the
+    // two headers disagreeing is how response splitting starts.
+    let content_length = if transfer_codings.is_empty() {
+        declared_length(&content_lengths)?
+    } else {
+        None
+    };
+    let keep_alive = keep_alive && (transfer_codings.is_empty() || content_lengths.is_empty());
     // Only chunked is decoded: a body under another transfer coding (gzip, compress, ...)
     // would reach a forward-mode client as different bytes with no label saying so, and
     // chunked applied twice is invalid (RFC 9112 7).
@@ -138,6 +139,25 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, Error> {
         keep_alive,
         looped,
     }))
+}
+
+/// The body length the Content-Length fields declare: one value (repeats of it allowed),
+/// digits only.
+fn declared_length(fields: &[&[u8]]) -> Result<Option<u64>, Error> {
+    let mut length = None;
+    for value in fields {
+        let n = std::str::from_utf8(value)
+            .ok()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Error::InvalidResponse("invalid Content-Length".into()))?;
+        if length.is_some_and(|prev| prev != n) {
+            return Err(Error::InvalidResponse("conflicting Content-Length".into()));
+        }
+        length = Some(n);
+    }
+    Ok(length)
 }
 
 /// Splits a stored or streamed HTTP response: finds the final head (skipping 1xx interim
@@ -323,6 +343,22 @@ mod tests {
             head("HTTP/1.1 204 No Content\r\n\r\n").framing,
             Framing::Empty
         );
+    }
+
+    #[test]
+    fn chunked_wins_over_any_content_length_and_the_connection_is_not_reused() {
+        for cl in ["-1", "3", "x", "1, 2"] {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: {cl}\r\n\r\n"
+            );
+            let h = head(&raw);
+            assert_eq!(h.framing, Framing::Chunked, "{cl}");
+            assert!(!h.keep_alive, "{cl}");
+        }
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(h.keep_alive);
+        // Without Transfer-Encoding, a bad length is still refused.
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").is_err());
     }
 
     #[test]

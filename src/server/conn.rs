@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::accounting::{count, Answered};
@@ -216,6 +216,16 @@ async fn serve_requests(
                 return Next::Close;
             }
             Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
+        }
+        // A client that sent `Expect: 100-continue` waits for it before sending the body this
+        // loop is about to read (and drop); a body too large is refused at once instead.
+        let body_wanted = match req.body {
+            RequestBody::None => false,
+            RequestBody::Length(n) => n <= MAX_DISCARD_BODY,
+            RequestBody::Chunked => true,
+        };
+        if body_wanted && wants_continue(&req) && !send_continue(stream, idle).await {
+            return Next::Close;
         }
         let body_error = match req.body {
             RequestBody::None => None,
@@ -486,6 +496,21 @@ async fn discard_chunked(
             return Err(None);
         }
     }
+}
+
+/// Whether the client asked for `100 Continue` before its body (never sent to an HTTP/1.0
+/// client, RFC 9110 10.1.1).
+fn wants_continue(req: &RequestHead) -> bool {
+    req.version >= 1
+        && req
+            .header("expect")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Writes the interim `100 Continue`; `false` if the client went away.
+async fn send_continue(stream: &mut ClientConn, idle: Duration) -> bool {
+    let write = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
+    matches!(monoio::time::timeout(idle, write).await, Ok((Ok(_), _)))
 }
 
 /// Drops `n` body bytes (some may already be in `buf`). `false` if the client went away.
