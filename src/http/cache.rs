@@ -242,6 +242,9 @@ pub struct Reuse {
     /// The origin address the response came from, when known (set by whoever stored it; for
     /// the access log).
     pub fetched_from: Option<std::net::IpAddr>,
+    /// Header fields `304` revalidations brought, replacing the stored response's in forward
+    /// replies (RFC 9111 4.3.4; `http::forward::update_fields`).
+    pub updated_fields: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A header `Vary` names and the value the fetching request had for it (`None`: absent).
@@ -317,6 +320,7 @@ pub fn reuse_for(
         last_modified: facts.last_modified.as_deref().map(Box::from),
         vary,
         fetched_from: None,
+        updated_fields: None,
     }
 }
 
@@ -404,8 +408,11 @@ impl Reuse {
             validate_always: self.validate_always || fresh.validate_always,
             etag: fresh.etag.or_else(|| self.etag.clone()),
             last_modified: fresh.last_modified.or_else(|| self.last_modified.clone()),
-            vary: self.vary.clone(),
+            // A 304 that says Vary re-keys the response (its variant is the revalidating
+            // request's); one that does not keeps the stored list.
+            vary: fresh.vary.or_else(|| self.vary.clone()),
             fetched_from: self.fetched_from,
+            updated_fields: self.updated_fields.clone(),
         }
     }
 

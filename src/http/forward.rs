@@ -26,7 +26,7 @@ fn dropped(name: &str, named: &[&str], framing: Framing, own_age: bool) -> bool 
 }
 
 /// What the client asked and how the connection is managed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientSide {
     /// Client's minor HTTP version (0 or 1).
     pub version: u8,
@@ -40,6 +40,9 @@ pub struct ClientSide {
     /// For a live response: `--max-body`, so a declared length over it is labelled
     /// `X-Liveweb-Archived: no; E40` (the client still gets it whole).
     pub archive_limit: Option<u64>,
+    /// Header fields from `304` revalidations that replace the stored response's (RFC 9111
+    /// 4.3.4; see `update_fields`).
+    pub update: Option<std::sync::Arc<[u8]>>,
 }
 
 /// How the body goes to the client.
@@ -75,8 +78,16 @@ pub fn forward_head(
     raw_head: &[u8],
     origin: &ResponseHead,
     body_len: Option<u64>,
-    client: ClientSide,
+    client: &ClientSide,
 ) -> ForwardHead {
+    let updated;
+    let raw_head = match &client.update {
+        Some(fields) => {
+            updated = apply_update(raw_head, fields);
+            &updated[..]
+        }
+        None => raw_head,
+    };
     finish_head(
         &kept_head(raw_head, origin, client.age.is_some()),
         origin.framing,
@@ -133,12 +144,97 @@ fn plan_for(framing: Framing, body_len: Option<u64>, version: u8) -> (BodyPlan, 
     }
 }
 
+/// Whether a `304`'s header field leaves the stored response's alone (RFC 9111 3.2): the
+/// framing and content coding of the stored body (the body is not what changes), hop-by-hop
+/// fields, `Age` (recomputed) and liveweb's own.
+fn keeps_stored(name: &str) -> bool {
+    const KEPT: [&str; 5] = [
+        "content-length",
+        "content-encoding",
+        "content-range",
+        "transfer-encoding",
+        "age",
+    ];
+    KEPT.iter().any(|k| name.eq_ignore_ascii_case(k))
+        || super::HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        || super::is_liveweb_header(name)
+}
+
+/// The header fields a `304` (its head as received, `head_304`) brings to the stored
+/// response, on top of those `earlier` revalidations brought, as `Name: value\r\n` lines;
+/// `None` when there are none.
+pub fn update_fields(head_304: &[u8], earlier: Option<&[u8]>) -> Option<std::sync::Arc<[u8]>> {
+    let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
+    let mut parsed = httparse::Response::new(&mut storage);
+    parsed.parse(head_304).ok()?;
+    let named: Vec<&str> = parsed
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .collect();
+    let fresh: Vec<&httparse::Header> = parsed
+        .headers
+        .iter()
+        .filter(|h| !keeps_stored(h.name) && !named.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
+        .collect();
+    let mut out = Vec::new();
+    // Earlier updates stay unless this 304 replaces them.
+    for line in earlier.unwrap_or_default().split_inclusive(|&b| b == b'\n') {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let replaced = fresh
+            .iter()
+            .any(|h| h.name.as_bytes().eq_ignore_ascii_case(name));
+        if !replaced {
+            out.extend_from_slice(line);
+        }
+    }
+    for h in fresh {
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    (!out.is_empty()).then(|| out.into())
+}
+
+/// The stored head (status line to blank line) with `update` applied: every field it names
+/// replaces all of the stored fields of that name.
+pub fn apply_update(raw_head: &[u8], update: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw_head.len() + update.len());
+    let mut lines = raw_head.split_inclusive(|&b| b == b'\n');
+    if let Some(status) = lines.next() {
+        out.extend_from_slice(status);
+    }
+    let updated: Vec<&[u8]> = update
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| l.split(|&b| b == b':').next().unwrap_or_default())
+        .collect();
+    for line in lines {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        if !updated
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(name.trim_ascii()))
+        {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(update);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// The client head: `kept` (see `kept_head`), then the framing and our own headers.
 fn finish_head(
     kept: &[u8],
     framing: Framing,
     body_len: Option<u64>,
-    client: ClientSide,
+    client: &ClientSide,
 ) -> ForwardHead {
     let (plan, close) = plan_for(framing, body_len, client.version);
     let close = close || !client.keep_alive;
@@ -205,7 +301,7 @@ impl ForwardTemplate {
 
     /// The head for this client and the body plan, when the stored body goes out unchanged
     /// (`None` for a chunked body to an HTTP/1.0 client, which must be decoded).
-    pub fn head_for(&self, client: ClientSide) -> Option<ForwardHead> {
+    pub fn head_for(&self, client: &ClientSide) -> Option<ForwardHead> {
         let f = finish_head(
             &self.kept,
             self.framing,
@@ -218,5 +314,37 @@ impl ForwardTemplate {
     /// Bytes held, for the hot shard's accounting.
     pub fn size(&self) -> usize {
         self.kept.len() + std::mem::size_of::<Self>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_304_replaces_fields_by_name_but_never_the_framing() {
+        let stored = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 4\r\nContent-Encoding: gzip\r\nX-Keep: k\r\n\r\n";
+        let not_modified = b"HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\nx-a: 3\r\nContent-Length: 99\r\nContent-Encoding: br\r\nConnection: close, X-Hop\r\nX-Hop: h\r\nKeep-Alive: 5\r\nAge: 7\r\nX-Cache: HIT\r\n\r\n";
+        let update = update_fields(not_modified, None).unwrap();
+        assert_eq!(&update[..], b"Cache-Control: max-age=60\r\nx-a: 3\r\n");
+        assert_eq!(
+            apply_update(stored, &update),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Encoding: gzip\r\nX-Keep: k\r\nCache-Control: max-age=60\r\nx-a: 3\r\n\r\n"
+        );
+        // A later 304 replaces what it names and keeps the rest of the earlier update.
+        let later = update_fields(
+            b"HTTP/1.1 304 Not Modified\r\nX-A: 4\r\nETag: \"e\"\r\n\r\n",
+            Some(&update),
+        )
+        .unwrap();
+        assert_eq!(
+            &later[..],
+            b"Cache-Control: max-age=60\r\nX-A: 4\r\nETag: \"e\"\r\n"
+        );
+        // Nothing to update.
+        assert_eq!(
+            update_fields(b"HTTP/1.1 304 Not Modified\r\nAge: 1\r\n\r\n", None),
+            None
+        );
     }
 }

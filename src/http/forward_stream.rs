@@ -122,10 +122,10 @@ pub struct ResponseStreamer {
 impl ResponseStreamer {
     pub fn new(client: ClientSide, total: Option<u64>) -> Self {
         ResponseStreamer {
+            close: !client.keep_alive,
             client,
             total,
             stage: Stage::Head(Vec::new()),
-            close: !client.keep_alive,
             status: None,
         }
     }
@@ -165,7 +165,7 @@ impl ResponseStreamer {
         };
         let buf = std::mem::take(buf);
         let body_len = self.total.map(|t| t.saturating_sub(body_start as u64));
-        let f = forward_head(&buf[head_at..body_start], &head, body_len, self.client);
+        let f = forward_head(&buf[head_at..body_start], &head, body_len, &self.client);
         out.extend_from_slice(&f.head);
         self.close |= f.close;
         self.status = Some(head.status);
@@ -224,6 +224,7 @@ mod tests {
             cache: "HIT",
             age: Some(5),
             archive_limit: None,
+            update: None,
         }
     }
 
@@ -260,8 +261,8 @@ mod tests {
                         head_only,
                         ..client(version)
                     };
-                    let (head, body, close) = run(raw, Some(raw.len() as u64), c);
-                    let Some(f) = t.head_for(c) else {
+                    let (head, body, close) = run(raw, Some(raw.len() as u64), c.clone());
+                    let Some(f) = t.head_for(&c) else {
                         assert!(raw.ends_with(b"0\r\n\r\n") && version == 0);
                         continue;
                     };

@@ -72,13 +72,14 @@ pub async fn send_stored(
         };
         return send_plain(stream, source, client, timeout).await;
     }
+    let head_only = client.head_only;
     let mut state = Decoder::new(client);
     // Keep the decoded record for the next forward hit, if it is small enough to be worth it.
     let record_len = match &source {
         MemberSource::Memory(m) => m.len() as u64,
         MemberSource::File { len, .. } => *len,
     };
-    if keep_decoded.is_some() && !client.head_only && record_len <= KEEP_DECODED_MAX {
+    if keep_decoded.is_some() && !head_only && record_len <= KEEP_DECODED_MAX {
         state.decoded = Some(Vec::new());
     }
     let mut inflate = Decompress::new_gzip(15);
@@ -321,7 +322,7 @@ impl Decoder {
             }
             self.record_head = None;
             self.payload_left = len;
-            self.response = Some(ResponseStreamer::new(self.client, Some(len)));
+            self.response = Some(ResponseStreamer::new(self.client.clone(), Some(len)));
         }
         let data = carried.as_deref().unwrap_or(data);
         let take = (self.payload_left as usize).min(data.len());

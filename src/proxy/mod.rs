@@ -285,11 +285,15 @@ fn reply_for(
                 upstream,
             };
         }
-        let client = client_side(to, state, age, None);
+        let update = record.reuse.as_ref().and_then(|r| r.updated_fields.clone());
+        // The prepared heads are the stored response's own: a record a 304 updated is
+        // shaped from its head as it goes.
+        let decoded = decoded.filter(|_| update.is_none());
+        let client = client_side(to, state, age, None, update);
         let (source, gzip) = match decoded {
             // Stored uncompressed: the head from the template, the body from the file.
             Some(d) if d.spans.is_some() => {
-                if let Some((head, body)) = spans_reply(&d, client, file.as_ref()) {
+                if let Some((head, body)) = spans_reply(&d, &client, file.as_ref()) {
                     return Response {
                         head,
                         body,
@@ -306,7 +310,7 @@ fn reply_for(
                 let prepared = d
                     .template
                     .as_ref()
-                    .and_then(|t| Some((t, t.head_for(client)?)));
+                    .and_then(|t| Some((t, t.head_for(&client)?)));
                 if let Some((t, f)) = prepared {
                     let body = match f.plan {
                         crate::http::forward::BodyPlan::None => Body::None,
@@ -371,7 +375,7 @@ fn reply_for(
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
 fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
-    let client = client_side(to, RequestState::Miss, None, Some(max_body));
+    let client = client_side(to, RequestState::Miss, None, Some(max_body), None);
     Response {
         head: Vec::new(),
         body: Body::Live {
@@ -391,6 +395,7 @@ fn client_side(
     state: RequestState,
     age: Option<u64>,
     archive_limit: Option<u64>,
+    update: Option<Arc<[u8]>>,
 ) -> crate::http::forward::ClientSide {
     crate::http::forward::ClientSide {
         version: to.conn.version,
@@ -399,6 +404,7 @@ fn client_side(
         cache: state.as_str(),
         age,
         archive_limit,
+        update,
     }
 }
 
@@ -408,7 +414,7 @@ fn client_side(
 /// record is decoded from the file as it goes).
 fn spans_reply(
     d: &hot::Decoded,
-    client: crate::http::forward::ClientSide,
+    client: &crate::http::forward::ClientSide,
     file: Option<&Arc<ArcFile>>,
 ) -> Option<(Vec<u8>, Body)> {
     let (template, spans, file) = (d.template.as_ref()?, d.spans.as_ref()?, file?);

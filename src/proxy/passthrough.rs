@@ -101,6 +101,7 @@ pub async fn relay(
         cache: "BYPASS",
         age: None,
         archive_limit: None,
+        update: None,
     };
     let mut response = ResponseStreamer::new(side, None);
     let mut out = Vec::with_capacity(CHUNK);

@@ -55,6 +55,7 @@ async fn send_live(
     client: ClientSide,
     timeout: Duration,
 ) -> io::Result<bool> {
+    let version = client.version;
     let mut response = ResponseStreamer::new(client, None);
     let mut out = Vec::with_capacity(COALESCE_LIMIT);
     let mut sent = false;
@@ -70,7 +71,7 @@ async fn send_live(
             }
             let conn = ConnState {
                 keep_alive: false,
-                version: client.version,
+                version,
             };
             let reply = super::error_response(&e, conn, false);
             write_all(stream, reply.head, timeout).await?;

@@ -126,12 +126,18 @@ pub async fn store_revalidation(
     let facts = response_facts(fetched.final_head());
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
+    let earlier = confirmed
+        .reuse
+        .as_ref()
+        .and_then(|r| r.updated_fields.as_deref());
+    let updated_fields = crate::http::forward::update_fields(fetched.final_head(), earlier);
     archive_response(ctx, url, fetched, &facts, request, forward).await?;
     let ttl = ctx.shared.config.ttl;
     let reuse = confirmed.reuse.as_ref().map(|old| {
         let refreshed = old.refreshed(status, &facts, request, SystemTime::now(), ttl);
         Box::new(Reuse {
             fetched_from,
+            updated_fields,
             ..refreshed
         })
     });
@@ -202,6 +208,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         last_modified: None,
         vary: None,
         fetched_from: failure.ip,
+        updated_fields: None,
     };
     let record = AppendRecord {
         member: encoded.member,
