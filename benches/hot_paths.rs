@@ -146,6 +146,7 @@ fn forward_head(c: &mut Criterion) {
         cache: "HIT",
         age: Some(12),
         archive_limit: None,
+        update: None,
     };
     let mut g = c.benchmark_group("forward_hit_head");
     g.throughput(Throughput::Elements(1));
@@ -153,14 +154,14 @@ fn forward_head(c: &mut Criterion) {
         let mut out = Vec::with_capacity(1024);
         b.iter(|| {
             out.clear();
-            let mut s = ResponseStreamer::new(client, Some(STORED.len() as u64));
+            let mut s = ResponseStreamer::new(client.clone(), Some(STORED.len() as u64));
             s.push(STORED, &mut out).expect("stored response");
             out.len()
         })
     });
     let template = ForwardTemplate::new(STORED).expect("stored response");
     g.bench_function("prepared_template", |b| {
-        b.iter(|| template.head_for(client).map(|f| f.head.len()))
+        b.iter(|| template.head_for(&client).map(|f| f.head.len()))
     });
     g.finish();
 }
