@@ -147,6 +147,7 @@ fn forward_head(c: &mut Criterion) {
         age: Some(12),
         archive_limit: None,
         update: None,
+        range: None,
     };
     let mut g = c.benchmark_group("forward_hit_head");
     g.throughput(Throughput::Elements(1));

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+use super::range::{ByteRange, Resolved};
 use super::reply::{sanitize_reason, ConnState};
 use super::request::tokens;
 pub use super::response::split_head;
@@ -43,6 +44,8 @@ pub struct ClientSide {
     /// Header fields from `304` revalidations that replace the stored response's (RFC 9111
     /// 4.3.4; see `update_fields`).
     pub update: Option<std::sync::Arc<[u8]>>,
+    /// A stored full `200` of known length is answered with this range (`206`, or `416`).
+    pub range: Option<ByteRange>,
 }
 
 /// How the body goes to the client.
@@ -60,6 +63,8 @@ pub enum BodyPlan {
     Rechunk,
     /// A body of unknown length, ended by closing the connection (HTTP/1.0 client).
     UntilClose,
+    /// One byte range of a body of known length (`206`): `len` bytes after the first `skip`.
+    Range { skip: u64, len: u64 },
 }
 
 /// The client's head and body plan for an origin response.
@@ -239,9 +244,39 @@ fn finish_head(
     let (plan, close) = plan_for(framing, body_len, client.version);
     let close = close || !client.keep_alive;
     let mut out = Vec::with_capacity(kept.len() + 128);
-    out.extend_from_slice(kept);
+    let plan = match (client.range, plan) {
+        (Some(range), BodyPlan::Length(total)) if kept.starts_with(b"HTTP/1.1 200 ") => {
+            let rest = kept
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(kept.len(), |i| i + 1);
+            let plan = match range.resolve(total) {
+                Resolved::Part { first, len } => {
+                    let last = first + len - 1;
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{last}/{total}\r\n"
+                    );
+                    BodyPlan::Range { skip: first, len }
+                }
+                Resolved::Unsatisfiable => {
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\n"
+                    );
+                    BodyPlan::Length(0)
+                }
+            };
+            out.extend_from_slice(&kept[rest..]);
+            plan
+        }
+        (_, plan) => {
+            out.extend_from_slice(kept);
+            plan
+        }
+    };
     match plan {
-        BodyPlan::Length(n) => {
+        BodyPlan::Length(n) | BodyPlan::Range { len: n, .. } => {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
         BodyPlan::PassChunked | BodyPlan::Rechunk => {
@@ -302,6 +337,10 @@ impl ForwardTemplate {
     /// The head for this client and the body plan, when the stored body goes out unchanged
     /// (`None` for a chunked body to an HTTP/1.0 client, which must be decoded).
     pub fn head_for(&self, client: &ClientSide) -> Option<ForwardHead> {
+        // Not for updated heads or ranges: those go through `forward_head` as they stream.
+        if client.update.is_some() || client.range.is_some() {
+            return None;
+        }
         let f = finish_head(
             &self.kept,
             self.framing,

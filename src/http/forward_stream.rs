@@ -17,6 +17,8 @@ pub struct BodyFilter {
     remaining: u64,
     chunks: ChunkedScanner,
     done: bool,
+    /// For `Range`: body bytes still to skip before the range starts.
+    skip: u64,
 }
 
 impl BodyFilter {
@@ -24,11 +26,18 @@ impl BodyFilter {
         BodyFilter {
             plan,
             remaining: match plan {
-                BodyPlan::Length(n) => n,
+                BodyPlan::Length(n) | BodyPlan::Range { len: n, .. } => n,
                 _ => 0,
             },
             chunks: ChunkedScanner::new(),
-            done: matches!(plan, BodyPlan::None | BodyPlan::Length(0)),
+            done: matches!(
+                plan,
+                BodyPlan::None | BodyPlan::Length(0) | BodyPlan::Range { len: 0, .. }
+            ),
+            skip: match plan {
+                BodyPlan::Range { skip, .. } => skip,
+                _ => 0,
+            },
         }
     }
 
@@ -53,7 +62,10 @@ impl BodyFilter {
         }
         match self.plan {
             BodyPlan::None => {}
-            BodyPlan::Length(_) => {
+            BodyPlan::Length(_) | BodyPlan::Range { .. } => {
+                let skipped = self.skip.min(input.len() as u64) as usize;
+                self.skip -= skipped as u64;
+                let input = &input[skipped..];
                 let take = self.remaining.min(input.len() as u64) as usize;
                 out.extend_from_slice(&input[..take]);
                 self.remaining -= take as u64;
@@ -225,6 +237,7 @@ mod tests {
             age: Some(5),
             archive_limit: None,
             update: None,
+            range: None,
         }
     }
 
@@ -241,6 +254,24 @@ mod tests {
         let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let head = String::from_utf8(out[..split].to_vec()).unwrap();
         (head, out[split..].to_vec(), s.must_close())
+    }
+
+    #[test]
+    fn a_range_skips_and_stops_across_pieces() {
+        for step in [1, 3, 10] {
+            let mut f = BodyFilter::new(BodyPlan::Range { skip: 2, len: 5 });
+            assert!(!f.is_identity());
+            let mut out = Vec::new();
+            for piece in b"0123456789".chunks(step) {
+                f.push(piece, &mut out).unwrap();
+            }
+            assert_eq!(out, b"23456", "step {step}");
+            assert!(f.is_done());
+            f.finish(&mut out).unwrap();
+        }
+        let mut cut = BodyFilter::new(BodyPlan::Range { skip: 2, len: 5 });
+        cut.push(b"0123", &mut Vec::new()).unwrap();
+        assert!(cut.finish(&mut Vec::new()).is_err(), "cut short before the range's end");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chunked;
 pub mod forward;
 pub mod forward_stream;
+pub mod range;
 pub mod reply;
 pub mod request;
 pub mod response;

@@ -50,12 +50,13 @@ impl CacheView<'_> {
         if !self.forward {
             return self.liveweb_may_use(r);
         }
-        r.reuse.as_ref().is_some_and(|reuse| {
-            let resident = now.saturating_duration_since(r.stored_at);
-            reuse.shareable
-                && reuse.matches_variant(&self.req.headers)
-                && reuse.is_fresh_for(self.directives, resident)
-        })
+        is_whole(r)
+            && r.reuse.as_ref().is_some_and(|reuse| {
+                let resident = now.saturating_duration_since(r.stored_at);
+                reuse.shareable
+                    && reuse.matches_variant(&self.req.headers)
+                    && reuse.is_fresh_for(self.directives, resident)
+            })
     }
 
     /// Whether a record another request's fetch just produced may answer this one (it is
@@ -64,12 +65,13 @@ impl CacheView<'_> {
         if !self.forward {
             return self.liveweb_may_use(r);
         }
-        r.reuse.as_ref().is_some_and(|reuse| {
-            reuse.shareable
-                && reuse.matches_variant(&self.req.headers)
-                && reuse.lifetime > 0
-                && !reuse.validate_always
-        })
+        is_whole(r)
+            && r.reuse.as_ref().is_some_and(|reuse| {
+                reuse.shareable
+                    && reuse.matches_variant(&self.req.headers)
+                    && reuse.lifetime > 0
+                    && !reuse.validate_always
+            })
     }
 
     /// Liveweb mode: any record but a credentialed request's (when isolated) or a forward-mode
@@ -83,12 +85,19 @@ impl CacheView<'_> {
     fn revalidates(&self, r: &StoredRecord, now: Instant) -> bool {
         self.forward
             && r.is_fresh(now)
+            && is_whole(r)
             && r.reuse.as_ref().is_some_and(|reuse| {
                 reuse.shareable
                     && reuse.matches_variant(&self.req.headers)
                     && (reuse.etag.is_some() || reuse.last_modified.is_some())
             })
     }
+}
+
+/// Whether a record holds a whole response: a stored `206` holds only part of one, so forward
+/// mode never answers from it, with or without `Range` (which part it holds is not looked at).
+fn is_whole(r: &StoredRecord) -> bool {
+    r.status.code != 206
 }
 
 /// What a fetch does with its result in the index.

@@ -286,10 +286,12 @@ fn reply_for(
             };
         }
         let update = record.reuse.as_ref().and_then(|r| r.updated_fields.clone());
-        // The prepared heads are the stored response's own: a record a 304 updated is
-        // shaped from its head as it goes.
-        let decoded = decoded.filter(|_| update.is_none());
-        let client = client_side(to, state, age, None, update);
+        let range = requested_range(req, record);
+        // The prepared heads are the stored response's own, whole: a record a 304 updated,
+        // or a range of one, is shaped from its head as it goes.
+        let decoded = decoded.filter(|_| update.is_none() && range.is_none());
+        let mut client = client_side(to, state, age, None, update);
+        client.range = range;
         let (source, gzip) = match decoded {
             // Stored uncompressed: the head from the template, the body from the file.
             Some(d) if d.spans.is_some() => {
@@ -405,7 +407,31 @@ fn client_side(
         age,
         archive_limit,
         update,
+        range: None,
     }
+}
+
+/// The byte range a GET asks of a stored response (RFC 9110 14.2), if it is to be honoured:
+/// one range, and an `If-Range` (when sent) that names this response's strong ETag or exact
+/// Last-Modified. Whether the response is a full `200` of known length is decided as it is
+/// sent.
+fn requested_range(
+    req: &RequestHead,
+    record: &StoredRecord,
+) -> Option<crate::http::range::ByteRange> {
+    if req.method != Method::Get {
+        return None;
+    }
+    let range = crate::http::range::parse_range(req.header("range")?)?;
+    if let Some(if_range) = req.header("if-range") {
+        let if_range = std::str::from_utf8(if_range).ok()?.trim();
+        let reuse = record.reuse.as_ref()?;
+        let strong_etag = reuse.etag.as_deref().filter(|e| !e.starts_with("W/"));
+        if Some(if_range) != strong_etag && Some(if_range) != reuse.last_modified.as_deref() {
+            return None;
+        }
+    }
+    Some(range)
 }
 
 /// Where a forward-mode hit reads its record from: memory if at hand, else its file.

@@ -102,6 +102,7 @@ pub async fn relay(
         age: None,
         archive_limit: None,
         update: None,
+        range: None,
     };
     let mut response = ResponseStreamer::new(side, None);
     let mut out = Vec::with_capacity(CHUNK);
