@@ -521,3 +521,35 @@ fn promtool_accepts_the_metrics_and_a_real_prometheus_scrapes_them() {
     let _ = prometheus.wait();
     assert!(scraped, "Prometheus never stored liveweb_workers = 2");
 }
+
+/// A forward-mode fetch that fails is counted like liveweb mode's: its E-code in
+/// `liveweb_errors_total`, the recent errors of status.json, and the access log.
+#[test]
+fn forward_mode_upstream_failures_are_counted_listed_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let proxy = Proxy::start(&["--mode", "forward", "--access-log", path.to_str().unwrap()]);
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/gone");
+    let refused = get(proxy.addr, &url, "");
+    assert_eq!(refused.status, 502);
+    assert_eq!(
+        refused.header("x-liveweb-error").as_deref(),
+        Some("E30 connection refused")
+    );
+    let lines = lines_of(&path, 1);
+    let line = lines
+        .iter()
+        .find(|l| l.contains(&url))
+        .expect("an access log line");
+    assert!(line.ends_with(" E30"), "{line}");
+    let text = String::from_utf8(admin_get(&proxy, "/_liveweb/metrics").body).unwrap();
+    assert_eq!(sample(&text, "liveweb_errors_total{code=\"E30\"}"), 1.0);
+    let status = String::from_utf8(admin_get(&proxy, "/_liveweb/status.json").body).unwrap();
+    assert!(status.contains("E30 connection refused"), "{status}");
+    assert!(status.contains("/gone"), "{status}");
+    proxy.finish();
+}

@@ -84,6 +84,15 @@ impl Tap {
         self.inner.borrow().upstream
     }
 
+    /// Why the fetch failed, once it has (for the counters and the access log of the client
+    /// that streamed it).
+    pub fn failure(&self) -> Option<Error> {
+        match &self.inner.borrow().end {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
     /// Ends the stream.
     pub fn close(&self, end: Result<(), Error>) {
         let mut inner = self.inner.borrow_mut();

@@ -271,7 +271,10 @@ mod tests {
         }
         let mut cut = BodyFilter::new(BodyPlan::Range { skip: 2, len: 5 });
         cut.push(b"0123", &mut Vec::new()).unwrap();
-        assert!(cut.finish(&mut Vec::new()).is_err(), "cut short before the range's end");
+        assert!(
+            cut.finish(&mut Vec::new()).is_err(),
+            "cut short before the range's end"
+        );
     }
 
     #[test]

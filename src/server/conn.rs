@@ -251,11 +251,19 @@ async fn serve_requests(
         req.keep_alive &= !drain.is_draining();
         let mut resp = proxy::handle(ctx, &req, route, peer).await;
         let state = resp.state;
-        let error = resp.error;
-        let detail = resp.detail.take();
+        let mut error = resp.error;
+        let mut detail = resp.detail.take();
         let live = resp.live_tap();
         let fetched_from = resp.upstream;
         let written = write_response(ctx, stream, resp, idle).await;
+        // A forward-mode miss learns how its fetch ended only while streaming it: a failure
+        // is counted, logged and listed like any other error reply.
+        if let Some(failed) = live.as_ref().and_then(|tap| tap.failure()) {
+            if error.is_none() {
+                error = failed.code_line();
+                detail = failed.code_line().map(|_| failed.message());
+            }
+        }
         let answered = Answered {
             outcome: state,
             error: error.map(|code| (code, detail.as_deref())),
