@@ -139,14 +139,56 @@ fn run(
     }
 }
 
+/// Makes the child inherit stdin, stdout and stderr and nothing else. Most of liveweb's
+/// descriptors are created close-on-exec, but not all can be: monoio's io_uring accept takes
+/// no flags, and its pipes are made without `O_CLOEXEC`, so a connection accepted (or a
+/// tunnel's pipe made) on a worker while this thread forks would be inherited, and a hook
+/// that runs for minutes (an upload) would keep it open, after a crash too. In the child,
+/// between fork and exec, every descriptor from 3 up is marked close-on-exec in one call
+/// (`close_range` with `CLOSE_RANGE_CLOEXEC`, Linux 5.11; one `fcntl` per descriptor before
+/// that); marked rather than closed, so the standard library still learns of a failed exec.
+fn only_standard_streams(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (close_range, getrlimit, fcntl), allocating nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let all = libc::c_uint::MAX;
+            if libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                all,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) == 0
+            {
+                return Ok(());
+            }
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur.min(1 << 20) as libc::c_int
+            } else {
+                1 << 16
+            };
+            for fd in 3..top {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs the hook once; `true` on exit status 0.
 fn run_hook(command: &str, files: &FileTable, p: &Pending) -> bool {
-    let status = Command::new("sh")
-        .arg("-c")
+    let mut hook = Command::new("sh");
+    hook.arg("-c")
         .arg(format!("{command} \"$1\""))
         .arg("liveweb-on-seal")
-        .arg(&p.path)
-        .status();
+        .arg(&p.path);
+    only_standard_streams(&mut hook);
+    let status = hook.status();
     match status {
         Ok(s) if s.success() => {
             if !p.path.exists() {

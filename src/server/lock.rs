@@ -60,17 +60,38 @@ pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
 
 /// Fails if something already listens on `addr` (port 0 is always free). A plain bind is
 /// refused where a SO_REUSEPORT one would quietly join the other listener.
-pub fn check_address_free(addr: SocketAddr) -> io::Result<()> {
+///
+/// Called with the data directory's lock held, so no other liveweb of this directory runs:
+/// one that just died (kill -9) may still hold its listeners for a while (the kernel tears
+/// its io_uring instances down after the process is gone, tens of milliseconds, longer under
+/// load), so the address is tried again for up to `wait` before giving up, and the log says
+/// so.
+pub fn check_address_free(addr: SocketAddr, wait: std::time::Duration) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    match std::net::TcpListener::bind(addr) {
-        Ok(_probe) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("{addr} is already in use (another liveweb?)"),
-        )),
-        Err(e) => Err(io::Error::new(e.kind(), format!("--listen {addr}: {e}"))),
+    let deadline = std::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_probe) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{addr} is already in use (another program, or another liveweb on another data dir)"),
+                    ));
+                }
+                if !said {
+                    log::info!(
+                        "{addr} is still in use; waiting up to {wait:?} for a previous liveweb's sockets to close"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("--listen {addr}: {e}"))),
+        }
     }
 }
 
@@ -103,11 +124,19 @@ mod tests {
 
     #[test]
     fn an_address_someone_listens_on_is_refused() {
+        use std::time::Duration;
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        assert!(check_address_free(addr).is_err());
-        drop(taken);
-        assert!(check_address_free(addr).is_ok());
-        assert!(check_address_free("127.0.0.1:0".parse().unwrap()).is_ok());
+        assert!(check_address_free(addr, Duration::ZERO).is_err());
+        // Released while waited for: taken then.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let releaser = std::thread::spawn(move || {
+            rx.recv().unwrap();
+            drop(taken);
+        });
+        tx.send(()).unwrap();
+        assert!(check_address_free(addr, Duration::from_secs(10)).is_ok());
+        releaser.join().unwrap();
+        assert!(check_address_free("127.0.0.1:0".parse().unwrap(), Duration::ZERO).is_ok());
     }
 }

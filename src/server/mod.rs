@@ -27,6 +27,10 @@ use crate::archive::recover::{recover, Recovered};
 use crate::config::{Config, CpuAffinity};
 use crate::proxy::Shared;
 
+/// How long start-up waits for its address when a liveweb that held it (on this data
+/// directory) just died: see `lock::check_address_free`.
+const ADDRESS_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Which I/O driver the runtimes use.
 pub fn driver_name() -> &'static str {
     if monoio::utils::detect_uring() {
@@ -158,7 +162,7 @@ impl Server {
         // Before recovery: recovering a directory another instance writes would cut its
         // open files as torn.
         let data_lock = lock::lock_data_dir(&config.data_dir)?;
-        lock::check_address_free(config.listen)?;
+        lock::check_address_free(config.listen, ADDRESS_RELEASE_WAIT)?;
         for w in 0..workers {
             let dir = config.data_dir.join(w.to_string());
             std::fs::create_dir_all(&dir)
