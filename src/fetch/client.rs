@@ -58,7 +58,9 @@ pub struct FetchError {
 /// Fetches `url` and returns the whole response. The client's conditional headers (and
 /// Range) are not sent: what is stored must be the whole response; `validators` are sent
 /// instead when a stored response is being revalidated. With a tap, the bytes are also
-/// handed on as they arrive, and the tap is closed with whether the response came whole.
+/// handed on as they arrive; a failed fetch (or one too big to archive) closes the tap, a
+/// response to archive leaves it open: the caller closes it once the record is written, so
+/// the client's reply completes only then (the tap holds back its last bytes until closed).
 pub async fn fetch(
     up: Upstream<'_>,
     url: &TargetUrl,
@@ -80,16 +82,12 @@ pub async fn fetch(
             &rewritten
         };
     let result = fetch_inner(up, url, headers, tap.as_ref()).await;
-    if let Some(tap) = tap {
+    if let (Some(tap), Err(fe)) = (tap, &result) {
         // With a tap, TooBig means the response was read whole (the client has it all) but
-        // is not archived.
-        let whole = match &result {
-            Ok(_) => Ok(()),
-            Err(FetchError {
-                error: Error::TooBig(_),
-                ..
-            }) => Ok(()),
-            Err(fe) => Err(fe.error.clone()),
+        // is not archived: nothing to wait for.
+        let whole = match fe.error {
+            Error::TooBig(_) => Ok(()),
+            _ => Err(fe.error.clone()),
         };
         tap.close(whole);
     }

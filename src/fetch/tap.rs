@@ -1,7 +1,10 @@
 //! A tap on a fetch in progress: the fetcher pushes the response bytes as they arrive and the
 //! client that caused the fetch (on the same worker) takes them to stream its reply, so the
 //! first byte reaches it about when the origin's arrives. When the client falls behind, the
-//! fetcher waits (bounded buffering); when the client is gone, nothing waits.
+//! fetcher waits (bounded buffering); when the client is gone, nothing waits. The last byte
+//! pushed is held back until the tap is closed: the fetcher closes it once the record is
+//! written, so a reply never completes before its record exists (and never completes at all
+//! if the record could not be written).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -27,6 +30,8 @@ pub enum TapItem {
 #[derive(Default)]
 struct Inner {
     chunks: VecDeque<Bytes>,
+    /// The last byte pushed, given to the reader only by the next push or the close.
+    held: Option<u8>,
     buffered: usize,
     end: Option<Result<(), Error>>,
     /// The client waiting for bytes.
@@ -66,11 +71,19 @@ impl Tap {
         .await;
         let mut inner = self.inner.borrow_mut();
         if Rc::strong_count(self) > 1 {
+            let Some((&last, rest)) = data.split_last() else {
+                return;
+            };
+            let mut chunk = Vec::with_capacity(data.len());
+            chunk.extend(inner.held.replace(last));
+            chunk.extend_from_slice(rest);
             inner.buffered += data.len();
-            inner.chunks.push_back(Bytes::copy_from_slice(data));
-        }
-        if let Some(w) = inner.reader.take() {
-            w.wake();
+            if !chunk.is_empty() {
+                inner.chunks.push_back(Bytes::from(chunk));
+                if let Some(w) = inner.reader.take() {
+                    w.wake();
+                }
+            }
         }
     }
 
@@ -97,6 +110,18 @@ impl Tap {
     pub fn close(&self, end: Result<(), Error>) {
         let mut inner = self.inner.borrow_mut();
         if inner.end.is_none() {
+            if let Some(last) = inner.held.take() {
+                // An origin's failure leaves the reply incomplete anyway; a record that could
+                // not be written must not let it complete.
+                let unarchived = end
+                    .as_ref()
+                    .is_err_and(|e| e.side() != crate::error::Side::Upstream);
+                if unarchived {
+                    inner.buffered -= 1;
+                } else {
+                    inner.chunks.push_back(Bytes::copy_from_slice(&[last]));
+                }
+            }
             inner.end = Some(end);
         }
         if let Some(w) = inner.reader.take() {
@@ -138,9 +163,65 @@ impl Drop for TapReader {
     fn drop(&mut self) {
         let mut inner = self.0.inner.borrow_mut();
         inner.chunks.clear();
+        inner.held = None;
         inner.buffered = 0;
         if let Some(w) = inner.writer.take() {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn chunk(item: Option<TapItem>) -> Option<Vec<u8>> {
+        match item {
+            Some(TapItem::Chunk(b)) => Some(b.to_vec()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_last_byte_waits_for_the_close() {
+        let tap = Tap::new();
+        let reader = TapReader(tap.clone());
+        tap.push(b"a").now_or_never().unwrap();
+        assert!(reader.next().now_or_never().is_none(), "the only byte is held");
+        tap.push(b"bcd").now_or_never().unwrap();
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"abc".to_vec()));
+        assert!(reader.next().now_or_never().is_none());
+        tap.close(Ok(()));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"d".to_vec()));
+        assert!(matches!(
+            reader.next().now_or_never(),
+            Some(TapItem::End(Ok(())))
+        ));
+        assert_eq!(tap.inner.borrow().buffered, 0);
+
+        // The origin failed: what it sent goes on (the reply is cut anyway).
+        let tap = Tap::new();
+        let reader = TapReader(tap.clone());
+        tap.push(b"ab").now_or_never().unwrap();
+        tap.close(Err(Error::Dropped("cut".into())));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"a".to_vec()));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"b".to_vec()));
+        assert!(matches!(
+            reader.next().now_or_never(),
+            Some(TapItem::End(Err(_)))
+        ));
+
+        // The record could not be written: the last byte never reaches the client.
+        let tap = Tap::new();
+        let reader = TapReader(tap.clone());
+        tap.push(b"ab").now_or_never().unwrap();
+        tap.close(Err(Error::Storage("disk".into())));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"a".to_vec()));
+        assert!(matches!(
+            reader.next().now_or_never(),
+            Some(TapItem::End(Err(_)))
+        ));
+        assert_eq!(tap.inner.borrow().buffered, 0);
     }
 }

@@ -1,6 +1,7 @@
 //! What a request handler can reach: state shared by all workers, and the worker's own.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::hot::HotShard;
@@ -261,6 +262,31 @@ impl WorkerCtx {
     }
 }
 
+/// The fetch tasks a worker runs (each fetches, archives and indexes one response).
+#[derive(Default)]
+pub struct FetchTasks(Rc<Cell<usize>>);
+
+impl FetchTasks {
+    /// Counts one task until the returned ticket is dropped.
+    pub fn begin(&self) -> FetchTicket {
+        self.0.set(self.0.get() + 1);
+        FetchTicket(self.0.clone())
+    }
+
+    pub fn running(&self) -> usize {
+        self.0.get()
+    }
+}
+
+/// One running fetch task; dropped when it ends (or is cancelled).
+pub struct FetchTicket(Rc<Cell<usize>>);
+
+impl Drop for FetchTicket {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// One worker's state; lives in an `Rc` on that worker's thread.
 pub struct WorkerCtx {
     pub id: usize,
@@ -272,4 +298,6 @@ pub struct WorkerCtx {
     pub writer: ArcWriter,
     /// This worker's access-log lines not yet handed to the log thread.
     pub access: crate::admin::access_log::WorkerBuffer,
+    /// Fetch tasks still running (shutdown waits for them).
+    pub fetches: FetchTasks,
 }

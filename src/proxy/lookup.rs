@@ -298,7 +298,14 @@ fn start_fetch(
         tap,
         revalidate: claimed.revalidate,
     };
-    monoio::spawn(fetch_and_store(ctx.clone(), guard, job));
+    // Counted until its record is stored: shutdown waits for it, so a response already
+    // streamed to its client is archived before the process exits.
+    let running = ctx.fetches.begin();
+    let ctx = ctx.clone();
+    monoio::spawn(async move {
+        fetch_and_store(ctx, guard, job).await;
+        drop(running);
+    });
 }
 
 /// `202 Accepted` for `Prefer: respond-async`: the fetch is queued or running; asked again
@@ -363,6 +370,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         .and_then(|r| r.reuse.as_ref())
         .map(|r| r.validators())
         .unwrap_or_default();
+    let tap_for_end = tap.clone();
     let origin = format!("{}:{}", url.host, url.port);
     // An origin that just could not be reached fails at once, without waiting for a slot.
     let remembered = ctx
@@ -415,6 +423,14 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
             Err(fe.error)
         }
     };
+    // The streaming client gets its last bytes only now that the record is written (and
+    // durable under --fsync always): a reply that completed is never lost, even to kill -9.
+    if let Some(tap) = &tap_for_end {
+        tap.close(match &outcome {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        });
+    }
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
     let index = &ctx.shared.index;
     let shareable = record

@@ -136,6 +136,7 @@ async fn serve(setup: WorkerSetup) {
         hot: RefCell::new(HotShard::new(shard_bytes)),
         writer: writer.clone(),
         access: Default::default(),
+        fetches: Default::default(),
     });
     if shared.access_log.is_some() {
         // Lines reach the file within a second even when traffic is light.
@@ -219,8 +220,17 @@ async fn serve(setup: WorkerSetup) {
     drop(listener);
     drain.start();
     let deadline = Instant::now() + config.shutdown_timeout;
-    while active.get() > 0 && Instant::now() < deadline {
+    // Connections finish their requests; fetches finish storing what they fetched (a
+    // forward-mode client may have its whole reply while the record is still being
+    // compressed and written).
+    while (active.get() > 0 || ctx.fetches.running() > 0) && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if ctx.fetches.running() > 0 {
+        log::warn!(
+            "worker {id}: {} fetches still running at the shutdown timeout; their records are lost",
+            ctx.fetches.running()
+        );
     }
     if let Some(log) = &ctx.shared.access_log {
         ctx.access.flush(log);
