@@ -182,7 +182,7 @@ async fn read_response(
             ));
         }
         if let Some(tap) = tap {
-            tap.push(&buf[..take]).await;
+            tap.push(&buf[..take], end.is_some()).await;
             handed_on = true;
         }
         if archivable {

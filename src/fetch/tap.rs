@@ -1,10 +1,11 @@
 //! A tap on a fetch in progress: the fetcher pushes the response bytes as they arrive and the
 //! client that caused the fetch (on the same worker) takes them to stream its reply, so the
 //! first byte reaches it about when the origin's arrives. When the client falls behind, the
-//! fetcher waits (bounded buffering); when the client is gone, nothing waits. The last byte
-//! pushed is held back until the tap is closed: the fetcher closes it once the record is
-//! written, so a reply never completes before its record exists (and never completes at all
-//! if the record could not be written).
+//! fetcher waits (bounded buffering); when the client is gone, nothing waits. The piece that
+//! completes the response is held back until the tap is closed: the fetcher closes it once
+//! the record is written, so a reply never completes before its record exists (and never
+//! completes at all if the record could not be written). A small response, whole in one
+//! read, thus reaches its client in one write, as a liveweb-mode reply does.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -30,8 +31,8 @@ pub enum TapItem {
 #[derive(Default)]
 struct Inner {
     chunks: VecDeque<Bytes>,
-    /// The last byte pushed, given to the reader only by the next push or the close.
-    held: Option<u8>,
+    /// The piece that completed the response, given to the reader only by the close.
+    held: Option<Bytes>,
     buffered: usize,
     end: Option<Result<(), Error>>,
     /// The client waiting for bytes.
@@ -53,8 +54,9 @@ impl Tap {
         Rc::new(Tap::default())
     }
 
-    /// Adds response bytes; waits while a live client has too much unread.
-    pub async fn push(self: &Rc<Self>, data: &[u8]) {
+    /// Adds response bytes (`last`: they complete the response); waits while a live client
+    /// has too much unread.
+    pub async fn push(self: &Rc<Self>, data: &[u8], last: bool) {
         if data.is_empty() {
             return;
         }
@@ -71,15 +73,12 @@ impl Tap {
         .await;
         let mut inner = self.inner.borrow_mut();
         if Rc::strong_count(self) > 1 {
-            let Some((&last, rest)) = data.split_last() else {
-                return;
-            };
-            let mut chunk = Vec::with_capacity(data.len());
-            chunk.extend(inner.held.replace(last));
-            chunk.extend_from_slice(rest);
             inner.buffered += data.len();
-            if !chunk.is_empty() {
-                inner.chunks.push_back(Bytes::from(chunk));
+            let piece = Bytes::copy_from_slice(data);
+            if last {
+                inner.held = Some(piece);
+            } else {
+                inner.chunks.push_back(piece);
                 if let Some(w) = inner.reader.take() {
                     w.wake();
                 }
@@ -117,9 +116,9 @@ impl Tap {
                     .as_ref()
                     .is_err_and(|e| e.side() != crate::error::Side::Upstream);
                 if unarchived {
-                    inner.buffered -= 1;
+                    inner.buffered -= last.len();
                 } else {
-                    inner.chunks.push_back(Bytes::copy_from_slice(&[last]));
+                    inner.chunks.push_back(last);
                 }
             }
             inner.end = Some(end);
@@ -184,38 +183,40 @@ mod tests {
     }
 
     #[test]
-    fn the_last_byte_waits_for_the_close() {
+    fn the_last_piece_waits_for_the_close() {
         let tap = Tap::new();
         let reader = TapReader(tap.clone());
-        tap.push(b"a").now_or_never().unwrap();
-        assert!(reader.next().now_or_never().is_none(), "the only byte is held");
-        tap.push(b"bcd").now_or_never().unwrap();
-        assert_eq!(chunk(reader.next().now_or_never()), Some(b"abc".to_vec()));
-        assert!(reader.next().now_or_never().is_none());
+        tap.push(b"head", false).now_or_never().unwrap();
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"head".to_vec()));
+        tap.push(b"end", true).now_or_never().unwrap();
+        assert!(
+            reader.next().now_or_never().is_none(),
+            "the last piece is held"
+        );
         tap.close(Ok(()));
-        assert_eq!(chunk(reader.next().now_or_never()), Some(b"d".to_vec()));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"end".to_vec()));
         assert!(matches!(
             reader.next().now_or_never(),
             Some(TapItem::End(Ok(())))
         ));
         assert_eq!(tap.inner.borrow().buffered, 0);
 
-        // The origin failed: what it sent goes on (the reply is cut anyway).
+        // The origin failed after its response: what it sent goes on.
         let tap = Tap::new();
         let reader = TapReader(tap.clone());
-        tap.push(b"ab").now_or_never().unwrap();
+        tap.push(b"ab", true).now_or_never().unwrap();
         tap.close(Err(Error::Dropped("cut".into())));
-        assert_eq!(chunk(reader.next().now_or_never()), Some(b"a".to_vec()));
-        assert_eq!(chunk(reader.next().now_or_never()), Some(b"b".to_vec()));
+        assert_eq!(chunk(reader.next().now_or_never()), Some(b"ab".to_vec()));
         assert!(matches!(
             reader.next().now_or_never(),
             Some(TapItem::End(Err(_)))
         ));
 
-        // The record could not be written: the last byte never reaches the client.
+        // The record could not be written: the last piece never reaches the client.
         let tap = Tap::new();
         let reader = TapReader(tap.clone());
-        tap.push(b"ab").now_or_never().unwrap();
+        tap.push(b"a", false).now_or_never().unwrap();
+        tap.push(b"b", true).now_or_never().unwrap();
         tap.close(Err(Error::Storage("disk".into())));
         assert_eq!(chunk(reader.next().now_or_never()), Some(b"a".to_vec()));
         assert!(matches!(
