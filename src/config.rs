@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_MAX_BODY", default_value = "100MB", value_parser = parse_size)]
     pub max_body: u64,
 
+    /// A response bigger than this goes to a temporary file in the worker's directory as it
+    /// arrives, and is archived from there, instead of being held in memory (at least 64KB).
+    #[arg(long, env = "LIVEWEB_SPILL_THRESHOLD", default_value = "1MB", value_parser = parse_size)]
+    pub spill_threshold: u64,
+
     /// Time allowed to connect to the origin (and to resolve its name).
     #[arg(long, env = "LIVEWEB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -365,6 +370,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.arc_max_size < 4096 {
             return Err("--arc-max-size must be at least 4KB".into());
+        }
+        if self.spill_threshold < 64 * 1024 {
+            return Err(
+                "--spill-threshold must be at least 64KB (a response head can take 64 KiB)".into(),
+            );
         }
         if self.arc_max_idle.is_zero() {
             return Err("--arc-max-idle must be greater than zero".into());

@@ -26,11 +26,12 @@ fn reindex(dir: &Path) -> std::process::Output {
 fn failures_are_archived_as_errors_not_captures_and_reindex_rewrites_old_cdx_files() {
     let origin = Origin::start();
     origin.ok("/www/Page", "text/html", b"<p>captured</p>");
+    let proxy = Proxy::start(&["--workers", "1"]);
+    // Taken once liveweb listens, so it cannot be liveweb's own port (that would be a loop).
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = Proxy::start(&["--workers", "1"]);
     let page = origin.url("/www/Page");
     let failed = format!("http://{closed}/gone");
     assert_eq!(get(proxy.addr, &page, "").status, 200);
@@ -115,12 +116,13 @@ fn the_cdx_equals_pywbs_own_index_and_warctools_converts_the_files() {
     origin.ok("/", "text/html", b"<p>home</p>");
     origin.ok("/Dir/./Page?b=2&a=1", "text/html", b"<p>page</p>");
     origin.ok("/img.png", "image/png", &incompressible(3000, 7));
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     for gzip in ["true", "false"] {
         let proxy = Proxy::start(&["--workers", "1", "--arc-gzip", gzip]);
+        // Taken once liveweb listens, so it cannot be liveweb's own port (a loop).
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         for path in ["/", "/Dir/./Page?b=2&a=1", "/img.png"] {
             assert_eq!(get(proxy.addr, &origin.url(path), "").status, 200);
         }

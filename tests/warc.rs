@@ -67,11 +67,12 @@ fn warc_records_hits_and_the_index() {
                 .to_vec(),
         ),
     );
+    let proxy = Proxy::start(&["--workers", "1", "--format", "warc"]);
+    // Taken once liveweb listens, so it cannot be liveweb's own port (that would be a loop).
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = Proxy::start(&["--workers", "1", "--format", "warc"]);
     let url = origin.url("/page.html");
     let miss = get(proxy.addr, &url, "");
     assert_eq!(miss.status, 200);

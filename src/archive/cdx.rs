@@ -171,6 +171,16 @@ pub fn payload_digest(payload: &[u8]) -> String {
     base32_sha1(http_body(payload))
 }
 
+/// A SHA-1 digest in base32, the form CDX files and WARC headers use.
+pub fn base32(digest: &[u8]) -> String {
+    BASE32.encode(digest)
+}
+
+/// Where `payload_digest` starts digesting `payload`: after its first head (0 without one).
+pub fn body_offset(payload: &[u8]) -> usize {
+    body_start(payload).unwrap_or(0)
+}
+
 /// base32 SHA-1, the digest form of CDX files and (after `sha1:`) of WARC headers.
 pub fn base32_sha1(data: &[u8]) -> String {
     BASE32.encode(&Sha1::digest(data))

@@ -7,6 +7,7 @@ mod compressibility;
 mod fault;
 pub mod files;
 pub mod format;
+pub mod from_file;
 pub mod handoff;
 mod layout;
 mod open_arc;

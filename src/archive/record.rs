@@ -142,7 +142,7 @@ impl OneShot {
 /// The gzip extra subfield (RFC 1952 2.3.1.1: id `L` `W`, no data) that marks a record
 /// fetched for a request carrying credentials: it must never answer another request, after
 /// a restart too. Readers skip extra fields, so the member stays an ordinary gzip member.
-const PRIVATE_SUBFIELD: [u8; 4] = [b'L', b'W', 0, 0];
+pub(crate) const PRIVATE_SUBFIELD: [u8; 4] = [b'L', b'W', 0, 0];
 /// Bits of a gzip header's flags byte (RFC 1952 2.3.1).
 const FTEXT: u8 = 0x01;
 const FEXTRA: u8 = 0x04;

@@ -16,13 +16,15 @@ use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 
+use monoio::buf::{IoBuf, IoBufMut};
+
 use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
 use super::layout::{fitting, plan, Ending, Pad};
 use super::open_arc::{seal_in_background, FileMaker, OpenArc};
-use super::record::{pad_member, Codec};
+use super::record::{pad_member, Codec, MIN_PAD};
 use super::space::SpaceMonitor;
 use crate::error::Error;
 
@@ -93,9 +95,24 @@ pub struct Appended {
     pub padded: Option<Bytes>,
 }
 
+/// A record whose member is in a file of its own (a big response, encoded from the file it
+/// spilled to): copied into the archive in bounded chunks.
+pub struct AppendFileRecord {
+    pub member: std::fs::File,
+    pub len: u64,
+    pub cdx: CdxEntry,
+}
+
+/// Bytes of a file member copied per write.
+const FILE_CHUNK: usize = 1 << 20;
+
 enum Command {
     Append {
         record: AppendRecord,
+        done: oneshot::Sender<Result<Appended, Error>>,
+    },
+    AppendFile {
+        record: AppendFileRecord,
         done: oneshot::Sender<Result<Appended, Error>>,
     },
     Close(oneshot::Sender<()>),
@@ -147,6 +164,17 @@ impl ArcWriter {
             .unwrap_or_else(|_| Err(Error::Storage("archive writer has stopped".into())))
     }
 
+    /// Appends a record whose member is in a file; resolves once it is written (and durable
+    /// under `--fsync always`). The member never sits whole in memory.
+    pub async fn append_file(&self, record: AppendFileRecord) -> Result<Appended, Error> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .unbounded_send(Command::AppendFile { record, done })
+            .map_err(|_| Error::Storage("archive writer has stopped".into()))?;
+        wait.await
+            .unwrap_or_else(|_| Err(Error::Storage("archive writer has stopped".into())))
+    }
+
     /// Seals the open file (and waits for every seal in progress), then stops the writer.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
@@ -187,6 +215,15 @@ impl Writer {
                     Command::Append { record, done } => {
                         bytes += record.member.len();
                         batch.push((record, done));
+                    }
+                    Command::AppendFile { record, done } => {
+                        // The records before it first, then it alone.
+                        if !batch.is_empty() {
+                            self.append_batch(std::mem::take(&mut batch)).await;
+                            bytes = 0;
+                        }
+                        let result = self.append_file(record).await;
+                        let _ = done.send(result);
                     }
                     Command::Close(done) => {
                         closing = Some(done);
@@ -320,6 +357,157 @@ impl Writer {
                 self.seal_open().await;
             }
         }
+    }
+
+    /// Appends one file member (`AppendFileRecord`), rolling first if it does not fit.
+    async fn append_file(&mut self, record: AppendFileRecord) -> Result<Appended, Error> {
+        if self.space.is_paused() {
+            return Err(Error::Storage("disk full, archiving paused".into()));
+        }
+        let (used, empty) = match &self.open {
+            Some(o) => (o.logical, o.entries.is_empty()),
+            None => (0, true),
+        };
+        let len =
+            usize::try_from(record.len).map_err(|_| Error::Storage("record too big".into()))?;
+        if fitting(used, empty, [len], self.config.max_size) == 0 {
+            self.seal_open().await;
+        }
+        let before = self.open.as_ref().map_or(0, |o| o.logical);
+        let result = match self.write_file_member(&record).await {
+            Ok(loc) if self.config.fsync == FsyncPolicy::Always => {
+                self.sync_group(before).await.map(|()| loc)
+            }
+            other => other,
+        };
+        let loc = match result {
+            Ok(loc) => loc,
+            Err(e) => {
+                let w = self.config.worker;
+                log::error!("worker {w} archive write failed: {e}");
+                if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+                    self.space.disk_full(record.len + 2 * BLOCK as u64);
+                }
+                return Err(Error::Storage(e.to_string()));
+            }
+        };
+        self.config.stats.appended(1, loc.len);
+        if let Some(open) = self.open.as_mut() {
+            open.last_append = Instant::now();
+            let mut entry = record.cdx;
+            entry.offset = loc.offset;
+            let gzip = matches!(self.config.codec, Codec::Gzip(_));
+            entry.length = super::cdx::cdx_length(loc.len, gzip);
+            open.entries.push(entry);
+            let name = open.path.file_name().map(|n| n.to_string_lossy());
+            let file = name.as_deref().map(|n| (n, open.logical));
+            self.config.stats.set_open(self.config.worker, file);
+        }
+        let full = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.logical >= self.config.max_size);
+        if full {
+            self.seal_open().await;
+        }
+        Ok(Appended { loc, padded: None })
+    }
+
+    /// Copies a file member after the current end, `FILE_CHUNK` at a time: each write carries
+    /// the kept partial block and the whole blocks that follow; the last one ends as
+    /// `write_group`'s do (padded to a block boundary under `--fsync always`, the member's
+    /// gzip header grown in its first chunk, since the padding needed is known from the
+    /// member's length before anything is written).
+    async fn write_file_member(&mut self, record: &AppendFileRecord) -> io::Result<RecordLoc> {
+        if self.open.is_none() {
+            self.open = Some(self.maker.open_next(&self.files).await?);
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Err(io::Error::other("no open ARC file"));
+        };
+        let header = (open.logical == 0).then(|| {
+            self.config
+                .format
+                .first_record(self.config.codec, &open.name)
+        });
+        let header_len = header.as_ref().map_or(0, Vec::len);
+        let len = record.len as usize;
+        let ending = match (self.config.fsync, self.config.codec) {
+            (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,
+            (FsyncPolicy::Always, Codec::Gzip(_)) => Ending::PadMember,
+            _ => Ending::Partial,
+        };
+        let layout = plan(open.tail_start, open.tail.len(), header_len, &[len], ending);
+        let offset = layout.offsets.first().copied().unwrap_or(open.tail_start);
+        let member = monoio::fs::File::from_std(record.member.try_clone()?)?;
+        let mut buf = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| AlignedBuf::with_capacity(FILE_CHUNK + 2 * BLOCK))
+            .reserve_total(FILE_CHUNK + 3 * BLOCK + MIN_PAD + BLOCK);
+        buf.clear();
+        buf.extend_from_slice(&open.tail);
+        if let Some(h) = &header {
+            buf.extend_from_slice(h);
+        }
+        let mut write_at = open.tail_start;
+        let mut pos = 0usize;
+        let mut member_len = len;
+        let mut chunk = Vec::new();
+        while pos < len {
+            let want = (len - pos).min(FILE_CHUNK);
+            chunk.clear();
+            chunk.reserve(want);
+            // Bounded by a slice: a read fills a Vec up to its capacity, not its length.
+            let slice = std::mem::take(&mut chunk).slice_mut(0..want);
+            let (read, back) = member.read_exact_at(slice, pos as u64).await;
+            chunk = back.into_inner();
+            read?;
+            let grown = match layout.pad {
+                Pad::Member(grow) if pos == 0 => pad_member(&chunk, grow),
+                _ => None,
+            };
+            if let Some(g) = &grown {
+                member_len += g.len() - chunk.len();
+            }
+            buf.extend_from_slice(grown.as_deref().unwrap_or(&chunk));
+            pos += want;
+            if pos < len {
+                // Whole blocks out; the partial one stays for the next chunk.
+                let whole = buf.len() / BLOCK * BLOCK;
+                let (written, back) = open.file.write_all_at(buf.slice(0..whole), write_at).await;
+                buf = back.into_inner();
+                written?;
+                self.space.wrote(whole as u64);
+                let rest = buf.as_slice()[whole..].to_vec();
+                buf.clear();
+                buf.extend_from_slice(&rest);
+                write_at += whole as u64;
+            }
+        }
+        if let Pad::BlankLines(n) = layout.pad {
+            buf.extend_from_slice(&[b'\n'; BLOCK][..n]);
+        }
+        let data_len = buf.len();
+        let keep_from = data_len / BLOCK * BLOCK;
+        buf.pad_to_block();
+        self.space.wrote(buf.len() as u64);
+        let (written, buf) = open.file.write_all_at(buf, write_at).await;
+        let outcome = written.map(|()| {
+            open.tail = buf.as_slice()[keep_from..data_len].to_vec();
+            open.logical = write_at + data_len as u64;
+            open.tail_start = write_at + keep_from as u64;
+            open.dirty = true;
+            RecordLoc {
+                file_id: open.id,
+                offset,
+                len: member_len as u64,
+            }
+        });
+        if buf.capacity() <= 8 << 20 {
+            self.scratch = Some(buf);
+        }
+        outcome
     }
 
     /// Under `--fsync always`, makes the group just written durable before anyone is told.

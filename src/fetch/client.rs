@@ -29,8 +29,12 @@ pub struct FetchLimits {
 /// A complete origin response.
 #[derive(Debug)]
 pub struct Fetched {
-    /// Status line, headers and body exactly as received (chunked framing kept).
+    /// Status line, headers and body exactly as received (chunked framing kept); when the
+    /// response spilled to disk, its heads only.
     pub raw: Vec<u8>,
+    /// The whole response as received, when it was too big to keep in memory
+    /// (`--spill-threshold`).
+    pub spill: Option<super::spill::Spill>,
     pub head: ResponseHead,
     /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
     pub body_start: usize,
@@ -122,7 +126,17 @@ async fn fetch_inner(
         if let Some(tap) = tap {
             tap.set_upstream(ip);
         }
-        match exchange(stream, request.clone(), limits, deadline, tap, true).await {
+        match exchange(
+            stream,
+            request.clone(),
+            limits,
+            deadline,
+            tap,
+            true,
+            up.spill,
+        )
+        .await
+        {
             Ok(done) => return finish(done, up.pool, url, identity, ip, limits, request),
             Err((_, false)) => {}
             Err((error, true)) => {
@@ -147,6 +161,7 @@ async fn fetch_inner(
         deadline,
         tap,
         false,
+        up.spill,
     ))
     .await
     {
@@ -185,6 +200,7 @@ fn finish(
     }
     Ok(Fetched {
         raw: done.raw,
+        spill: done.spill,
         head: done.head,
         body_start: done.body_start,
         ip,
@@ -210,6 +226,7 @@ mod tests {
             raw: raw.to_vec(),
             head: tracker.take_head().unwrap(),
             body_start,
+            spill: None,
             ip: IpAddr::from([127, 0, 0, 1]),
             request: bytes::Bytes::new(),
         }

@@ -35,6 +35,8 @@ pub struct Upstream<'a> {
     pub bad_hosts: &'a BadHosts,
     /// The address liveweb itself listens on (once bound): never an upstream.
     pub own_listen: Option<SocketAddr>,
+    /// Where responses too big for memory go as they arrive (`None`: kept in memory).
+    pub spill: Option<&'a super::spill::SpillTo>,
 }
 
 /// A connection to the origin of `url`: TCP, then TLS for `https` (within the connect

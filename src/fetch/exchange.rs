@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::client::FetchLimits;
 use super::origin_conn::OriginConn;
+use super::spill::{Spill, SpillTo};
 use super::tap::Tap;
 use crate::error::Error;
 use crate::http::response::{Framing, ResponseHead, ResponseTracker};
@@ -52,7 +53,10 @@ impl Drop for ReadBuf {
 
 /// What one request on one connection gave.
 pub(super) struct Exchanged {
+    /// The response as received; when it spilled, only its heads (the rest is in `spill`).
     pub(super) raw: Vec<u8>,
+    /// The whole response, on disk, when it outgrew `SpillTo::threshold`.
+    pub(super) spill: Option<Spill>,
     pub(super) head: ResponseHead,
     /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
     pub(super) body_start: usize,
@@ -79,6 +83,7 @@ pub(super) async fn exchange(
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
     reused: bool,
+    spill_to: Option<&SpillTo>,
 ) -> Result<Exchanged, (Error, bool)> {
     let write = monoio::time::timeout(limits.read_timeout, stream.write_all(request)).await;
     match write {
@@ -87,17 +92,37 @@ pub(super) async fn exchange(
         Ok((Ok(_), _)) => {}
     }
     let mut started = false;
-    let read = read_response(&mut stream, limits, deadline, tap, reused, &mut started);
-    let (raw, (head, body_start), archivable, clean_end) = read.await.map_err(|e| (e, started))?;
+    let read = read_response(
+        &mut stream,
+        limits,
+        deadline,
+        tap,
+        reused,
+        spill_to,
+        &mut started,
+    );
+    let got = read.await.map_err(|e| (e, started))?;
+    let (head, body_start) = got.head;
     let reusable =
-        (clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
+        (got.clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
     Ok(Exchanged {
-        raw,
+        raw: got.raw,
+        spill: got.spill,
+        archivable: got.archivable,
         head,
         body_start,
-        archivable,
         reusable,
     })
+}
+
+/// A response read to its end.
+struct Received {
+    raw: Vec<u8>,
+    spill: Option<Spill>,
+    head: (ResponseHead, usize),
+    archivable: bool,
+    /// Nothing came after the response in its last read.
+    clean_end: bool,
 }
 
 /// Reads until the response is complete by its framing. With a tap, every byte is also
@@ -110,14 +135,16 @@ async fn read_response(
     deadline: Instant,
     tap: Option<&Rc<Tap>>,
     reused: bool,
+    spill_to: Option<&SpillTo>,
     started: &mut bool,
-) -> Result<(Vec<u8>, (ResponseHead, usize), bool, bool), Error> {
+) -> Result<Received, Error> {
     // Whether any byte went to the tap: once one has, a failure is final (the client has
     // seen part of this answer).
     let mut handed_on = false;
     // Sized once the head tells the length (see below), so a small response does not hold
     // a 64 KiB allocation on its way to the archive.
     let mut raw: Vec<u8> = Vec::new();
+    let mut spill: Option<Spill> = None;
     let mut tracker = ResponseTracker::new();
     let mut archivable = true;
     let mut spare = ReadBuf::take();
@@ -139,7 +166,13 @@ async fn read_response(
         *buf = slice.into_inner();
         let n = match res {
             Ok(0) if tracker.complete_at_close() => {
-                return Ok((raw, final_head(&mut tracker)?, archivable, false));
+                return Ok(Received {
+                    raw,
+                    spill,
+                    head: final_head(&mut tracker)?,
+                    archivable,
+                    clean_end: false,
+                });
             }
             Ok(0) if !tracker.started() => {
                 return Err(Error::Dropped("origin closed without responding".into()))
@@ -186,10 +219,36 @@ async fn read_response(
             handed_on = true;
         }
         if archivable {
-            if raw.capacity() == 0 {
-                reserve_for_length(&mut raw, &tracker, limits.max_body);
+            let head_len = tracker.head_len();
+            let outgrows = |threshold: u64| (raw.len() + take) as u64 > threshold;
+            match (&mut spill, spill_to, head_len) {
+                (None, Some(to), Some(head_len)) if outgrows(to.threshold) => {
+                    // Too big for memory: everything so far, and the rest as it comes, goes
+                    // to disk; only the heads stay (the store reads the response's facts
+                    // from them).
+                    let mut s = Spill::create(&to.dir).await.map_err(storage)?;
+                    let (written, mut kept) = s.append(std::mem::take(&mut raw), usize::MAX).await;
+                    written.map_err(storage)?;
+                    kept.truncate(head_len);
+                    kept.shrink_to_fit();
+                    raw = kept;
+                    let (written, back) = s.append(std::mem::take(buf), take).await;
+                    *buf = back;
+                    written.map_err(storage)?;
+                    spill = Some(s);
+                }
+                (Some(s), _, _) => {
+                    let (written, back) = s.append(std::mem::take(buf), take).await;
+                    *buf = back;
+                    written.map_err(storage)?;
+                }
+                _ => {
+                    if raw.capacity() == 0 {
+                        reserve_for_length(&mut raw, &tracker, limits.max_body);
+                    }
+                    raw.extend_from_slice(&buf[..take]);
+                }
             }
-            raw.extend_from_slice(&buf[..take]);
         }
         if tracker.head().is_some() && tracker.body_len() > limits.max_body {
             if tap.is_none() {
@@ -198,12 +257,24 @@ async fn read_response(
             // The client still gets it whole; the archive does not.
             archivable = false;
             raw = Vec::new();
+            spill = None;
         }
         if let Some(end) = end {
             // Bytes past the end mean the origin misbehaved: do not reuse the connection.
-            return Ok((raw, final_head(&mut tracker)?, archivable, end == n));
+            return Ok(Received {
+                raw,
+                spill,
+                head: final_head(&mut tracker)?,
+                archivable,
+                clean_end: end == n,
+            });
         }
     }
+}
+
+/// Our own disk failed while a response spilled to it.
+fn storage(e: std::io::Error) -> Error {
+    Error::Storage(e.to_string())
 }
 
 /// The complete response's final head, and where its body starts.

@@ -11,6 +11,7 @@ mod exchange;
 pub mod origin_conn;
 pub mod pool;
 pub mod request;
+pub mod spill;
 pub mod tap;
 pub mod tls;
 

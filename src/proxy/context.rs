@@ -258,6 +258,7 @@ impl WorkerCtx {
             tls: &self.shared.upstream_tls,
             bad_hosts: &self.shared.bad_hosts,
             own_listen: self.shared.own_listen.get().copied(),
+            spill: Some(&self.spill),
         }
     }
 }
@@ -300,4 +301,6 @@ pub struct WorkerCtx {
     pub access: crate::admin::access_log::WorkerBuffer,
     /// Fetch tasks still running (shutdown waits for them).
     pub fetches: FetchTasks,
+    /// Where this worker's big responses spill to disk.
+    pub spill: crate::fetch::spill::SpillTo,
 }

@@ -15,6 +15,7 @@ use crate::archive::cdx::{
 use crate::archive::format::Format;
 use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::warc;
+use crate::archive::writer::AppendFileRecord;
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
 use crate::error::Error;
@@ -46,12 +47,17 @@ pub async fn store_response(
 async fn archive_response(
     ctx: &Rc<WorkerCtx>,
     url: &TargetUrl,
-    fetched: Fetched,
+    mut fetched: Fetched,
     facts: &ResponseFacts,
     request: &[Header],
     forward: bool,
 ) -> Outcome {
     let config = &ctx.shared.config;
+    let spill = fetched.spill.take();
+    if let (Some(spill), Format::Warc) = (&spill, config.format) {
+        // WARC records of spilled responses are still encoded in memory.
+        fetched.raw = read_whole(spill).await?;
+    }
     let mut reuse = reuse_for(
         fetched.head.status,
         facts,
@@ -87,7 +93,9 @@ async fn archive_response(
                 Some(fetched.ip),
                 &date.arc14(),
                 &mime,
-                fetched.raw.len(),
+                spill
+                    .as_ref()
+                    .map_or(fetched.raw.len(), |s| s.len() as usize),
             ),
             payload: fetched.raw,
         },
@@ -102,6 +110,23 @@ async fn archive_response(
     // A record fetched with credentials is marked private in the archive itself, so a
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
+    if let (Some(spill), Draft::Arc { header, payload }) = (spill, &draft) {
+        let spilled = Spilled {
+            header: header.clone(),
+            digest_from: crate::archive::cdx::body_offset(payload) as u64,
+            spill,
+            private,
+        };
+        let (member, digest) = encode_spilled(ctx, spilled).await?;
+        let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, digest);
+        cdx.private = private;
+        let record = AppendFileRecord {
+            len: member.len,
+            member: member.file,
+            cdx,
+        };
+        return append_file(ctx, record, status, config.ttl, reuse).await;
+    }
     let encoded = encode(draft, config.codec(), private).await?;
     let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
     cdx.private = private;
@@ -152,6 +177,84 @@ pub async fn store_revalidation(
     });
     let member = ctx.hot.borrow().get(&record.loc);
     Ok(Delivery { record, member })
+}
+
+/// A spilled response on its way into a record.
+struct Spilled {
+    header: String,
+    /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
+    digest_from: u64,
+    spill: crate::fetch::spill::Spill,
+    private: bool,
+}
+
+/// Encodes a spilled response's record into a file of its own, on the blocking pool, in
+/// bounded memory (`archive::from_file`).
+async fn encode_spilled(
+    ctx: &Rc<WorkerCtx>,
+    s: Spilled,
+) -> Result<(crate::archive::from_file::FileMember, String), Error> {
+    let storage = |e: std::io::Error| Error::Storage(e.to_string());
+    let payload = s.spill.reader().map_err(storage)?;
+    let len = s.spill.len();
+    let codec = ctx.shared.config.codec();
+    let dir = ctx.spill.dir.clone();
+    let encoded = monoio::spawn_blocking(move || {
+        crate::archive::from_file::encode_file_record(
+            s.header.as_bytes(),
+            &payload,
+            len,
+            s.digest_from,
+            codec,
+            s.private,
+            &dir,
+        )
+    })
+    .await
+    .map_err(|_| Error::Internal("compression task was cancelled"))?
+    .map_err(storage)?;
+    let digest = encoded.digest.clone();
+    Ok((encoded, digest))
+}
+
+/// A spilled response read back whole (WARC records are still encoded in memory).
+async fn read_whole(spill: &crate::fetch::spill::Spill) -> Result<Vec<u8>, Error> {
+    let storage = |e: std::io::Error| Error::Storage(e.to_string());
+    let file = spill.reader().map_err(storage)?;
+    let len = spill.len() as usize;
+    monoio::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut all = vec![0u8; len];
+        file.read_exact_at(&mut all, 0).map(|()| all)
+    })
+    .await
+    .map_err(|_| Error::Internal("read task was cancelled"))?
+    .map_err(storage)
+}
+
+/// Appends a record whose member is in a file; it is not kept in memory for the reply
+/// (replies read it from the archive, as hits do).
+async fn append_file(
+    ctx: &Rc<WorkerCtx>,
+    record: AppendFileRecord,
+    status: RecordStatus,
+    ttl: Duration,
+    reuse: Reuse,
+) -> Outcome {
+    let appended = ctx.writer.append_file(record).await?;
+    let now = Instant::now();
+    let record = Arc::new(StoredRecord {
+        loc: appended.loc,
+        status,
+        expires_at: now + ttl,
+        stored_at: now,
+        reuse: Some(Box::new(reuse)),
+        unconfirmed: Default::default(),
+    });
+    Ok(Delivery {
+        record,
+        member: None,
+    })
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.

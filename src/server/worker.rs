@@ -137,6 +137,10 @@ async fn serve(setup: WorkerSetup) {
         writer: writer.clone(),
         access: Default::default(),
         fetches: Default::default(),
+        spill: crate::fetch::spill::SpillTo {
+            dir: config.data_dir.join(id.to_string()),
+            threshold: config.spill_threshold,
+        },
     });
     if shared.access_log.is_some() {
         // Lines reach the file within a second even when traffic is light.
