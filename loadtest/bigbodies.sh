@@ -56,6 +56,14 @@ get() { # mode url
   curl -s -o /dev/null -w '%{http_code} %{size_download}\n' -x "http://$LW_ADDR" -H "X-Liveweb-Mode: $1" "$2"
 }
 
+# `mode n`: big1..bign at once in that mode (waits for those clients only: a bare `wait`
+# would wait for the origin too).
+many() {
+  local pids=()
+  for i in $(seq 1 "$2"); do get "$1" "$ORIGIN/big$i.bin" > /dev/null & pids+=($!); done
+  wait "${pids[@]}"
+}
+
 fresh a
 t0=$(date +%s.%N); get forward "$ORIGIN/big0.bin" > /dev/null
 report "1 forward-mode miss" "$(since "$t0")"
@@ -68,20 +76,20 @@ stop
 
 fresh c
 t0=$(date +%s.%N)
-for i in $(seq 1 "$N"); do get forward "$ORIGIN/big$i.bin" > /dev/null & done; wait
+many forward "$N"
 report "$N concurrent forward misses" "$(since "$t0")"
 stop
 
 fresh d
 t0=$(date +%s.%N)
-for i in $(seq 1 $((2 * N))); do get liveweb "$ORIGIN/big$i.bin" > /dev/null & done; wait
+many liveweb $((2 * N))
 report "$((2 * N)) concurrent liveweb-mode misses" "$(since "$t0")"
 stop
 
 # The records of case d are on disk: after a restart each is a cold hit.
 fresh d
 t0=$(date +%s.%N)
-for i in $(seq 1 $((2 * N))); do get liveweb "$ORIGIN/big$i.bin" > /dev/null & done; wait
+many liveweb $((2 * N))
 report "$((2 * N)) concurrent liveweb-mode cold hits" "$(since "$t0")"
 stop
 
