@@ -84,3 +84,47 @@ fn a_48_mb_body_is_archived_whole_in_bounded_memory_in_both_shapes() {
         proxy.finish();
     }
 }
+
+/// A forward-mode client that stops reading does not hold up the fetch: the response spills
+/// to disk at the origin's pace and is archived, a second client for the same URL gets it
+/// from the store at once, and the first one, reading again, gets every byte.
+#[test]
+fn a_stalled_client_holds_up_nobody_else() {
+    use std::io::Read;
+    let origin = Origin::start();
+    let body = incompressible(12 << 20, 5);
+    origin.ok("/shared", "application/octet-stream", &body);
+    let proxy = Proxy::start(&["--workers", "1", "--mode", "forward"]);
+    let url = origin.url("/shared");
+    // The first client reads the head and a little, then stops.
+    let mut stalled = connect(proxy.addr);
+    stalled
+        .get_mut()
+        .write_all(format!("GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut first = [0u8; 1024];
+    stalled.read_exact(&mut first).unwrap();
+    // The second one is answered whole while the first still does not read.
+    let started = std::time::Instant::now();
+    let mut conn = connect(proxy.addr);
+    conn.get_mut()
+        .write_all(format!("GET {url} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let (second, _) = read_any_reply(&mut conn, false);
+    assert_eq!(second.status, 200);
+    assert!(second.body == body, "the second client gets the whole body");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the second client waited {:?}",
+        started.elapsed()
+    );
+    // The first one, reading again, gets the rest.
+    let mut rest = Vec::new();
+    stalled.read_to_end(&mut rest).unwrap();
+    let mut whole = first.to_vec();
+    whole.extend_from_slice(&rest);
+    let split = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(whole[split..] == body[..], "the stalled client's body");
+    assert_eq!(origin.hits("/shared"), 1);
+    proxy.finish();
+}

@@ -145,6 +145,8 @@ async fn read_response(
     // a 64 KiB allocation on its way to the archive.
     let mut raw: Vec<u8> = Vec::new();
     let mut spill: Option<Spill> = None;
+    // The tap's client reads the response from the spill file, not from memory.
+    let mut tap_reads_spill = false;
     let mut tracker = ResponseTracker::new();
     let mut archivable = true;
     let mut spare = ReadBuf::take();
@@ -214,8 +216,10 @@ async fn read_response(
                 "the origin answered more than once to one request on a reused connection".into(),
             ));
         }
-        if let Some(tap) = tap {
-            tap.push(&buf[..take], end.is_some()).await;
+        let last = end.is_some();
+        // Once the response spills, its client reads it from the spill file (below).
+        if let (Some(tap), false) = (tap, tap_reads_spill) {
+            tap.push(&buf[..take], last).await;
             handed_on = true;
         }
         if archivable {
@@ -235,12 +239,22 @@ async fn read_response(
                     let (written, back) = s.append(std::mem::take(buf), take).await;
                     *buf = back;
                     written.map_err(storage)?;
+                    if let Some(tap) = tap {
+                        // What it has is in memory; the rest it reads from the file.
+                        let file = s.reader().and_then(monoio::fs::File::from_std);
+                        tap.spill_to(file.map_err(storage)?, s.len());
+                        tap_reads_spill = true;
+                    }
                     spill = Some(s);
                 }
                 (Some(s), _, _) => {
                     let (written, back) = s.append(std::mem::take(buf), take).await;
                     *buf = back;
                     written.map_err(storage)?;
+                    if let (Some(tap), true) = (tap, tap_reads_spill) {
+                        tap.spilled(take as u64, last);
+                        handed_on = true;
+                    }
                 }
                 _ => {
                     if raw.capacity() == 0 {
@@ -258,6 +272,11 @@ async fn read_response(
             archivable = false;
             raw = Vec::new();
             spill = None;
+            if let (Some(tap), true) = (tap, tap_reads_spill) {
+                // The client reads what the file has, then gets the rest from memory.
+                tap.unspill();
+                tap_reads_spill = false;
+            }
         }
         if let Some(end) = end {
             // Bytes past the end mean the origin misbehaved: do not reuse the connection.

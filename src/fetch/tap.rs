@@ -1,7 +1,9 @@
 //! A tap on a fetch in progress: the fetcher pushes the response bytes as they arrive and the
 //! client that caused the fetch (on the same worker) takes them to stream its reply, so the
 //! first byte reaches it about when the origin's arrives. When the client falls behind, the
-//! fetcher waits (bounded buffering); when the client is gone, nothing waits. The piece that
+//! fetcher waits (bounded buffering in memory); when the client is gone, nothing waits. Once
+//! the response spills to disk, the client reads it from the spill file at its own pace and
+//! the fetcher never waits for it. The piece that
 //! completes the response is held back until the tap is closed: the fetcher closes it once
 //! the record is written, so a reply never completes before its record exists (and never
 //! completes at all if the record could not be written). A small response, whole in one
@@ -15,11 +17,15 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+use monoio::buf::IoBufMut;
 
 use crate::error::Error;
 
-/// Most bytes buffered for a slow client before the fetcher waits.
+/// Most bytes buffered in memory for a slow client before the fetcher waits.
 const MAX_BUFFERED: usize = 4 << 20;
+
+/// Bytes read from a spill file per chunk handed to the client.
+const FILE_PIECE: usize = 256 << 10;
 
 /// What the client takes next.
 pub enum TapItem {
@@ -28,11 +34,27 @@ pub enum TapItem {
     End(Result<(), Error>),
 }
 
+/// Bytes waiting for the client, in order.
+enum Segment {
+    Memory(Bytes),
+    /// A stretch of the file the response spilled to: `from..to` is still to be read, of
+    /// which the last `held` bytes only once the tap closes (see `Tap::close`). `open`: the
+    /// fetcher may still append to it.
+    File {
+        file: Rc<monoio::fs::File>,
+        from: u64,
+        to: u64,
+        held: u64,
+        open: bool,
+    },
+}
+
 #[derive(Default)]
 struct Inner {
-    chunks: VecDeque<Bytes>,
+    segments: VecDeque<Segment>,
     /// The piece that completed the response, given to the reader only by the close.
     held: Option<Bytes>,
+    /// Bytes in memory segments: what a slow client makes the fetcher wait on.
     buffered: usize,
     end: Option<Result<(), Error>>,
     /// The client waiting for bytes.
@@ -41,6 +63,33 @@ struct Inner {
     writer: Option<Waker>,
     /// The origin address, once connected.
     upstream: Option<IpAddr>,
+}
+
+impl Inner {
+    fn wake_reader(&mut self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// The open file segment, if the response is spilling.
+    fn open_file(&mut self) -> Option<(&mut u64, &mut u64)> {
+        match self.segments.back_mut() {
+            Some(Segment::File {
+                to,
+                held,
+                open: true,
+                ..
+            }) => Some((to, held)),
+            _ => None,
+        }
+    }
+}
+
+/// What the reader does next, decided under the borrow and done after it.
+enum Next {
+    Item(TapItem),
+    Read(Rc<monoio::fs::File>, u64, usize),
 }
 
 /// Shared by the fetch task and one client on the same worker.
@@ -55,7 +104,7 @@ impl Tap {
     }
 
     /// Adds response bytes (`last`: they complete the response); waits while a live client
-    /// has too much unread.
+    /// has too much unread in memory.
     pub async fn push(self: &Rc<Self>, data: &[u8], last: bool) {
         if data.is_empty() {
             return;
@@ -78,11 +127,42 @@ impl Tap {
             if last {
                 inner.held = Some(piece);
             } else {
-                inner.chunks.push_back(piece);
-                if let Some(w) = inner.reader.take() {
-                    w.wake();
-                }
+                inner.segments.push_back(Segment::Memory(piece));
+                inner.wake_reader();
             }
+        }
+    }
+
+    /// From now on the response's bytes are in `file` (the spill, a descriptor of the
+    /// tap's own) from offset `at` on: the fetcher reports them with `spilled` and never
+    /// waits for the client, who reads them from the file at its own pace.
+    pub fn spill_to(&self, file: monoio::fs::File, at: u64) {
+        let mut inner = self.inner.borrow_mut();
+        inner.segments.push_back(Segment::File {
+            file: Rc::new(file),
+            from: at,
+            to: at,
+            held: 0,
+            open: true,
+        });
+    }
+
+    /// The spill file now holds `n` more bytes (`last`: they complete the response).
+    pub fn spilled(&self, n: u64, last: bool) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some((to, held)) = inner.open_file() {
+            *to += n;
+            *held = if last { n } else { 0 };
+            inner.wake_reader();
+        }
+    }
+
+    /// The response no longer goes to the spill file (it outgrew `--max-body`): what is in
+    /// the file is read, then bytes pushed from now on.
+    pub fn unspill(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if let Some(Segment::File { open, .. }) = inner.segments.back_mut() {
+            *open = false;
         }
     }
 
@@ -109,43 +189,91 @@ impl Tap {
     pub fn close(&self, end: Result<(), Error>) {
         let mut inner = self.inner.borrow_mut();
         if inner.end.is_none() {
+            // An origin's failure leaves the reply incomplete anyway; a record that could not
+            // be written must not let it complete.
+            let unarchived = end
+                .as_ref()
+                .is_err_and(|e| e.side() != crate::error::Side::Upstream);
             if let Some(last) = inner.held.take() {
-                // An origin's failure leaves the reply incomplete anyway; a record that could
-                // not be written must not let it complete.
-                let unarchived = end
-                    .as_ref()
-                    .is_err_and(|e| e.side() != crate::error::Side::Upstream);
                 if unarchived {
                     inner.buffered -= last.len();
                 } else {
-                    inner.chunks.push_back(last);
+                    inner.segments.push_back(Segment::Memory(last));
+                }
+            }
+            for segment in inner.segments.iter_mut() {
+                if let Segment::File { to, held, open, .. } = segment {
+                    if unarchived {
+                        *to -= *held;
+                    }
+                    *held = 0;
+                    *open = false;
                 }
             }
             inner.end = Some(end);
         }
-        if let Some(w) = inner.reader.take() {
-            w.wake();
-        }
+        inner.wake_reader();
     }
 
     /// The next chunk, or the end.
     pub async fn next(&self) -> TapItem {
-        poll_fn(|cx| {
+        let next = poll_fn(|cx| {
             let mut inner = self.inner.borrow_mut();
-            if let Some(chunk) = inner.chunks.pop_front() {
-                inner.buffered -= chunk.len();
-                if let Some(w) = inner.writer.take() {
-                    w.wake();
+            loop {
+                match inner.segments.front_mut() {
+                    Some(Segment::Memory(chunk)) => {
+                        let chunk = std::mem::take(chunk);
+                        inner.segments.pop_front();
+                        inner.buffered -= chunk.len();
+                        if let Some(w) = inner.writer.take() {
+                            w.wake();
+                        }
+                        return Poll::Ready(Next::Item(TapItem::Chunk(chunk)));
+                    }
+                    Some(Segment::File {
+                        file,
+                        from,
+                        to,
+                        held,
+                        open,
+                    }) => {
+                        let readable = to.saturating_sub(*held);
+                        if *from < readable {
+                            let n = (readable - *from).min(FILE_PIECE as u64) as usize;
+                            let at = *from;
+                            *from += n as u64;
+                            return Poll::Ready(Next::Read(file.clone(), at, n));
+                        }
+                        if *open {
+                            break;
+                        }
+                        inner.segments.pop_front();
+                    }
+                    None => {
+                        if let Some(end) = &inner.end {
+                            return Poll::Ready(Next::Item(TapItem::End(end.clone())));
+                        }
+                        break;
+                    }
                 }
-                return Poll::Ready(TapItem::Chunk(chunk));
-            }
-            if let Some(end) = &inner.end {
-                return Poll::Ready(TapItem::End(end.clone()));
             }
             inner.reader = Some(cx.waker().clone());
             Poll::Pending
         })
-        .await
+        .await;
+        match next {
+            Next::Item(item) => item,
+            Next::Read(file, at, n) => {
+                let buf = Vec::with_capacity(n).slice_mut(0..n);
+                let (read, buf) = file.read_exact_at(buf, at).await;
+                match read {
+                    Ok(()) => TapItem::Chunk(Bytes::from(buf.into_inner())),
+                    Err(e) => TapItem::End(Err(Error::Storage(format!(
+                        "reading the spilled response: {e}"
+                    )))),
+                }
+            }
+        }
     }
 }
 
@@ -161,7 +289,7 @@ impl TapReader {
 impl Drop for TapReader {
     fn drop(&mut self) {
         let mut inner = self.0.inner.borrow_mut();
-        inner.chunks.clear();
+        inner.segments.clear();
         inner.held = None;
         inner.buffered = 0;
         if let Some(w) = inner.writer.take() {
