@@ -46,8 +46,9 @@ pub fn unnamed_file(dir: &Path) -> io::Result<File> {
         })
 }
 
-/// Encodes `header` + the `len` bytes of `payload` + `\n` as one record (a gzip member,
-/// marked private when asked, or plain) into an unnamed file in `dir`.
+/// Encodes `header` + the `len` bytes of `payload` + `\n` as one ARC record (a gzip member,
+/// marked private when asked, or plain) into an unnamed file in `dir`; the payload is
+/// digested from `digest_from` on as it is read.
 pub fn encode_file_record(
     header: &[u8],
     payload: &File,
@@ -57,20 +58,92 @@ pub fn encode_file_record(
     private: bool,
     dir: &Path,
 ) -> io::Result<FileMember> {
+    let mut sha = Sha1::new();
+    let parts = Parts {
+        head: header,
+        payload,
+        len,
+        tail: b"\n",
+        follow: &[],
+    };
+    let (file, written) = write_member(&parts, codec, private, dir, |pos, chunk| {
+        let skip = digest_from.saturating_sub(pos).min(chunk.len() as u64) as usize;
+        sha.update(&chunk[skip..]);
+    })?;
+    Ok(FileMember {
+        file,
+        len: written,
+        digest: super::cdx::base32(&sha.finalize()),
+    })
+}
+
+/// The base32 SHA-1 of the `len` bytes of `payload` (a WARC block digest) and of those from
+/// `digest_from` on (the payload digest), in one read.
+pub fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String, String)> {
+    let (mut block, mut body) = (Sha1::new(), Sha1::new());
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    while pos < len {
+        let want = (len - pos).min(CHUNK as u64) as usize;
+        payload.read_exact_at(&mut buf[..want], pos)?;
+        block.update(&buf[..want]);
+        let skip = digest_from.saturating_sub(pos).min(want as u64) as usize;
+        body.update(&buf[skip..want]);
+        pos += want as u64;
+    }
+    Ok((
+        super::cdx::base32(&block.finalize()),
+        super::cdx::base32(&body.finalize()),
+    ))
+}
+
+/// A record to write from a file: `head`, the `len` bytes of `payload`, `tail`, as one
+/// member; then `follow` as it is (the members written with it: a WARC response's request
+/// record).
+pub struct Parts<'a> {
+    pub head: &'a [u8],
+    pub payload: &'a File,
+    pub len: u64,
+    pub tail: &'a [u8],
+    pub follow: &'a [u8],
+}
+
+/// Encodes `parts` into an unnamed file in `dir` (the digest is left empty: the caller has
+/// its own).
+pub fn encode_parts(
+    parts: &Parts<'_>,
+    codec: Codec,
+    private: bool,
+    dir: &Path,
+) -> io::Result<FileMember> {
+    let (file, len) = write_member(parts, codec, private, dir, |_, _| {})?;
+    Ok(FileMember {
+        file,
+        len,
+        digest: String::new(),
+    })
+}
+
+fn write_member(
+    parts: &Parts<'_>,
+    codec: Codec,
+    private: bool,
+    dir: &Path,
+    mut seen: impl FnMut(u64, &[u8]),
+) -> io::Result<(File, u64)> {
     let out = unnamed_file(dir)?;
     let mut sink = Counting {
         inner: BufWriter::with_capacity(256 << 10, &out),
         written: 0,
     };
-    let mut sha = Sha1::new();
     let mut buf = vec![0u8; CHUNK];
+    let (payload, len) = (parts.payload, parts.len);
     let mut copy = |w: &mut dyn Write| -> io::Result<()> {
         let mut pos = 0u64;
         while pos < len {
             let want = (len - pos).min(CHUNK as u64) as usize;
             payload.read_exact_at(&mut buf[..want], pos)?;
-            let skip = digest_from.saturating_sub(pos).min(want as u64) as usize;
-            sha.update(&buf[skip..want]);
+            seen(pos, &buf[..want]);
             w.write_all(&buf[..want])?;
             pos += want as u64;
         }
@@ -91,25 +164,22 @@ pub fn encode_file_record(
                 builder = builder.extra(PRIVATE_SUBFIELD.to_vec());
             }
             let mut gz = builder.write(&mut sink, Compression::new(level));
-            gz.write_all(header)?;
+            gz.write_all(parts.head)?;
             copy(&mut gz)?;
-            gz.write_all(b"\n")?;
+            gz.write_all(parts.tail)?;
             gz.finish()?;
         }
         Codec::Plain => {
-            sink.write_all(header)?;
+            sink.write_all(parts.head)?;
             copy(&mut sink)?;
-            sink.write_all(b"\n")?;
+            sink.write_all(parts.tail)?;
         }
     }
+    sink.write_all(parts.follow)?;
     sink.flush()?;
     let written = sink.written;
     drop(sink);
-    Ok(FileMember {
-        file: out,
-        len: written,
-        digest: super::cdx::base32(&sha.finalize()),
-    })
+    Ok((out, written))
 }
 
 /// Counts what goes through to the file.

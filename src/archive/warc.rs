@@ -45,6 +45,28 @@ fn head(
     content_type: &str,
     block: &[u8],
 ) -> String {
+    let block = Block {
+        digest: &sha1_digest(block),
+        len: block.len() as u64,
+    };
+    head_for(kind, id, date, fields, content_type, &block)
+}
+
+/// What a header block says of its content block: its digest (`sha1:...`) and length.
+pub struct Block<'a> {
+    pub digest: &'a str,
+    pub len: u64,
+}
+
+/// `head`, for a content block digested and measured elsewhere (one read from a file).
+fn head_for(
+    kind: &str,
+    id: &str,
+    date: &str,
+    fields: &[(&str, &str)],
+    content_type: &str,
+    block: &Block<'_>,
+) -> String {
     let mut h =
         format!("WARC/1.1\r\nWARC-Type: {kind}\r\nWARC-Record-ID: {id}\r\nWARC-Date: {date}\r\n");
     for (name, value) in fields {
@@ -55,8 +77,7 @@ fn head(
     }
     h.push_str(&format!(
         "Content-Type: {content_type}\r\nWARC-Block-Digest: {}\r\nContent-Length: {}\r\n\r\n",
-        sha1_digest(block),
-        block.len()
+        block.digest, block.len
     ));
     h
 }
@@ -96,6 +117,21 @@ impl Target<'_> {
         content_type: &str,
         block: &[u8],
     ) -> WarcRecord {
+        let block = Block {
+            digest: &sha1_digest(block),
+            len: block.len() as u64,
+        };
+        self.record_of(kind, extra, content_type, &block)
+    }
+
+    /// `record`, for a content block digested and measured elsewhere.
+    fn record_of(
+        &self,
+        kind: &str,
+        extra: (&str, &str),
+        content_type: &str,
+        block: &Block<'_>,
+    ) -> WarcRecord {
         let id = record_id();
         let ip = self.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let mut fields = vec![("WARC-Target-URI", self.url)];
@@ -103,7 +139,7 @@ impl Target<'_> {
             fields.push(("WARC-IP-Address", &ip));
         }
         fields.push(extra);
-        let head = head(
+        let head = head_for(
             kind,
             &id,
             &self.date.warc_date(),
@@ -124,6 +160,18 @@ pub fn response(target: &Target<'_>, raw: &[u8], payload_digest: &str) -> WarcRe
         ("WARC-Payload-Digest", &payload),
         "application/http; msgtype=response",
         raw,
+    )
+}
+
+/// `response`, for a response in a file: its block (the response as received) digested and
+/// measured in a read of its own.
+pub fn response_of(target: &Target<'_>, block: &Block<'_>, payload_digest: &str) -> WarcRecord {
+    let payload = format!("sha1:{payload_digest}");
+    target.record_of(
+        "response",
+        ("WARC-Payload-Digest", &payload),
+        "application/http; msgtype=response",
+        block,
     )
 }
 

@@ -100,6 +100,9 @@ pub struct Appended {
 pub struct AppendFileRecord {
     pub member: std::fs::File,
     pub len: u64,
+    /// How many bytes at the end of `member` are the records that go with it (as
+    /// `AppendRecord::trailer_len`).
+    pub trailer_len: u64,
     pub cdx: CdxEntry,
 }
 
@@ -391,7 +394,7 @@ impl Writer {
                 return Err(Error::Storage(e.to_string()));
             }
         };
-        self.config.stats.appended(1, loc.len);
+        self.config.stats.appended(1, loc.len + record.trailer_len);
         if let Some(open) = self.open.as_mut() {
             open.last_append = Instant::now();
             let mut entry = record.cdx;
@@ -501,7 +504,7 @@ impl Writer {
             RecordLoc {
                 file_id: open.id,
                 offset,
-                len: member_len as u64,
+                len: (member_len as u64).saturating_sub(record.trailer_len),
             }
         });
         if buf.capacity() <= 8 << 20 {

@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use crate::archive::cdx::{
-    payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
+    body_offset, payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry,
+    FAILURE_MIME,
 };
 use crate::archive::format::Format;
 use crate::archive::record::{header_line, mark_private, Codec};
@@ -54,10 +55,6 @@ async fn archive_response(
 ) -> Outcome {
     let config = &ctx.shared.config;
     let spill = fetched.spill.take();
-    if let (Some(spill), Format::Warc) = (&spill, config.format) {
-        // WARC records of spilled responses are still encoded in memory.
-        fetched.raw = read_whole(spill).await?;
-    }
     let mut reuse = reuse_for(
         fetched.head.status,
         facts,
@@ -110,10 +107,26 @@ async fn archive_response(
     // A record fetched with credentials is marked private in the archive itself, so a
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
-    if let (Some(spill), Draft::Arc { header, payload }) = (spill, &draft) {
+    if let Some(spill) = spill {
+        let (head, digest_from) = match &draft {
+            Draft::Arc { header, payload } => (Some(header.clone()), body_offset(payload)),
+            Draft::Exchange { response, .. } => (None, body_offset(response)),
+            Draft::Failure { .. } => (None, 0),
+        };
+        let exchange = match draft {
+            Draft::Exchange {
+                url,
+                ip,
+                date,
+                request,
+                ..
+            } => Some((url, ip, date, request)),
+            _ => None,
+        };
         let spilled = Spilled {
-            header: header.clone(),
-            digest_from: crate::archive::cdx::body_offset(payload) as u64,
+            arc_header: head,
+            warc: exchange,
+            digest_from: digest_from as u64,
             spill,
             private,
         };
@@ -121,8 +134,9 @@ async fn archive_response(
         let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, digest);
         cdx.private = private;
         let record = AppendFileRecord {
-            len: member.len,
-            member: member.file,
+            len: member.0.len,
+            trailer_len: member.1,
+            member: member.0.file,
             cdx,
         };
         return append_file(ctx, record, status, config.ttl, reuse).await;
@@ -181,55 +195,75 @@ pub async fn store_revalidation(
 
 /// A spilled response on its way into a record.
 struct Spilled {
-    header: String,
+    /// The ARC header line (ARC records).
+    arc_header: Option<String>,
+    /// For WARC: the URL, the address, the date and the request sent.
+    warc: Option<(String, std::net::IpAddr, UtcTime, Bytes)>,
     /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
     digest_from: u64,
     spill: crate::fetch::spill::Spill,
     private: bool,
 }
 
+/// An encoded record in a file, and how many bytes at its end are the records that go
+/// with it.
+type SpilledMember = (crate::archive::from_file::FileMember, u64);
+
 /// Encodes a spilled response's record into a file of its own, on the blocking pool, in
-/// bounded memory (`archive::from_file`).
-async fn encode_spilled(
-    ctx: &Rc<WorkerCtx>,
-    s: Spilled,
-) -> Result<(crate::archive::from_file::FileMember, String), Error> {
+/// bounded memory (`archive::from_file`): an ARC record in one read of the spill, a WARC
+/// response record in two (its header block carries the digests) with its request record
+/// after it.
+async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<(SpilledMember, String), Error> {
+    use crate::archive::from_file::{digests, encode_file_record, encode_parts, Parts};
     let storage = |e: std::io::Error| Error::Storage(e.to_string());
     let payload = s.spill.reader().map_err(storage)?;
     let len = s.spill.len();
     let codec = ctx.shared.config.codec();
     let dir = ctx.spill.dir.clone();
-    let encoded = monoio::spawn_blocking(move || {
-        crate::archive::from_file::encode_file_record(
-            s.header.as_bytes(),
-            &payload,
+    let encoded = monoio::spawn_blocking(move || -> std::io::Result<(SpilledMember, String)> {
+        if let Some(header) = &s.arc_header {
+            let m = encode_file_record(
+                header.as_bytes(),
+                &payload,
+                len,
+                s.digest_from,
+                codec,
+                s.private,
+                &dir,
+            )?;
+            let digest = m.digest.clone();
+            return Ok(((m, 0), digest));
+        }
+        let Some((url, ip, date, request)) = &s.warc else {
+            return Err(std::io::Error::other("a spilled record of no known format"));
+        };
+        let (block, payload_digest) = digests(&payload, len, s.digest_from)?;
+        let target = warc::Target {
+            url,
+            ip: Some(*ip),
+            date,
+        };
+        let block = warc::Block {
+            digest: &format!("sha1:{block}"),
             len,
-            s.digest_from,
-            codec,
-            s.private,
-            &dir,
-        )
+        };
+        let resp = warc::response_of(&target, &block, &payload_digest);
+        let req = warc::request(&target, request, &resp.id);
+        let follow = codec.encode_parts(req.head.as_bytes(), request, warc::RECORD_END);
+        let parts = Parts {
+            head: resp.head.as_bytes(),
+            payload: &payload,
+            len,
+            tail: warc::RECORD_END,
+            follow: &follow,
+        };
+        let m = encode_parts(&parts, codec, s.private, &dir)?;
+        Ok(((m, follow.len() as u64), payload_digest))
     })
     .await
     .map_err(|_| Error::Internal("compression task was cancelled"))?
     .map_err(storage)?;
-    let digest = encoded.digest.clone();
-    Ok((encoded, digest))
-}
-
-/// A spilled response read back whole (WARC records are still encoded in memory).
-async fn read_whole(spill: &crate::fetch::spill::Spill) -> Result<Vec<u8>, Error> {
-    let storage = |e: std::io::Error| Error::Storage(e.to_string());
-    let file = spill.reader().map_err(storage)?;
-    let len = spill.len() as usize;
-    monoio::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        let mut all = vec![0u8; len];
-        file.read_exact_at(&mut all, 0).map(|()| all)
-    })
-    .await
-    .map_err(|_| Error::Internal("read task was cancelled"))?
-    .map_err(storage)
+    Ok(encoded)
 }
 
 /// Appends a record whose member is in a file; it is not kept in memory for the reply
