@@ -74,6 +74,12 @@ pub struct Config {
     #[arg(long, env = "LIVEWEB_SPILL_THRESHOLD", default_value = "1MB", value_parser = parse_size)]
     pub spill_threshold: u64,
 
+    /// Memory all workers together may hold in response bodies still arriving (each at most
+    /// --spill-threshold); when it is spent, new bodies go to disk from their first byte.
+    /// Default: a sixteenth of the machine's memory, at least 64MB (printed at start).
+    #[arg(long, env = "LIVEWEB_TRANSFER_MEMORY", value_parser = parse_size)]
+    pub transfer_memory: Option<u64>,
+
     /// Time allowed to connect to the origin (and to resolve its name).
     #[arg(long, env = "LIVEWEB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -367,6 +373,21 @@ pub fn parse_affinity(s: &str) -> Result<CpuAffinity, String> {
 
 impl Config {
     /// Checks what clap cannot: cross-field rules and not-yet-available features.
+    /// `--transfer-memory`, or its default: a sixteenth of physical memory, at least 64 MiB.
+    pub fn transfer_memory(&self) -> u64 {
+        self.transfer_memory.unwrap_or_else(|| {
+            // SAFETY: sysconf with constant names, no memory passed.
+            let (pages, page) = unsafe {
+                (
+                    libc::sysconf(libc::_SC_PHYS_PAGES),
+                    libc::sysconf(libc::_SC_PAGESIZE),
+                )
+            };
+            let total = u64::try_from(pages).unwrap_or(0) * u64::try_from(page).unwrap_or(0);
+            (total / 16).max(64 << 20)
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.arc_max_size < 4096 {
             return Err("--arc-max-size must be at least 4KB".into());

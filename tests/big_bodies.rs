@@ -163,3 +163,69 @@ fn spilled_responses_make_valid_warc_records() {
         proxy.finish();
     }
 }
+
+/// With the shared budget for bodies in memory spent, bodies below the threshold go to disk
+/// from their first byte; every one is answered and archived whole.
+#[test]
+fn a_spent_transfer_budget_sends_bodies_to_disk_and_loses_nothing() {
+    let origin = Origin::start();
+    let bodies: Vec<Vec<u8>> = (0..10)
+        .map(|i| incompressible(600 << 10, 100 + i))
+        .collect();
+    for (i, b) in bodies.iter().enumerate() {
+        origin.ok(&format!("/b{i}"), "application/octet-stream", b);
+    }
+    let proxy = Proxy::start(&["--transfer-memory", "200KB", "--spill-threshold", "1MB"]);
+    assert!(
+        proxy.log_text().contains("200 KiB for all together"),
+        "{}",
+        proxy.log_text()
+    );
+    let threads: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let (addr, url, body) = (proxy.addr, origin.url(&format!("/b{i}")), body.clone());
+            std::thread::spawn(move || {
+                let mode = if i % 2 == 0 { "forward" } else { "liveweb" };
+                let mut conn = connect(addr);
+                conn.get_mut()
+                    .write_all(format!("GET {url} HTTP/1.1\r\nX-Liveweb-Mode: {mode}\r\nConnection: close\r\n\r\n").as_bytes())
+                    .unwrap();
+                let (r, _) = read_any_reply(&mut conn, false);
+                assert_eq!(r.status, 200);
+                if mode == "forward" {
+                    assert!(r.body == body);
+                } else {
+                    assert!(r.record().1.ends_with(&body));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Most went to disk although each is below the threshold: the budget holds one at a time.
+    let metrics = get(proxy.addr, "/_liveweb/metrics", "");
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let spilled: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("liveweb_spilled_responses_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(spilled >= 9, "{spilled} of 10 spilled");
+    assert!(
+        text.contains("liveweb_transfer_memory_bytes 0\n"),
+        "all given back: {text}"
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        let hit = get(
+            proxy.addr,
+            &origin.url(&format!("/b{i}")),
+            "X-Liveweb-Mode: liveweb\r\n",
+        );
+        assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+        assert!(hit.record().1.ends_with(body));
+    }
+    proxy.finish();
+}

@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub fetches_running: usize,
     pub fetches_queued: usize,
     pub index_entries: usize,
+    /// Response bodies that went to disk as they arrived (past `--spill-threshold`, or with
+    /// `--transfer-memory` spent), and the bytes of bodies in memory now.
+    pub spilled_responses: u64,
+    pub transfer_memory_bytes: u64,
     /// Each worker's own counters, by worker id.
     pub per_worker: Vec<Totals>,
     /// Each worker's requests per second over the last minute.
@@ -93,7 +97,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
         t.fetch_latency_sum_us,
     );
     let a = &s.archive;
-    let scalars: [(&str, &str, &str, u64); 16] = [
+    let scalars: [(&str, &str, &str, u64); 18] = [
         (
             "liveweb_request_bytes_total",
             "counter",
@@ -171,6 +175,18 @@ pub fn metrics_text(s: &Snapshot) -> String {
             "gauge",
             "URLs in the index (stored or being fetched).",
             s.index_entries as u64,
+        ),
+        (
+            "liveweb_spilled_responses_total",
+            "counter",
+            "Responses that went to disk as they arrived instead of being held in memory.",
+            s.spilled_responses,
+        ),
+        (
+            "liveweb_transfer_memory_bytes",
+            "gauge",
+            "Bytes of response bodies held in memory while they arrive (--transfer-memory).",
+            s.transfer_memory_bytes,
         ),
         (
             "liveweb_hot_shard_bytes",
@@ -361,6 +377,8 @@ mod tests {
             fetches_running: 1,
             fetches_queued: 3,
             index_entries: 7,
+            spilled_responses: 0,
+            transfer_memory_bytes: 0,
             access_log_dropped: 0,
             open_files: vec![OpenFile {
                 worker: 0,

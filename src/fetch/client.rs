@@ -35,6 +35,8 @@ pub struct Fetched {
     /// The whole response as received, when it was too big to keep in memory
     /// (`--spill-threshold`).
     pub spill: Option<super::spill::Spill>,
+    /// What `raw` holds of the workers' shared transfer budget, given back when dropped.
+    pub held: super::spill::Held,
     pub head: ResponseHead,
     /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
     pub body_start: usize,
@@ -200,6 +202,7 @@ fn finish(
     }
     Ok(Fetched {
         raw: done.raw,
+        held: done.held,
         spill: done.spill,
         head: done.head,
         body_start: done.body_start,
@@ -227,6 +230,7 @@ mod tests {
             head: tracker.take_head().unwrap(),
             body_start,
             spill: None,
+            held: Default::default(),
             ip: IpAddr::from([127, 0, 0, 1]),
             request: bytes::Bytes::new(),
         }

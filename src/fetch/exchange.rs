@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::client::FetchLimits;
 use super::origin_conn::OriginConn;
-use super::spill::{Spill, SpillTo};
+use super::spill::{Held, Spill, SpillTo};
 use super::tap::Tap;
 use crate::error::Error;
 use crate::http::response::{Framing, ResponseHead, ResponseTracker};
@@ -57,6 +57,8 @@ pub(super) struct Exchanged {
     pub(super) raw: Vec<u8>,
     /// The whole response, on disk, when it outgrew `SpillTo::threshold`.
     pub(super) spill: Option<Spill>,
+    /// What `raw` holds of the shared transfer budget.
+    pub(super) held: Held,
     pub(super) head: ResponseHead,
     /// Where the body starts in `raw` (after the final head and any interim 1xx responses).
     pub(super) body_start: usize,
@@ -107,6 +109,7 @@ pub(super) async fn exchange(
         (got.clean_end && head.keep_alive && head.framing != Framing::UntilClose).then_some(stream);
     Ok(Exchanged {
         raw: got.raw,
+        held: got.held,
         spill: got.spill,
         archivable: got.archivable,
         head,
@@ -118,6 +121,8 @@ pub(super) async fn exchange(
 /// A response read to its end.
 struct Received {
     raw: Vec<u8>,
+    /// What `raw` holds of the shared transfer budget.
+    held: Held,
     spill: Option<Spill>,
     head: (ResponseHead, usize),
     archivable: bool,
@@ -145,6 +150,8 @@ async fn read_response(
     // a 64 KiB allocation on its way to the archive.
     let mut raw: Vec<u8> = Vec::new();
     let mut spill: Option<Spill> = None;
+    // What the response in memory takes of the workers' shared budget.
+    let mut held = spill_to.map_or_else(Held::default, |to| Held::new(&to.budget));
     // The tap's client reads the response from the spill file, not from memory.
     let mut tap_reads_spill = false;
     let mut tracker = ResponseTracker::new();
@@ -170,6 +177,7 @@ async fn read_response(
             Ok(0) if tracker.complete_at_close() => {
                 return Ok(Received {
                     raw,
+                    held,
                     spill,
                     head: final_head(&mut tracker)?,
                     archivable,
@@ -225,8 +233,13 @@ async fn read_response(
         if archivable {
             let head_len = tracker.head_len();
             let outgrows = |threshold: u64| (raw.len() + take) as u64 > threshold;
+            // Past the threshold, or with the workers' shared budget spent: to disk.
+            let to_disk =
+                |to: &SpillTo, held: &mut Held| outgrows(to.threshold) || !held.take(take as u64);
             match (&mut spill, spill_to, head_len) {
-                (None, Some(to), Some(head_len)) if outgrows(to.threshold) => {
+                (None, Some(to), Some(head_len)) if to_disk(to, &mut held) => {
+                    held.release();
+                    to.budget.count_spill();
                     // Too big for memory: everything so far, and the rest as it comes, goes
                     // to disk; only the heads stay (the store reads the response's facts
                     // from them).
@@ -271,6 +284,7 @@ async fn read_response(
             // The client still gets it whole; the archive does not.
             archivable = false;
             raw = Vec::new();
+            held.release();
             spill = None;
             if let (Some(tap), true) = (tap, tap_reads_spill) {
                 // The client reads what the file has, then gets the rest from memory.
@@ -282,6 +296,7 @@ async fn read_response(
             // Bytes past the end mean the origin misbehaved: do not reuse the connection.
             return Ok(Received {
                 raw,
+                held,
                 spill,
                 head: final_head(&mut tracker)?,
                 archivable,

@@ -59,6 +59,8 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// The address the listeners are bound to, once they are: requests to it are loops.
     pub own_listen: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Response bodies in memory, all workers together (`--transfer-memory`).
+    pub transfer_budget: Arc<crate::fetch::spill::TransferBudget>,
 }
 
 impl Shared {
@@ -119,6 +121,7 @@ impl Shared {
             },
             started: std::time::Instant::now(),
             own_listen: std::sync::OnceLock::new(),
+            transfer_budget: crate::fetch::spill::TransferBudget::new(config.transfer_memory()),
             config,
         })
     }
@@ -215,6 +218,8 @@ impl WorkerCtx {
             fetches_running,
             fetches_queued,
             index_entries: shared.index.len(),
+            spilled_responses: shared.transfer_budget.spilled(),
+            transfer_memory_bytes: shared.transfer_budget.used(),
             per_worker_rate: shared
                 .worker_rates(&per_worker.iter().map(|w| w.requests()).collect::<Vec<_>>()),
             per_worker,

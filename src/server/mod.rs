@@ -181,6 +181,11 @@ impl Server {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         crate::http::via::set_node(&host);
         let shared = Arc::new(Shared::new(config)?);
+        log::info!(
+            "response bodies: up to {} KiB each in memory, {} KiB for all together (--spill-threshold, --transfer-memory); bigger ones go to disk as they arrive",
+            shared.config.spill_threshold >> 10,
+            shared.config.transfer_memory() >> 10
+        );
         // Per-worker request rates for the status page; the thread ends with the process's
         // shared state.
         let weak = Arc::downgrade(&shared);

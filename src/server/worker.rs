@@ -140,6 +140,7 @@ async fn serve(setup: WorkerSetup) {
         spill: crate::fetch::spill::SpillTo {
             dir: config.data_dir.join(id.to_string()),
             threshold: config.spill_threshold,
+            budget: shared.transfer_budget.clone(),
         },
     });
     if shared.access_log.is_some() {
