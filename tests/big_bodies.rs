@@ -8,17 +8,6 @@ use std::io::Write;
 
 use common::*;
 
-/// The process's peak resident set so far, in bytes (VmHWM).
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 /// Most a 48 MB transfer may add to the peak: before bodies spilled to disk it was 130-250
 /// MB. The goal is under 8 MB; a forward-mode client's tap may still buffer up to 4 MiB it has
 /// not read yet, and debug builds and the allocator's arenas get some slack.

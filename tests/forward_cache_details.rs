@@ -7,30 +7,6 @@ mod common;
 use common::*;
 use std::io::Write;
 
-/// A forward-mode request with extra header lines; the reply read as a browser would.
-fn fwd(proxy: &Proxy, url: &str, extra: &str) -> Reply {
-    let mut conn = connect(proxy.addr);
-    conn.get_mut()
-        .write_all(
-            format!("GET {url} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
-        )
-        .unwrap();
-    read_any_reply(&mut conn, false).0
-}
-
-/// Waits until a forward miss for `url` (with the same request headers) has been stored.
-fn wait_stored(proxy: &Proxy, url: &str, extra: &str) {
-    fwd(
-        proxy,
-        url,
-        &format!("{extra}Cache-Control: only-if-cached\r\n"),
-    );
-}
-
-fn cache(r: &Reply) -> String {
-    r.header("x-cache").unwrap_or_default()
-}
-
 fn forward_proxy() -> Proxy {
     Proxy::start(&["--mode", "forward"])
 }

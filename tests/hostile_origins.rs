@@ -43,19 +43,10 @@ impl ScriptedOrigin {
     }
 }
 
-/// One request head, read byte by byte so nothing after it is consumed; `None` at EOF (or
-/// after `wait` without one, when given).
+/// One request head (`None` at EOF, or after `wait` without one, when given).
 fn next_request(conn: &mut TcpStream, wait: Option<Duration>) -> Option<String> {
     conn.set_read_timeout(wait).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
+    read_request_head(conn)
 }
 
 fn path_of(head: &str) -> String {

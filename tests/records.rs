@@ -286,17 +286,6 @@ fn upstream_connections_are_reused_and_stale_ones_retried() {
     proxy.finish();
 }
 
-/// The peak resident memory of a process (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 #[test]
 fn a_cold_hit_of_a_big_record_streams_in_bounded_memory() {
     let body: Vec<u8> = (0..24u32 << 20)

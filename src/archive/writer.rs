@@ -422,24 +422,12 @@ impl Writer {
     /// gzip header grown in its first chunk, since the padding needed is known from the
     /// member's length before anything is written).
     async fn write_file_member(&mut self, record: &AppendFileRecord) -> io::Result<RecordLoc> {
-        if self.open.is_none() {
-            self.open = Some(self.maker.open_next(&self.files).await?);
-        }
+        let (header, ending) = self.prepare_write().await?;
         let Some(open) = self.open.as_mut() else {
             return Err(io::Error::other("no open ARC file"));
         };
-        let header = (open.logical == 0).then(|| {
-            self.config
-                .format
-                .first_record(self.config.codec, &open.name)
-        });
         let header_len = header.as_ref().map_or(0, Vec::len);
         let len = record.len as usize;
-        let ending = match (self.config.fsync, self.config.codec) {
-            (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,
-            (FsyncPolicy::Always, Codec::Gzip(_)) => Ending::PadMember,
-            _ => Ending::Partial,
-        };
         let layout = plan(open.tail_start, open.tail.len(), header_len, &[len], ending);
         let offset = layout.offsets.first().copied().unwrap_or(open.tail_start);
         let member = monoio::fs::File::from_std(record.member.try_clone()?)?;
@@ -555,6 +543,29 @@ impl Writer {
         self.seals.retain(|s| !s.is_finished());
     }
 
+    /// Opens a file if none is open; returns the filedesc record the write must start with
+    /// (until a write has succeeded the file is empty, so it goes first, again if the write
+    /// that carried it failed) and how the write must end under the fsync policy.
+    async fn prepare_write(&mut self) -> io::Result<(Option<Vec<u8>>, Ending)> {
+        if self.open.is_none() {
+            self.open = Some(self.maker.open_next(&self.files).await?);
+        }
+        let Some(open) = self.open.as_ref() else {
+            return Err(io::Error::other("no open ARC file"));
+        };
+        let header = (open.logical == 0).then(|| {
+            self.config
+                .format
+                .first_record(self.config.codec, &open.name)
+        });
+        let ending = match (self.config.fsync, self.config.codec) {
+            (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,
+            (FsyncPolicy::Always, Codec::Gzip(_)) => Ending::PadMember,
+            _ => Ending::Partial,
+        };
+        Ok((header, ending))
+    }
+
     /// Writes members back to back after the current end; returns each one's location, and
     /// the last member as written when it was padded.
     ///
@@ -568,19 +579,10 @@ impl Writer {
         &mut self,
         group: &[Pending],
     ) -> io::Result<(Vec<RecordLoc>, Option<Bytes>)> {
-        if self.open.is_none() {
-            self.open = Some(self.maker.open_next(&self.files).await?);
-        }
+        let (header, ending) = self.prepare_write().await?;
         let Some(open) = self.open.as_mut() else {
             return Err(io::Error::other("no open ARC file"));
         };
-        // Until a write has succeeded the file is empty, so the filedesc record goes first
-        // (again, if the write that carried it failed).
-        let header = (open.logical == 0).then(|| {
-            self.config
-                .format
-                .first_record(self.config.codec, &open.name)
-        });
         let header_len = header.as_ref().map_or(0, Vec::len);
         let total =
             open.tail.len() + header_len + group.iter().map(|(r, _)| r.member.len()).sum::<usize>();
@@ -594,11 +596,6 @@ impl Writer {
         if let Some(h) = &header {
             buf.extend_from_slice(h);
         }
-        let ending = match (self.config.fsync, self.config.codec) {
-            (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,
-            (FsyncPolicy::Always, Codec::Gzip(_)) => Ending::PadMember,
-            _ => Ending::Partial,
-        };
         let sizes: Vec<usize> = group.iter().map(|(r, _)| r.member.len()).collect();
         let mut layout = plan(open.tail_start, open.tail.len(), header_len, &sizes, ending);
         let mut padded = None;

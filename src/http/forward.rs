@@ -101,6 +101,15 @@ pub fn forward_head(
     )
 }
 
+/// The header names a head's `Connection` fields list (hop-by-hop for this message).
+fn connection_named<'h>(headers: &[httparse::Header<'h>]) -> Vec<&'h str> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .collect()
+}
+
 /// The part of the client head that depends only on the stored response: the status line
 /// and the origin headers that go on to the client (`Age` too unless `own_age`).
 fn kept_head(raw_head: &[u8], origin: &ResponseHead, own_age: bool) -> Vec<u8> {
@@ -109,12 +118,7 @@ fn kept_head(raw_head: &[u8], origin: &ResponseHead, own_age: bool) -> Vec<u8> {
     // The head was parsed once already; a failure here cannot happen, and would only lose
     // the origin's headers, not the framing decision.
     let _ = parsed.parse(raw_head);
-    let named: Vec<&str> = parsed
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect();
+    let named = connection_named(parsed.headers);
     let mut out = Vec::with_capacity(raw_head.len() + 128);
     let _ = write!(
         out,
@@ -174,12 +178,7 @@ pub fn update_fields(head_304: &[u8], earlier: Option<&[u8]>) -> Option<std::syn
     let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut storage);
     parsed.parse(head_304).ok()?;
-    let named: Vec<&str> = parsed
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .collect();
+    let named = connection_named(parsed.headers);
     let fresh: Vec<&httparse::Header> = parsed
         .headers
         .iter()

@@ -276,17 +276,8 @@ async fn append_file(
     reuse: Reuse,
 ) -> Outcome {
     let appended = ctx.writer.append_file(record).await?;
-    let now = Instant::now();
-    let record = Arc::new(StoredRecord {
-        loc: appended.loc,
-        status,
-        expires_at: now + ttl,
-        stored_at: now,
-        reuse: Some(Box::new(reuse)),
-        unconfirmed: Default::default(),
-    });
     Ok(Delivery {
-        record,
+        record: stored_now(appended.loc, status, ttl, reuse),
         member: None,
     })
 }
@@ -517,17 +508,26 @@ async fn append(
     // The record alone, without the records written after it. It is not kept in the hot
     // shard yet: only a second request for it puts it there (docs/architecture.md, "Hits").
     let member = member.slice(..(loc.len as usize).min(member.len()));
+    Ok(Delivery {
+        record: stored_now(loc, status, ttl, reuse),
+        member: Some(member),
+    })
+}
+
+/// The index entry of a record just written at `loc`.
+fn stored_now(
+    loc: crate::archive::RecordLoc,
+    status: RecordStatus,
+    ttl: Duration,
+    reuse: Reuse,
+) -> Arc<StoredRecord> {
     let now = Instant::now();
-    let record = Arc::new(StoredRecord {
+    Arc::new(StoredRecord {
         loc,
         status,
         expires_at: now + ttl,
         stored_at: now,
         reuse: Some(Box::new(reuse)),
         unconfirmed: Default::default(),
-    });
-    Ok(Delivery {
-        record,
-        member: Some(member),
     })
 }

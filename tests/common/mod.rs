@@ -224,7 +224,7 @@ pub fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
 
 /// Reads one request head byte by byte (so nothing after it is consumed); `None` if the
 /// connection ends first.
-fn read_request_head(conn: &mut TcpStream) -> Option<String> {
+pub fn read_request_head(conn: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -745,6 +745,43 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The peak resident memory of a process (VmHWM), in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// A forward-mode GET with extra header lines; the reply read as a browser would.
+pub fn fwd(proxy: &Proxy, url: &str, extra: &str) -> Reply {
+    let mut conn = connect(proxy.addr);
+    conn.get_mut()
+        .write_all(
+            format!("GET {url} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    read_any_reply(&mut conn, false).0
+}
+
+/// Waits until a forward miss for `url` (with the same request headers) has been stored: a
+/// cache-only request waits for a fetch in flight.
+pub fn wait_stored(proxy: &Proxy, url: &str, extra: &str) {
+    fwd(
+        proxy,
+        url,
+        &format!("{extra}Cache-Control: only-if-cached\r\n"),
+    );
+}
+
+/// A reply's `X-Cache`.
+pub fn cache(r: &Reply) -> String {
+    r.header("x-cache").unwrap_or_default()
 }
 
 /// This node's name in Via (`1.1 liveweb-HOSTNAME`), as liveweb derives it from the host
