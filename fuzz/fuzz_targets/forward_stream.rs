@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use liveweb::http::forward::ClientSide;
+use liveweb::http::range::ByteRange;
 use liveweb::http::forward_stream::ResponseStreamer;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +18,12 @@ fuzz_target!(|data: &[u8]| {
         cache: "MISS",
         age: (flags & 8 != 0).then_some(5),
         archive_limit: Some(1 << 20),
+        // A 304's header update and a byte range, sometimes.
+        update: (flags & 32 != 0).then(|| std::sync::Arc::from(&b"X-Updated: 1\r\n"[..])),
+        range: (flags & 64 != 0).then_some(ByteRange::From {
+            first: u64::from(flags >> 7),
+            last: None,
+        }),
     };
     let total = (flags & 16 != 0).then_some(raw.len() as u64);
     let mut streamer = ResponseStreamer::new(client, total);
