@@ -16,7 +16,7 @@ use super::compressibility::worth_deflating;
 use super::record::{Codec, PRIVATE_SUBFIELD};
 
 /// Bytes read from the payload file at a time.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 
 /// An encoded record in a file of its own.
 #[derive(Debug)]

@@ -107,7 +107,7 @@ pub struct AppendFileRecord {
 }
 
 /// Bytes of a file member copied per write.
-const FILE_CHUNK: usize = 1 << 20;
+const FILE_CHUNK: usize = 256 << 10;
 
 enum Command {
     Append {
