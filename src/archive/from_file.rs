@@ -29,21 +29,53 @@ pub struct FileMember {
     pub digest: String,
 }
 
-/// An unnamed temporary file in `dir` (`O_TMPFILE`), read-write, close-on-exec.
+/// An unnamed temporary file in `dir` (`O_TMPFILE`), read-write, close-on-exec. On a file
+/// system without `O_TMPFILE`, a file created under a fresh name and unlinked at once: the
+/// same, but for the moment between the two.
 pub fn unnamed_file(dir: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let shown = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("temporary file in {}: {e}", dir.display()),
+        )
+    };
+    let unnamed = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE)
-        .open(dir)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("temporary file in {}: {e}", dir.display()),
-            )
-        })
+        .open(dir);
+    match unnamed {
+        Ok(file) => Ok(file),
+        Err(e) if lacks_tmpfile(&e) => named_then_unlinked(dir).map_err(shown),
+        Err(e) => Err(shown(e)),
+    }
+}
+
+/// A file made under a fresh name in `dir` and unlinked at once.
+fn named_then_unlinked(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".spill-{}-{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// Whether an `O_TMPFILE` open failed because the file system (or the kernel: then it reads
+/// as `O_DIRECTORY`) has no such thing.
+pub fn lacks_tmpfile(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+    )
 }
 
 /// Encodes `header` + the `len` bytes of `payload` + `\n` as one ARC record (a gzip member,
@@ -204,6 +236,25 @@ impl<W: Write> Write for Counting<W> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn without_o_tmpfile_a_named_file_is_unlinked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = named_then_unlinked(dir.path()).unwrap();
+        file.write_all_at(b"spilled", 0).unwrap();
+        let mut back = [0u8; 7];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"spilled");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left by name"
+        );
+        for errno in [libc::EOPNOTSUPP, libc::EISDIR, libc::EINVAL] {
+            assert!(lacks_tmpfile(&io::Error::from_raw_os_error(errno)));
+        }
+        assert!(!lacks_tmpfile(&io::Error::from_raw_os_error(libc::EACCES)));
+    }
 
     #[test]
     fn a_record_from_a_file_is_the_record_encoded_in_memory() {

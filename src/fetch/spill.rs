@@ -36,16 +36,31 @@ impl Spill {
     /// A new, empty, unnamed file in `dir`.
     pub async fn create(dir: &Path) -> io::Result<Spill> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = monoio::fs::OpenOptions::new()
+        let opened = monoio::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .mode(0o600)
             .custom_flags(libc::O_TMPFILE)
             .open(dir)
-            .await
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("spill file in {}: {e}", dir.display()))
-            })?;
+            .await;
+        let file = match opened {
+            Ok(file) => file,
+            // No O_TMPFILE here: a named file unlinked at once, made off the worker.
+            Err(e) if crate::archive::from_file::lacks_tmpfile(&e) => {
+                let dir = dir.to_path_buf();
+                let made =
+                    monoio::spawn_blocking(move || crate::archive::from_file::unnamed_file(&dir))
+                        .await
+                        .map_err(|_| io::Error::other("spill file task was cancelled"))??;
+                monoio::fs::File::from_std(made)?
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("spill file in {}: {e}", dir.display()),
+                ))
+            }
+        };
         Ok(Spill { file, len: 0 })
     }
 
