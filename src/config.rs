@@ -512,12 +512,16 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
     }
-    let hint = "expected IP:port, e.g. 127.0.0.1:8080 or [::1]:8080";
+    let hint = "expected IP:port, e.g. 127.0.0.1:8080, [::1]:8080, or :8080 for all addresses";
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!("{s:?} has no port: {hint}"));
     };
-    if port.parse::<u16>().is_err() {
+    let Ok(port) = port.parse::<u16>() else {
         return Err(format!("{s:?}: bad port: {hint}"));
+    };
+    // `:PORT`, as other servers take it: every address (IPv4; `[::]:PORT` for IPv6 too).
+    if host.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
     use std::net::ToSocketAddrs;
     let mut addrs = s
@@ -619,6 +623,13 @@ mod tests {
         );
         assert_eq!(parse_listen("[::1]:80").map(|a| a.port()), Ok(80));
         assert!(parse_listen("localhost").unwrap_err().contains("no port"));
+        assert_eq!(
+            parse_listen(":23095").map(|a| a.to_string()),
+            Ok("0.0.0.0:23095".into())
+        );
+        assert!(parse_listen(":http")
+            .unwrap_err()
+            .contains(":8080 for all addresses"));
         assert!(parse_listen("localhost:http")
             .unwrap_err()
             .contains("bad port"));

@@ -14,9 +14,9 @@ fn malformed_and_unsupported_requests_get_4xx_5xx() {
     let proxy = Proxy::start(&[]);
     assert_eq!(status_of(&proxy, b"GARBAGE\r\n\r\n"), 400);
     assert_eq!(
-        status_of(&proxy, b"GET / HTTP/1.1\r\n\r\n"),
+        status_of(&proxy, b"GET /page HTTP/1.1\r\n\r\n"),
         400,
-        "origin-form"
+        "origin-form (but `/`, the page a browser opening the proxy gets)"
     );
     let r = send_raw(proxy.addr, b"GET /index.html HTTP/1.1\r\n\r\n");
     assert_eq!(r.body, b"absolute URL required\n");

@@ -553,3 +553,17 @@ fn forward_mode_upstream_failures_are_counted_listed_and_logged() {
     assert!(status.contains("/gone"), "{status}");
     proxy.finish();
 }
+
+/// A browser opening the proxy's own address gets a page saying what it is and where the
+/// status page is, not `400 absolute URL required`; other origin-form paths still get it.
+#[test]
+fn opening_the_proxy_in_a_browser_points_to_the_status_page() {
+    let proxy = Proxy::start(&[]);
+    let r = admin_get(&proxy, "/");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(page.contains("href=\"/_liveweb/status\""), "{page}");
+    assert_eq!(admin_get(&proxy, "/other").status, 400);
+    proxy.finish();
+}

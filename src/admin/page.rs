@@ -1,9 +1,13 @@
-//! The status page a person reads (`/_liveweb/status`): plain HTML, no script, every value
-//! from the network escaped.
+//! The pages a person reads: the status page (`/_liveweb/status`: plain HTML, no script, every
+//! value from the network escaped), and what a browser opening the proxy itself gets.
 
 use std::fmt::Write;
 
 use super::{Outcome, Snapshot, CODES};
+
+/// What a browser opening the proxy's own address (`GET /`) gets: what liveweb is, how to
+/// use it as a proxy, and the status page.
+pub const WELCOME: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>liveweb</title></head>\n<body>\n<h1>liveweb</h1>\n<p>This is an archiving HTTP proxy: it is used as a proxy, not visited. Point a client at it, for example <code>curl -x http://THIS-HOST:PORT http://example.com/</code>, and every page it fetches is archived.</p>\n<p>Operators: <a href=\"/_liveweb/status\">/_liveweb/status</a> (from an admin address).</p>\n</body></html>\n";
 
 /// `text` safe inside HTML text and attribute values.
 pub fn html_escape(text: &str) -> String {

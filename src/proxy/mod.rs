@@ -183,10 +183,11 @@ async fn cache(
 
 fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let path = req.target.split('?').next().unwrap_or("");
-    if !path.starts_with("/_liveweb/") {
+    let get = matches!(req.method, Method::Get | Method::Head);
+    if !path.starts_with("/_liveweb/") && !(path == "/" && get) {
         return Err(Error::AbsoluteUrlRequired);
     }
-    if !matches!(req.method, Method::Get | Method::Head) {
+    if !get {
         return Err(Error::MethodNotAllowed);
     }
     let page = |content_type: &str, body: String| {
@@ -208,6 +209,13 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
         })
     };
     let (status, reason, body) = match path {
+        // A browser opened the proxy's own address: say what this is and where to look.
+        "/" => {
+            return page(
+                "text/html; charset=utf-8",
+                crate::admin::page::WELCOME.into(),
+            )
+        }
         "/_liveweb/health" => (200, "OK", "ok"),
         "/_liveweb/metrics" => {
             let text = crate::admin::metrics_text(&ctx.snapshot());
