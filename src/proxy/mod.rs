@@ -184,7 +184,8 @@ async fn cache(
 fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
     let path = req.target.split('?').next().unwrap_or("");
     let get = matches!(req.method, Method::Get | Method::Head);
-    if !path.starts_with("/_liveweb/") && !(path == "/" && get) {
+    let for_liveweb = path.starts_with("/_liveweb/") || (path == "/" && get);
+    if !for_liveweb {
         return Err(Error::AbsoluteUrlRequired);
     }
     if !get {
