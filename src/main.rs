@@ -23,6 +23,9 @@ fn main() {
         std::process::abort();
     }));
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "help") {
+        std::process::exit(help(args.get(2).and_then(|a| a.to_str())));
+    }
     if args.get(1).is_some_and(|a| a == "reindex") {
         let ReindexCli { dirs } = ReindexCli::parse_from(&args[1..]);
         std::process::exit(reindex(&dirs));
@@ -50,6 +53,24 @@ fn main() {
     if let Err(e) = liveweb::server::run(config) {
         log::error!("{e}");
         std::process::exit(1);
+    }
+}
+
+/// `liveweb help [ca|reindex]`: the help of the server, or of a command.
+fn help(command: Option<&str>) -> i32 {
+    use clap::CommandFactory;
+    let mut cmd = match command {
+        None => liveweb::config::Config::command(),
+        Some("ca") => CaCli::command(),
+        Some("reindex") => ReindexCli::command(),
+        Some(other) => {
+            eprintln!("liveweb: no command {other:?}; the commands are ca, reindex, help");
+            return 2;
+        }
+    };
+    match cmd.print_long_help() {
+        Ok(()) => 0,
+        Err(_) => 1,
     }
 }
 
@@ -112,7 +133,12 @@ fn reindex(dirs: &[PathBuf]) -> i32 {
 
 /// `liveweb ca`: the certificate authority for archiving HTTPS through CONNECT.
 #[derive(Parser)]
-#[command(name = "liveweb ca")]
+#[command(
+    name = "liveweb ca",
+    bin_name = "liveweb ca",
+    about = "The certificate authority liveweb signs intercepted sites' certificates with \
+             (--mitm-ca, --mitm-key)."
+)]
 struct CaCli {
     #[command(subcommand)]
     command: CaCommand,

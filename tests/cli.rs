@@ -1,0 +1,100 @@
+//! The command line a person reads: `--help` grouped under headings with the commands in the
+//! usage, `liveweb help [COMMAND]`, and each command's own usage line.
+
+use std::process::Command;
+
+fn liveweb(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .args(args)
+        .output()
+        .expect("run liveweb");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn help_is_grouped_and_names_the_commands() {
+    let (ok, help) = liveweb(&["--help"]);
+    assert!(ok, "{help}");
+    for heading in [
+        "Listening and clients:",
+        "Archive and storage:",
+        "Fetching and upstreams:",
+        "Cache:",
+        "TLS and MITM:",
+        "Scheduling:",
+        "Operations:",
+    ] {
+        assert!(
+            help.lines().any(|l| l == heading),
+            "no {heading:?} in\n{help}"
+        );
+    }
+    for usage in [
+        "liveweb ca init DIR",
+        "liveweb reindex DIR...",
+        "liveweb help [ca|reindex]",
+    ] {
+        assert!(help.contains(usage), "{usage:?} not in the usage");
+    }
+    // Under its heading, not in one flat list.
+    let section = help.split("TLS and MITM:").nth(1).unwrap();
+    assert!(
+        section.trim_start().starts_with("--upstream-ca"),
+        "{section}"
+    );
+
+    let (ok, same) = liveweb(&["help"]);
+    assert!(ok);
+    assert_eq!(same, help, "`liveweb help` is `liveweb --help`");
+    let (ok, ca) = liveweb(&["help", "ca"]);
+    assert!(ok && ca.contains("Usage: liveweb ca <COMMAND>"), "{ca}");
+    let (ok, ca) = liveweb(&["ca", "--help"]);
+    assert!(ok && ca.contains("Usage: liveweb ca <COMMAND>"), "{ca}");
+    let (ok, reindex) = liveweb(&["help", "reindex"]);
+    assert!(
+        ok && reindex.contains("Usage: liveweb reindex"),
+        "{reindex}"
+    );
+    let (ok, unknown) = liveweb(&["help", "nope"]);
+    assert!(
+        !ok && unknown.contains("the commands are ca, reindex, help"),
+        "{unknown}"
+    );
+}
+
+/// docs/configuration.md lists every flag the binary takes, under its own name, and no flag
+/// the binary does not take: the manual and the code cannot drift apart.
+#[test]
+fn the_configuration_page_lists_every_flag() {
+    use clap::CommandFactory;
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    let flags: Vec<String> = liveweb::config::Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .filter(|l| l != "--help" && l != "--version")
+        .collect();
+    assert!(flags.len() > 50, "{flags:?}");
+    for flag in &flags {
+        assert!(
+            page.contains(&format!("`{flag}")),
+            "{flag} is not in docs/configuration.md"
+        );
+    }
+    // Every `--flag` row of the table is a real flag.
+    for row in page.lines().filter(|l| l.starts_with("| `--")) {
+        let name: String = row[3..]
+            .chars()
+            .take_while(|c| *c == '-' || c.is_ascii_alphanumeric())
+            .collect();
+        assert!(
+            flags.contains(&name),
+            "{name} is in the table but not a flag"
+        );
+    }
+}
