@@ -98,3 +98,21 @@ fn the_configuration_page_lists_every_flag() {
         );
     }
 }
+
+/// A start that fails (its address taken) leaves no data directory behind.
+#[test]
+fn a_failed_start_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("new-data");
+    let out = Command::new(env!("CARGO_BIN_EXE_liveweb"))
+        .args(["--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("already in use"), "{said}");
+    assert!(!data.exists(), "the data dir was left: {said}");
+}

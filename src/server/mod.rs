@@ -156,7 +156,19 @@ impl Server {
     /// Recovers the data directory, then binds and starts the workers; `recovered` is called
     /// between the two. The caller installs its signal handlers before this, so a signal
     /// during recovery is handled, not fatal.
+    ///
+    /// A start that fails leaves nothing behind: a data directory it created is removed again.
     pub fn start(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
+        let dir = config.data_dir.clone();
+        let fresh = !dir.exists();
+        let started = Self::start_in(config, recovered);
+        if started.is_err() && fresh {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    fn start_in(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
         let workers = config.worker_count();
         let placement = worker_cpus(&config.cpu_affinity, workers)?;
         // Before recovery: recovering a directory another instance writes would cut its
