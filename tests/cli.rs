@@ -116,3 +116,46 @@ fn a_failed_start_leaves_nothing_behind() {
     assert!(said.contains("already in use"), "{said}");
     assert!(!data.exists(), "the data dir was left: {said}");
 }
+
+/// A data directory liveweb can lock but whose worker directory it cannot write: refused at
+/// start, naming the directory, instead of starting and failing every miss with `E50`.
+#[test]
+fn an_unwritable_worker_directory_is_refused_at_start_with_its_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("0")).unwrap();
+    for (dir, mode) in [
+        (tmp.path().to_path_buf(), 0o777),
+        (data.clone(), 0o777),
+        (data.join("0"), 0o555),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // As root every directory is writable: run it as nobody.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_liveweb"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_liveweb"))
+    };
+    let out = cmd
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {said}");
+    let path = data.join("0");
+    assert!(
+        said.contains(&format!(
+            "{} is not writable: Permission denied",
+            path.display()
+        )),
+        "{said}"
+    );
+}

@@ -58,6 +58,22 @@ pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
     Ok(DataDirLock { _file: file })
 }
 
+/// Fails, naming `dir`, unless a file can be created in it.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(format!(".liveweb-write-check-{}", std::process::id()));
+    let made = OpenOptions::new().write(true).create_new(true).open(&probe);
+    match made {
+        Ok(_) => std::fs::remove_file(&probe),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{} is not writable: {e} (liveweb writes its archive files there)",
+                dir.display()
+            ),
+        )),
+    }
+}
+
 /// Fails if something already listens on `addr` (port 0 is always free). A plain bind is
 /// refused where a SO_REUSEPORT one would quietly join the other listener.
 ///
@@ -112,6 +128,20 @@ mod tests {
         );
         drop(first);
         lock_data_dir(dir.path()).expect("free again");
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(dir.path()).is_ok());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the probe is gone"
+        );
+        let missing = dir.path().join("gone");
+        let err = check_writable(&missing).unwrap_err();
+        assert!(err.to_string().contains("gone is not writable"), "{err}");
     }
 
     #[test]

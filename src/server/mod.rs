@@ -175,10 +175,14 @@ impl Server {
         // open files as torn.
         let data_lock = lock::lock_data_dir(&config.data_dir)?;
         lock::check_address_free(config.listen, ADDRESS_RELEASE_WAIT)?;
-        for w in 0..workers {
-            let dir = config.data_dir.join(w.to_string());
+        // Every directory liveweb writes, checked now: a worker directory it cannot write
+        // would otherwise start, say ok, and fail every miss.
+        let sealed = config.data_dir.join("sealed");
+        let dirs = (0..workers).map(|w| config.data_dir.join(w.to_string()));
+        for dir in dirs.chain([sealed]) {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+            lock::check_writable(&dir)?;
         }
         if let Some(command) = &config.on_seal {
             check_command(command)?;
