@@ -102,10 +102,24 @@ impl Authority {
         };
         let cert_pem = std::fs::read_to_string(cert).map_err(|e| invalid(cert, &e))?;
         let key_pem = std::fs::read_to_string(key).map_err(|e| invalid(key, &e))?;
-        let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(key, &e))?;
+        let ca_key = KeyPair::from_pem(&key_pem).map_err(|e| {
+            let hint = if key_pem.contains("CERTIFICATE") {
+                "this is a certificate; --mitm-key takes the CA's private key"
+            } else {
+                "expected the CA's private key in PEM (liveweb ca init writes one)"
+            };
+            invalid(key, &format!("not a private key: {hint} ({e})"))
+        })?;
         use rustls::pki_types::pem::PemObject;
         let ca_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| invalid(cert, &e))?
+            .map_err(|e| {
+                let hint = if cert_pem.contains("PRIVATE KEY") {
+                    "this is a private key; --mitm-ca takes the CA certificate"
+                } else {
+                    "expected the CA certificate in PEM (liveweb ca init writes one)"
+                };
+                invalid(cert, &format!("no certificate in it: {hint} ({e})"))
+            })?
             .into_owned();
         let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).map_err(|e| invalid(cert, &e))?;
         let leaf_key = KeyPair::generate().map_err(io::Error::other)?;
@@ -124,7 +138,12 @@ impl Authority {
         authority.check_issues_valid_leaves().map_err(|e| {
             invalid(
                 key,
-                &format!("does not sign leaves {} verifies: {e}", cert.display()),
+                &format!(
+                    "is not the private key of {}: certificates signed with it do not verify \
+                     against that CA certificate (a key of another CA, or of another type); \
+                     give --mitm-key the key made with --mitm-ca ({e})",
+                    cert.display()
+                ),
             )
         })?;
         Ok(authority)
@@ -271,10 +290,19 @@ mod tests {
     fn a_bad_ca_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = init_ca(dir.path()).unwrap();
-        let err = Authority::load(&key, &key).err().unwrap();
-        assert!(err.to_string().contains(CA_KEY_FILE), "{err}");
-        let err = Authority::load(&cert, &cert).err().unwrap();
-        assert!(err.to_string().contains(CA_CERT_FILE), "{err}");
+        // The key given as the certificate, the certificate as the key: each says so.
+        let err = Authority::load(&key, &key).err().unwrap().to_string();
+        assert!(err.contains(CA_KEY_FILE), "{err}");
+        assert!(
+            err.contains("this is a private key; --mitm-ca takes the CA certificate"),
+            "{err}"
+        );
+        let err = Authority::load(&cert, &cert).err().unwrap().to_string();
+        assert!(err.contains(CA_CERT_FILE), "{err}");
+        assert!(
+            err.contains("this is a certificate; --mitm-key takes the CA's private key"),
+            "{err}"
+        );
         let err = Authority::load(&dir.path().join("missing.pem"), &key)
             .err()
             .unwrap();
@@ -283,6 +311,9 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let (_, other_key) = init_ca(other.path()).unwrap();
         let err = Authority::load(&cert, &other_key).err().unwrap();
-        assert!(err.to_string().contains("does not sign"), "{err}");
+        assert!(
+            err.to_string().contains("is not the private key of"),
+            "{err}"
+        );
     }
 }
