@@ -25,6 +25,9 @@ pub struct FileMember {
     pub file: File,
     /// The member's length (the whole file).
     pub len: u64,
+    /// How many bytes at the end of the file are the records written with it (a WARC
+    /// response's request record), as `AppendRecord::trailer_len`.
+    pub trailer_len: u64,
     /// The payload digest (base32 SHA-1 of the payload from `digest_from` on): the CDX's.
     pub digest: String,
 }
@@ -105,6 +108,7 @@ pub fn encode_file_record(
     Ok(FileMember {
         file,
         len: written,
+        trailer_len: 0,
         digest: super::cdx::base32(&sha.finalize()),
     })
 }
@@ -140,19 +144,21 @@ pub struct Parts<'a> {
     pub follow: &'a [u8],
 }
 
-/// Encodes `parts` into an unnamed file in `dir` (the digest is left empty: the caller has
-/// its own).
+/// Encodes `parts` into an unnamed file in `dir`, whose payload digest is `digest` (worked
+/// out beforehand: a WARC header block carries it).
 pub fn encode_parts(
     parts: &Parts<'_>,
     codec: Codec,
     private: bool,
     dir: &Path,
+    digest: String,
 ) -> io::Result<FileMember> {
     let (file, len) = write_member(parts, codec, private, dir, |_, _| {})?;
     Ok(FileMember {
         file,
         len,
-        digest: String::new(),
+        trailer_len: parts.follow.len() as u64,
+        digest,
     })
 }
 

@@ -16,17 +16,18 @@ use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
 
-use monoio::buf::{IoBuf, IoBufMut};
-
 use super::aligned::{AlignedBuf, BLOCK};
 use super::cdx::CdxEntry;
 use super::files::FileTable;
 use super::handoff::Handoff;
 use super::layout::{fitting, plan, Ending, Pad};
 use super::open_arc::{seal_in_background, FileMaker, OpenArc};
-use super::record::{pad_member, Codec, MIN_PAD};
+use super::record::{pad_member, Codec};
 use super::space::SpaceMonitor;
+
+mod file_member;
 use crate::error::Error;
+pub use file_member::AppendFileRecord;
 
 /// Where a record lives: file, byte offset of its gzip member, member length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,20 +96,6 @@ pub struct Appended {
     pub padded: Option<Bytes>,
 }
 
-/// A record whose member is in a file of its own (a big response, encoded from the file it
-/// spilled to): copied into the archive in bounded chunks.
-pub struct AppendFileRecord {
-    pub member: std::fs::File,
-    pub len: u64,
-    /// How many bytes at the end of `member` are the records that go with it (as
-    /// `AppendRecord::trailer_len`).
-    pub trailer_len: u64,
-    pub cdx: CdxEntry,
-}
-
-/// Bytes of a file member copied per write.
-const FILE_CHUNK: usize = 256 << 10;
-
 enum Command {
     Append {
         record: AppendRecord,
@@ -159,23 +146,26 @@ impl ArcWriter {
 
     /// Appends one record; resolves once it is written (and durable under `--fsync always`).
     pub async fn append(&self, record: AppendRecord) -> Result<Appended, Error> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .unbounded_send(Command::Append { record, done })
-            .map_err(|_| Error::Storage("archive writer has stopped".into()))?;
-        wait.await
-            .unwrap_or_else(|_| Err(Error::Storage("archive writer has stopped".into())))
+        self.ask(|done| Command::Append { record, done }).await
     }
 
     /// Appends a record whose member is in a file; resolves once it is written (and durable
     /// under `--fsync always`). The member never sits whole in memory.
     pub async fn append_file(&self, record: AppendFileRecord) -> Result<Appended, Error> {
+        self.ask(|done| Command::AppendFile { record, done }).await
+    }
+
+    /// Sends the writer a command and waits for its answer.
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<Appended, Error>>) -> Command,
+    ) -> Result<Appended, Error> {
+        let stopped = || Error::Storage("archive writer has stopped".into());
         let (done, wait) = oneshot::channel();
         self.tx
-            .unbounded_send(Command::AppendFile { record, done })
-            .map_err(|_| Error::Storage("archive writer has stopped".into()))?;
-        wait.await
-            .unwrap_or_else(|_| Err(Error::Storage("archive writer has stopped".into())))
+            .unbounded_send(command(done))
+            .map_err(|_| stopped())?;
+        wait.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Seals the open file (and waits for every seal in progress), then stops the writer.
@@ -294,7 +284,7 @@ impl Writer {
         }
         let mut rest = batch;
         while !rest.is_empty() {
-            let fitting = self.fitting(&rest);
+            let fitting = self.fitting(rest.iter().map(|(r, _)| r.member.len()));
             if fitting == 0 {
                 self.seal_open().await;
                 continue;
@@ -310,102 +300,66 @@ impl Writer {
             };
             match result {
                 Ok((locs, mut padded)) => {
-                    if let Some(open) = self.open.as_mut() {
-                        open.last_append = Instant::now();
-                    }
                     // Each record as written (padding included) and what was written with it.
                     let bytes = locs
                         .iter()
                         .zip(&group)
                         .map(|(loc, (r, _))| loc.len + r.trailer_len as u64)
                         .sum();
-                    self.config.stats.appended(locs.len() as u64, bytes);
-                    if let Some(open) = self.open.as_ref() {
-                        // The name on disk (with `.open`), as an operator finds it.
-                        let name = open.path.file_name().map(|n| n.to_string_lossy());
-                        let file = name.as_deref().map(|n| (n, open.logical));
-                        self.config.stats.set_open(self.config.worker, file);
-                    }
+                    self.wrote(locs.len() as u64, bytes);
                     let last = locs.len().saturating_sub(1);
                     for (i, ((record, done), loc)) in group.into_iter().zip(locs).enumerate() {
-                        if let Some(open) = self.open.as_mut() {
-                            let mut entry = record.cdx;
-                            entry.offset = loc.offset;
-                            let gzip = matches!(self.config.codec, Codec::Gzip(_));
-                            entry.length = super::cdx::cdx_length(loc.len, gzip);
-                            open.entries.push(entry);
-                        }
+                        self.index(record.cdx, loc);
                         let padded = if i == last { padded.take() } else { None };
                         let _ = done.send(Ok(Appended { loc, padded }));
                     }
                 }
                 Err(e) => {
-                    let w = self.config.worker;
-                    log::error!("worker {w} archive write failed: {e}");
-                    if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-                        let write: usize = group.iter().map(|(r, _)| r.member.len()).sum();
-                        self.space.disk_full((write + 2 * BLOCK) as u64);
-                    }
-                    let err = Error::Storage(e.to_string());
+                    let write: usize = group.iter().map(|(r, _)| r.member.len()).sum();
+                    let err = self.write_failed(&e, write as u64);
                     for (_, done) in group.into_iter().chain(std::mem::take(&mut rest)) {
                         let _ = done.send(Err(err.clone()));
                     }
                 }
             }
-            let full = self
-                .open
-                .as_ref()
-                .is_some_and(|o| o.logical >= self.config.max_size);
-            if full {
-                self.seal_open().await;
-            }
+            self.seal_if_full().await;
         }
     }
 
-    /// Appends one file member (`AppendFileRecord`), rolling first if it does not fit.
-    async fn append_file(&mut self, record: AppendFileRecord) -> Result<Appended, Error> {
-        if self.space.is_paused() {
-            return Err(Error::Storage("disk full, archiving paused".into()));
-        }
-        let (used, empty) = match &self.open {
-            Some(o) => (o.logical, o.entries.is_empty()),
-            None => (0, true),
-        };
-        let len =
-            usize::try_from(record.len).map_err(|_| Error::Storage("record too big".into()))?;
-        if fitting(used, empty, [len], self.config.max_size) == 0 {
-            self.seal_open().await;
-        }
-        let before = self.open.as_ref().map_or(0, |o| o.logical);
-        let result = match self.write_file_member(&record).await {
-            Ok(loc) if self.config.fsync == FsyncPolicy::Always => {
-                self.sync_group(before).await.map(|()| loc)
-            }
-            other => other,
-        };
-        let loc = match result {
-            Ok(loc) => loc,
-            Err(e) => {
-                let w = self.config.worker;
-                log::error!("worker {w} archive write failed: {e}");
-                if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-                    self.space.disk_full(record.len + 2 * BLOCK as u64);
-                }
-                return Err(Error::Storage(e.to_string()));
-            }
-        };
-        self.config.stats.appended(1, loc.len + record.trailer_len);
+    /// Notes `records` records and `bytes` bytes just written to the open file.
+    fn wrote(&mut self, records: u64, bytes: u64) {
+        self.config.stats.appended(records, bytes);
         if let Some(open) = self.open.as_mut() {
             open.last_append = Instant::now();
-            let mut entry = record.cdx;
-            entry.offset = loc.offset;
-            let gzip = matches!(self.config.codec, Codec::Gzip(_));
-            entry.length = super::cdx::cdx_length(loc.len, gzip);
-            open.entries.push(entry);
+            // The name on disk (with `.open`), as an operator finds it.
             let name = open.path.file_name().map(|n| n.to_string_lossy());
             let file = name.as_deref().map(|n| (n, open.logical));
             self.config.stats.set_open(self.config.worker, file);
         }
+    }
+
+    /// Adds a written record's CDX line (its offset and length filled in) to the open file's.
+    fn index(&mut self, mut entry: CdxEntry, loc: RecordLoc) {
+        if let Some(open) = self.open.as_mut() {
+            entry.offset = loc.offset;
+            let gzip = matches!(self.config.codec, Codec::Gzip(_));
+            entry.length = super::cdx::cdx_length(loc.len, gzip);
+            open.entries.push(entry);
+        }
+    }
+
+    /// Logs a failed write of `bytes` (a full disk pauses archiving); the error to answer.
+    fn write_failed(&mut self, e: &io::Error, bytes: u64) -> Error {
+        let w = self.config.worker;
+        log::error!("worker {w} archive write failed: {e}");
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            self.space.disk_full(bytes + 2 * BLOCK as u64);
+        }
+        Error::Storage(e.to_string())
+    }
+
+    /// Seals the open file once it has reached `--arc-max-size`.
+    async fn seal_if_full(&mut self) {
         let full = self
             .open
             .as_ref()
@@ -413,92 +367,6 @@ impl Writer {
         if full {
             self.seal_open().await;
         }
-        Ok(Appended { loc, padded: None })
-    }
-
-    /// Copies a file member after the current end, `FILE_CHUNK` at a time: each write carries
-    /// the kept partial block and the whole blocks that follow; the last one ends as
-    /// `write_group`'s do (padded to a block boundary under `--fsync always`, the member's
-    /// gzip header grown in its first chunk, since the padding needed is known from the
-    /// member's length before anything is written).
-    async fn write_file_member(&mut self, record: &AppendFileRecord) -> io::Result<RecordLoc> {
-        let (header, ending) = self.prepare_write().await?;
-        let Some(open) = self.open.as_mut() else {
-            return Err(io::Error::other("no open ARC file"));
-        };
-        let header_len = header.as_ref().map_or(0, Vec::len);
-        let len = record.len as usize;
-        let layout = plan(open.tail_start, open.tail.len(), header_len, &[len], ending);
-        let offset = layout.offsets.first().copied().unwrap_or(open.tail_start);
-        let member = monoio::fs::File::from_std(record.member.try_clone()?)?;
-        let mut buf = self
-            .scratch
-            .take()
-            .unwrap_or_else(|| AlignedBuf::with_capacity(FILE_CHUNK + 2 * BLOCK))
-            .reserve_total(FILE_CHUNK + 3 * BLOCK + MIN_PAD + BLOCK);
-        buf.clear();
-        buf.extend_from_slice(&open.tail);
-        if let Some(h) = &header {
-            buf.extend_from_slice(h);
-        }
-        let mut write_at = open.tail_start;
-        let mut pos = 0usize;
-        let mut member_len = len;
-        let mut chunk = Vec::new();
-        while pos < len {
-            let want = (len - pos).min(FILE_CHUNK);
-            chunk.clear();
-            chunk.reserve(want);
-            // Bounded by a slice: a read fills a Vec up to its capacity, not its length.
-            let slice = std::mem::take(&mut chunk).slice_mut(0..want);
-            let (read, back) = member.read_exact_at(slice, pos as u64).await;
-            chunk = back.into_inner();
-            read?;
-            let grown = match layout.pad {
-                Pad::Member(grow) if pos == 0 => pad_member(&chunk, grow),
-                _ => None,
-            };
-            if let Some(g) = &grown {
-                member_len += g.len() - chunk.len();
-            }
-            buf.extend_from_slice(grown.as_deref().unwrap_or(&chunk));
-            pos += want;
-            if pos < len {
-                // Whole blocks out; the partial one stays for the next chunk.
-                let whole = buf.len() / BLOCK * BLOCK;
-                let (written, back) = open.file.write_all_at(buf.slice(0..whole), write_at).await;
-                buf = back.into_inner();
-                written?;
-                self.space.wrote(whole as u64);
-                let rest = buf.as_slice()[whole..].to_vec();
-                buf.clear();
-                buf.extend_from_slice(&rest);
-                write_at += whole as u64;
-            }
-        }
-        if let Pad::BlankLines(n) = layout.pad {
-            buf.extend_from_slice(&[b'\n'; BLOCK][..n]);
-        }
-        let data_len = buf.len();
-        let keep_from = data_len / BLOCK * BLOCK;
-        buf.pad_to_block();
-        self.space.wrote(buf.len() as u64);
-        let (written, buf) = open.file.write_all_at(buf, write_at).await;
-        let outcome = written.map(|()| {
-            open.tail = buf.as_slice()[keep_from..data_len].to_vec();
-            open.logical = write_at + data_len as u64;
-            open.tail_start = write_at + keep_from as u64;
-            open.dirty = true;
-            RecordLoc {
-                file_id: open.id,
-                offset,
-                len: (member_len as u64).saturating_sub(record.trailer_len),
-            }
-        });
-        if buf.capacity() <= 8 << 20 {
-            self.scratch = Some(buf);
-        }
-        outcome
     }
 
     /// Under `--fsync always`, makes the group just written durable before anyone is told.
@@ -522,13 +390,13 @@ impl Writer {
         Err(io::Error::new(e.kind(), format!("fdatasync failed: {e}")))
     }
 
-    /// How many records from the front of `batch` go into the open file (`layout::fitting`).
-    fn fitting(&self, batch: &[Pending]) -> usize {
+    /// How many records of these sizes, from the front, go into the open file
+    /// (`layout::fitting`).
+    fn fitting(&self, sizes: impl IntoIterator<Item = usize>) -> usize {
         let (used, empty) = match &self.open {
             Some(o) => (o.logical, o.entries.is_empty()),
             None => (0, true),
         };
-        let sizes = batch.iter().map(|(r, _)| r.member.len());
         fitting(used, empty, sizes, self.config.max_size)
     }
 

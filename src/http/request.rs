@@ -83,7 +83,19 @@ impl RequestHead {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_slice())
     }
+
+    /// Whether the client waits for `100 Continue` before sending its body (`Expect:
+    /// 100-continue`; an HTTP/1.0 client is never sent a 1xx, RFC 9110 10.1.1).
+    pub fn expects_continue(&self) -> bool {
+        self.version >= 1
+            && self
+                .header("expect")
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+    }
 }
+
+/// The interim response a client that expects it gets before sending its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Parses one request head from the front of `buf`. `Ok(None)`: not enough bytes yet;
 /// `Ok(Some((head, consumed)))`: the head and how many bytes it took.

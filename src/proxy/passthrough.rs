@@ -76,11 +76,8 @@ pub async fn relay(
     write(&mut upstream, head, limits.read_timeout)
         .await
         .map_err(|_| Failure::Before(Error::Dropped("origin closed".into())))?;
-    let expects_continue = req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue && req.body != RequestBody::None {
-        write(client, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), idle)
+    if req.expects_continue() && req.body != RequestBody::None {
+        write(client, crate::http::request::CONTINUE.to_vec(), idle)
             .await
             .map_err(|_| Failure::After)?;
     }

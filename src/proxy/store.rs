@@ -108,38 +108,47 @@ async fn archive_response(
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
     if let Some(spill) = spill {
-        let (head, digest_from) = match &draft {
-            Draft::Arc { header, payload } => (Some(header.clone()), body_offset(payload)),
-            Draft::Exchange { response, .. } => (None, body_offset(response)),
-            Draft::Failure { .. } => (None, 0),
-        };
-        let exchange = match draft {
+        let (record, digest_from) = match draft {
+            Draft::Arc { header, payload } => {
+                (SpilledRecord::Arc { header }, body_offset(&payload))
+            }
             Draft::Exchange {
                 url,
                 ip,
                 date,
                 request,
-                ..
-            } => Some((url, ip, date, request)),
-            _ => None,
+                response,
+            } => {
+                let from = body_offset(&response);
+                (
+                    SpilledRecord::Warc {
+                        url,
+                        ip,
+                        date,
+                        request,
+                    },
+                    from,
+                )
+            }
+            Draft::Failure { .. } => return Err(Error::Internal("a failure record spilled")),
         };
         let spilled = Spilled {
-            arc_header: head,
-            warc: exchange,
+            record,
             digest_from: digest_from as u64,
             spill,
             private,
         };
-        let (member, digest) = encode_spilled(ctx, spilled).await?;
-        let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, digest);
+        let member = encode_spilled(ctx, spilled).await?;
+        let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, member.digest.clone());
         cdx.private = private;
-        let record = AppendFileRecord {
-            len: member.0.len,
-            trailer_len: member.1,
-            member: member.0.file,
-            cdx,
-        };
-        return append_file(ctx, record, status, config.ttl, reuse).await;
+        return append_file(
+            ctx,
+            AppendFileRecord { member, cdx },
+            status,
+            config.ttl,
+            reuse,
+        )
+        .await;
     }
     let encoded = encode(draft, config.codec(), private).await?;
     let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
@@ -195,75 +204,82 @@ pub async fn store_revalidation(
 
 /// A spilled response on its way into a record.
 struct Spilled {
-    /// The ARC header line (ARC records).
-    arc_header: Option<String>,
-    /// For WARC: the URL, the address, the date and the request sent.
-    warc: Option<(String, std::net::IpAddr, UtcTime, Bytes)>,
+    record: SpilledRecord,
     /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
     digest_from: u64,
     spill: crate::fetch::spill::Spill,
     private: bool,
 }
 
-/// An encoded record in a file, and how many bytes at its end are the records that go
-/// with it.
-type SpilledMember = (crate::archive::from_file::FileMember, u64);
+/// The record a spilled response becomes, less its payload (which is in the spill).
+enum SpilledRecord {
+    /// An ARC record: its header line.
+    Arc { header: String },
+    /// A WARC response record and its request record.
+    Warc {
+        url: String,
+        ip: std::net::IpAddr,
+        date: UtcTime,
+        request: Bytes,
+    },
+}
 
 /// Encodes a spilled response's record into a file of its own, on the blocking pool, in
 /// bounded memory (`archive::from_file`): an ARC record in one read of the spill, a WARC
 /// response record in two (its header block carries the digests) with its request record
 /// after it.
-async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<(SpilledMember, String), Error> {
+async fn encode_spilled(
+    ctx: &Rc<WorkerCtx>,
+    s: Spilled,
+) -> Result<crate::archive::from_file::FileMember, Error> {
     use crate::archive::from_file::{digests, encode_file_record, encode_parts, Parts};
     let storage = |e: std::io::Error| Error::Storage(e.to_string());
     let payload = s.spill.reader().map_err(storage)?;
     let len = s.spill.len();
     let codec = ctx.shared.config.codec();
     let dir = ctx.spill.dir.clone();
-    let encoded = monoio::spawn_blocking(move || -> std::io::Result<(SpilledMember, String)> {
-        if let Some(header) = &s.arc_header {
-            let m = encode_file_record(
-                header.as_bytes(),
-                &payload,
-                len,
-                s.digest_from,
-                codec,
-                s.private,
-                &dir,
-            )?;
-            let digest = m.digest.clone();
-            return Ok(((m, 0), digest));
-        }
-        let Some((url, ip, date, request)) = &s.warc else {
-            return Err(std::io::Error::other("a spilled record of no known format"));
-        };
-        let (block, payload_digest) = digests(&payload, len, s.digest_from)?;
-        let target = warc::Target {
+    monoio::spawn_blocking(move || match &s.record {
+        SpilledRecord::Arc { header } => encode_file_record(
+            header.as_bytes(),
+            &payload,
+            len,
+            s.digest_from,
+            codec,
+            s.private,
+            &dir,
+        ),
+        SpilledRecord::Warc {
             url,
-            ip: Some(*ip),
+            ip,
             date,
-        };
-        let block = warc::Block {
-            digest: &format!("sha1:{block}"),
-            len,
-        };
-        let resp = warc::response_of(&target, &block, &payload_digest);
-        let req = warc::request(&target, request, &resp.id);
-        let follow = codec.encode_parts(req.head.as_bytes(), request, warc::RECORD_END);
-        let parts = Parts {
-            head: resp.head.as_bytes(),
-            payload: &payload,
-            len,
-            tail: warc::RECORD_END,
-            follow: &follow,
-        };
-        let m = encode_parts(&parts, codec, s.private, &dir)?;
-        Ok(((m, follow.len() as u64), payload_digest))
+            request,
+        } => {
+            let (block, payload_digest) = digests(&payload, len, s.digest_from)?;
+            let target = warc::Target {
+                url,
+                ip: Some(*ip),
+                date,
+            };
+            let block = warc::Block {
+                digest: &format!("sha1:{block}"),
+                len,
+            };
+            let resp = warc::response_of(&target, &block, &payload_digest);
+            let req = warc::request(&target, request, &resp.id);
+            let follow = codec.encode_parts(req.head.as_bytes(), request, warc::RECORD_END);
+            let parts = Parts {
+                head: resp.head.as_bytes(),
+                payload: &payload,
+                len,
+                tail: warc::RECORD_END,
+                follow: &follow,
+            };
+            encode_parts(&parts, codec, s.private, &dir, payload_digest)
+        }
     })
     .await
     .map_err(|_| Error::Internal("compression task was cancelled"))?
-    .map_err(storage)?;
-    Ok(encoded)
+    .map_err(storage)
 }
 
 /// Appends a record whose member is in a file; it is not kept in memory for the reply

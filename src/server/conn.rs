@@ -224,7 +224,7 @@ async fn serve_requests(
             RequestBody::Length(n) => n <= MAX_DISCARD_BODY,
             RequestBody::Chunked => true,
         };
-        if body_wanted && wants_continue(&req) && !send_continue(stream, idle).await {
+        if body_wanted && req.expects_continue() && !send_continue(stream, idle).await {
             return Next::Close;
         }
         let body_error = match req.body {
@@ -506,18 +506,9 @@ async fn discard_chunked(
     }
 }
 
-/// Whether the client asked for `100 Continue` before its body (never sent to an HTTP/1.0
-/// client, RFC 9110 10.1.1).
-fn wants_continue(req: &RequestHead) -> bool {
-    req.version >= 1
-        && req
-            .header("expect")
-            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
-}
-
 /// Writes the interim `100 Continue`; `false` if the client went away.
 async fn send_continue(stream: &mut ClientConn, idle: Duration) -> bool {
-    let write = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
+    let write = stream.write_all(crate::http::request::CONTINUE.to_vec());
     matches!(monoio::time::timeout(idle, write).await, Ok((Ok(_), _)))
 }
 
