@@ -1,8 +1,9 @@
-//! An ARC record whose payload is in a file (a response that spilled to disk as it arrived),
-//! encoded into another unnamed file in bounded memory: the payload is read in chunks,
-//! compressed as a stream (one gzip member, or plain), and digested on the way. Runs on the
-//! blocking pool. The record's length goes in its header line, before the payload: it is
-//! known because the whole response is in the file before this starts.
+//! An ARC or WARC record whose payload is in a file (a response that spilled to disk as it
+//! arrived), encoded into another unnamed file in bounded memory: the payload is read in
+//! chunks, compressed as a stream (one gzip member, or plain), and digested on the way. Runs
+//! on the blocking pool. The record's length (and a WARC record's digests) go in its header,
+//! before the payload: they are known because the whole response is in the file before this
+//! starts.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -74,7 +75,7 @@ fn named_then_unlinked(dir: &Path) -> io::Result<File> {
 
 /// Whether an `O_TMPFILE` open failed because the file system (or the kernel: then it reads
 /// as `O_DIRECTORY`) has no such thing.
-pub fn lacks_tmpfile(e: &io::Error) -> bool {
+fn lacks_tmpfile(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
@@ -84,7 +85,7 @@ pub fn lacks_tmpfile(e: &io::Error) -> bool {
 /// Encodes `header` + the `len` bytes of `payload` + `\n` as one ARC record (a gzip member,
 /// marked private when asked, or plain) into an unnamed file in `dir`; the payload is
 /// digested from `digest_from` on as it is read.
-pub fn encode_file_record(
+fn encode_file_record(
     header: &[u8],
     payload: &File,
     len: u64,
@@ -115,7 +116,7 @@ pub fn encode_file_record(
 
 /// The base32 SHA-1 of the `len` bytes of `payload` (a WARC block digest) and of those from
 /// `digest_from` on (the payload digest), in one read.
-pub fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String, String)> {
+fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String, String)> {
     let (mut block, mut body) = (Sha1::new(), Sha1::new());
     let mut buf = vec![0u8; CHUNK];
     let mut pos = 0u64;
@@ -136,17 +137,17 @@ pub fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String
 /// A record to write from a file: `head`, the `len` bytes of `payload`, `tail`, as one
 /// member; then `follow` as it is (the members written with it: a WARC response's request
 /// record).
-pub struct Parts<'a> {
-    pub head: &'a [u8],
-    pub payload: &'a File,
-    pub len: u64,
-    pub tail: &'a [u8],
-    pub follow: &'a [u8],
+struct Parts<'a> {
+    head: &'a [u8],
+    payload: &'a File,
+    len: u64,
+    tail: &'a [u8],
+    follow: &'a [u8],
 }
 
 /// Encodes `parts` into an unnamed file in `dir`, whose payload digest is `digest` (worked
 /// out beforehand: a WARC header block carries it).
-pub fn encode_parts(
+fn encode_parts(
     parts: &Parts<'_>,
     codec: Codec,
     private: bool,
@@ -218,6 +219,83 @@ fn write_member(
     let written = sink.written;
     drop(sink);
     Ok((out, written))
+}
+
+/// The record a response in a file becomes, less its payload.
+pub enum FileRecord {
+    /// An ARC record: its header line.
+    Arc { header: String },
+    /// A WARC response record and its request record.
+    Warc {
+        url: String,
+        ip: std::net::IpAddr,
+        date: crate::clock::UtcTime,
+        request: bytes::Bytes,
+    },
+}
+
+/// A record's payload in a file: its `len` bytes, digested from `digest_from` on.
+pub struct Payload<'a> {
+    pub file: &'a File,
+    pub len: u64,
+    pub digest_from: u64,
+}
+
+/// Encodes `record` with its payload into an unnamed file in `dir`, in bounded memory: an
+/// ARC record in one read of the payload, a WARC response record in two (its header block
+/// carries the digests) with its request record after it.
+pub fn encode_record(
+    record: &FileRecord,
+    payload: &Payload<'_>,
+    codec: Codec,
+    private: bool,
+    dir: &Path,
+) -> io::Result<FileMember> {
+    let Payload {
+        file,
+        len,
+        digest_from,
+    } = *payload;
+    match record {
+        FileRecord::Arc { header } => encode_file_record(
+            header.as_bytes(),
+            file,
+            len,
+            digest_from,
+            codec,
+            private,
+            dir,
+        ),
+        FileRecord::Warc {
+            url,
+            ip,
+            date,
+            request,
+        } => {
+            use super::warc;
+            let (block, payload_digest) = digests(file, len, digest_from)?;
+            let target = warc::Target {
+                url,
+                ip: Some(*ip),
+                date,
+            };
+            let block = warc::Block {
+                digest: &format!("sha1:{block}"),
+                len,
+            };
+            let resp = warc::response_of(&target, &block, &payload_digest);
+            let req = warc::request(&target, request, &resp.id);
+            let follow = codec.encode_parts(req.head.as_bytes(), request, warc::RECORD_END);
+            let parts = Parts {
+                head: resp.head.as_bytes(),
+                payload: file,
+                len,
+                tail: warc::RECORD_END,
+                follow: &follow,
+            };
+            encode_parts(&parts, codec, private, dir, payload_digest)
+        }
+    }
 }
 
 /// Counts what goes through to the file.

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::origin_conn::OriginConn;
+use crate::http::cache::is_credential;
 use crate::http::request::Header;
 use crate::http::url::Scheme;
 
@@ -24,10 +25,6 @@ const MAX_IDLE: usize = 1024;
 /// An idle connection older than this is not reused (origins close idle ones; nginx after
 /// 75 s by default).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
-
-/// Request headers that make a response someone's own: connections that carried them are
-/// shared only among requests carrying the same values.
-const CREDENTIALS: [&str; 2] = ["authorization", "cookie"];
 
 struct Idle {
     stream: OriginConn,
@@ -69,14 +66,16 @@ impl UpstreamPool {
     /// The identity of a request sending `headers` upstream.
     pub fn identity(&self, headers: &[Header]) -> Identity {
         let mut hasher = None;
-        for h in headers {
-            if CREDENTIALS.iter().any(|c| h.name.eq_ignore_ascii_case(c)) {
-                let hasher = hasher.get_or_insert_with(|| self.hasher.build_hasher());
-                hasher.write(h.name.to_ascii_lowercase().as_bytes());
-                hasher.write_u8(0);
-                hasher.write(&h.value);
-                hasher.write_u8(0);
+        // The credential headers (`is_credential`): connections that carried them are shared
+        // only among requests carrying the same values.
+        for h in headers.iter().filter(|h| is_credential(h)) {
+            let hasher = hasher.get_or_insert_with(|| self.hasher.build_hasher());
+            for b in h.name.bytes() {
+                hasher.write_u8(b.to_ascii_lowercase());
             }
+            hasher.write_u8(0);
+            hasher.write(&h.value);
+            hasher.write_u8(0);
         }
         // 0 is kept for "no credentials"; a credential hash that happens to be 0 moves.
         Identity(hasher.map_or(0, |h| h.finish().max(1)))

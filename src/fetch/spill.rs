@@ -1,7 +1,7 @@
 //! Where a response too big to keep in memory goes as it arrives: an unnamed temporary file
-//! (`O_TMPFILE`) in the worker's directory, written through the runtime, read back on the
-//! blocking pool when its record is encoded. Unnamed, it needs no clean-up: the kernel frees
-//! it when the last descriptor closes, after a crash too.
+//! (`O_TMPFILE`) in the worker's directory, made on the blocking pool, written through the
+//! runtime, read back on the blocking pool when its record is encoded. Unnamed, it needs no
+//! clean-up: the kernel frees it when the last descriptor closes, after a crash too.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -33,35 +33,17 @@ impl std::fmt::Debug for Spill {
 }
 
 impl Spill {
-    /// A new, empty, unnamed file in `dir`.
+    /// A new, empty, unnamed file in `dir` (`archive::from_file::unnamed_file`, made off the
+    /// worker: only big responses spill).
     pub async fn create(dir: &Path) -> io::Result<Spill> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let opened = monoio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
-            .await;
-        let file = match opened {
-            Ok(file) => file,
-            // No O_TMPFILE here: a named file unlinked at once, made off the worker.
-            Err(e) if crate::archive::from_file::lacks_tmpfile(&e) => {
-                let dir = dir.to_path_buf();
-                let made =
-                    monoio::spawn_blocking(move || crate::archive::from_file::unnamed_file(&dir))
-                        .await
-                        .map_err(|_| io::Error::other("spill file task was cancelled"))??;
-                monoio::fs::File::from_std(made)?
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("spill file in {}: {e}", dir.display()),
-                ))
-            }
-        };
-        Ok(Spill { file, len: 0 })
+        let dir = dir.to_path_buf();
+        let made = monoio::spawn_blocking(move || crate::archive::from_file::unnamed_file(&dir))
+            .await
+            .map_err(|_| io::Error::other("spill file task was cancelled"))??;
+        Ok(Spill {
+            file: monoio::fs::File::from_std(made)?,
+            len: 0,
+        })
     }
 
     /// Bytes written so far.

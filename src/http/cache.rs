@@ -193,9 +193,13 @@ pub fn prefers_async(headers: &[Header]) -> bool {
 
 /// Whether the request carries `Authorization` or `Cookie`.
 pub fn has_credentials(headers: &[Header]) -> bool {
-    headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("authorization") || h.name.eq_ignore_ascii_case("cookie")
-    })
+    headers.iter().any(is_credential)
+}
+
+/// Whether a request header is one that makes the response someone's own: `Authorization`
+/// or `Cookie`.
+pub fn is_credential(h: &Header) -> bool {
+    h.name.eq_ignore_ascii_case("authorization") || h.name.eq_ignore_ascii_case("cookie")
 }
 
 /// Request headers never sent on a fetch liveweb stores: the stored response must be the

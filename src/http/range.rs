@@ -53,6 +53,26 @@ pub fn parse_range(value: &[u8]) -> Option<ByteRange> {
     }
 }
 
+/// The range a `Range` value asks of a stored response whose validators are `etag` and
+/// `last_modified`, if it is to be honoured: one range, and an `If-Range` (when sent) that
+/// names the response's strong ETag or exact Last-Modified (RFC 9110 13.1.5).
+pub fn honoured(
+    range: &[u8],
+    if_range: Option<&[u8]>,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+) -> Option<ByteRange> {
+    let range = parse_range(range)?;
+    if let Some(if_range) = if_range {
+        let if_range = std::str::from_utf8(if_range).ok()?.trim();
+        let strong_etag = etag.filter(|e| !e.starts_with("W/"));
+        if Some(if_range) != strong_etag && Some(if_range) != last_modified {
+            return None;
+        }
+    }
+    Some(range)
+}
+
 impl ByteRange {
     /// The part of a body of `total` bytes this range selects.
     pub fn resolve(self, total: u64) -> Resolved {
@@ -80,6 +100,23 @@ impl ByteRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_range_honours_only_the_strong_etag_or_the_exact_date() {
+        let date = "Thu, 01 Jan 2026 00:00:00 GMT";
+        let r = |if_range: Option<&str>, etag| {
+            honoured(b"bytes=1-2", if_range.map(str::as_bytes), etag, Some(date))
+        };
+        assert!(r(None, None).is_some());
+        assert!(r(Some("\"e\""), Some("\"e\"")).is_some());
+        assert!(r(Some(date), None).is_some());
+        assert!(r(Some("\"old\""), Some("\"e\"")).is_none());
+        assert!(
+            r(Some("W/\"e\""), Some("W/\"e\"")).is_none(),
+            "a weak ETag never"
+        );
+        assert!(honoured(b"bytes=1-2,4-5", None, None, None).is_none());
+    }
 
     #[test]
     fn single_byte_ranges_parse_and_resolve() {

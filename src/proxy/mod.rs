@@ -420,10 +420,8 @@ fn client_side(
     }
 }
 
-/// The byte range a GET asks of a stored response (RFC 9110 14.2), if it is to be honoured:
-/// one range, and an `If-Range` (when sent) that names this response's strong ETag or exact
-/// Last-Modified. Whether the response is a full `200` of known length is decided as it is
-/// sent.
+/// The byte range a GET asks of a stored response, if it is to be honoured
+/// (`http::range::honoured`).
 fn requested_range(
     req: &RequestHead,
     record: &StoredRecord,
@@ -431,16 +429,13 @@ fn requested_range(
     if req.method != Method::Get {
         return None;
     }
-    let range = crate::http::range::parse_range(req.header("range")?)?;
-    if let Some(if_range) = req.header("if-range") {
-        let if_range = std::str::from_utf8(if_range).ok()?.trim();
-        let reuse = record.reuse.as_ref()?;
-        let strong_etag = reuse.etag.as_deref().filter(|e| !e.starts_with("W/"));
-        if Some(if_range) != strong_etag && Some(if_range) != reuse.last_modified.as_deref() {
-            return None;
-        }
-    }
-    Some(range)
+    let reuse = record.reuse.as_deref();
+    crate::http::range::honoured(
+        req.header("range")?,
+        req.header("if-range"),
+        reuse.and_then(|r| r.etag.as_deref()),
+        reuse.and_then(|r| r.last_modified.as_deref()),
+    )
 }
 
 /// Where a forward-mode hit reads its record from: memory if at hand, else its file.

@@ -14,6 +14,7 @@ use crate::archive::cdx::{
     FAILURE_MIME,
 };
 use crate::archive::format::Format;
+use crate::archive::from_file::{encode_record, FileMember, FileRecord, Payload};
 use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::warc;
 use crate::archive::writer::AppendFileRecord;
@@ -109,9 +110,7 @@ async fn archive_response(
     let private = reuse.credentialed || reuse.forward_private;
     if let Some(spill) = spill {
         let (record, digest_from) = match draft {
-            Draft::Arc { header, payload } => {
-                (SpilledRecord::Arc { header }, body_offset(&payload))
-            }
+            Draft::Arc { header, payload } => (FileRecord::Arc { header }, body_offset(&payload)),
             Draft::Exchange {
                 url,
                 ip,
@@ -121,7 +120,7 @@ async fn archive_response(
             } => {
                 let from = body_offset(&response);
                 (
-                    SpilledRecord::Warc {
+                    FileRecord::Warc {
                         url,
                         ip,
                         date,
@@ -204,78 +203,28 @@ pub async fn store_revalidation(
 
 /// A spilled response on its way into a record.
 struct Spilled {
-    record: SpilledRecord,
+    record: FileRecord,
     /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
     digest_from: u64,
     spill: crate::fetch::spill::Spill,
     private: bool,
 }
 
-/// The record a spilled response becomes, less its payload (which is in the spill).
-enum SpilledRecord {
-    /// An ARC record: its header line.
-    Arc { header: String },
-    /// A WARC response record and its request record.
-    Warc {
-        url: String,
-        ip: std::net::IpAddr,
-        date: UtcTime,
-        request: Bytes,
-    },
-}
-
 /// Encodes a spilled response's record into a file of its own, on the blocking pool, in
-/// bounded memory (`archive::from_file`): an ARC record in one read of the spill, a WARC
-/// response record in two (its header block carries the digests) with its request record
-/// after it.
-async fn encode_spilled(
-    ctx: &Rc<WorkerCtx>,
-    s: Spilled,
-) -> Result<crate::archive::from_file::FileMember, Error> {
-    use crate::archive::from_file::{digests, encode_file_record, encode_parts, Parts};
+/// bounded memory (`archive::from_file::encode_record`).
+async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<FileMember, Error> {
     let storage = |e: std::io::Error| Error::Storage(e.to_string());
     let payload = s.spill.reader().map_err(storage)?;
     let len = s.spill.len();
     let codec = ctx.shared.config.codec();
     let dir = ctx.spill.dir.clone();
-    monoio::spawn_blocking(move || match &s.record {
-        SpilledRecord::Arc { header } => encode_file_record(
-            header.as_bytes(),
-            &payload,
+    monoio::spawn_blocking(move || {
+        let source = Payload {
+            file: &payload,
             len,
-            s.digest_from,
-            codec,
-            s.private,
-            &dir,
-        ),
-        SpilledRecord::Warc {
-            url,
-            ip,
-            date,
-            request,
-        } => {
-            let (block, payload_digest) = digests(&payload, len, s.digest_from)?;
-            let target = warc::Target {
-                url,
-                ip: Some(*ip),
-                date,
-            };
-            let block = warc::Block {
-                digest: &format!("sha1:{block}"),
-                len,
-            };
-            let resp = warc::response_of(&target, &block, &payload_digest);
-            let req = warc::request(&target, request, &resp.id);
-            let follow = codec.encode_parts(req.head.as_bytes(), request, warc::RECORD_END);
-            let parts = Parts {
-                head: resp.head.as_bytes(),
-                payload: &payload,
-                len,
-                tail: warc::RECORD_END,
-                follow: &follow,
-            };
-            encode_parts(&parts, codec, s.private, &dir, payload_digest)
-        }
+            digest_from: s.digest_from,
+        };
+        encode_record(&s.record, &source, codec, s.private, &dir)
     })
     .await
     .map_err(|_| Error::Internal("compression task was cancelled"))?
