@@ -157,7 +157,8 @@ async fn read_response(
     let mut tracker = ResponseTracker::new();
     let mut archivable = true;
     let mut spare = ReadBuf::take();
-    loop {
+    // Whether nothing came after the response in its last read.
+    let clean_end = loop {
         let buf = &mut spare.0;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -174,16 +175,7 @@ async fn read_response(
         };
         *buf = slice.into_inner();
         let n = match res {
-            Ok(0) if tracker.complete_at_close() => {
-                return Ok(Received {
-                    raw,
-                    held,
-                    spill,
-                    head: final_head(&mut tracker)?,
-                    archivable,
-                    clean_end: false,
-                });
-            }
+            Ok(0) if tracker.complete_at_close() => break false,
             Ok(0) if !tracker.started() => {
                 return Err(Error::Dropped("origin closed without responding".into()))
             }
@@ -294,16 +286,17 @@ async fn read_response(
         }
         if let Some(end) = end {
             // Bytes past the end mean the origin misbehaved: do not reuse the connection.
-            return Ok(Received {
-                raw,
-                held,
-                spill,
-                head: final_head(&mut tracker)?,
-                archivable,
-                clean_end: end == n,
-            });
+            break end == n;
         }
-    }
+    };
+    Ok(Received {
+        raw,
+        held,
+        spill,
+        head: final_head(&mut tracker)?,
+        archivable,
+        clean_end,
+    })
 }
 
 /// Our own disk failed while a response spilled to it.
