@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod cdx;
+mod cdx_spool;
 mod compressibility;
 mod fault;
 pub mod files;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cdx::CdxEntry;
+use super::cdx_spool::CdxSpool;
 use super::files::FileTable;
 use super::format::Format;
 use super::record::Codec;
@@ -29,8 +29,8 @@ pub(super) struct OpenArc {
     pub(super) tail_start: u64,
     /// Bytes from `tail_start` to `logical` (less than one block).
     pub(super) tail: Vec<u8>,
-    /// Index lines of the records in the file, for its CDX.
-    pub(super) entries: Vec<CdxEntry>,
+    /// Index lines of the records in the file, for its CDX (on disk until the seal).
+    pub(super) entries: CdxSpool,
     pub(super) last_append: Instant,
     /// Written since the last fdatasync.
     pub(super) dirty: bool,
@@ -112,7 +112,7 @@ impl FileMaker {
                 logical: 0,
                 tail_start: 0,
                 tail: Vec::new(),
-                entries: Vec::new(),
+                entries: CdxSpool::new(&self.dir),
                 last_append: now,
                 dirty: false,
                 last_sync: now,
@@ -180,7 +180,10 @@ pub(super) async fn seal_in_background(
         let counted = |c: &std::sync::atomic::AtomicU64| {
             c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        match seal(&path, logical, &entries, &sealed_dir) {
+        let sealed = entries
+            .into_entries()
+            .and_then(|entries| seal(&path, logical, &entries, &sealed_dir));
+        match sealed {
             Ok(sealed) => {
                 counted(&stats.files_sealed);
                 files.set_path(id, sealed.clone());
