@@ -28,18 +28,17 @@ fn fresh(r: &StoredRecord) -> bool {
 }
 
 fn record(i: u64) -> Arc<StoredRecord> {
-    Arc::new(StoredRecord {
-        loc: RecordLoc {
+    Arc::new(StoredRecord::stored(
+        RecordLoc {
             file_id: 1,
             offset: i * 1000,
             len: 900,
         },
-        status: RecordStatus::new(200, "OK", None),
-        expires_at: Instant::now() + Duration::from_secs(3600),
-        stored_at: Instant::now(),
-        reuse: None,
-        unconfirmed: Default::default(),
-    })
+        RecordStatus::new(200, "OK", None),
+        Instant::now(),
+        Instant::now() + Duration::from_secs(3600),
+        None,
+    ))
 }
 
 fn parsing(c: &mut Criterion) {

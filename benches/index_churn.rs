@@ -39,18 +39,17 @@ fn main() {
         let claim = index
             .claim(&url, |r| r.is_fresh(now))
             .expect("a unique URL");
-        let record = Arc::new(StoredRecord {
-            loc: RecordLoc {
+        let record = Arc::new(StoredRecord::stored(
+            RecordLoc {
                 file_id: 0,
                 offset: i * 4000,
                 len: 3000,
             },
-            status: RecordStatus::new(200, "OK", None),
-            expires_at: now + ttl,
-            stored_at: now,
-            reuse: None,
-            unconfirmed: Default::default(),
-        });
+            RecordStatus::new(200, "OK", None),
+            now,
+            now + ttl,
+            None,
+        ));
         index.settle(&url, &claim.flight, Some(record));
         if (i + 1) % sweep_every == 0 {
             swept += index.sweep(now, ttl);

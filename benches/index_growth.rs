@@ -29,18 +29,17 @@ fn run(index: &Index, n: u64) -> (Duration, Duration, Duration) {
         index.settle(
             &url,
             &claim.flight,
-            Some(Arc::new(StoredRecord {
-                loc: RecordLoc {
+            Some(Arc::new(StoredRecord::stored(
+                RecordLoc {
                     file_id: 0,
                     offset: i,
                     len: 1,
                 },
-                status: RecordStatus::new(200, "OK", None),
-                expires_at: expires,
-                stored_at: started,
-                reuse: None,
-                unconfirmed: Default::default(),
-            })),
+                RecordStatus::new(200, "OK", None),
+                started,
+                expires,
+                None,
+            ))),
         );
         times.push(started.elapsed());
     }

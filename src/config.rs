@@ -266,16 +266,23 @@ pub struct Config {
     #[arg(help_heading = "Operations", long, env = "LIVEWEB_BLOCKING_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub blocking_threads: u16,
 
-    /// URLs the index is sized for at start: growing past its size copies one of its shards
-    /// in one inserting worker (a stall of about a tenth of a second at 2M entries, `cargo
-    /// bench --bench index_growth`); sizing costs little resident memory until used.
+    /// URLs the index is sized for at start (within --index-memory). The index grows by a
+    /// quarter of one of its 256 shards at a time, so this is rarely worth setting; sized
+    /// tables take their memory at once.
     #[arg(
         help_heading = "Cache",
         long,
         env = "LIVEWEB_EXPECTED_URLS",
-        default_value_t = 1_000_000
+        default_value_t = 0
     )]
     pub expected_urls: usize,
+
+    /// Memory for the index of stored URLs (44 bytes a slot, at most 9 in 10 slots used).
+    /// At the budget, the entries closest to expiry leave the index first: their records
+    /// stay on disk and in the CDX, and a request for one fetches it again. Default: an
+    /// eighth of the machine's memory (printed at start).
+    #[arg(help_heading = "Cache", long, env = "LIVEWEB_INDEX_MEMORY", value_parser = parse_size)]
+    pub index_memory: Option<u64>,
 
     /// Memory for hot records, split evenly across workers.
     #[arg(help_heading = "Cache", long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
@@ -467,21 +474,30 @@ pub fn parse_affinity(s: &str) -> Result<CpuAffinity, String> {
     Ok(CpuAffinity::Cpus(cpus))
 }
 
+/// The machine's memory in bytes (0 if unknown).
+fn physical_memory() -> u64 {
+    // SAFETY: sysconf with constant names, no memory passed.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    u64::try_from(pages).unwrap_or(0) * u64::try_from(page).unwrap_or(0)
+}
+
 impl Config {
     /// Checks what clap cannot: cross-field rules and not-yet-available features.
     /// `--transfer-memory`, or its default: a sixteenth of physical memory, at least 64 MiB.
     pub fn transfer_memory(&self) -> u64 {
-        self.transfer_memory.unwrap_or_else(|| {
-            // SAFETY: sysconf with constant names, no memory passed.
-            let (pages, page) = unsafe {
-                (
-                    libc::sysconf(libc::_SC_PHYS_PAGES),
-                    libc::sysconf(libc::_SC_PAGESIZE),
-                )
-            };
-            let total = u64::try_from(pages).unwrap_or(0) * u64::try_from(page).unwrap_or(0);
-            (total / 16).max(64 << 20)
-        })
+        self.transfer_memory
+            .unwrap_or_else(|| (physical_memory() / 16).max(64 << 20))
+    }
+
+    /// `--index-memory`, or its default: an eighth of physical memory, at least 64 MiB.
+    pub fn index_memory(&self) -> u64 {
+        self.index_memory
+            .unwrap_or_else(|| (physical_memory() / 8).max(64 << 20))
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -23,7 +23,8 @@ pub struct Snapshot {
     pub totals: Totals,
     pub fetches_running: usize,
     pub fetches_queued: usize,
-    pub index_entries: usize,
+    /// Stored URLs in the index, its tables' bytes, its budget and its evictions.
+    pub index: crate::index::IndexMemory,
     /// Response bodies that went to disk as they arrived (past `--spill-threshold`, or with
     /// `--transfer-memory` spent), and the bytes of bodies in memory now.
     pub spilled_responses: u64,
@@ -97,7 +98,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
         t.fetch_latency_sum_us,
     );
     let a = &s.archive;
-    let scalars: [(&str, &str, &str, u64); 18] = [
+    let scalars: [(&str, &str, &str, u64); 20] = [
         (
             "liveweb_request_bytes_total",
             "counter",
@@ -173,8 +174,20 @@ pub fn metrics_text(s: &Snapshot) -> String {
         (
             "liveweb_index_entries",
             "gauge",
-            "URLs in the index (stored or being fetched).",
-            s.index_entries as u64,
+            "Stored URLs in the index.",
+            s.index.entries as u64,
+        ),
+        (
+            "liveweb_index_bytes",
+            "gauge",
+            "Bytes the index's tables take (at most --index-memory).",
+            s.index.table_bytes as u64,
+        ),
+        (
+            "liveweb_index_evictions_total",
+            "counter",
+            "Index entries that left to keep within --index-memory (their records stay on disk).",
+            s.index.evictions,
         ),
         (
             "liveweb_spilled_responses_total",
@@ -263,7 +276,7 @@ pub fn status_json(s: &Snapshot) -> String {
     let _ = write!(
         out,
         "}},\"request_bytes\":{},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
-         \"fetches_queued\":{},\"index_entries\":{},\"hot_shard_bytes\":{},\
+         \"fetches_queued\":{},\"index_entries\":{},\"index_bytes\":{},\"index_evictions\":{},\"hot_shard_bytes\":{},\
          \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
          \"on_seal_failures\":{},\"disk_free_bytes\":{}}}",
         t.bytes_in,
@@ -271,7 +284,9 @@ pub fn status_json(s: &Snapshot) -> String {
         t.connections,
         s.fetches_running,
         s.fetches_queued,
-        s.index_entries,
+        s.index.entries,
+        s.index.table_bytes,
+        s.index.evictions,
         t.hot_bytes,
         s.archive.bytes,
         s.archive.records,
@@ -376,7 +391,12 @@ mod tests {
             totals,
             fetches_running: 1,
             fetches_queued: 3,
-            index_entries: 7,
+            index: crate::index::IndexMemory {
+                entries: 7,
+                table_bytes: 880,
+                budget: 1 << 20,
+                evictions: 0,
+            },
             spilled_responses: 0,
             transfer_memory_bytes: 0,
             access_log_dropped: 0,

@@ -84,10 +84,14 @@ pub fn status_html(s: &Snapshot) -> String {
         "<tr><th class=\"l\">fetches running</th><td>{}</td></tr>\
          <tr><th class=\"l\">fetches queued</th><td>{}</td></tr>\
          <tr><th class=\"l\">index entries</th><td>{}</td></tr>\
+         <tr><th class=\"l\">index memory</th><td>{} of {} ({} evicted)</td></tr>\
          <tr><th class=\"l\">hot shards</th><td>{}</td></tr></table>",
         s.fetches_running,
         s.fetches_queued,
-        s.index_entries,
+        s.index.entries,
+        bytes(s.index.table_bytes as u64),
+        bytes(s.index.budget as u64),
+        s.index.evictions,
         bytes(t.hot_bytes)
     );
     let a = &s.archive;

@@ -21,22 +21,29 @@ impl ConnState {
     }
 }
 
-/// What a record reply head is built from (kept per index entry, so kept small).
+/// What a record reply head is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordStatus {
     /// The origin's status (or ours, for an archived failure).
     pub code: u16,
-    /// The origin's reason phrase, already sanitized for our status line.
-    pub reason: Box<str>,
+    /// The origin's reason phrase, already sanitized for our status line (borrowed when it
+    /// is the standard one, as nearly all are).
+    pub reason: std::borrow::Cow<'static, str>,
     /// For archived failures, the liveweb code line sent as `X-Liveweb-Error`.
     pub error: Option<&'static str>,
 }
 
 impl RecordStatus {
     pub fn new(code: u16, reason: &str, error: Option<&'static str>) -> Self {
+        let reason = sanitize_reason(reason);
+        let standard = canonical_reason(code);
         RecordStatus {
             code,
-            reason: sanitize_reason(reason).into_boxed_str(),
+            reason: if reason == standard {
+                standard.into()
+            } else {
+                reason.into()
+            },
             error,
         }
     }

@@ -8,12 +8,16 @@ use futures_channel::oneshot;
 
 use super::StoredRecord;
 use crate::error::Error;
+use crate::http::cache::Reuse;
 
 /// A finished fetch as waiters receive it: the record and its gzip member bytes, so no waiter
 /// has to read the disk.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub record: Arc<StoredRecord>,
+    /// The reuse rules a fetch just worked out, in full (Vary values, validators, origin
+    /// address), which the index keeps only in summary; `None` for a stored record.
+    pub reuse: Option<Arc<Reuse>>,
     /// `None` when the fetch revalidated a stored record that is not in memory: waiters read
     /// it like a hit.
     pub member: Option<Bytes>,

@@ -1,99 +1,34 @@
-//! The shared index: a lock-free map (papaya, in shards) from normalized URL to either an in-flight
-//! fetch or a stored record. Insert-if-absent elects the single fetcher across all workers;
-//! everyone else waits on the same `Flight` and is woken, on whatever thread, when it lands.
+//! The shared index: key -> stored record or in-flight fetch, for every worker. Stored
+//! records are compact fixed-size slots (`slot`) in open-addressing tables (`table`), one
+//! per shard behind a mutex held for a probe; a memory budget bounds the tables, and at it
+//! the entries closest to expiry leave first. Claiming a key elects the single fetcher
+//! across all workers; everyone else waits on the same `Flight`.
 
 mod flight;
+mod record;
 mod restore;
+mod slot;
+mod table;
 mod vary;
 
+pub use flight::{Delivery, Flight, FlightGuard, Outcome};
+pub use record::StoredRecord;
 pub use restore::Restorer;
+pub use slot::{ticks, Facts};
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::archive::RecordLoc;
-use crate::http::cache::Reuse;
-use crate::http::reply::RecordStatus;
+use crossbeam_utils::CachePadded;
+
+use crate::http::reply::{canonical_reason, RecordStatus};
 use crate::http::request::Header;
-
-pub use flight::{Delivery, Flight, FlightGuard, Outcome};
+use slot::{Id, Slot, EXTRAS, UNCONFIRMED};
+use table::SlotTable;
 use vary::VaryLists;
-
-/// What the index knows about a record on disk.
-#[derive(Debug)]
-pub struct StoredRecord {
-    pub loc: RecordLoc,
-    /// What the reply's status line and error header say.
-    pub status: RecordStatus,
-    /// When this record stops answering requests (`--ttl` or `--error-ttl` after the fetch).
-    pub expires_at: Instant,
-    /// When it was stored (or last revalidated), for its age.
-    pub stored_at: Instant,
-    /// RFC 9111 reuse rules worked out when it was fetched; `None` for a record restored from
-    /// disk at start (its response head is not read then), which forward mode fetches again.
-    pub reuse: Option<Box<Reuse>>,
-    /// 0 once the record may answer anyone. A record offered or settled by a fetch holds
-    /// its URL's invalidation epoch plus one until the fetch has checked, after storing it,
-    /// that no invalidation came in between; until then it answers only while that epoch
-    /// lasts, so an invalidation racing the store never lets it answer afterwards.
-    pub unconfirmed: AtomicU64,
-}
-
-/// A copy to store under another key: confirmation belongs to each stored entry, so the
-/// copy starts confirmed (storing it sets its own).
-impl Clone for StoredRecord {
-    fn clone(&self) -> Self {
-        StoredRecord {
-            loc: self.loc,
-            status: self.status.clone(),
-            expires_at: self.expires_at,
-            stored_at: self.stored_at,
-            reuse: self.reuse.clone(),
-            unconfirmed: AtomicU64::new(0),
-        }
-    }
-}
-
-impl StoredRecord {
-    /// What `unconfirmed` holds for a record stored under `epoch` (never 0).
-    fn pending(epoch: u32) -> u64 {
-        u64::from(epoch) + 1
-    }
-
-    /// Marks the record as stored under `epoch` and not yet confirmed.
-    fn mark_unconfirmed(&self, epoch: u32) {
-        self.unconfirmed
-            .store(Self::pending(epoch), Ordering::SeqCst);
-    }
-
-    /// Within `--ttl` (or `--error-ttl`): the liveweb-mode rule, and the longest any record
-    /// answers in either mode.
-    pub fn is_fresh(&self, now: Instant) -> bool {
-        now < self.expires_at
-    }
-
-    /// Whether the request that fetched it carried Authorization or Cookie (unknown for a
-    /// restored record: `false`; private ones are never restored).
-    pub fn is_credentialed(&self) -> bool {
-        self.reuse.as_ref().is_some_and(|r| r.credentialed)
-    }
-
-    /// Whether it was a forward-mode response meant for its client alone.
-    pub fn is_forward_private(&self) -> bool {
-        self.reuse.as_ref().is_some_and(|r| r.forward_private)
-    }
-}
-
-/// An index value.
-#[derive(Debug, Clone)]
-pub enum Entry {
-    /// One worker is fetching this URL; wait on the flight.
-    Fetching(Arc<Flight>),
-    /// A record is stored.
-    Stored(Arc<StoredRecord>),
-}
 
 /// What a request should do about its URL.
 #[derive(Debug)]
@@ -110,8 +45,20 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct Claim {
     pub flight: Arc<Flight>,
-    /// The record the claim replaced, if any (a stale one may be revalidated).
+    /// The record the claim hides, if any (a stale one may be revalidated).
     pub previous: Option<Arc<StoredRecord>>,
+}
+
+/// The index's size, for the status page and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexMemory {
+    pub entries: usize,
+    /// Bytes the slot tables take (the budget bounds these).
+    pub table_bytes: usize,
+    /// `--index-memory`.
+    pub budget: usize,
+    /// Entries that left to keep within the budget, since start.
+    pub evictions: u64,
 }
 
 /// Key -> entry, shared by all workers. A key is the normalized URL, or for forward-mode
@@ -119,35 +66,108 @@ pub struct Claim {
 /// request headers.
 #[derive(Debug)]
 pub struct Index {
-    /// The entries, split by key hash into `SHARDS` maps: every operation touches one key,
-    /// and a table that doubles copies only its shard (docs/performance.md, "Growth").
-    shards: Box<[Shard]>,
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    keyer: Keyer,
+    /// Slots one shard's table may have (`--index-memory` split over the shards).
+    shard_slots: usize,
+    budget: usize,
+    evictions: AtomicU64,
     vary: VaryLists,
     /// Invalidations so far, per bucket of URLs (by hash): a fetch that started before its
     /// URL was invalidated must not offer its (older) response afterwards. A bucket is shared
     /// by many URLs, so an invalidation may cost another URL's offer (a later miss), never
     /// the reverse.
     epochs: Box<[AtomicU32]>,
-    /// Picks a key's shard and a URL's epoch bucket (randomly seeded). Not for HashDoS
-    /// resistance (papaya hashes keys with SipHash inside each shard): keys crowded into one
-    /// shard only make it grow like the whole map, URLs crowded into one bucket only cost
-    /// each other offers.
+    /// Picks a URL's epoch bucket.
     hasher: hashbrown::DefaultHashBuilder,
+}
+
+/// One shard: its table of stored records and the side tables for what few entries need.
+#[derive(Debug, Default)]
+struct Shard {
+    table: SlotTable,
+    /// Fetches in flight; a key here hides its stored record from lookups.
+    flights: hashbrown::HashMap<Id, Arc<Flight>>,
+    /// For entries flagged `UNCONFIRMED`: the invalidation epoch they were stored under.
+    /// Until the fetch confirms them they answer only while that epoch lasts, so an
+    /// invalidation racing the store never lets them answer afterwards.
+    pending: hashbrown::HashMap<Id, u32>,
+    /// For entries flagged `EXTRAS`: what their slot cannot hold.
+    extras: hashbrown::HashMap<Id, Extras>,
+}
+
+/// The rare parts of a record: a reason phrase that is not the standard one, an archived
+/// failure's code line, fields a 304 updated.
+#[derive(Debug, Default)]
+struct Extras {
+    reason: Option<Box<str>>,
+    error: Option<&'static str>,
+    updated_fields: Option<Arc<[u8]>>,
+}
+
+impl Extras {
+    fn of(record: &StoredRecord) -> Option<Extras> {
+        let s = &record.status;
+        let reason = (*s.reason != *canonical_reason(s.code)).then(|| Box::from(&*s.reason));
+        (reason.is_some() || s.error.is_some() || record.updated_fields.is_some()).then(|| Extras {
+            reason,
+            error: s.error,
+            updated_fields: record.updated_fields.clone(),
+        })
+    }
+}
+
+/// A key's id: two keyed SipHash-1-3 values (std's `RandomState`, seeded at random per
+/// process), so ids collide only by chance, never by a request's design.
+#[derive(Debug)]
+struct Keyer {
+    home: std::hash::RandomState,
+    pick: std::hash::RandomState,
+    spread: Spread,
+}
+
+/// How keys spread over the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    /// By their hash (always, but in tests and benches).
+    Even,
+    /// Benches: every key in the first shard, to see one shard at a size the whole index
+    /// has only with `SHARDS` times as many keys.
+    OneShard,
+    /// Tests: every key in one shard at one home (the worst collisions), told apart only by
+    /// the rest of its id.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Crowded,
+}
+
+impl Keyer {
+    fn id(&self, key: &str) -> Id {
+        let pick = self.pick.hash_one(key);
+        let first_shard = pick & !(SHARDS as u64 - 1);
+        match self.spread {
+            Spread::Even => Id::new(self.home.hash_one(key), pick),
+            Spread::OneShard => Id::new(self.home.hash_one(key), first_shard),
+            Spread::Crowded => Id::new(1, first_shard),
+        }
+    }
 }
 
 /// Buckets of `Index::epochs`.
 const EPOCH_BUCKETS: usize = 1024;
 
-type Shard = papaya::HashMap<Box<str>, Entry>;
-
-/// Shards of the map. A blocking resize stalls the inserting worker for a copy of one shard:
-/// with one map that was the whole table (`cargo bench --bench index_growth`).
-const SHARDS: usize = 8;
+/// Shards: a growth step copies one shard's table, so many small ones keep every step short
+/// (`cargo bench --bench index_growth`).
+const SHARDS: usize = 256;
 
 /// The URL a key stands for: a variant key is the URL, then `\u{1}` and the varying values
 /// (`Index::variant_key`).
 fn url_of_key(key: &str) -> &str {
     key.split('\u{1}').next().unwrap_or(key)
+}
+
+/// Whether `key` is a variant key (it carries the values of the headers its URL varies on).
+fn is_variant_key(key: &str) -> bool {
+    key.contains('\u{1}')
 }
 
 impl Default for Index {
@@ -157,28 +177,49 @@ impl Default for Index {
 }
 
 impl Index {
-    /// Blocking resizes: with papaya's default incremental resizing, a map grown through
-    /// `compute` (how every entry here is written) kept lookups ~4x slower (1.6 us against
-    /// 0.47 us for 100k URLs, measured here), as readers search two tables. Blocking resizes
-    /// never block readers; a write that triggers one (table doubling) waits for the copy.
+    /// An index without a memory budget (tests and tools).
     pub fn new() -> Self {
+        Self::with_budget(usize::MAX)
+    }
+
+    /// An index whose tables stay within `budget` bytes (`--index-memory`).
+    pub fn with_budget(budget: usize) -> Self {
+        Self::build(budget, Spread::Even)
+    }
+
+    /// Benches: an index that puts every key in one shard (`cargo bench --bench
+    /// index_memory` shows one shard at the size a hundred million URLs give each).
+    pub fn one_shard() -> Self {
+        Self::build(usize::MAX, Spread::OneShard)
+    }
+
+    fn build(budget: usize, spread: Spread) -> Self {
         Index {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    papaya::HashMap::builder()
-                        .resize_mode(papaya::ResizeMode::Blocking)
-                        .build()
-                })
-                .collect(),
+            shards: (0..SHARDS).map(|_| Default::default()).collect(),
+            keyer: Keyer {
+                home: Default::default(),
+                pick: Default::default(),
+                spread,
+            },
+            shard_slots: (budget / SHARDS / std::mem::size_of::<Slot>()).max(16),
+            budget,
+            evictions: AtomicU64::new(0),
             vary: VaryLists::default(),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: Default::default(),
         }
     }
 
-    /// The map holding `key`.
-    fn map(&self, key: &str) -> &Shard {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    /// Tests: an index whose keys all collide but for their ids.
+    #[cfg(test)]
+    fn crowded(budget: usize) -> Self {
+        Self::build(budget, Spread::Crowded)
+    }
+
+    fn shard(&self, id: Id) -> MutexGuard<'_, Shard> {
+        self.shards[id.pick() as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn epoch_bucket(&self, url: &str) -> &AtomicU32 {
@@ -196,21 +237,59 @@ impl Index {
         self.epoch(url) != epoch
     }
 
-    /// Whether a record stored under `key` may answer: confirmed, or still within the
-    /// epoch it was stored under (see `StoredRecord::unconfirmed`).
-    fn answers(&self, key: &str, record: &StoredRecord) -> bool {
-        match record.unconfirmed.load(Ordering::SeqCst) {
-            0 => true,
-            pending => StoredRecord::pending(self.epoch(url_of_key(key))) == pending,
+    /// Whether a stored slot may answer: confirmed, or still within the epoch it was stored
+    /// under (see `Shard::pending`).
+    fn answers(&self, shard: &Shard, slot: &Slot, key: &str) -> bool {
+        slot.flags & UNCONFIRMED == 0
+            || shard.pending.get(&slot.id) == Some(&self.epoch(url_of_key(key)))
+    }
+
+    /// The record a slot stands for.
+    fn record(shard: &Shard, slot: &Slot) -> StoredRecord {
+        let extras = (slot.flags & EXTRAS != 0)
+            .then(|| shard.extras.get(&slot.id))
+            .flatten();
+        let code = slot.status();
+        let reason = match extras.and_then(|e| e.reason.as_deref()) {
+            Some(r) => Cow::Owned(r.to_owned()),
+            None => Cow::Borrowed(canonical_reason(code)),
+        };
+        StoredRecord {
+            loc: slot.loc(),
+            status: RecordStatus {
+                code,
+                reason,
+                error: extras.and_then(|e| e.error),
+            },
+            expires_at: ticks::instant(slot.expires()),
+            born: slot.born(),
+            facts: slot.facts(),
+            updated_fields: extras.and_then(|e| e.updated_fields.clone()),
         }
+    }
+
+    /// The record stored under `key` that may answer, whatever its freshness.
+    fn stored(&self, shard: &Shard, id: Id, key: &str) -> Option<StoredRecord> {
+        let slot = shard.table.get(id)?;
+        // A record that varies is found only under a key carrying the varying values: under
+        // the bare URL (its Vary list forgotten) nobody knows whose variant it is.
+        if slot.facts().varies() && !is_variant_key(key) {
+            return None;
+        }
+        self.answers(shard, slot, key)
+            .then(|| Self::record(shard, slot))
     }
 
     /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
     /// for this client...) counts as absent.
     pub fn lookup(&self, key: &str, usable: impl Fn(&StoredRecord) -> bool) -> Lookup {
-        match self.map(key).pin().get(key) {
-            Some(Entry::Fetching(f)) => Lookup::Wait(f.clone()),
-            Some(Entry::Stored(r)) if self.answers(key, r) && usable(r) => Lookup::Hit(r.clone()),
+        let id = self.keyer.id(key);
+        let shard = self.shard(id);
+        if let Some(f) = shard.flights.get(&id) {
+            return Lookup::Wait(f.clone());
+        }
+        match self.stored(&shard, id, key) {
+            Some(r) if usable(&r) => Lookup::Hit(Arc::new(r)),
             _ => Lookup::Absent,
         }
     }
@@ -223,40 +302,107 @@ impl Index {
         key: &str,
         usable: impl Fn(&StoredRecord) -> bool,
     ) -> Result<Claim, Lookup> {
-        let flight = Arc::new(Flight::new());
-        let mut previous = None;
-        let map = self.map(key).pin();
-        let result = map.compute(Box::from(key), |current| match current {
-            Some((_, Entry::Fetching(f))) => papaya::Operation::Abort(Lookup::Wait(f.clone())),
-            Some((_, Entry::Stored(r))) if self.answers(key, r) && usable(r) => {
-                papaya::Operation::Abort(Lookup::Hit(r.clone()))
-            }
-            current => {
-                previous = match current {
-                    // An invalidated record is not revalidated either.
-                    Some((_, Entry::Stored(r))) if self.answers(key, r) => Some(r.clone()),
-                    _ => None,
-                };
-                papaya::Operation::Insert(Entry::Fetching(flight.clone()))
-            }
-        });
-        match result {
-            papaya::Compute::Inserted(..) | papaya::Compute::Updated { .. } => {
-                Ok(Claim { flight, previous })
-            }
-            papaya::Compute::Aborted(lookup) => Err(lookup),
-            papaya::Compute::Removed(..) => Err(Lookup::Absent),
+        let id = self.keyer.id(key);
+        let mut shard = self.shard(id);
+        if let Some(f) = shard.flights.get(&id) {
+            return Err(Lookup::Wait(f.clone()));
         }
+        let previous = match self.stored(&shard, id, key) {
+            Some(r) if usable(&r) => return Err(Lookup::Hit(Arc::new(r))),
+            r => r.map(Arc::new),
+        };
+        let flight = Arc::new(Flight::new());
+        shard.flights.insert(id, flight.clone());
+        Ok(Claim { flight, previous })
+    }
+
+    /// Stores `record` under `id` (replacing what was there), unconfirmed under `epoch` if
+    /// given. A record whose place does not fit a slot is not indexed, and the key forgets
+    /// what it held.
+    fn put(&self, shard: &mut Shard, id: Id, record: &StoredRecord, epoch: Option<u32>) {
+        let born = record.born;
+        let expires = ticks::of(record.expires_at);
+        let packed = Slot::pack(
+            id,
+            record.loc,
+            record.status.code,
+            expires,
+            born,
+            record.facts,
+        );
+        let Some(mut slot) = packed else {
+            Self::forget(shard, id);
+            return;
+        };
+        match Extras::of(record) {
+            Some(extras) => {
+                slot.flags |= EXTRAS;
+                shard.extras.insert(id, extras);
+            }
+            None => {
+                shard.extras.remove(&id);
+            }
+        }
+        match epoch {
+            Some(epoch) => {
+                slot.flags |= UNCONFIRMED;
+                shard.pending.insert(id, epoch);
+            }
+            None => {
+                shard.pending.remove(&id);
+            }
+        }
+        if shard.table.get(id).is_none() {
+            self.make_room(shard);
+        }
+        shard.table.insert(slot);
+    }
+
+    /// Removes the stored record under `id` and what the side tables hold for it.
+    fn forget(shard: &mut Shard, id: Id) {
+        shard.table.remove(id);
+        shard.pending.remove(&id);
+        shard.extras.remove(&id);
+    }
+
+    /// Room for one more entry: the table grows by a step while within its share of the
+    /// budget; at it, the eighth of its entries closest to expiry leave.
+    fn make_room(&self, shard: &mut Shard) {
+        if !shard.table.is_full() {
+            return;
+        }
+        if shard.table.capacity() < self.shard_slots {
+            let next = shard.table.next_capacity(self.shard_slots);
+            shard.table.resize(next);
+            if !shard.table.is_full() {
+                return;
+            }
+        }
+        let mut expiries: Vec<i64> = shard.table.iter().map(Slot::expires).collect();
+        let leave = (expiries.len() / 8).max(1);
+        let (_, &mut cut, _) = expiries.select_nth_unstable(leave - 1);
+        let mut left = leave;
+        let gone = shard.table.retain(|s| {
+            let go = left > 0 && s.expires() <= cut;
+            left -= usize::from(go);
+            !go
+        });
+        for s in &gone {
+            shard.pending.remove(&s.id);
+            shard.extras.remove(&s.id);
+        }
+        self.evictions
+            .fetch_add(gone.len() as u64, Ordering::Relaxed);
     }
 
     /// Stores a record fetched outside a claim (a request that kept its exchange to itself,
     /// whose response turned out shareable), unless a fetch for the key is in flight.
-    fn offer(&self, key: &str, record: Arc<StoredRecord>) {
-        let map = self.map(key).pin();
-        map.compute(Box::from(key), |current| match current {
-            Some((_, Entry::Fetching(_))) => papaya::Operation::Abort(()),
-            _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
-        });
+    fn offer(&self, key: &str, record: &StoredRecord, epoch: u32) {
+        let id = self.keyer.id(key);
+        let mut shard = self.shard(id);
+        if !shard.flights.contains_key(&id) {
+            self.put(&mut shard, id, record, Some(epoch));
+        }
     }
 
     /// `offer`, unless `url` was invalidated since `epoch` (the fetch's response may predate
@@ -272,8 +418,7 @@ impl Index {
         if self.invalidated_since(url, epoch) {
             return;
         }
-        record.mark_unconfirmed(epoch);
-        self.offer(key, record.clone());
+        self.offer(key, &record, epoch);
         self.confirm_or_withdraw(key, &record, url, epoch);
     }
 
@@ -282,12 +427,23 @@ impl Index {
     /// was unconfirmed under `epoch`). The fence pairs with the one in `invalidate`: either
     /// this sees the new epoch, or `invalidate` sees (and removes) the record stored under
     /// the URL itself, or under a variant key the Vary generation it moves on.
-    fn confirm_or_withdraw(&self, key: &str, record: &Arc<StoredRecord>, url: &str, epoch: u32) {
+    fn confirm_or_withdraw(&self, key: &str, record: &StoredRecord, url: &str, epoch: u32) {
         fence(Ordering::SeqCst);
-        if self.invalidated_since(url, epoch) {
-            self.withdraw(key, record);
+        let withdraw = self.invalidated_since(url, epoch);
+        let id = self.keyer.id(key);
+        let mut shard = self.shard(id);
+        let Some(slot) = shard.table.get_mut(id) else {
+            return;
+        };
+        // Only the record this fetch stored: another may have replaced it meanwhile.
+        if slot.loc() != record.loc || slot.flags & UNCONFIRMED == 0 {
+            return;
+        }
+        if withdraw {
+            Self::forget(&mut shard, id);
         } else {
-            record.unconfirmed.store(0, Ordering::SeqCst);
+            slot.flags &= !UNCONFIRMED;
+            shard.pending.remove(&id);
         }
     }
 
@@ -302,23 +458,10 @@ impl Index {
         epoch: u32,
     ) {
         let stored = stored.filter(|_| !self.invalidated_since(url, epoch));
-        if let Some(record) = &stored {
-            record.mark_unconfirmed(epoch);
-        }
-        self.settle(key, flight, stored.clone());
+        self.settle_as(key, flight, stored.as_deref(), Some(epoch));
         if let Some(record) = stored {
             self.confirm_or_withdraw(key, &record, url, epoch);
         }
-    }
-
-    /// Removes `record` from `key`, if it is still what the key holds.
-    fn withdraw(&self, key: &str, record: &Arc<StoredRecord>) {
-        self.map(key)
-            .pin()
-            .compute(Box::from(key), |current| match current {
-                Some((_, Entry::Stored(r))) if Arc::ptr_eq(r, record) => papaya::Operation::Remove,
-                _ => papaya::Operation::Abort(()),
-            });
     }
 
     /// The key for `request`'s variant of `url`: the URL itself until a response for it
@@ -333,79 +476,138 @@ impl Index {
     }
 
     /// Drops every stored record past its `--ttl` (or `--error-ttl`), and Vary name lists not
-    /// refreshed for `vary_ttl`: without this the map would keep every URL ever seen. Fetches
-    /// in flight are never touched; a record replaced meanwhile is judged afresh. Returns how
-    /// many records went.
+    /// refreshed for `vary_ttl`: without this the index would keep every URL ever seen.
+    /// Fetches in flight are never touched. Returns how many records went.
     pub fn sweep(&self, now: Instant, vary_ttl: Duration) -> usize {
+        let at = ticks::of(now);
         let mut removed = 0;
         for shard in self.shards.iter() {
-            shard.pin().retain(|_, entry| match entry {
-                Entry::Stored(r) if !r.is_fresh(now) => {
-                    removed += 1;
-                    false
-                }
-                _ => true,
-            });
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let gone = shard.table.retain(|s| s.expires() > at);
+            for s in &gone {
+                shard.pending.remove(&s.id);
+                shard.extras.remove(&s.id);
+            }
+            removed += gone.len();
         }
         self.vary.sweep(now, vary_ttl);
         removed
     }
 
     /// Replaces `flight` with its result: the stored record, or nothing (so the next request
-    /// fetches again). Leaves the entry alone if someone else replaced it meanwhile.
-    pub fn settle(&self, url: &str, flight: &Arc<Flight>, stored: Option<Arc<StoredRecord>>) {
-        let map = self.map(url).pin();
-        map.compute(Box::from(url), |current| match current {
-            Some((_, Entry::Fetching(f))) if Arc::ptr_eq(f, flight) => match &stored {
-                Some(r) => papaya::Operation::Insert(Entry::Stored(r.clone())),
-                None => papaya::Operation::Remove,
-            },
-            _ => papaya::Operation::Abort(()),
-        });
+    /// fetches again). Leaves the key alone if someone else claimed it meanwhile.
+    pub fn settle(&self, key: &str, flight: &Arc<Flight>, stored: Option<Arc<StoredRecord>>) {
+        self.settle_as(key, flight, stored.as_deref(), None);
+    }
+
+    fn settle_as(
+        &self,
+        key: &str,
+        flight: &Arc<Flight>,
+        stored: Option<&StoredRecord>,
+        epoch: Option<u32>,
+    ) {
+        let id = self.keyer.id(key);
+        let mut shard = self.shard(id);
+        match shard.flights.get(&id) {
+            Some(f) if Arc::ptr_eq(f, flight) => {
+                shard.flights.remove(&id);
+            }
+            _ => return,
+        }
+        match stored {
+            Some(record) => self.put(&mut shard, id, record, epoch),
+            None => Self::forget(&mut shard, id),
+        }
     }
 
     /// Indexes a record found on disk at start, unless a newer one for the URL is indexed.
-    pub fn restore(&self, url: &str, record: Arc<StoredRecord>) {
-        let map = self.map(url).pin();
-        map.compute(Box::from(url), |current| match current {
-            Some((_, Entry::Stored(r))) if r.expires_at >= record.expires_at => {
-                papaya::Operation::Abort(())
-            }
-            _ => papaya::Operation::Insert(Entry::Stored(record.clone())),
-        });
+    pub fn restore(&self, url: &str, record: &StoredRecord) {
+        let id = self.keyer.id(url);
+        let mut shard = self.shard(id);
+        let expires = ticks::of(record.expires_at);
+        if shard.table.get(id).is_some_and(|s| s.expires() >= expires) {
+            return;
+        }
+        self.put(&mut shard, id, record, None);
+    }
+
+    /// A record stored under `key` whose RFC 9111 facts are not known (restored from disk),
+    /// still within `--ttl`: forward mode reads its head, then `learn_facts`.
+    pub fn without_facts(&self, key: &str, now: Instant) -> Option<StoredRecord> {
+        let id = self.keyer.id(key);
+        let shard = self.shard(id);
+        if shard.flights.contains_key(&id) {
+            return None;
+        }
+        self.stored(&shard, id, key)
+            .filter(|r| !r.facts.known() && r.is_fresh(now))
+    }
+
+    /// Sets the facts of the record at `loc` under `key`, read from its head, counting its
+    /// age from `born` (ticks).
+    pub fn learn_facts(&self, key: &str, loc: crate::archive::RecordLoc, facts: Facts, born: i64) {
+        let id = self.keyer.id(key);
+        let mut shard = self.shard(id);
+        if let Some(slot) = shard.table.get_mut(id).filter(|s| s.loc() == loc) {
+            slot.set_facts(facts, born);
+        }
     }
 
     /// Forgets the stored record for `url` and its variants (an unsafe method changed it
     /// upstream), and a fetch of it in flight: that fetch may have been answered before the
-    /// change, so its result must not be stored (its `settle` then finds the entry gone, and
+    /// change, so its result must not be stored (its `settle` then finds the flight gone, and
     /// the epoch stops it from being offered). Requests already waiting on it still get it.
     pub fn invalidate(&self, url: &str) {
         self.epoch_bucket(url).fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let map = self.map(url).pin();
-        map.compute(Box::from(url), |current| match current {
-            Some(_) => papaya::Operation::Remove,
-            None => papaya::Operation::Abort(()),
-        });
+        let id = self.keyer.id(url);
+        let mut shard = self.shard(id);
+        shard.flights.remove(&id);
+        Self::forget(&mut shard, id);
+        drop(shard);
         self.vary.invalidate(url);
     }
 
     /// Makes room for `additional` more entries at once (start-up knows how many are coming;
-    /// growing step by step would rehash the map several times).
+    /// growing step by step would copy the tables several times), within the budget.
     pub fn reserve(&self, additional: usize) {
         // Keys spread evenly over the shards; a little more each covers the unevenness.
         let each = additional / SHARDS + additional / SHARDS / 16;
         for shard in self.shards.iter() {
-            shard.pin().reserve(each);
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut want = shard.table.capacity().max(16);
+            while SlotTable::holds(want) < shard.table.len() + each {
+                want += want / 4;
+            }
+            let want = want.min(self.shard_slots.max(shard.table.capacity()));
+            if want > shard.table.capacity() {
+                shard.table.resize(want);
+            }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.len()).sum()
+        self.memory().entries
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub fn memory(&self) -> IndexMemory {
+        let (mut entries, mut table_bytes) = (0, 0);
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            entries += shard.table.len();
+            table_bytes += shard.table.bytes();
+        }
+        IndexMemory {
+            entries,
+            table_bytes,
+            budget: self.budget,
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
     }
 }
 

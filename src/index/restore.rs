@@ -2,10 +2,9 @@
 //! answer again; possible archived failures (502, 504) do not, as they lived for
 //! `--error-ttl` only.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Index, StoredRecord};
+use super::{ticks, Index, StoredRecord};
 use crate::archive::recover::{FoundRecord, RecordSink};
 use crate::clock::unix_now;
 use crate::http::reply::{canonical_reason, RecordStatus};
@@ -29,24 +28,23 @@ impl<'a> Restorer<'a> {
     }
 
     /// The index entry for a found record, if it may still answer.
-    fn record(&self, found: &FoundRecord<'_>) -> Option<Arc<StoredRecord>> {
+    fn record(&self, found: &FoundRecord<'_>) -> Option<StoredRecord> {
         if matches!(found.status, 502 | 504) {
             return None;
         }
         let age = self.now_unix.saturating_sub(found.archived_at).max(0) as u64;
         let left = self.ttl.checked_sub(Duration::from_secs(age))?;
-        Some(Arc::new(StoredRecord {
-            loc: found.loc,
+        let mut record = StoredRecord::stored(
+            found.loc,
             // A restored reply carries the standard reason phrase for its status.
-            status: RecordStatus::new(found.status, canonical_reason(found.status), None),
-            expires_at: self.now + left,
-            stored_at: self
-                .now
-                .checked_sub(Duration::from_secs(age))
-                .unwrap_or(self.now),
-            reuse: None,
-            unconfirmed: Default::default(),
-        }))
+            RecordStatus::new(found.status, canonical_reason(found.status), None),
+            self.now,
+            self.now + left,
+            None,
+        );
+        // Its age counts from when it was archived (forward mode learns its facts later).
+        record.born = ticks::of(self.now).saturating_sub(age as i64 * ticks::PER_SECOND);
+        Some(record)
     }
 }
 
@@ -64,7 +62,7 @@ impl RecordSink for Restorer<'_> {
         let Some(record) = self.record(&found) else {
             return false;
         };
-        self.index.restore(found.url, record);
+        self.index.restore(found.url, &record);
         true
     }
 }

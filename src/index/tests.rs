@@ -2,21 +2,23 @@
 //! Vary keys, the sweep and the shards.
 
 use super::*;
+use crate::archive::RecordLoc;
 use std::time::Duration;
 
 fn record(expires_at: Instant) -> Arc<StoredRecord> {
-    Arc::new(StoredRecord {
-        loc: RecordLoc {
-            file_id: 0,
-            offset: 0,
-            len: 1,
-        },
-        status: RecordStatus::new(200, "OK", None),
+    let loc = RecordLoc {
+        file_id: 0,
+        offset: 0,
+        len: 1,
+    };
+    let status = RecordStatus::new(200, "OK", None);
+    Arc::new(StoredRecord::stored(
+        loc,
+        status,
+        Instant::now(),
         expires_at,
-        stored_at: Instant::now(),
-        reuse: None,
-        unconfirmed: Default::default(),
-    })
+        None,
+    ))
 }
 
 fn fresh(now: Instant, refetch: bool) -> impl Fn(&StoredRecord) -> bool {
@@ -111,7 +113,11 @@ fn variants_have_their_own_keys_until_invalidated() {
     index.learn_vary("u", &["accept-encoding".to_string()]);
     assert_eq!(index.variant_key("u", &[h("gzip")]).unwrap(), gzip);
     let now = Instant::now();
-    index.offer(&gzip, record(now + Duration::from_secs(60)));
+    index.offer(
+        &gzip,
+        &record(now + Duration::from_secs(60)),
+        index.epoch("u"),
+    );
     assert!(matches!(
         index.lookup(&gzip, fresh(now, false)),
         Lookup::Hit(_)
@@ -132,8 +138,7 @@ fn a_copy_of_a_stored_record_is_confirmed_on_its_own() {
     // Another URL in the same bucket invalidated before the variant's offer checks
     // again: the variant is withdrawn, the record under the URL still answers.
     let copy = Arc::new(StoredRecord::clone(&stored));
-    copy.mark_unconfirmed(epoch);
-    index.offer("u\u{1}v", copy.clone());
+    index.offer("u\u{1}v", &copy, epoch);
     index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);
     index.confirm_or_withdraw("u\u{1}v", &copy, "u", epoch);
     assert!(matches!(
@@ -144,12 +149,6 @@ fn a_copy_of_a_stored_record_is_confirmed_on_its_own() {
         index.lookup("u", fresh(now, false)),
         Lookup::Hit(_)
     ));
-    assert_eq!(
-        StoredRecord::clone(&copy)
-            .unconfirmed
-            .load(Ordering::SeqCst),
-        0
-    );
 }
 
 #[test]
@@ -157,13 +156,21 @@ fn offer_never_replaces_a_fetch_in_flight() {
     let index = Index::new();
     let now = Instant::now();
     let claim = index.claim("u", fresh(now, false)).unwrap();
-    index.offer("u", record(now + Duration::from_secs(60)));
+    index.offer(
+        "u",
+        &record(now + Duration::from_secs(60)),
+        index.epoch("u"),
+    );
     assert!(matches!(
         index.lookup("u", fresh(now, false)),
         Lookup::Wait(_)
     ));
     index.settle("u", &claim.flight, None);
-    index.offer("u", record(now + Duration::from_secs(60)));
+    index.offer(
+        "u",
+        &record(now + Duration::from_secs(60)),
+        index.epoch("u"),
+    );
     assert!(matches!(
         index.lookup("u", fresh(now, false)),
         Lookup::Hit(_)
@@ -218,29 +225,27 @@ fn a_record_stored_while_its_url_is_invalidated_never_answers_afterwards() {
     let long = now + Duration::from_secs(60);
     let epoch = index.epoch("u");
     let offered = record(long);
-    offered.mark_unconfirmed(epoch);
-    index.offer("u", offered.clone());
+    index.offer("u", &offered, epoch);
     // Unconfirmed, but nothing invalidated it yet: it answers.
     assert!(matches!(
         index.lookup("u", fresh(now, false)),
         Lookup::Hit(_)
     ));
     index.invalidate("u");
-    index.offer("u", offered.clone());
+    index.offer("u", &offered, epoch);
     assert!(matches!(
         index.lookup("u", fresh(now, false)),
         Lookup::Absent
     ));
     // The same under a variant key of the URL.
-    index.offer("u\u{1}w", offered.clone());
+    index.offer("u\u{1}w", &offered, epoch);
     assert!(matches!(
         index.lookup("u\u{1}w", fresh(now, false)),
         Lookup::Absent
     ));
     // Nor is it the record a new fetch would revalidate.
     let variant = record(long);
-    variant.mark_unconfirmed(epoch);
-    index.offer("u\u{1}v", variant.clone());
+    index.offer("u\u{1}v", &variant, epoch);
     let claim = index.claim("u\u{1}v", fresh(now, false)).unwrap();
     assert!(claim.previous.is_none());
     // The fetch's own check then takes it out.
@@ -253,8 +258,7 @@ fn a_record_stored_while_its_url_is_invalidated_never_answers_afterwards() {
     // (another URL in the bucket being invalidated).
     let epoch = index.epoch("u");
     let kept = record(long);
-    kept.mark_unconfirmed(epoch);
-    index.offer("u", kept.clone());
+    index.offer("u", &kept, epoch);
     index.confirm_or_withdraw("u", &kept, "u", epoch);
     index.epoch_bucket("u").fetch_add(1, Ordering::SeqCst);
     assert!(matches!(
@@ -275,18 +279,14 @@ fn sweep_drops_expired_records_and_old_vary_lists_only() {
     let in_flight = index.claim("flying", fresh(now, false)).unwrap();
     index.learn_vary("new", &["accept".to_string()]);
     assert_eq!(index.sweep(now, Duration::from_secs(60)), 1);
-    assert_eq!(
-        index.len(),
-        2,
-        "the fresh record and the fetch in flight stay"
-    );
+    assert_eq!(index.len(), 1, "the fresh record stays");
     assert!(matches!(
         index.lookup("flying", fresh(now, false)),
         Lookup::Wait(_)
     ));
     assert!(index.variant_key("new", &[]).is_some());
     index.sweep(now + Duration::from_secs(61), Duration::from_secs(60));
-    assert_eq!(index.len(), 1);
+    assert_eq!(index.len(), 0);
     assert!(
         index.variant_key("new", &[]).is_none(),
         "vary list not refreshed in time"
@@ -306,7 +306,7 @@ fn every_shard_is_counted_and_swept() {
     let used = index
         .shards
         .iter()
-        .filter(|shard| !shard.is_empty())
+        .filter(|shard| shard.lock().unwrap().table.len() > 0)
         .count();
     assert_eq!(used, SHARDS, "keys spread over every shard");
     assert_eq!(index.len(), keys.len());
@@ -315,4 +315,125 @@ fn every_shard_is_counted_and_swept() {
         .all(|k| matches!(index.lookup(k, |_| true), Lookup::Hit(_))));
     assert_eq!(index.sweep(now, Duration::from_secs(60)), keys.len());
     assert!(index.is_empty());
+}
+
+/// A record at a place that names `i`, so a lookup shows which record it found.
+fn numbered(i: u64, expires_at: Instant) -> Arc<StoredRecord> {
+    let loc = RecordLoc {
+        file_id: 1,
+        offset: i,
+        len: 1,
+    };
+    let status = RecordStatus::new(200, "OK", None);
+    Arc::new(StoredRecord::stored(
+        loc,
+        status,
+        Instant::now(),
+        expires_at,
+        None,
+    ))
+}
+
+fn store(index: &Index, key: &str, record: Arc<StoredRecord>) {
+    let claim = index.claim(key, |_| false).expect("no fetch in flight");
+    index.settle(key, &claim.flight, Some(record));
+}
+
+fn found(index: &Index, key: &str) -> Option<u64> {
+    match index.lookup(key, |_| true) {
+        Lookup::Hit(r) => Some(r.loc.offset),
+        _ => None,
+    }
+}
+
+/// Keys whose hashes put them all in one shard at one home (a test hasher) are told apart
+/// by the rest of their ids: each finds its own record, through stores, replacements and
+/// removals.
+#[test]
+fn colliding_keys_each_find_their_own_record() {
+    let index = Index::crowded(usize::MAX);
+    let long = Instant::now() + Duration::from_secs(60);
+    let keys: Vec<String> = (0..2000).map(|i| format!("http://h/{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        store(&index, key, numbered(i as u64, long));
+    }
+    for (i, key) in keys.iter().enumerate().step_by(7) {
+        index.invalidate(key);
+        assert_eq!(found(&index, key), None, "{i}");
+    }
+    store(&index, &keys[1], numbered(99_999, long));
+    for (i, key) in keys.iter().enumerate() {
+        let want = match i {
+            1 => Some(99_999),
+            i if i % 7 == 0 => None,
+            i => Some(i as u64),
+        };
+        assert_eq!(found(&index, key), want, "{key}");
+    }
+}
+
+/// At its budget the index lets the entries closest to expiry go: a lookup of one of them
+/// is a miss (a refetch), never another record; the tables stay within the budget.
+#[test]
+fn at_the_budget_the_soonest_to_expire_leave_and_no_lookup_goes_wrong() {
+    // One shard takes every key; its share of the budget is 64 slots.
+    let budget = SHARDS * 64 * std::mem::size_of::<Slot>();
+    let index = Index::crowded(budget);
+    let now = Instant::now();
+    let n = 1000u64;
+    for i in 0..n {
+        // Later keys expire later, except every tenth, which expires soonest of all.
+        let secs = if i % 10 == 0 { 1 } else { 100 + i };
+        store(
+            &index,
+            &format!("k{i}"),
+            numbered(i, now + Duration::from_secs(secs)),
+        );
+    }
+    let m = index.memory();
+    assert!(m.table_bytes <= 64 * std::mem::size_of::<Slot>(), "{m:?}");
+    assert!(m.entries <= SlotTable::holds(64) && m.entries > 0, "{m:?}");
+    assert_eq!(m.evictions + m.entries as u64, n, "{m:?}");
+    for i in 0..n {
+        let got = found(&index, &format!("k{i}"));
+        assert!(got.is_none() || got == Some(i), "k{i} found record {got:?}");
+    }
+    // The latest stored (and latest to expire) are there; the soon-to-expire early ones are not.
+    assert_eq!(found(&index, &format!("k{}", n - 1)), Some(n - 1));
+    assert_eq!(found(&index, "k10"), None);
+    assert_eq!(found(&index, "k1"), None);
+}
+
+/// Records restored from disk carry no forward facts until they are learnt from the head.
+#[test]
+fn facts_of_a_restored_record_are_learnt_once() {
+    let index = Index::new();
+    let now = Instant::now();
+    let restored = numbered(7, now + Duration::from_secs(60));
+    index.restore("u", &restored);
+    let r = index
+        .without_facts("u", now)
+        .expect("restored, facts unknown");
+    assert!(!r.facts.known());
+    let reuse = crate::http::cache::reuse_for(
+        200,
+        &crate::http::cache::response_facts(
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=30\r\n\r\n",
+        ),
+        &[],
+        std::time::SystemTime::now(),
+        Duration::from_secs(3600),
+    );
+    index.learn_facts("u", r.loc, Facts::of(&reuse), r.born);
+    assert!(index.without_facts("u", now).is_none());
+    let Lookup::Hit(r) = index.lookup("u", |_| true) else {
+        panic!("still stored")
+    };
+    assert!(r.facts.known() && r.facts.shareable() && r.facts.lifetime == 30);
+    assert!(r.is_fresh_for(Default::default(), now));
+    // A stale record's facts are not asked for.
+    index.restore("old", &numbered(8, now));
+    assert!(index
+        .without_facts("old", now + Duration::from_secs(1))
+        .is_none());
 }

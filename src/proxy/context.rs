@@ -96,7 +96,7 @@ impl Shared {
             dns_pool: Arc::new(dns_pool),
             access: ArcSwap::from_pointee(access),
             proxy_auth: ArcSwapOption::new(proxy_auth),
-            index: Index::new(),
+            index: Index::with_budget(usize::try_from(config.index_memory()).unwrap_or(usize::MAX)),
             files: Arc::new(FileTable::new()),
             upstream_rules: UpstreamRules::new(&config.allow_upstream),
             request_limits: Limits::default(),
@@ -217,7 +217,7 @@ impl WorkerCtx {
             totals,
             fetches_running,
             fetches_queued,
-            index_entries: shared.index.len(),
+            index: shared.index.memory(),
             spilled_responses: shared.transfer_budget.spilled(),
             transfer_memory_bytes: shared.transfer_budget.used(),
             per_worker_rate: shared

@@ -9,16 +9,18 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{live_response, reply_for, store, ReplyTo, RequestState, Response, WorkerCtx};
+use super::{
+    live_response, reply_for, store, stored_head, ReplyTo, RequestState, Response, WorkerCtx,
+};
 use crate::error::{Error, LogLine};
 use crate::fetch::Tap;
 use crate::http::cache::{
-    has_authorization, has_credentials, prefers_async, request_directives, RequestDirectives,
+    has_authorization, has_credentials, prefers_async, request_directives, RequestDirectives, Reuse,
 };
 use crate::http::reply::text_reply;
 use crate::http::request::{Header, RequestHead};
 use crate::http::url::TargetUrl;
-use crate::index::{Flight, FlightGuard, Lookup, Outcome, StoredRecord};
+use crate::index::{Delivery, Flight, FlightGuard, Lookup, Outcome, StoredRecord};
 
 /// What one request may take from the cache.
 struct CacheView<'a> {
@@ -42,7 +44,8 @@ impl CacheView<'_> {
         }
     }
 
-    /// Whether a stored record may answer this request now without the origin.
+    /// Whether a stored record may answer this request now without the origin. (A record
+    /// that varies is found only under its variant's key: the index checks that.)
     fn usable(&self, r: &StoredRecord, now: Instant) -> bool {
         if !r.is_fresh(now) || (self.directives.revalidate && !self.forward) {
             return false;
@@ -50,28 +53,29 @@ impl CacheView<'_> {
         if !self.forward {
             return self.liveweb_may_use(r);
         }
-        is_whole(r)
-            && r.reuse.as_ref().is_some_and(|reuse| {
-                let resident = now.saturating_duration_since(r.stored_at);
-                reuse.shareable
-                    && reuse.matches_variant(&self.req.headers)
-                    && reuse.is_fresh_for(self.directives, resident)
-            })
+        is_whole(r) && r.facts.shareable() && r.is_fresh_for(self.directives, now)
     }
 
     /// Whether a record another request's fetch just produced may answer this one (it is
     /// as fresh as can be, but must be for everyone and for this variant).
-    fn accepts_delivery(&self, r: &StoredRecord) -> bool {
+    fn accepts_delivery(&self, d: &Delivery) -> bool {
+        let r = &d.record;
         if !self.forward {
             return self.liveweb_may_use(r);
         }
         is_whole(r)
-            && r.reuse.as_ref().is_some_and(|reuse| {
-                reuse.shareable
-                    && reuse.matches_variant(&self.req.headers)
-                    && reuse.lifetime > 0
-                    && !reuse.validate_always
-            })
+            && match &d.reuse {
+                Some(reuse) => {
+                    reuse.shareable
+                        && reuse.matches_variant(&self.req.headers)
+                        && reuse.lifetime > 0
+                        && !reuse.validate_always
+                }
+                None => {
+                    let f = r.facts;
+                    f.shareable() && !f.varies() && f.lifetime > 0 && !f.validate_always()
+                }
+            }
     }
 
     /// Liveweb mode: any record but a credentialed request's (when isolated) or a forward-mode
@@ -86,11 +90,8 @@ impl CacheView<'_> {
         self.forward
             && r.is_fresh(now)
             && is_whole(r)
-            && r.reuse.as_ref().is_some_and(|reuse| {
-                reuse.shareable
-                    && reuse.matches_variant(&self.req.headers)
-                    && (reuse.etag.is_some() || reuse.last_modified.is_some())
-            })
+            && r.facts.shareable()
+            && r.facts.has_validators()
     }
 }
 
@@ -158,7 +159,12 @@ pub(super) async fn lookup_or_fetch(
     let gone = Cell::new(false);
     let usable = |r: &StoredRecord| !gone.get() && view.usable(r, Instant::now());
     for _ in 0..8 {
-        let lookup = match index.lookup(&key, usable) {
+        let found = index.lookup(&key, usable);
+        // A record restored from disk answers forward requests once its facts are read.
+        if matches!(found, Lookup::Absent) && to.forward && learn_restored_facts(ctx, &key).await {
+            continue;
+        }
+        let lookup = match found {
             Lookup::Absent if req.only_if_cached => return Err(Error::NotCached),
             Lookup::Absent => {
                 check_archiving(ctx)?;
@@ -184,22 +190,24 @@ pub(super) async fn lookup_or_fetch(
             found => found,
         };
         match lookup {
-            Lookup::Hit(record) => match stored(ctx, record, RequestState::Hit, req, to) {
-                Some(resp) => return Ok(resp),
-                None => gone.set(true),
-            },
+            Lookup::Hit(record) => {
+                match stored(ctx, record, None, RequestState::Hit, req, to).await {
+                    Some(resp) => return Ok(resp),
+                    None => gone.set(true),
+                }
+            }
             Lookup::Wait(_) if respond_async => return Ok(accepted(ctx, to)),
             Lookup::Wait(flight) => {
                 return match flight.wait().await {
                     // The response is not for this request (private, another variant, or
                     // to be validated before any reuse): fetch its own.
-                    Ok(d) if !view.accepts_delivery(&d.record) => {
+                    Ok(d) if !view.accepts_delivery(&d) => {
                         if req.only_if_cached {
                             return Err(Error::NotCached);
                         }
                         fetch_alone(ctx, req, url, to, client, Settle::Alone).await
                     }
-                    outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to),
+                    outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to).await,
                 };
             }
             Lookup::Absent => continue,
@@ -273,7 +281,7 @@ async fn fetch(
         (Some(old), Ok(d)) if d.record.loc == old.loc => RequestState::Revalidated,
         _ => RequestState::Miss,
     };
-    delivered(ctx, outcome, state, req, to)
+    delivered(ctx, outcome, state, req, to).await
 }
 
 /// Spawns the fetch task: it runs to the end whoever waits for it. `forward`: fetched for a
@@ -365,10 +373,24 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         revalidate,
         epoch,
     } = job;
+    // The stored response's validators are in its head, not in the index.
+    let revalidate = match revalidate {
+        Some(old) => match stored_head::read_facts(&ctx, &old).await {
+            Ok(head) => {
+                let ttl = ctx.shared.config.ttl;
+                let full = stored_head::reuse_of(&old, &head, &headers, ttl);
+                Some((old, full))
+            }
+            Err(e) => {
+                log::warn!("{} revalidation: {}", url.normalized, LogLine(&e));
+                None
+            }
+        },
+        None => None,
+    };
     let validators = revalidate
         .as_ref()
-        .and_then(|r| r.reuse.as_ref())
-        .map(|r| r.validators())
+        .map(|(_, full)| full.validators())
         .unwrap_or_default();
     let tap_for_end = tap.clone();
     let origin = format!("{}:{}", url.host, url.port);
@@ -406,8 +428,8 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
     };
     let outcome = match (fetched, &revalidate) {
-        (Ok(f), Some(old)) if f.head.status == 304 => {
-            store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
+        (Ok(f), Some((old, full))) if f.head.status == 304 => {
+            store::store_revalidation(&ctx, &url, f, &headers, old, full, forward).await
         }
         (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
         (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
@@ -433,10 +455,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     }
     let record = outcome.as_ref().ok().map(|d| d.record.clone());
     let index = &ctx.shared.index;
-    let shareable = record
-        .as_ref()
-        .filter(|r| r.reuse.as_ref().is_some_and(|u| u.shareable))
-        .cloned();
+    let shareable = record.as_ref().filter(|r| r.facts.shareable()).cloned();
     let key = match settle {
         Settle::Claimed(key) => {
             index.settle_unless_invalidated(&key, &guard.0, record, &url.normalized, epoch);
@@ -456,14 +475,14 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     let vary = outcome
         .as_ref()
         .ok()
-        .and_then(|d| d.record.reuse.as_ref()?.vary.as_ref());
+        .and_then(|d| d.reuse.as_ref()?.vary.as_ref());
     if let Some(vary) = vary {
         let names: Vec<&str> = vary.iter().map(|(name, _)| &**name).collect();
         index.learn_vary(&url.normalized, &names);
     }
     // A response that says Vary, fetched before the URL's Vary was known, is also stored
     // under its own variant's key, so the next request like this one is a hit.
-    let varies = |r: &Arc<StoredRecord>| r.reuse.as_ref().is_some_and(|u| u.vary.is_some());
+    let varies = |r: &Arc<StoredRecord>| r.facts.varies();
     if let (Some(key), Some(record)) = (key, shareable.filter(varies)) {
         if let Some(variant) = index.variant_key(&url.normalized, &headers) {
             if variant != key {
@@ -477,7 +496,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     guard.0.complete(outcome);
 }
 
-fn delivered(
+async fn delivered(
     ctx: &Rc<WorkerCtx>,
     outcome: Outcome,
     state: RequestState,
@@ -487,7 +506,8 @@ fn delivered(
     let d = outcome?;
     let Some(member) = d.member else {
         // A revalidated record not in memory: read like a hit.
-        return stored(ctx, d.record, state, req, to)
+        return stored(ctx, d.record, d.reuse, state, req, to)
+            .await
             .ok_or(Error::Internal("revalidated record's file is gone"));
     };
     // A record is kept from its second request on (see `hot`): a coalesced request is one,
@@ -498,6 +518,7 @@ fn delivered(
     Ok(reply_for(
         ctx,
         &d.record,
+        d.reuse.as_deref(),
         Some(member),
         None,
         state,
@@ -506,23 +527,59 @@ fn delivered(
     ))
 }
 
-/// The reply for a stored record; `None` when its ARC file is gone (handed off).
-fn stored(
+/// The reply for a stored record; `None` when its ARC file is gone (handed off). A
+/// forward-mode conditional request has the record's validators read from its head.
+async fn stored(
     ctx: &Rc<WorkerCtx>,
     record: Arc<StoredRecord>,
+    reuse: Option<Arc<Reuse>>,
     state: RequestState,
     req: &RequestHead,
     to: ReplyTo,
 ) -> Option<Response> {
     let file = ctx.shared.files.get(record.loc.file_id)?;
+    let reuse = match reuse {
+        None if to.forward && stored_head::needs_validators(req) => {
+            // Unreadable, the request is answered in full, as if nothing matched.
+            let head = stored_head::read_facts(ctx, &record).await.ok();
+            let ttl = ctx.shared.config.ttl;
+            head.map(|h| Arc::new(stored_head::reuse_of(&record, &h, &req.headers, ttl)))
+        }
+        reuse => reuse,
+    };
     let in_memory = ctx.hot.borrow().get(&record.loc);
     Some(reply_for(
         ctx,
         &record,
+        reuse.as_deref(),
         in_memory,
         Some(file),
         state,
         req,
         to,
     ))
+}
+
+/// For a record restored from disk under `key` (its facts unknown): reads them from its
+/// head into the index. Whether it learnt any (then the lookup is worth repeating).
+async fn learn_restored_facts(ctx: &Rc<WorkerCtx>, key: &str) -> bool {
+    let index = &ctx.shared.index;
+    let Some(record) = index.without_facts(key, Instant::now()) else {
+        return false;
+    };
+    match stored_head::read_facts(ctx, &record).await {
+        Ok(head) => {
+            let ttl = ctx.shared.config.ttl;
+            let (facts, born) = stored_head::restored_facts(&record, &head, ttl);
+            index.learn_facts(key, record.loc, facts, born);
+            true
+        }
+        Err(e) => {
+            log::warn!(
+                "{key}: restored record unreadable, fetching again: {}",
+                LogLine(&e)
+            );
+            false
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod passthrough;
 pub mod router;
 pub mod send;
 pub mod store;
+mod stored_head;
 pub mod tunnel;
 
 use std::rc::Rc;
@@ -24,6 +25,7 @@ pub use router::Route;
 use crate::archive::ArcFile;
 use crate::error::{Error, LogLine};
 use crate::fetch::{Tap, TapReader};
+use crate::http::cache::Reuse;
 use crate::http::reply::{record_head, text_reply, ConnState};
 use crate::http::request::{Method, RequestHead};
 use crate::http::url::parse_absolute;
@@ -247,9 +249,11 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
 /// Shapes a record into a reply: the record itself (liveweb mode) or the response it holds
 /// (forward mode; an archived failure becomes a plain error reply, and a conditional request
 /// the record satisfies gets `304`).
+#[allow(clippy::too_many_arguments)]
 fn reply_for(
     ctx: &WorkerCtx,
     record: &Arc<StoredRecord>,
+    reuse: Option<&Reuse>,
     member: Option<Bytes>,
     file: Option<Arc<ArcFile>>,
     state: RequestState,
@@ -261,7 +265,7 @@ fn reply_for(
     // A hit contacted no origin (Squid logs `HIER_NONE` for it too).
     let upstream = match state {
         RequestState::Hit => None,
-        _ => record.reuse.as_ref().and_then(|r| r.fetched_from),
+        _ => reuse.and_then(|r| r.fetched_from),
     };
     if to.forward {
         if let Some(code) = record.status.error {
@@ -283,8 +287,8 @@ fn reply_for(
             None
         };
         let age = matches!(state, RequestState::Hit | RequestState::Revalidated)
-            .then(|| age_of(record, Instant::now()));
-        if let Some(head) = not_modified(record, req, state, age, to) {
+            .then(|| record.age(Instant::now()));
+        if let Some(head) = not_modified(record, reuse, req, state, age, to) {
             return Response {
                 head,
                 body: Body::None,
@@ -294,8 +298,8 @@ fn reply_for(
                 upstream,
             };
         }
-        let update = record.reuse.as_ref().and_then(|r| r.updated_fields.clone());
-        let range = requested_range(req, record);
+        let update = record.updated_fields.clone();
+        let range = requested_range(req, reuse);
         // The prepared heads are the stored response's own, whole: a record a 304 updated,
         // or a range of one, is shaped from its head as it goes.
         let decoded = decoded.filter(|_| update.is_none() && range.is_none());
@@ -424,12 +428,11 @@ fn client_side(
 /// (`http::range::honoured`).
 fn requested_range(
     req: &RequestHead,
-    record: &StoredRecord,
+    reuse: Option<&Reuse>,
 ) -> Option<crate::http::range::ByteRange> {
     if req.method != Method::Get {
         return None;
     }
-    let reuse = record.reuse.as_deref();
     crate::http::range::honoured(
         req.header("range")?,
         req.header("if-range"),
@@ -478,25 +481,17 @@ fn forward_source(
     }
 }
 
-/// The record's current age in seconds (RFC 9111 4.2.3).
-fn age_of(record: &StoredRecord, now: Instant) -> u64 {
-    let resident = now.saturating_duration_since(record.stored_at);
-    match &record.reuse {
-        Some(reuse) => reuse.age(resident),
-        None => resident.as_secs(),
-    }
-}
-
 /// A `304 Not Modified` head when the client's conditional request is satisfied by a stored
 /// successful response (RFC 9110 13.2.2), carrying its validators.
 fn not_modified(
     record: &StoredRecord,
+    reuse: Option<&Reuse>,
     req: &RequestHead,
     state: RequestState,
     age: Option<u64>,
     to: ReplyTo,
 ) -> Option<Vec<u8>> {
-    let reuse = record.reuse.as_ref()?;
+    let reuse = reuse?;
     if !(200..300).contains(&record.status.code) || !reuse.not_modified_for(&req.headers) {
         return None;
     }

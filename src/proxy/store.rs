@@ -161,44 +161,44 @@ async fn archive_response(
 }
 
 /// A `304` answer to a revalidation: the exchange is archived like any other, and the stored
-/// record it confirmed answers again, with freshness from the 304 (RFC 9111 4.3.4).
+/// record it confirmed answers again, with freshness from the 304 (RFC 9111 4.3.4). `full`:
+/// the confirmed record's reuse rules, read from its head.
 pub async fn store_revalidation(
     ctx: &Rc<WorkerCtx>,
     url: &TargetUrl,
     fetched: Fetched,
     request: &[Header],
     confirmed: &StoredRecord,
+    full: &Reuse,
     forward: bool,
 ) -> Outcome {
     let facts = response_facts(fetched.final_head());
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
-    let earlier = confirmed
-        .reuse
-        .as_ref()
-        .and_then(|r| r.updated_fields.as_deref());
+    let earlier = confirmed.updated_fields.as_deref();
     let updated_fields = crate::http::forward::update_fields(fetched.final_head(), earlier);
     archive_response(ctx, url, fetched, &facts, request, forward).await?;
     let ttl = ctx.shared.config.ttl;
-    let reuse = confirmed.reuse.as_ref().map(|old| {
-        let refreshed = old.refreshed(status, &facts, request, SystemTime::now(), ttl);
-        Box::new(Reuse {
-            fetched_from,
-            updated_fields,
-            ..refreshed
-        })
-    });
+    let refreshed = full.refreshed(status, &facts, request, SystemTime::now(), ttl);
+    let reuse = Reuse {
+        fetched_from,
+        updated_fields,
+        ..refreshed
+    };
     let now = Instant::now();
-    let record = Arc::new(StoredRecord {
-        loc: confirmed.loc,
-        status: confirmed.status.clone(),
-        expires_at: now + ttl,
-        stored_at: now,
-        reuse,
-        unconfirmed: Default::default(),
-    });
+    let record = StoredRecord::stored(
+        confirmed.loc,
+        confirmed.status.clone(),
+        now,
+        now + ttl,
+        Some(&reuse),
+    );
     let member = ctx.hot.borrow().get(&record.loc);
-    Ok(Delivery { record, member })
+    Ok(Delivery {
+        record: Arc::new(record),
+        member,
+        reuse: Some(Arc::new(reuse)),
+    })
 }
 
 /// A spilled response on its way into a record.
@@ -241,10 +241,7 @@ async fn append_file(
     reuse: Reuse,
 ) -> Outcome {
     let appended = ctx.writer.append_file(record).await?;
-    Ok(Delivery {
-        record: stored_now(appended.loc, status, ttl, reuse),
-        member: None,
-    })
+    Ok(delivery(appended.loc, status, ttl, reuse, None))
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
@@ -473,26 +470,23 @@ async fn append(
     // The record alone, without the records written after it. It is not kept in the hot
     // shard yet: only a second request for it puts it there (docs/architecture.md, "Hits").
     let member = member.slice(..(loc.len as usize).min(member.len()));
-    Ok(Delivery {
-        record: stored_now(loc, status, ttl, reuse),
-        member: Some(member),
-    })
+    Ok(delivery(loc, status, ttl, reuse, Some(member)))
 }
 
-/// The index entry of a record just written at `loc`.
-fn stored_now(
+/// What a fetch delivers for a record just written at `loc`: its index entry, with its reuse
+/// rules in full for the requests that waited on it.
+fn delivery(
     loc: crate::archive::RecordLoc,
     status: RecordStatus,
     ttl: Duration,
     reuse: Reuse,
-) -> Arc<StoredRecord> {
+    member: Option<Bytes>,
+) -> Delivery {
     let now = Instant::now();
-    Arc::new(StoredRecord {
-        loc,
-        status,
-        expires_at: now + ttl,
-        stored_at: now,
-        reuse: Some(Box::new(reuse)),
-        unconfirmed: Default::default(),
-    })
+    let record = StoredRecord::stored(loc, status, now, now + ttl, Some(&reuse));
+    Delivery {
+        record: Arc::new(record),
+        member,
+        reuse: Some(Arc::new(reuse)),
+    }
 }

@@ -202,6 +202,11 @@ impl Server {
             shared.config.spill_threshold >> 10,
             shared.config.transfer_memory() >> 10
         );
+        log::info!(
+            "index: up to {} MiB (--index-memory), about {} URLs; past that the URLs closest to expiry leave the index, their records stay on disk",
+            shared.config.index_memory() >> 20,
+            shared.config.index_memory() / 49
+        );
         // Per-worker request rates for the status page; the thread ends with the process's
         // shared state.
         let weak = Arc::downgrade(&shared);
@@ -237,9 +242,11 @@ impl Server {
         let recovered_files = recover(&config.data_dir, &shared.files, &restorer)?;
         recovered();
         let recovered = recovered_files;
-        // Sized now, not while serving: a growing table stalls the worker that grows it.
+        // Sized now if asked to, not step by step while serving.
         let room = config.expected_urls.saturating_sub(shared.index.len());
-        shared.index.reserve(room);
+        if room > 0 {
+            shared.index.reserve(room);
+        }
         // Bound only once ready to serve: a connection made during a long recovery is refused
         // at once instead of waiting in the backlog.
         let (listeners, local_addr) =
