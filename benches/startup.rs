@@ -1,6 +1,7 @@
 //! Start-up recovery time with 1M records on disk: builds a data directory of sealed ARC
 //! files (real gzip members) with their CDX files, then times `recover()` into a fresh index.
-//! Run: `cargo bench --bench startup` (add `-- 200000` for another record count).
+//! Prints the time and the RSS the index took. Run: `cargo bench --bench startup` (add
+//! `-- 10000000` for another record count).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,9 @@ use liveweb::archive::recover::recover;
 use liveweb::archive::FileTable;
 use liveweb::clock::UtcTime;
 use liveweb::index::{Index, Restorer};
+
+mod common;
+use common::rss_bytes;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,14 +26,18 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .next()
         .unwrap_or(if bench { 1_000_000 } else { 2_000 });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sealed = dir.path().join("sealed");
+    // STARTUP_DATA names a directory to build once and recover again on later runs.
+    let kept = std::env::var_os("STARTUP_DATA").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let sealed = root.join("sealed");
+    let built_before = kept.is_some() && sealed.exists();
     std::fs::create_dir_all(&sealed).expect("mkdir");
     let date = UtcTime::now().arc14();
     let built = Instant::now();
     let mut made = 0;
     let mut serial = 0;
-    while made < total {
+    while made < total && !built_before {
         let name = format!("BENCH-20261122000000000-0-{serial:05}.arc.gz");
         serial += 1;
         let mut data = filedesc_member(&name, &date, 1);
@@ -70,16 +78,21 @@ fn main() {
         built.elapsed()
     );
 
+    let before = rss_bytes();
     let index = Index::new();
     let files = FileTable::new();
     let started = Instant::now();
     let restorer = Restorer::new(&index, Duration::from_secs(3600));
-    let r = recover(dir.path(), &files, &restorer).expect("recover");
+    let r = recover(&root, &files, &restorer).expect("recover");
+    let took = started.elapsed();
+    let grown = rss_bytes().saturating_sub(before);
     println!(
-        "startup: recovered {} records from {} files in {:.2?} ({} indexed URLs)",
+        "startup: recovered {} records from {} files in {took:.2?} ({} indexed URLs, RSS +{:.1} MB, {:.1} bytes per URL, tables {:.1})",
         r.indexed,
         r.sealed.len(),
-        started.elapsed(),
-        index.len()
+        index.len(),
+        grown as f64 / 1e6,
+        grown as f64 / index.len().max(1) as f64,
+        index.memory().table_bytes as f64 / index.len().max(1) as f64
     );
 }

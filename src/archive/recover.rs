@@ -91,14 +91,25 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     for path in &sealed {
         note_serial(&mut max_serial, &file_name(path));
     }
-    // Size the index once from the CDX files' sizes (~160 bytes a line), then index the sealed
-    // files on every core: papaya takes concurrent inserts.
-    let cdx_bytes: u64 = sealed
+    // Size the index from the CDX files' sizes and their line length (read from the newest),
+    // then index the sealed files on every core (the index's shards take concurrent
+    // inserts). Reserved room that is never filled stays resident, so this errs low.
+    let cdx_sizes: Vec<(PathBuf, u64)> = sealed
         .iter()
-        .filter_map(|p| fs::metadata(sealed_dir.join(cdx_name(&file_name(p)))).ok())
-        .map(|m| m.len())
-        .sum();
-    sink.reserve((cdx_bytes / 160) as usize);
+        .map(|p| sealed_dir.join(cdx_name(&file_name(p))))
+        .filter_map(|cdx| Some((cdx.clone(), fs::metadata(&cdx).ok()?.len())))
+        .collect();
+    let cdx_bytes: u64 = cdx_sizes.iter().map(|(_, len)| len).sum();
+    let line_len = cdx_sizes
+        .iter()
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .and_then(|(newest, _)| fs::read(newest).ok())
+        .map(|text| {
+            let lines = text.iter().filter(|&&b| b == b'\n').count().max(1);
+            (text.len() / lines).max(64) as u64
+        })
+        .unwrap_or(256);
+    sink.reserve((cdx_bytes / line_len) as usize);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(sealed.len().max(1));
@@ -208,6 +219,9 @@ fn load_sealed(
     let mut out = Loaded::default();
     let kept_from = sink.kept_from();
     let mut reported = 0;
+    // One buffer for every CDX this thread reads: freed buffers of each file's size stayed
+    // resident in the exited thread's heap after start-up.
+    let mut read = String::new();
     for (i, path) in paths.iter().enumerate() {
         // The files before this one are done (whichever way their iteration ended).
         if i > 0 {
@@ -245,11 +259,16 @@ fn load_sealed(
                 None
             }
         };
-        let (text, private) = match fs::read_to_string(&cdx_path)
-            .ok()
-            .filter(|t| cdx_is_valid(t, &name, size, gzip))
-        {
-            Some(t) => (t, listed),
+        read.clear();
+        let readable = fs::File::open(&cdx_path)
+            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut read))
+            .is_ok();
+        let mut rebuilt_text = None;
+        let valid = readable
+            .then(|| valid_cdx(&read, &name, size, gzip))
+            .flatten();
+        let private = match valid {
+            Some(_) => listed,
             None => {
                 // Private records are those the members mark and those the old list names
                 // (plain records carry no mark).
@@ -258,7 +277,8 @@ fn load_sealed(
                 let rebuilt = rebuild(path, listed_now, Damaged::IndexWhatComesBefore)?;
                 out.rebuilt_cdx += 1;
                 log::info!("rebuilt CDX for {}", path.display());
-                (rebuilt.cdx, listed.map(|_| rebuilt.private))
+                rebuilt_text = Some(rebuilt.cdx);
+                listed.map(|_| rebuilt.private)
             }
         };
         let fd = OwnedFd::from(fs::File::open(path)?);
@@ -267,10 +287,11 @@ fn load_sealed(
         let Some(private) = private else {
             continue;
         };
-        for line in text.lines().skip(1) {
-            let Some(e) = CdxRef::parse(line) else {
-                continue;
-            };
+        let refs = valid.unwrap_or_else(|| {
+            let text = rebuilt_text.as_deref().unwrap_or_default();
+            text.lines().skip(1).filter_map(CdxRef::parse).collect()
+        });
+        for e in refs {
             if private.contains(&e.offset) {
                 continue;
             }
@@ -337,25 +358,33 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
 /// the last check where its records touch, so it is rebuilt; where blank-line padding
 /// (`--fsync always`) separates them it passes, and such a record is served with one padding
 /// newline after it (still a whole record; `liveweb reindex` rewrites those CDX files).
-fn cdx_is_valid(text: &str, arc_name: &str, arc_size: u64, gzip: bool) -> bool {
+/// The lines of a CDX file that belongs to this ARC file, parsed; `None` unless every line
+/// parses, names the file and points at a distinct part of it (each line is parsed once:
+/// start-up reads millions).
+fn valid_cdx<'t>(
+    text: &'t str,
+    arc_name: &str,
+    arc_size: u64,
+    gzip: bool,
+) -> Option<Vec<CdxRef<'t>>> {
     let mut lines = text.lines();
     if lines.next() != Some(CDX_HEADER) {
-        return false;
+        return None;
     }
+    let mut refs = Vec::new();
     let mut spans = Vec::new();
     for line in lines {
-        let Some(e) = CdxRef::parse(line) else {
-            return false;
-        };
+        let e = CdxRef::parse(line)?;
         // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
-        let end = e.offset.checked_add(stored_length(e.length, gzip));
-        match end {
-            Some(end) if e.file == arc_name && end <= arc_size => spans.push((e.offset, end)),
-            _ => return false,
+        let end = e.offset.checked_add(stored_length(e.length, gzip))?;
+        if e.file != arc_name || end > arc_size {
+            return None;
         }
+        spans.push((e.offset, end));
+        refs.push(e);
     }
     spans.sort_unstable();
-    spans.windows(2).all(|w| w[0].1 <= w[1].0)
+    spans.windows(2).all(|w| w[0].1 <= w[1].0).then_some(refs)
 }
 
 fn worker_dirs(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -580,12 +609,12 @@ mod tests {
         let line = |offset: u64, length: u64| {
             format!("{CDX_HEADER}\nk 20261122000000 http://a/ text/plain 200 D - - {length} {offset} F.arc.gz\n")
         };
-        assert!(cdx_is_valid(&line(10, 20), "F.arc.gz", 30, true));
-        assert!(!cdx_is_valid(&line(10, 21), "F.arc.gz", 30, true));
-        assert!(!cdx_is_valid(&line(u64::MAX, 2), "F.arc.gz", 30, true));
+        assert!(valid_cdx(&line(10, 20), "F.arc.gz", 30, true).is_some());
+        assert!(valid_cdx(&line(10, 21), "F.arc.gz", 30, true).is_none());
+        assert!(valid_cdx(&line(u64::MAX, 2), "F.arc.gz", 30, true).is_none());
         // A plain record is served with its newline, one byte past what the CDX counts.
-        assert!(cdx_is_valid(&line(10, 19), "F.arc.gz", 30, false));
-        assert!(!cdx_is_valid(&line(10, 20), "F.arc.gz", 30, false));
+        assert!(valid_cdx(&line(10, 19), "F.arc.gz", 30, false).is_some());
+        assert!(valid_cdx(&line(10, 20), "F.arc.gz", 30, false).is_none());
     }
 
     #[test]
@@ -600,19 +629,9 @@ mod tests {
             t
         };
         // Today: 10 bytes counted, 11 stored (the newline), next record right after.
-        assert!(cdx_is_valid(
-            &lines(&[(0, 10), (11, 10)]),
-            "F.arc",
-            22,
-            false
-        ));
+        assert!(valid_cdx(&lines(&[(0, 10), (11, 10)]), "F.arc", 22, false).is_some());
         // An older version counted the newline: the records would overlap by a byte.
-        assert!(!cdx_is_valid(
-            &lines(&[(0, 11), (11, 11)]),
-            "F.arc",
-            22,
-            false
-        ));
+        assert!(valid_cdx(&lines(&[(0, 11), (11, 11)]), "F.arc", 22, false).is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod flight;
 mod record;
 mod restore;
 mod slot;
+mod slots;
 mod table;
 mod vary;
 
@@ -521,15 +522,31 @@ impl Index {
         }
     }
 
-    /// Indexes a record found on disk at start, unless a newer one for the URL is indexed.
-    pub fn restore(&self, url: &str, record: &StoredRecord) {
+    /// Indexes a record found on disk at start (its facts unknown), unless one for the URL
+    /// that expires later is indexed. Times in ticks.
+    pub fn restore(
+        &self,
+        url: &str,
+        loc: crate::archive::RecordLoc,
+        status: u16,
+        expires: i64,
+        born: i64,
+    ) {
         let id = self.keyer.id(url);
-        let mut shard = self.shard(id);
-        let expires = ticks::of(record.expires_at);
-        if shard.table.get(id).is_some_and(|s| s.expires() >= expires) {
+        let Some(slot) = Slot::pack(id, loc, status, expires, born, Facts::unknown()) else {
             return;
+        };
+        let mut shard = self.shard(id);
+        match shard.table.get(id) {
+            Some(s) if s.expires() >= slot.expires() => return,
+            Some(_) => {}
+            None => self.make_room(&mut shard),
         }
-        self.put(&mut shard, id, record, None);
+        if !shard.extras.is_empty() || !shard.pending.is_empty() {
+            shard.extras.remove(&id);
+            shard.pending.remove(&id);
+        }
+        shard.table.insert(slot);
     }
 
     /// A record stored under `key` whose RFC 9111 facts are not known (restored from disk),
@@ -576,11 +593,8 @@ impl Index {
         let each = additional / SHARDS + additional / SHARDS / 16;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let mut want = shard.table.capacity().max(16);
-            while SlotTable::holds(want) < shard.table.len() + each {
-                want += want / 4;
-            }
-            let want = want.min(self.shard_slots.max(shard.table.capacity()));
+            let want = SlotTable::capacity_for(shard.table.len() + each)
+                .min(self.shard_slots.max(shard.table.capacity()));
             if want > shard.table.capacity() {
                 shard.table.resize(want);
             }

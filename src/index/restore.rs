@@ -2,18 +2,18 @@
 //! answer again; possible archived failures (502, 504) do not, as they lived for
 //! `--error-ttl` only.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{ticks, Index, StoredRecord};
+use super::{ticks, Index};
 use crate::archive::recover::{FoundRecord, RecordSink};
 use crate::clock::unix_now;
-use crate::http::reply::{canonical_reason, RecordStatus};
 
 /// The index as recovery's sink.
 pub struct Restorer<'a> {
     index: &'a Index,
     ttl: Duration,
-    now: Instant,
+    /// Now, in ticks and in Unix seconds (taken once: millions of records come through).
+    now: i64,
     now_unix: i64,
 }
 
@@ -22,29 +22,26 @@ impl<'a> Restorer<'a> {
         Restorer {
             index,
             ttl,
-            now: Instant::now(),
+            now: ticks::now(),
             now_unix: unix_now(),
         }
     }
 
-    /// The index entry for a found record, if it may still answer.
-    fn record(&self, found: &FoundRecord<'_>) -> Option<StoredRecord> {
+    /// The expiry and origin time (ticks) of a found record, if it may still answer. A
+    /// restored reply carries the standard reason phrase for its status; its age counts
+    /// from when it was archived.
+    fn times(&self, found: &FoundRecord<'_>) -> Option<(i64, i64)> {
         if matches!(found.status, 502 | 504) {
             return None;
         }
         let age = self.now_unix.saturating_sub(found.archived_at).max(0) as u64;
         let left = self.ttl.checked_sub(Duration::from_secs(age))?;
-        let mut record = StoredRecord::stored(
-            found.loc,
-            // A restored reply carries the standard reason phrase for its status.
-            RecordStatus::new(found.status, canonical_reason(found.status), None),
-            self.now,
-            self.now + left,
-            None,
-        );
-        // Its age counts from when it was archived (forward mode learns its facts later).
-        record.born = ticks::of(self.now).saturating_sub(age as i64 * ticks::PER_SECOND);
-        Some(record)
+        let age = i64::try_from(age).unwrap_or(i64::MAX);
+        Some((
+            self.now.saturating_add(ticks::span(left)),
+            self.now
+                .saturating_sub(age.saturating_mul(ticks::PER_SECOND)),
+        ))
     }
 }
 
@@ -59,10 +56,11 @@ impl RecordSink for Restorer<'_> {
     }
 
     fn found(&self, found: FoundRecord<'_>) -> bool {
-        let Some(record) = self.record(&found) else {
+        let Some((expires, born)) = self.times(&found) else {
             return false;
         };
-        self.index.restore(found.url, &record);
+        self.index
+            .restore(found.url, found.loc, found.status, expires, born);
         true
     }
 }
@@ -72,6 +70,7 @@ mod tests {
     use super::*;
     use crate::archive::RecordLoc;
     use crate::index::Lookup;
+    use std::time::Instant;
 
     #[test]
     fn fresh_records_answer_again_old_ones_and_failures_do_not() {

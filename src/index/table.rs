@@ -5,6 +5,7 @@
 //! are no tombstones to sweep.
 
 use super::slot::{Id, Slot};
+use super::slots::SlotArray;
 
 /// Fill at which the table grows (or, at its budget, evicts): nine tenths.
 const MAX_FILL_NUM: usize = 9;
@@ -14,7 +15,7 @@ const MIN_CAPACITY: usize = 16;
 
 #[derive(Debug, Default)]
 pub struct SlotTable {
-    slots: Box<[Slot]>,
+    slots: SlotArray,
     len: usize,
 }
 
@@ -35,6 +36,15 @@ impl SlotTable {
     /// The most entries `capacity` slots hold before growing.
     pub fn holds(capacity: usize) -> usize {
         capacity.saturating_mul(MAX_FILL_NUM) / MAX_FILL_DEN
+    }
+
+    /// The smallest capacity that holds `entries`.
+    pub fn capacity_for(entries: usize) -> usize {
+        let mut capacity = (entries.saturating_mul(MAX_FILL_DEN) / MAX_FILL_NUM).max(MIN_CAPACITY);
+        while Self::holds(capacity) < entries {
+            capacity += 1;
+        }
+        capacity
     }
 
     /// Whether one more entry needs a bigger table.
@@ -147,11 +157,8 @@ impl SlotTable {
 
     /// Moves every entry into a table of `capacity` slots (at least what holds them).
     pub fn resize(&mut self, capacity: usize) {
-        let mut capacity = capacity.max(MIN_CAPACITY);
-        while Self::holds(capacity) < self.len {
-            capacity += capacity / 4;
-        }
-        let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; capacity].into());
+        let capacity = capacity.max(Self::capacity_for(self.len));
+        let old = std::mem::replace(&mut self.slots, SlotArray::empty(capacity));
         for slot in old.iter().filter(|s| !s.is_empty()) {
             self.place(*slot);
         }

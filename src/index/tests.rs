@@ -410,7 +410,8 @@ fn facts_of_a_restored_record_are_learnt_once() {
     let index = Index::new();
     let now = Instant::now();
     let restored = numbered(7, now + Duration::from_secs(60));
-    index.restore("u", &restored);
+    let expires = ticks::of(restored.expires_at);
+    index.restore("u", restored.loc, 200, expires, restored.born);
     let r = index
         .without_facts("u", now)
         .expect("restored, facts unknown");
@@ -432,7 +433,8 @@ fn facts_of_a_restored_record_are_learnt_once() {
     assert!(r.facts.known() && r.facts.shareable() && r.facts.lifetime == 30);
     assert!(r.is_fresh_for(Default::default(), now));
     // A stale record's facts are not asked for.
-    index.restore("old", &numbered(8, now));
+    let old = numbered(8, now);
+    index.restore("old", old.loc, 200, ticks::of(now), old.born);
     assert!(index
         .without_facts("old", now + Duration::from_secs(1))
         .is_none());
