@@ -98,6 +98,7 @@ mod tests {
             h("X-Secret", "1"),
             h("Proxy-Authorization", "Basic x"),
             h("X-Liveweb-Mode", "liveweb"),
+            h("Warcprox-Meta", "{\"warc-prefix\":\"job1\"}"),
             h("Cookie", "a=b"),
         ];
         let req = String::from_utf8(build_request(

@@ -26,9 +26,14 @@ pub const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
 ];
 
+/// A crawler's instructions to its archiving proxy (warcprox's header): crawl
+/// configuration a site must never see.
+pub const WARCPROX_META: &str = "warcprox-meta";
+
 /// Whether a client header is forwarded to the origin.
 pub fn is_end_to_end(name: &str, connection_tokens: &[&str]) -> bool {
     !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        && !name.eq_ignore_ascii_case(WARCPROX_META)
         && !connection_tokens
             .iter()
             .any(|t| name.eq_ignore_ascii_case(t))
