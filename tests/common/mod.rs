@@ -824,3 +824,30 @@ pub fn capture_lines(cdx: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// nginx serving the files in `root` on a loopback port: a real origin for big bodies.
+/// Its configuration and logs live in `root`'s sibling directory `nginx`.
+pub fn nginx_serving(root: &Path) -> Service {
+    let addr = free_addr();
+    let dir = root.parent().expect("root has a parent").join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; pid {pid}; error_log {err};\n\
+             events {{}}\n\
+             http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir};\n\
+             fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
+             server {{ listen {addr}; root {root}; }} }}\n",
+            pid = dir.join("nginx.pid").display(),
+            err = dir.join("error.log").display(),
+            dir = dir.display(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new("nginx");
+    command.arg("-c").arg(&conf).arg("-p").arg(&dir);
+    Service::start(command, addr, "nginx")
+}
