@@ -40,6 +40,17 @@ pub enum Error {
     UnsupportedScheme,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("bad Warcprox-Meta header: {0}")]
+    BadWarcproxMeta(String),
+    /// A rule of the request's `Warcprox-Meta` blocks the URL (the rule, as JSON).
+    #[error("request rejected: blocked by rule found in Warcprox-Meta header: {0}")]
+    BlockedByRule(String),
+    #[error("WARCPROX_WRITE_RECORD needs {0}")]
+    WriteRecordNeeds(&'static str),
+    #[error(
+        "WARCPROX_WRITE_RECORD writes WARC records only (this liveweb writes ARC: --format warc)"
+    )]
+    WriteRecordNeedsWarc,
     #[error("CONNECT tunnels need forward mode (--mode forward, or X-Liveweb-Mode: forward)")]
     TunnelNeedsForward,
     #[error("request body too large")]
@@ -118,6 +129,10 @@ impl Error {
             | InvalidUrl(_)
             | UnsupportedScheme
             | MethodNotAllowed
+            | BadWarcproxMeta(_)
+            | BlockedByRule(_)
+            | WriteRecordNeeds(_)
+            | WriteRecordNeedsWarc
             | TunnelNeedsForward
             | RequestBodyTooLarge
             | UriTooLong
@@ -179,9 +194,10 @@ impl Error {
     pub fn status(&self) -> Status {
         use Error::*;
         let (code, reason) = match self {
-            BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme => {
-                (400, "Bad Request")
-            }
+            BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme
+            | BadWarcproxMeta(_) | WriteRecordNeeds(_) => (400, "Bad Request"),
+            BlockedByRule(_) => (403, "Forbidden"),
+            WriteRecordNeedsWarc => (405, "Method Not Allowed"),
             AddressNotAllowed(_)
             | ConnectPortNotAllowed(_)
             | ClientNotAllowed
@@ -221,10 +237,18 @@ impl Error {
         }
     }
 
-    /// A header line the reply must carry besides the status (the challenge of a 407).
-    pub fn challenge(&self) -> Option<&'static str> {
-        matches!(self, Error::ProxyAuthRequired)
-            .then_some("Proxy-Authenticate: Basic realm=\"liveweb\"\r\n")
+    /// A header line the reply must carry besides the status: the challenge of a 407, the
+    /// rule that blocked a URL (in the header warcprox sends it in, which crawlers read).
+    pub fn extra_header(&self) -> Option<String> {
+        match self {
+            Error::ProxyAuthRequired => {
+                Some("Proxy-Authenticate: Basic realm=\"liveweb\"\r\n".into())
+            }
+            Error::BlockedByRule(rule) => {
+                Some(format!("Warcprox-Meta: {{\"blocked-by-rule\":{rule}}}\r\n"))
+            }
+            _ => None,
+        }
     }
 
     /// One line for the log and the body of a text error reply: the code line, then what

@@ -39,3 +39,4 @@ pub mod policy;
 pub mod proxy;
 pub mod sched;
 pub mod server;
+pub mod warcprox;

@@ -82,13 +82,46 @@ fn head_for(
     h
 }
 
-/// The `warcinfo` record that opens a file named `file_name`.
+/// A record a client asked to have written (warcprox's `WARCPROX_WRITE_RECORD`: a screenshot,
+/// a thumbnail, crawl metadata): its type, target and content type as given, the content
+/// as sent, payload digest equal to the block's (the block is the payload).
+pub fn client_record(
+    kind: &str,
+    target: &str,
+    date: &UtcTime,
+    content_type: &str,
+    block: &[u8],
+) -> WarcRecord {
+    let digest = sha1_digest(block);
+    let id = record_id();
+    let head = head(
+        kind,
+        &id,
+        &date.warc_date(),
+        &[
+            ("WARC-Target-URI", target),
+            ("WARC-Payload-Digest", &digest),
+        ],
+        content_type,
+        block,
+    );
+    WarcRecord { head, id }
+}
+
+/// The `warcinfo` record that opens a file named `file_name`: what wrote it, on which
+/// machine (host name and address, as warcprox and Heritrix say), in which format, and that
+/// robots.txt was not consulted (liveweb fetches what it is asked to).
 pub fn warcinfo(file_name: &str, date: &UtcTime) -> (String, Vec<u8>) {
-    let block = format!(
-        "software: liveweb/{}\r\nformat: WARC File Format 1.1\r\nconformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n",
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes();
+    let (hostname, ip) = machine();
+    let mut block = format!("software: liveweb/{}\r\n", env!("CARGO_PKG_VERSION"));
+    if !hostname.is_empty() {
+        block.push_str(&format!("hostname: {hostname}\r\n"));
+    }
+    if let Some(ip) = ip {
+        block.push_str(&format!("ip: {ip}\r\n"));
+    }
+    block.push_str("format: WARC File Format 1.1\r\nconformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\nrobots: ignore\r\n");
+    let block = block.into_bytes();
     let head = head(
         "warcinfo",
         &record_id(),
@@ -98,6 +131,60 @@ pub fn warcinfo(file_name: &str, date: &UtcTime) -> (String, Vec<u8>) {
         &block,
     );
     (head, block)
+}
+
+/// This machine's host name and its first address that is not loopback (IPv4 first), read
+/// once.
+fn machine() -> &'static (String, Option<IpAddr>) {
+    static MACHINE: std::sync::OnceLock<(String, Option<IpAddr>)> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .collect();
+        (host, first_address())
+    })
+}
+
+/// The first interface address that is not loopback or link-local, IPv4 before IPv6.
+fn first_address() -> Option<IpAddr> {
+    let mut found: Vec<IpAddr> = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list freed below with freeifaddrs; each
+    // node's `ifa_addr` is read only when non-null and of the family it says.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut node = list;
+        while !node.is_null() {
+            let addr = (*node).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                        found.push(IpAddr::V4(ip));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        found.push(IpAddr::V6(std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            node = (*node).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    let usable = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+        IpAddr::V6(v6) => !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+    };
+    let v4 = found.iter().copied().find(|ip| ip.is_ipv4() && usable(ip));
+    v4.or_else(|| found.into_iter().find(usable))
 }
 
 /// Where a fetch went: the URL, the address it connected to, when.

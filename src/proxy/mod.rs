@@ -12,6 +12,7 @@ pub mod send;
 pub mod store;
 mod stored_head;
 pub mod tunnel;
+pub mod write_record;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -104,13 +105,15 @@ pub struct ReplyTo {
     pub forward: bool,
 }
 
-/// Answers a request from `client` the router sent here: `Admin`, `Cache` or `Refuse` (the
-/// connection loop serves tunnels and pass-throughs itself).
+/// Answers a request from `client` the router sent here: `Admin`, `Cache`, `WriteRecord`
+/// (with its `body`) or `Refuse` (the connection loop serves tunnels and pass-throughs
+/// itself).
 pub async fn handle(
     ctx: &Rc<WorkerCtx>,
     req: &RequestHead,
     route: Route,
     client: std::net::IpAddr,
+    body: Option<Vec<u8>>,
 ) -> Response {
     let conn = ConnState {
         keep_alive: req.keep_alive,
@@ -125,6 +128,7 @@ pub async fn handle(
     let result = match route {
         Route::Admin => admin(ctx, req, to(false)),
         Route::Cache { forward } => cache(ctx, req, to(forward), client).await,
+        Route::WriteRecord => write_record::write_record(ctx, req, body, to(false)).await,
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
     };
@@ -148,8 +152,8 @@ pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
     if let Some(secs) = e.retry_after() {
         extra.push_str(&format!("Retry-After: {secs}\r\n"));
     }
-    if let Some(challenge) = e.challenge() {
-        extra.push_str(challenge);
+    if let Some(header) = e.extra_header() {
+        extra.push_str(&header);
     }
     if matches!(e, Error::LoopDetected(_)) {
         // So a liveweb that sent the request knows its own refusal when it comes back.

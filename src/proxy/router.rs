@@ -5,7 +5,9 @@
 use crate::config::Mode;
 use crate::error::Error;
 use crate::http::request::{Method, RequestHead};
+use crate::http::url::parse_absolute;
 use crate::http::via::{names_this_node, pseudonym};
+use crate::warcprox::WarcproxMeta;
 
 #[derive(Debug, PartialEq)]
 pub enum Route {
@@ -17,6 +19,8 @@ pub enum Route {
     PassThrough,
     /// GET or HEAD of an absolute URL: looked up, fetched once, archived.
     Cache { forward: bool },
+    /// warcprox's `WARCPROX_WRITE_RECORD`: the body is a record to archive.
+    WriteRecord,
     /// Answered with this error (after the request body, if any, is read).
     Refuse(Error),
 }
@@ -36,6 +40,9 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
             pseudonym()
         )));
     }
+    if matches!(&req.method, Method::Other(m) if m == super::write_record::METHOD) {
+        return Route::WriteRecord;
+    }
     if req.target.starts_with('/') {
         return Route::Admin;
     }
@@ -43,6 +50,9 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         Ok(forward) => forward,
         Err(e) => return Route::Refuse(e),
     };
+    if let Some(e) = warcprox_refusal(req) {
+        return Route::Refuse(e);
+    }
     match &req.method {
         Method::Get | Method::Head => Route::Cache { forward },
         Method::Other(m) if forward && m == "CONNECT" => Route::Tunnel,
@@ -50,6 +60,17 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         Method::Other(m) if m == "CONNECT" => Route::Refuse(Error::TunnelNeedsForward),
         Method::Other(_) => Route::Refuse(Error::MethodNotAllowed),
     }
+}
+
+/// A request whose `Warcprox-Meta` is malformed, or has a rule that blocks its URL: refused
+/// before anything is fetched or archived.
+pub fn warcprox_refusal(req: &RequestHead) -> Option<Error> {
+    let meta = match WarcproxMeta::of(req) {
+        Ok(meta) => meta?,
+        Err(e) => return Some(e),
+    };
+    let url = parse_absolute(&req.target).ok()?;
+    meta.blocked(&url).map(Error::BlockedByRule)
 }
 
 /// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
@@ -136,6 +157,20 @@ mod tests {
                 "GET http://a/ HTTP/1.1\r\nVia: 1.1 liveweb-elsewhere\r\n\r\n"
             ),
             Route::Cache { forward: false }
+        );
+        // A crawler's Warcprox-Meta: read, refused when malformed or when it blocks the URL.
+        let meta = |m: &str| format!("POST http://a.org/x HTTP/1.1\r\nWarcprox-Meta: {m}\r\n\r\n");
+        assert_eq!(
+            route_of(f, &meta(r#"{"warc-prefix":"job"}"#)),
+            Route::PassThrough
+        );
+        assert!(matches!(
+            route_of(f, &meta("{oops")),
+            Route::Refuse(Error::BadWarcproxMeta(_))
+        ));
+        assert_eq!(
+            route_of(f, &meta(r#"{"blocks":[{"domain":"a.org"}]}"#)),
+            Route::Refuse(Error::BlockedByRule(r#"{"domain":"a.org"}"#.into()))
         );
     }
 }

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::accounting::{count, Answered};
@@ -15,9 +14,11 @@ use super::drain::Drain;
 use super::gate;
 use super::intercept::{Origin, Tunnel};
 use super::limits::ConnPermit;
+use super::request_body::{
+    discard, discard_chunked, fill, read_body, send_continue, Fill, MAX_DISCARD_BODY,
+};
 use crate::admin::Outcome;
 use crate::error::{Error, LogLine};
-use crate::http::chunked::ChunkedScanner;
 use crate::http::reply::ConnState;
 use crate::http::request::RequestHead;
 use crate::http::request::{parse_request_head, RequestBody};
@@ -26,18 +27,6 @@ use crate::proxy::client_conn::ClientConn;
 use crate::proxy::passthrough::{self, Failure};
 use crate::proxy::router::{self, Route};
 use crate::proxy::{self, send::write_response, tunnel, WorkerCtx};
-
-/// Largest request body liveweb reads and discards on a GET/HEAD (it is never forwarded: the
-/// fetch is shared by every client asking for the URL); beyond it the request is refused and
-/// the connection closed.
-const MAX_DISCARD_BODY: u64 = 64 * 1024;
-
-/// Outcome of trying to read more bytes.
-enum Fill {
-    Data,
-    Closed,
-    TimedOut,
-}
 
 /// Who a connection is from: its address, and whether that is a load balancer in
 /// `--proxy-protocol-from` (which names the client first).
@@ -215,20 +204,39 @@ async fn serve_requests(
                 }
                 return Next::Close;
             }
-            Route::Admin | Route::Cache { .. } | Route::Refuse(_) => {}
+            Route::Admin | Route::Cache { .. } | Route::WriteRecord | Route::Refuse(_) => {}
         }
+        // A record to write is the one body kept (whole, within --max-body and
+        // `write_record::MAX_BODY`).
+        let keep_body = route == Route::WriteRecord;
         // A client that sent `Expect: 100-continue` waits for it before sending the body this
         // loop is about to read (and drop); a body too large is refused at once instead.
+        let body_limit = if keep_body {
+            config.max_body.min(proxy::write_record::MAX_BODY)
+        } else {
+            MAX_DISCARD_BODY
+        };
         let body_wanted = match req.body {
             RequestBody::None => false,
-            RequestBody::Length(n) => n <= MAX_DISCARD_BODY,
+            RequestBody::Length(n) => n <= body_limit,
             RequestBody::Chunked => true,
         };
         if body_wanted && req.expects_continue() && !send_continue(stream, idle).await {
             return Next::Close;
         }
+        let mut body = None;
         let body_error = match req.body {
             RequestBody::None => None,
+            RequestBody::Length(n) if keep_body && n <= body_limit => {
+                match read_body(stream, &mut buf, n as usize, idle, drain).await {
+                    Some(b) => body = Some(b),
+                    None => return Next::Close,
+                }
+                None
+            }
+            RequestBody::Chunked if keep_body => Some(Error::WriteRecordNeeds(
+                "a Content-Length (a chunked body is not taken)",
+            )),
             RequestBody::Length(n) if n <= MAX_DISCARD_BODY => {
                 if !discard(stream, &mut buf, n as usize, idle, drain).await {
                     return Next::Close;
@@ -249,7 +257,7 @@ async fn serve_requests(
         }
         // A draining worker answers this request, then closes.
         req.keep_alive &= !drain.is_draining();
-        let mut resp = proxy::handle(ctx, &req, route, peer).await;
+        let mut resp = proxy::handle(ctx, &req, route, peer, body).await;
         let state = resp.state;
         let mut error = resp.error;
         let mut detail = resp.detail.take();
@@ -445,91 +453,6 @@ async fn linger_for(stream: &mut ClientConn, time: Duration) {
                 buf = b;
             }
             _ => return,
-        }
-    }
-}
-
-/// Reads more bytes into `buf`, waiting at most `idle`; a connection idle between requests
-/// also stops waiting when the worker starts draining.
-async fn fill(stream: &mut ClientConn, buf: &mut Vec<u8>, idle: Duration, drain: &Drain) -> Fill {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(8192);
-    }
-    let owned = std::mem::take(buf);
-    let len = owned.len();
-    let cap = owned.capacity();
-    let read = monoio::time::timeout(idle, stream.read(owned.slice_mut(len..cap)));
-    let result = if len == 0 {
-        monoio::select! {
-            r = read => Some(r),
-            _ = drain.wait() => None,
-        }
-    } else {
-        Some(read.await)
-    };
-    match result {
-        Some(Ok((Ok(n), slice))) if n > 0 => {
-            *buf = slice.into_inner();
-            Fill::Data
-        }
-        Some(Err(_elapsed)) => Fill::TimedOut,
-        _ => Fill::Closed,
-    }
-}
-
-/// Drops a chunked body of at most `MAX_DISCARD_BODY` payload bytes. `Err(Some(e))`: the
-/// body is malformed or too big (answer `e`, then close); `Err(None)`: the client went away.
-async fn discard_chunked(
-    stream: &mut ClientConn,
-    buf: &mut Vec<u8>,
-    idle: Duration,
-    drain: &Drain,
-) -> Result<(), Option<Error>> {
-    let mut scanner = ChunkedScanner::new();
-    loop {
-        let end = scanner
-            .feed(buf)
-            .map_err(|_| Some(Error::BadRequest("malformed chunked request body")))?;
-        if scanner.payload_len > MAX_DISCARD_BODY {
-            return Err(Some(Error::RequestBodyTooLarge));
-        }
-        match end {
-            Some(end) => {
-                buf.drain(..end);
-                return Ok(());
-            }
-            None => buf.clear(),
-        }
-        if !matches!(fill(stream, buf, idle, drain).await, Fill::Data) {
-            return Err(None);
-        }
-    }
-}
-
-/// Writes the interim `100 Continue`; `false` if the client went away.
-async fn send_continue(stream: &mut ClientConn, idle: Duration) -> bool {
-    let write = stream.write_all(crate::http::request::CONTINUE.to_vec());
-    matches!(monoio::time::timeout(idle, write).await, Ok((Ok(_), _)))
-}
-
-/// Drops `n` body bytes (some may already be in `buf`). `false` if the client went away.
-async fn discard(
-    stream: &mut ClientConn,
-    buf: &mut Vec<u8>,
-    n: usize,
-    idle: Duration,
-    drain: &Drain,
-) -> bool {
-    let mut left = n;
-    loop {
-        let take = left.min(buf.len());
-        buf.drain(..take);
-        left -= take;
-        if left == 0 {
-            return true;
-        }
-        if !matches!(fill(stream, buf, idle, drain).await, Fill::Data) {
-            return false;
         }
     }
 }

@@ -141,6 +141,9 @@ pub(super) fn route_inner(origin: &Origin, req: &mut RequestHead) -> Route {
     if let Err(e) = aim(origin, req) {
         return Route::Refuse(e);
     }
+    if let Some(e) = crate::proxy::router::warcprox_refusal(req) {
+        return Route::Refuse(e);
+    }
     // Always forward mode (X-Liveweb-Mode does not apply): the client is a browser that
     // expects the origin's own responses.
     match req.method {

@@ -11,6 +11,7 @@ mod limits;
 mod listener;
 mod lock;
 pub mod proxy_protocol;
+mod request_body;
 mod worker;
 
 use std::io;

@@ -1,0 +1,116 @@
+//! Compatibility with warcprox, the archiving proxy web-archiving crawlers (Brozzler and
+//! others) steer per request: its `Warcprox-Meta` request header (JSON), read here, and the
+//! rules in it that block URLs (`rules`). The header itself never reaches the origin nor
+//! the archive (`http::is_end_to_end`). Pure: no I/O.
+
+mod rules;
+
+use serde::Deserialize;
+
+pub use rules::BlockRule;
+
+use crate::error::Error;
+use crate::http::request::RequestHead;
+use crate::http::url::TargetUrl;
+
+/// What a request's `Warcprox-Meta` asks. Fields warcprox knows and liveweb does not act on
+/// yet are ignored, as unknown fields are (warcprox's own rule).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WarcproxMeta {
+    /// Records of this request go to files whose names start with it (warcprox refuses one
+    /// with a path separator).
+    #[serde(rename = "warc-prefix")]
+    pub warc_prefix: Option<String>,
+    /// URLs the crawl must not fetch: a match is refused with `403`, nothing fetched.
+    pub blocks: Vec<BlockRule>,
+    /// The same rules, zlib-compressed and base64-encoded; they replace `blocks`.
+    pub compressed_blocks: Option<String>,
+    /// What the client accepts back: `capture-metadata` asks for the capture's timestamp.
+    pub accept: Vec<String>,
+}
+
+impl WarcproxMeta {
+    /// The request's `Warcprox-Meta`, if it sent one; a header that is not a JSON object of
+    /// the expected shape is the client's error, said in words.
+    pub fn of(req: &RequestHead) -> Result<Option<WarcproxMeta>, Error> {
+        let Some(raw) = req.header(crate::http::WARCPROX_META) else {
+            return Ok(None);
+        };
+        let bad = |why: String| Error::BadWarcproxMeta(why);
+        let value: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
+        if !value.is_object() {
+            return Err(bad(format!("a JSON object is expected, not {value}")));
+        }
+        let mut meta: WarcproxMeta =
+            serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        if let Some(prefix) = &meta.warc_prefix {
+            if prefix.contains(['/', '\\']) || prefix.is_empty() {
+                return Err(bad(format!(
+                    "warc-prefix {prefix:?} must be a non-empty name without / or \\"
+                )));
+            }
+        }
+        if let Some(packed) = meta.compressed_blocks.take() {
+            meta.blocks = rules::decompress(&packed).map_err(bad)?;
+        }
+        for rule in &meta.blocks {
+            rule.check().map_err(bad)?;
+        }
+        Ok(Some(meta))
+    }
+
+    /// The first rule that blocks `url`, as the JSON to send back in the refusal.
+    pub fn blocked(&self, url: &TargetUrl) -> Option<String> {
+        self.blocks
+            .iter()
+            .find(|rule| rule.matches(url))
+            .map(BlockRule::to_json)
+    }
+
+    /// Whether the client asked for the capture's metadata in the response.
+    pub fn wants_capture_metadata(&self) -> bool {
+        self.accept.iter().any(|a| a == "capture-metadata")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse_request_head, Limits};
+
+    fn meta(value: &str) -> Result<Option<WarcproxMeta>, Error> {
+        let raw = format!("GET http://a/ HTTP/1.1\r\nWarcprox-Meta: {value}\r\n\r\n");
+        let (req, _) = parse_request_head(raw.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap();
+        WarcproxMeta::of(&req)
+    }
+
+    #[test]
+    fn fields_are_read_unknown_ones_ignored_and_bad_ones_refused_in_words() {
+        let m = meta(r#"{"warc-prefix":"job1","accept":["capture-metadata"],"stats":{"buckets":["b"]},"future":1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.warc_prefix.as_deref(), Some("job1"));
+        assert!(m.wants_capture_metadata() && m.blocks.is_empty());
+        for (bad, says) in [
+            ("{not json", "key must be a string"),
+            (r#"["a list"]"#, "a JSON object is expected"),
+            (r#"{"accept":"capture-metadata"}"#, "invalid type"),
+            (r#"{"warc-prefix":"a/b"}"#, "without / or"),
+            (
+                r#"{"blocks":[{"url_match":"NO_SUCH_MATCH","value":"x"}]}"#,
+                "url_match",
+            ),
+            (r#"{"blocks":[{}]}"#, "no condition"),
+            (r#"{"compressed_blocks":"!!"}"#, "base64"),
+        ] {
+            match meta(bad) {
+                Err(Error::BadWarcproxMeta(why)) => assert!(why.contains(says), "{bad}: {why}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Crawlers that record through warcprox steer it with `Warcprox-Meta`: the header never
+//! reaches the origin or the archive, its block rules refuse a URL before anything is
+//! fetched (with the response header crawlers read), a malformed one is a 400 in words, and
+//! `WARCPROX_WRITE_RECORD` writes the record a crawler hands over.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+
+fn origin() -> FnOrigin {
+    FnOrigin::start(|_| response("200 OK", "Cache-Control: max-age=600\r\n", "page"))
+}
+
+/// Every record in the archive files under `dir`, inflated, as one text.
+fn archive_text(dir: &std::path::Path) -> String {
+    let mut files = Vec::new();
+    collect_arcs(dir, &mut files);
+    let mut all = Vec::new();
+    for f in files {
+        let raw = std::fs::read(&f).unwrap();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut all)
+            .unwrap();
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[test]
+fn warcprox_meta_never_reaches_the_origin_or_the_archive_and_its_blocks_refuse() {
+    let origin = origin();
+    let proxy = Proxy::start(&["--format", "warc"]);
+    let meta = r#"Warcprox-Meta: {"warc-prefix":"job1","stats":{"buckets":["b"]},"secret":"crawl-config"}"#;
+    for (path, mode) in [("/live", "liveweb"), ("/fwd", "forward")] {
+        let r = get(
+            proxy.addr,
+            &origin.url(path),
+            &format!("X-Liveweb-Mode: {mode}\r\n{meta}\r\n"),
+        );
+        assert_eq!(r.status, 200, "{mode}: {}", r.head);
+        let sent = origin.requests_for(path);
+        assert_eq!(sent.len(), 1);
+        assert!(
+            !sent[0].to_ascii_lowercase().contains("warcprox-meta"),
+            "{}",
+            sent[0]
+        );
+    }
+    // Waits for the streamed forward-mode record.
+    wait_stored(&proxy, &origin.url("/fwd"), "");
+
+    // A rule that blocks the URL: 403 with the rule in Warcprox-Meta, nothing fetched.
+    let rule = r#"{"domain":"127.0.0.1","substring":"/blocked"}"#;
+    let blocked = origin.url("/blocked/page");
+    for extra in ["", "X-Liveweb-Mode: forward\r\n"] {
+        let r = get(
+            proxy.addr,
+            &blocked,
+            &format!("{extra}Warcprox-Meta: {{\"blocks\":[{rule}]}}\r\n"),
+        );
+        assert_eq!(r.status, 403, "{}", r.head);
+        assert_eq!(
+            r.header("warcprox-meta").as_deref(),
+            Some(format!("{{\"blocked-by-rule\":{rule}}}").as_str())
+        );
+        assert!(String::from_utf8_lossy(&r.body).contains("blocked by rule"));
+    }
+    // So is a POST passed through in forward mode.
+    let post = send_raw(
+        proxy.addr,
+        format!(
+            "POST {blocked} HTTP/1.1\r\nX-Liveweb-Mode: forward\r\nWarcprox-Meta: {{\"blocks\":[{rule}]}}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(post.status, 403);
+    assert!(origin.requests_for("/blocked/page").is_empty());
+    assert_eq!(
+        get(proxy.addr, &blocked, "Cache-Control: only-if-cached\r\n").status,
+        504,
+        "nothing stored"
+    );
+    // A rule for another URL lets it through.
+    let other = r#"Warcprox-Meta: {"blocks":[{"domain":"example.com"}]}"#;
+    assert_eq!(
+        get(proxy.addr, &origin.url("/ok"), &format!("{other}\r\n")).status,
+        200
+    );
+
+    // Malformed: 400, said in words.
+    let r = get(
+        proxy.addr,
+        &origin.url("/x"),
+        "Warcprox-Meta: {\"blocks\": [\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("bad Warcprox-Meta header"));
+    assert!(origin.requests_for("/x").is_empty());
+
+    let dir = proxy.finish().expect("data dir");
+    let text = archive_text(dir.path());
+    assert!(
+        text.contains("WARC-Type: request"),
+        "request records written"
+    );
+    assert!(!text.to_ascii_lowercase().contains("warcprox-meta"));
+    assert!(!text.contains("crawl-config"));
+}
+
+#[test]
+fn warcprox_write_record_writes_the_record_a_crawler_hands_over() {
+    let proxy = Proxy::start(&["--format", "warc"]);
+    let png = incompressible(5000, 3);
+    let target = "screenshot:http://example.com/";
+    let write = |headers: &str, body: &[u8]| {
+        let mut raw = format!(
+            "WARCPROX_WRITE_RECORD {target} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        send_raw(proxy.addr, &raw)
+    };
+    let r = write("WARC-Type: resource\r\nContent-Type: image/png\r\n", &png);
+    assert_eq!(r.status, 204, "{}", r.head);
+    // Without its WARC-Type (or Content-Type): 400, and nothing written.
+    let r = write("Content-Type: image/png\r\n", b"x");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("WARC-Type"));
+    let dir = proxy.finish().expect("data dir");
+    let text = archive_text(dir.path());
+    let record = text
+        .split("WARC/1.1\r\n")
+        .find(|r| r.contains("WARC-Type: resource"))
+        .expect("the record");
+    assert!(
+        record.contains(&format!("WARC-Target-URI: {target}\r\n")),
+        "{record}"
+    );
+    assert!(record.contains("Content-Type: image/png\r\n"));
+    assert!(record.contains(&format!("Content-Length: {}\r\n", png.len())));
+    assert_eq!(text.matches("WARC-Type: resource").count(), 1);
+    assert_warcio_clean(dir.path());
+
+    // An ARC archive has no record type to hold it.
+    let arc = Proxy::start(&[]);
+    let r = send_raw(
+        arc.addr,
+        format!("WARCPROX_WRITE_RECORD {target} HTTP/1.1\r\nWARC-Type: resource\r\nContent-Type: image/png\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx").as_bytes(),
+    );
+    assert_eq!(r.status, 405, "{}", r.head);
+    arc.finish();
+}
