@@ -158,3 +158,85 @@ fn replays(format: &[&str]) {
         r.head
     );
 }
+
+/// A forward-mode revalidation the origin answers `304` is archived as a WARC `revisit`
+/// (server-not-modified) naming the stored response, indexed as `warc/revisit`: pywb replays
+/// the stored page for it, not an empty 304. In ARC it adds no record: the stored response
+/// stays the only capture.
+#[test]
+fn a_revalidated_page_replays_as_its_stored_response() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let origin = FnOrigin::start(|head| {
+        if header_in(head, "if-none-match").as_deref() == Some("\"v1\"") {
+            return response(
+                "304 Not Modified",
+                "ETag: \"v1\"\r\nCache-Control: max-age=0\r\n",
+                "",
+            );
+        }
+        response(
+            "200 OK",
+            "ETag: \"v1\"\r\nCache-Control: max-age=0\r\nContent-Type: text/html\r\n",
+            "<p>stored body</p>",
+        )
+    });
+    for format in ["warc", "arc"] {
+        let proxy = Proxy::start(&["--workers", "1", "--mode", "forward", "--format", format]);
+        let url = origin.url(&format!("/page-{format}"));
+        assert_eq!(cache(&fwd(&proxy, &url, "")), "MISS");
+        wait_stored(&proxy, &url, "X-Liveweb-Mode: liveweb\r\n");
+        // The revisit must fall in a later second than the capture (CDX dates are seconds).
+        let second =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let first = second(std::time::SystemTime::now());
+        while second(std::time::SystemTime::now()) == first {
+            std::thread::yield_now();
+        }
+        let r = fwd(&proxy, &url, "");
+        assert_eq!(
+            (cache(&r).as_str(), &r.body[..]),
+            ("REVALIDATED", &b"<p>stored body</p>"[..]),
+            "{format}: {}",
+            r.head
+        );
+        let data = proxy.data_dir.clone();
+        let _keep = proxy.finish();
+        let sealed = data.join("sealed");
+        let cdx: String = fs::read_dir(&sealed)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cdx"))
+            .map(|e| fs::read_to_string(e.path()).unwrap())
+            .collect();
+        let lines: Vec<&str> = cdx
+            .lines()
+            .filter(|l| l.split(' ').nth(2) == Some(url.as_str()))
+            .collect();
+        if format == "arc" {
+            assert_eq!(lines.len(), 1, "{cdx}");
+            continue;
+        }
+        assert_eq!(lines.len(), 2, "{cdx}");
+        let revisit = lines
+            .iter()
+            .find(|l| l.split(' ').nth(3) == Some("warc/revisit"))
+            .unwrap_or_else(|| panic!("a revisit line:\n{cdx}"));
+        let original = lines.iter().find(|l| *l != revisit).unwrap();
+        let field = |l: &str, i| l.split(' ').nth(i).unwrap().to_string();
+        assert_eq!(
+            field(revisit, 5),
+            field(original, 5),
+            "the stored response's digest"
+        );
+        let work = tempfile::tempdir().unwrap();
+        let wayback = Wayback::start(&sealed, work.path());
+        let r = wayback.replay(&field(revisit, 1), &url);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"<p>stored body</p>"[..]),
+            "{}",
+            r.head
+        );
+        assert_warcio_clean(&data);
+    }
+}

@@ -108,6 +108,51 @@ pub fn client_record(
     WarcRecord { head, id }
 }
 
+/// The stored response a `revisit` record refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefersTo {
+    pub id: Option<String>,
+    pub target: String,
+    /// Its `WARC-Date`.
+    pub date: String,
+    /// Its `WARC-Payload-Digest` (`sha1:...`), which replay tools use to find it.
+    pub payload_digest: Option<String>,
+}
+
+/// The `revisit` record of a `304 Not Modified` answer to a revalidation (WARC 1.1 6.7.2,
+/// profile `server-not-modified`), naming the stored response it confirmed, with an empty
+/// block: a replay tool then shows that response, head and body, for this capture (pywb
+/// replays a revisit's own HTTP head when it has one, which for a 304 is an empty page).
+pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecord {
+    let id = record_id();
+    let ip = target.ip.map(|ip| ip.to_string());
+    let mut fields = vec![("WARC-Target-URI", target.url)];
+    if let Some(ip) = &ip {
+        fields.push(("WARC-IP-Address", ip));
+    }
+    fields.push((
+        "WARC-Profile",
+        "http://netpreserve.org/warc/1.1/revisit/server-not-modified",
+    ));
+    if let Some(original) = &refers.id {
+        fields.push(("WARC-Refers-To", original));
+    }
+    fields.push(("WARC-Refers-To-Target-URI", &refers.target));
+    fields.push(("WARC-Refers-To-Date", &refers.date));
+    if let Some(digest) = &refers.payload_digest {
+        fields.push(("WARC-Payload-Digest", digest));
+    }
+    let head = head(
+        "revisit",
+        &id,
+        &target.date.warc_date(),
+        &fields,
+        "application/http;msgtype=response",
+        b"",
+    );
+    WarcRecord { head, id }
+}
+
 /// The `warcinfo` record that opens a file named `file_name`: what wrote it, on which
 /// machine (host name and address, as warcprox and Heritrix say), in which format, and that
 /// robots.txt was not consulted (liveweb fetches what it is asked to).
@@ -302,6 +347,7 @@ pub fn failure(target: &Target<'_>, fields: &[u8], code: &str) -> WarcRecord {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Header<'a> {
     pub kind: &'a str,
+    pub id: Option<&'a str>,
     pub target: Option<&'a str>,
     pub date: Option<&'a str>,
     pub payload_digest: Option<&'a str>,
@@ -327,6 +373,8 @@ pub fn parse_header(data: &[u8]) -> Option<(usize, Header<'_>)> {
         let is = |field: &str| name.eq_ignore_ascii_case(field);
         if is("warc-type") {
             header.kind = value;
+        } else if is("warc-record-id") {
+            header.id = Some(value);
         } else if is("warc-target-uri") {
             header.target = Some(value);
         } else if is("warc-date") {

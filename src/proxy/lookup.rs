@@ -375,11 +375,15 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     } = job;
     // The stored response's validators are in its head, not in the index.
     let revalidate = match revalidate {
-        Some(old) => match stored_head::read_facts(&ctx, &old).await {
+        Some(old) => match stored_head::read_stored(&ctx, &old).await {
             Ok(head) => {
                 let ttl = ctx.shared.config.ttl;
-                let full = stored_head::reuse_of(&old, &head, &headers, ttl);
-                Some((old, full))
+                let full = stored_head::reuse_of(&old, &head.facts, &headers, ttl);
+                Some(store::Revalidating {
+                    record: old,
+                    full,
+                    refers: head.refers,
+                })
             }
             Err(e) => {
                 log::warn!("{} revalidation: {}", url.normalized, LogLine(&e));
@@ -390,7 +394,7 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
     };
     let validators = revalidate
         .as_ref()
-        .map(|(_, full)| full.validators())
+        .map(|r| r.full.validators())
         .unwrap_or_default();
     let tap_for_end = tap.clone();
     let origin = format!("{}:{}", url.host, url.port);
@@ -428,8 +432,8 @@ async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) 
         }
     };
     let outcome = match (fetched, &revalidate) {
-        (Ok(f), Some((old, full))) if f.head.status == 304 => {
-            store::store_revalidation(&ctx, &url, f, &headers, old, full, forward).await
+        (Ok(f), Some(old)) if f.head.status == 304 => {
+            store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
         }
         (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
         (Err(fe), _) if !forward && fe.error.is_archived_failure() => {

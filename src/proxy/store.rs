@@ -160,26 +160,50 @@ async fn archive_response(
     append(ctx, record, status, config.ttl, reuse).await
 }
 
-/// A `304` answer to a revalidation: the exchange is archived like any other, and the stored
-/// record it confirmed answers again, with freshness from the 304 (RFC 9111 4.3.4). `full`:
-/// the confirmed record's reuse rules, read from its head.
+/// A stored record being revalidated, with what its head says (read before the conditional
+/// request: its validators go in it).
+pub struct Revalidating {
+    pub record: Arc<StoredRecord>,
+    /// Its reuse rules in full.
+    pub full: Reuse,
+    /// For a WARC record, what a revisit of it names.
+    pub refers: Option<crate::archive::warc::RefersTo>,
+}
+
+/// A `304` answer to a revalidation: the stored record it confirmed answers again, with
+/// freshness from the 304 (RFC 9111 4.3.4). In WARC the exchange is archived as a `revisit`
+/// record (profile server-not-modified) naming that record, so replay tools show the stored
+/// response for it; an ARC file has no such record and gets none: the stored response stays
+/// the capture, and the index keeps pointing at it.
 pub async fn store_revalidation(
     ctx: &Rc<WorkerCtx>,
     url: &TargetUrl,
     fetched: Fetched,
     request: &[Header],
-    confirmed: &StoredRecord,
-    full: &Reuse,
+    old: &Revalidating,
     forward: bool,
 ) -> Outcome {
+    let confirmed = &old.record;
     let facts = response_facts(fetched.final_head());
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
     let earlier = confirmed.updated_fields.as_deref();
     let updated_fields = crate::http::forward::update_fields(fetched.final_head(), earlier);
-    archive_response(ctx, url, fetched, &facts, request, forward).await?;
+    let private = old.full.credentialed || old.full.forward_private;
+    if ctx.shared.config.format == Format::Warc {
+        match &old.refers {
+            Some(refers) => archive_revisit(ctx, url, fetched, refers, private).await?,
+            // A stored record that is not WARC (an older run's ARC file): kept as the
+            // exchange it is.
+            None => {
+                archive_response(ctx, url, fetched, &facts, request, forward).await?;
+            }
+        }
+    }
     let ttl = ctx.shared.config.ttl;
-    let refreshed = full.refreshed(status, &facts, request, SystemTime::now(), ttl);
+    let refreshed = old
+        .full
+        .refreshed(status, &facts, request, SystemTime::now(), ttl);
     let reuse = Reuse {
         fetched_from,
         updated_fields,
@@ -200,6 +224,51 @@ pub async fn store_revalidation(
         reuse: Some(Arc::new(reuse)),
     })
 }
+
+/// Archives a `304` answer as a WARC `revisit` record (and the request that got it), indexed
+/// as replay tools index revisits: mime `warc/revisit`, the stored response's digest.
+async fn archive_revisit(
+    ctx: &Rc<WorkerCtx>,
+    url: &TargetUrl,
+    fetched: Fetched,
+    refers: &crate::archive::warc::RefersTo,
+    private: bool,
+) -> Result<(), Error> {
+    let date = UtcTime::now();
+    let target = warc::Target {
+        url: &url.normalized,
+        ip: Some(fetched.ip),
+        date: &date,
+    };
+    let revisit = warc::revisit_not_modified(&target, refers);
+    let req = warc::request(&target, &fetched.request, &revisit.id);
+    let codec = ctx.shared.config.codec();
+    let mut member = codec.encode_parts(revisit.head.as_bytes(), b"", warc::RECORD_END);
+    if private {
+        member = mark_private(member);
+    }
+    let follow = codec.encode_parts(req.head.as_bytes(), &fetched.request, warc::RECORD_END);
+    let trailer_len = follow.len();
+    member.extend_from_slice(&follow);
+    let digest = refers
+        .payload_digest
+        .as_deref()
+        .map(|d| d.trim_start_matches("sha1:").to_owned())
+        .unwrap_or_else(|| "-".into());
+    let mut cdx = cdx_entry(url, date.arc14(), REVISIT_MIME.into(), 304, digest);
+    cdx.private = private;
+    ctx.writer
+        .append(AppendRecord {
+            member: Bytes::from(member),
+            trailer_len,
+            cdx,
+        })
+        .await?;
+    Ok(())
+}
+
+/// The MIME type replay tools' indexers give a revisit record.
+const REVISIT_MIME: &str = "warc/revisit";
 
 /// A spilled response on its way into a record.
 struct Spilled {

@@ -11,6 +11,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::context::WorkerCtx;
 use crate::archive::format::{payload_at, PayloadAt};
+use crate::archive::warc::{self, RefersTo};
 use crate::archive::ArcFile;
 use crate::error::Error;
 use crate::http::cache::{response_facts, reuse_for, ResponseFacts, Reuse};
@@ -33,9 +34,31 @@ pub fn needs_validators(req: &RequestHead) -> bool {
 
 /// The stored response's final head (after any interim 1xx), parsed for its cache facts.
 pub async fn read_facts(ctx: &WorkerCtx, record: &StoredRecord) -> Result<ResponseFacts, Error> {
+    Ok(read_stored(ctx, record).await?.facts)
+}
+
+/// What a stored record's start says: its response's cache facts and, for a WARC record,
+/// what a revisit of it names.
+pub struct StoredHead {
+    pub facts: ResponseFacts,
+    pub refers: Option<RefersTo>,
+}
+
+pub async fn read_stored(ctx: &WorkerCtx, record: &StoredRecord) -> Result<StoredHead, Error> {
     let plain = read_plain_start(ctx, record).await?;
     let head = final_head(&plain).ok_or(Error::Internal("stored record has no response head"))?;
-    Ok(response_facts(head))
+    let refers = warc::parse_header(&plain).and_then(|(_, h)| {
+        Some(RefersTo {
+            id: h.id.map(str::to_owned),
+            target: h.target?.to_owned(),
+            date: h.date?.to_owned(),
+            payload_digest: h.payload_digest.map(str::to_owned),
+        })
+    });
+    Ok(StoredHead {
+        facts: response_facts(head),
+        refers,
+    })
 }
 
 /// The record's reuse rules in full: its facts as the index holds them, with what only its
