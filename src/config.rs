@@ -27,8 +27,8 @@ pub enum Mode {
     version,
     about,
     long_about = None,
-    override_usage = "liveweb [OPTIONS]\n       liveweb ca init DIR\n       liveweb reindex DIR...\n       liveweb help [ca|reindex]",
-    after_help = "Commands:\n  ca init DIR     write a CA for archiving HTTPS through CONNECT (--mitm-ca)\n  reindex DIR...  rewrite the CDX files of sealed archive files\n  help [COMMAND]  this help, or a command's\n\nEvery option can also be set as LIVEWEB_<OPTION> (--max-body: LIVEWEB_MAX_BODY). Manual: docs/ in the repository."
+    override_usage = "liveweb [OPTIONS]\n       liveweb ca init DIR\n       liveweb reindex DIR...\n       liveweb man\n       liveweb completions SHELL\n       liveweb help [ca|reindex]",
+    after_help = "Commands:\n  ca init DIR        write a CA for archiving HTTPS through CONNECT (--mitm-ca)\n  reindex DIR...     rewrite the CDX files of sealed archive files\n  man                print the manual page (roff: liveweb man | man -l -)\n  completions SHELL  print shell completions (bash, zsh, fish, elvish, powershell)\n  help [COMMAND]     this help, or a command's\n\nEvery option can also be set as LIVEWEB_<OPTION> (--max-body: LIVEWEB_MAX_BODY). Manual: docs/ in the repository."
 )]
 pub struct Config {
     /// Address to listen on; every worker binds it with SO_REUSEPORT. Port 0 picks a free port

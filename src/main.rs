@@ -1,5 +1,5 @@
 //! The `liveweb` binary: parse the CLI, validate, run the server; or `liveweb ca init DIR`,
-//! `liveweb reindex DIR...`.
+//! `liveweb reindex DIR...`, `liveweb man`, `liveweb completions SHELL`.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,16 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "reindex") {
         let ReindexCli { dirs } = ReindexCli::parse_from(&args[1..]);
         std::process::exit(reindex(&dirs));
+    }
+    if args.get(1).is_some_and(|a| a == "man") {
+        std::process::exit(man());
+    }
+    if args.get(1).is_some_and(|a| a == "completions") {
+        let CompletionsCli { shell } = CompletionsCli::parse_from(&args[1..]);
+        use clap::CommandFactory;
+        let mut cmd = liveweb::config::Config::command();
+        clap_complete::generate(shell, &mut cmd, "liveweb", &mut std::io::stdout());
+        std::process::exit(0);
     }
     if args.get(1).is_some_and(|a| a == "ca") {
         let CaCli { command } = CaCli::parse_from(&args[1..]);
@@ -63,8 +73,11 @@ fn help(command: Option<&str>) -> i32 {
         None => liveweb::config::Config::command(),
         Some("ca") => CaCli::command(),
         Some("reindex") => ReindexCli::command(),
+        Some("completions") => CompletionsCli::command(),
         Some(other) => {
-            eprintln!("liveweb: no command {other:?}; the commands are ca, reindex, help");
+            eprintln!(
+                "liveweb: no command {other:?}; the commands are ca, reindex, man, completions, help"
+            );
             return 2;
         }
     };
@@ -72,6 +85,33 @@ fn help(command: Option<&str>) -> i32 {
         Ok(()) => 0,
         Err(_) => 1,
     }
+}
+
+/// `liveweb man`: the manual page (roff) of the server and its options, with the commands.
+fn man() -> i32 {
+    use clap::CommandFactory;
+    let cmd = liveweb::config::Config::command()
+        .subcommand(CaCli::command().name("ca"))
+        .subcommand(ReindexCli::command().name("reindex"));
+    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("liveweb: man: {e}");
+            1
+        }
+    }
+}
+
+/// `liveweb completions SHELL`: completions of liveweb's options for a shell.
+#[derive(Parser)]
+#[command(
+    name = "liveweb completions",
+    bin_name = "liveweb completions",
+    about = "Print completions of liveweb's options for SHELL, e.g. \
+             liveweb completions bash > /etc/bash_completion.d/liveweb"
+)]
+struct CompletionsCli {
+    shell: clap_complete::Shell,
 }
 
 /// When a bad value came from the environment rather than the command line: the variable's

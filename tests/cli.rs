@@ -35,6 +35,8 @@ fn help_is_grouped_and_names_the_commands() {
         "liveweb ca init DIR",
         "liveweb reindex DIR...",
         "liveweb help [ca|reindex]",
+        "liveweb man",
+        "liveweb completions SHELL",
     ] {
         assert!(help.contains(usage), "{usage:?} not in the usage");
     }
@@ -59,7 +61,7 @@ fn help_is_grouped_and_names_the_commands() {
     );
     let (ok, unknown) = liveweb(&["help", "nope"]);
     assert!(
-        !ok && unknown.contains("the commands are ca, reindex, help"),
+        !ok && unknown.contains("the commands are ca, reindex, man, completions, help"),
         "{unknown}"
     );
 }
@@ -97,6 +99,41 @@ fn the_configuration_page_lists_every_flag() {
             "{name} is in the table but not a flag"
         );
     }
+}
+
+/// `liveweb man` prints a manual page with every flag and the commands; `liveweb
+/// completions SHELL` completes every flag, and names the shells it knows when asked for
+/// another.
+#[test]
+fn the_manual_page_and_completions_cover_every_flag() {
+    use clap::CommandFactory;
+    let (ok, man) = liveweb(&["man"]);
+    assert!(ok, "{man}");
+    assert!(
+        man.contains(".TH liveweb 1"),
+        "roff: {}",
+        &man[..200.min(man.len())]
+    );
+    let (ok, bash) = liveweb(&["completions", "bash"]);
+    assert!(ok, "{bash}");
+    for arg in liveweb::config::Config::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        assert!(
+            man.contains(&long.replace('-', "\\-")),
+            "--{long} not in the man page"
+        );
+        assert!(
+            bash.contains(&format!("--{long}")),
+            "--{long} not completed"
+        );
+    }
+    for command in ["liveweb\\-ca", "liveweb\\-reindex"] {
+        assert!(man.contains(command), "{command} not in the man page");
+    }
+    let (ok, zsh) = liveweb(&["completions", "zsh"]);
+    assert!(ok && zsh.contains("#compdef liveweb"), "{zsh}");
+    let (ok, err) = liveweb(&["completions", "tcsh"]);
+    assert!(!ok && err.contains("bash") && err.contains("fish"), "{err}");
 }
 
 /// A start that fails (its address taken) leaves no data directory behind.
