@@ -165,11 +165,7 @@ pub fn cdx_file(entries: &[CdxEntry], file_name: &str) -> String {
     out
 }
 
-/// base32 SHA-1 of the HTTP body inside `payload` (everything after the head; the whole
-/// payload if it has no head), the usual "payload digest" of web archives.
-pub fn payload_digest(payload: &[u8]) -> String {
-    base32_sha1(http_body(payload))
-}
+pub use super::payload_digest::payload_digest;
 
 /// A SHA-1 digest in base32, the form CDX files and WARC headers use.
 pub fn base32(digest: &[u8]) -> String {
@@ -203,6 +199,7 @@ pub(super) fn body_start(payload: &[u8]) -> Option<usize> {
 }
 
 /// The bytes after the head of an HTTP message (the whole payload if it has no head).
+#[cfg(test)]
 fn http_body(payload: &[u8]) -> &[u8] {
     body_start(payload).map_or(payload, |at| &payload[at..])
 }

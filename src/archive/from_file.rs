@@ -13,6 +13,8 @@ use std::path::Path;
 use flate2::{Compression, GzBuilder};
 use sha1::{Digest, Sha1};
 
+use super::payload_digest::PayloadDigester;
+
 use super::compressibility::worth_deflating;
 use super::record::{Codec, PRIVATE_SUBFIELD};
 
@@ -29,7 +31,8 @@ pub struct FileMember {
     /// How many bytes at the end of the file are the records written with it (a WARC
     /// response's request record), as `AppendRecord::trailer_len`.
     pub trailer_len: u64,
-    /// The payload digest (base32 SHA-1 of the payload from `digest_from` on): the CDX's.
+    /// The payload digest (of the body from `digest_from` on, chunked framing taken off):
+    /// the CDX's.
     pub digest: String,
 }
 
@@ -85,16 +88,18 @@ fn lacks_tmpfile(e: &io::Error) -> bool {
 /// Encodes `header` + the `len` bytes of `payload` + `\n` as one ARC record (a gzip member,
 /// marked private when asked, or plain) into an unnamed file in `dir`; the payload is
 /// digested from `digest_from` on as it is read.
+#[allow(clippy::too_many_arguments)]
 fn encode_file_record(
     header: &[u8],
     payload: &File,
     len: u64,
     digest_from: u64,
+    chunked: bool,
     codec: Codec,
     private: bool,
     dir: &Path,
 ) -> io::Result<FileMember> {
-    let mut sha = Sha1::new();
+    let mut sha = PayloadDigester::new(chunked);
     let parts = Parts {
         head: header,
         payload,
@@ -110,14 +115,19 @@ fn encode_file_record(
         file,
         len: written,
         trailer_len: 0,
-        digest: super::cdx::base32(&sha.finalize()),
+        digest: sha.finish(),
     })
 }
 
-/// The base32 SHA-1 of the `len` bytes of `payload` (a WARC block digest) and of those from
-/// `digest_from` on (the payload digest), in one read.
-fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String, String)> {
-    let (mut block, mut body) = (Sha1::new(), Sha1::new());
+/// The base32 SHA-1 of the `len` bytes of `payload` (a WARC block digest) and the payload
+/// digest of those from `digest_from` on, in one read.
+fn digests(
+    payload: &File,
+    len: u64,
+    digest_from: u64,
+    chunked: bool,
+) -> io::Result<(String, String)> {
+    let (mut block, mut body) = (Sha1::new(), PayloadDigester::new(chunked));
     let mut buf = vec![0u8; CHUNK];
     let mut pos = 0u64;
     while pos < len {
@@ -128,10 +138,7 @@ fn digests(payload: &File, len: u64, digest_from: u64) -> io::Result<(String, St
         body.update(&buf[skip..want]);
         pos += want as u64;
     }
-    Ok((
-        super::cdx::base32(&block.finalize()),
-        super::cdx::base32(&body.finalize()),
-    ))
+    Ok((super::cdx::base32(&block.finalize()), body.finish()))
 }
 
 /// A record to write from a file: `head`, the `len` bytes of `payload`, `tail`, as one
@@ -234,11 +241,13 @@ pub enum FileRecord {
     },
 }
 
-/// A record's payload in a file: its `len` bytes, digested from `digest_from` on.
+/// A record's payload in a file: its `len` bytes, digested from `digest_from` on (with
+/// chunked framing taken off, if `chunked`).
 pub struct Payload<'a> {
     pub file: &'a File,
     pub len: u64,
     pub digest_from: u64,
+    pub chunked: bool,
 }
 
 /// Encodes `record` with its payload into an unnamed file in `dir`, in bounded memory: an
@@ -255,6 +264,7 @@ pub fn encode_record(
         file,
         len,
         digest_from,
+        chunked,
     } = *payload;
     match record {
         FileRecord::Arc { header } => encode_file_record(
@@ -262,6 +272,7 @@ pub fn encode_record(
             file,
             len,
             digest_from,
+            chunked,
             codec,
             private,
             dir,
@@ -273,7 +284,7 @@ pub fn encode_record(
             request,
         } => {
             use super::warc;
-            let (block, payload_digest) = digests(file, len, digest_from)?;
+            let (block, payload_digest) = digests(file, len, digest_from, chunked)?;
             let target = warc::Target {
                 url,
                 ip: Some(*ip),
@@ -363,6 +374,7 @@ mod tests {
                 &payload,
                 response.len() as u64,
                 head_len,
+                false,
                 codec,
                 private,
                 dir.path(),
@@ -389,5 +401,39 @@ mod tests {
             assert_eq!(plain, [header.as_bytes(), &response, b"\n"].concat());
             assert_eq!(m.digest, super::super::cdx::payload_digest(&response));
         }
+    }
+
+    /// A spilled chunked response digests as the spec says (framing off), as one held in
+    /// memory does, whatever the read steps.
+    #[test]
+    fn a_spilled_chunked_response_digests_without_its_framing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = response.len() as u64;
+        let body: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        for piece in body.chunks(70_001) {
+            response.extend(format!("{:x}\r\n", piece.len()).bytes());
+            response.extend_from_slice(piece);
+            response.extend_from_slice(b"\r\n");
+        }
+        response.extend_from_slice(b"0\r\n\r\n");
+        let payload = unnamed_file(dir.path()).unwrap();
+        payload.write_all_at(&response, 0).unwrap();
+        let m = encode_file_record(
+            b"h\n",
+            &payload,
+            response.len() as u64,
+            head_len,
+            true,
+            Codec::Plain,
+            false,
+            dir.path(),
+        )
+        .unwrap();
+        let expected = super::super::cdx::base32_sha1(&body);
+        assert_eq!(m.digest, expected);
+        assert_eq!(super::super::cdx::payload_digest(&response), expected);
+        let (_, spilled) = digests(&payload, response.len() as u64, head_len, true).unwrap();
+        assert_eq!(spilled, expected);
     }
 }

@@ -12,6 +12,7 @@ pub mod from_file;
 pub mod handoff;
 mod layout;
 mod open_arc;
+pub mod payload_digest;
 pub mod reader;
 pub mod record;
 pub mod recover;

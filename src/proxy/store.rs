@@ -10,11 +10,11 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use crate::archive::cdx::{
-    body_offset, payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry,
-    FAILURE_MIME,
+    payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
 };
 use crate::archive::format::Format;
 use crate::archive::from_file::{encode_record, FileMember, FileRecord, Payload};
+use crate::archive::payload_digest::body_of;
 use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::warc;
 use crate::archive::writer::AppendFileRecord;
@@ -110,7 +110,7 @@ async fn archive_response(
     let private = reuse.credentialed || reuse.forward_private;
     if let Some(spill) = spill {
         let (record, digest_from) = match draft {
-            Draft::Arc { header, payload } => (FileRecord::Arc { header }, body_offset(&payload)),
+            Draft::Arc { header, payload } => (FileRecord::Arc { header }, body_of(&payload)),
             Draft::Exchange {
                 url,
                 ip,
@@ -118,7 +118,7 @@ async fn archive_response(
                 request,
                 response,
             } => {
-                let from = body_offset(&response);
+                let from = body_of(&response);
                 (
                     FileRecord::Warc {
                         url,
@@ -133,7 +133,8 @@ async fn archive_response(
         };
         let spilled = Spilled {
             record,
-            digest_from: digest_from as u64,
+            digest_from: digest_from.0 as u64,
+            chunked: digest_from.1,
             spill,
             private,
         };
@@ -275,6 +276,8 @@ struct Spilled {
     record: FileRecord,
     /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
     digest_from: u64,
+    /// The response said chunked: its framing is not digested.
+    chunked: bool,
     spill: crate::fetch::spill::Spill,
     private: bool,
 }
@@ -292,6 +295,7 @@ async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<FileMember, E
             file: &payload,
             len,
             digest_from: s.digest_from,
+            chunked: s.chunked,
         };
         encode_record(&s.record, &source, codec, s.private, &dir)
     })
