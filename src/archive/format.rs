@@ -23,13 +23,14 @@ impl Format {
         }
     }
 
-    /// The record that opens a file named `file_name`, encoded with `codec`.
-    pub fn first_record(self, codec: Codec, file_name: &str) -> Vec<u8> {
+    /// The record that opens a file named `file_name`, encoded with `codec` (a WARC file's
+    /// `warcinfo` has the record id `warcinfo_id`, which its records name).
+    pub fn first_record(self, codec: Codec, file_name: &str, warcinfo_id: &str) -> Vec<u8> {
         let now = crate::clock::UtcTime::now();
         match self {
             Format::Arc => codec.filedesc(file_name, &now.arc14()),
             Format::Warc => {
-                let (head, block) = super::warc::warcinfo(file_name, &now);
+                let (head, block) = super::warc::warcinfo(file_name, &now, warcinfo_id);
                 codec.encode_parts(head.as_bytes(), &block, super::warc::RECORD_END)
             }
         }

@@ -238,6 +238,8 @@ pub enum FileRecord {
         ip: std::net::IpAddr,
         date: crate::clock::UtcTime,
         request: bytes::Bytes,
+        /// `WARC-Warcinfo-ID`.
+        warcinfo: String,
     },
 }
 
@@ -282,6 +284,7 @@ pub fn encode_record(
             ip,
             date,
             request,
+            warcinfo,
         } => {
             use super::warc;
             let (block, payload_digest) = digests(file, len, digest_from, chunked)?;
@@ -289,6 +292,7 @@ pub fn encode_record(
                 url,
                 ip: Some(*ip),
                 date,
+                warcinfo,
             };
             let block = warc::Block {
                 digest: &format!("sha1:{block}"),

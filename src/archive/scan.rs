@@ -294,12 +294,13 @@ mod tests {
         use crate::archive::warc::{self, Target};
         use crate::clock::UtcTime;
         let codec = Codec::Gzip(1);
-        let mut data = Format::Warc.first_record(codec, "F.warc.gz");
+        let mut data = Format::Warc.first_record(codec, "F.warc.gz", "<urn:uuid:info>");
         let date = UtcTime::from_unix_millis(1_764_123_848_123);
         let target = Target {
             url: "http://a/",
             ip: None,
             date: &date,
+            warcinfo: "<urn:uuid:info>",
         };
         let raw = b"HTTP/1.1 200 OK\r\nContent-Type: Text/HTML;charset=x\r\n\r\nhi";
         let resp = warc::response(&target, raw, &payload_digest(raw));

@@ -86,9 +86,8 @@ fn head_for(
 /// a thumbnail, crawl metadata): its type, target and content type as given, the content
 /// as sent, payload digest equal to the block's (the block is the payload).
 pub fn client_record(
+    target: &Target<'_>,
     kind: &str,
-    target: &str,
-    date: &UtcTime,
     content_type: &str,
     block: &[u8],
 ) -> WarcRecord {
@@ -97,9 +96,10 @@ pub fn client_record(
     let head = head(
         kind,
         &id,
-        &date.warc_date(),
+        &target.date.warc_date(),
         &[
-            ("WARC-Target-URI", target),
+            ("WARC-Target-URI", target.url),
+            ("WARC-Warcinfo-ID", target.warcinfo),
             ("WARC-Payload-Digest", &digest),
         ],
         content_type,
@@ -130,6 +130,7 @@ pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecor
     if let Some(ip) = &ip {
         fields.push(("WARC-IP-Address", ip));
     }
+    fields.push(("WARC-Warcinfo-ID", target.warcinfo));
     fields.push((
         "WARC-Profile",
         "http://netpreserve.org/warc/1.1/revisit/server-not-modified",
@@ -156,7 +157,7 @@ pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecor
 /// The `warcinfo` record that opens a file named `file_name`: what wrote it, on which
 /// machine (host name and address, as warcprox and Heritrix say), in which format, and that
 /// robots.txt was not consulted (liveweb fetches what it is asked to).
-pub fn warcinfo(file_name: &str, date: &UtcTime) -> (String, Vec<u8>) {
+pub fn warcinfo(file_name: &str, date: &UtcTime, id: &str) -> (String, Vec<u8>) {
     let (hostname, ip) = machine();
     let mut block = format!("software: liveweb/{}\r\n", env!("CARGO_PKG_VERSION"));
     if !hostname.is_empty() {
@@ -169,7 +170,7 @@ pub fn warcinfo(file_name: &str, date: &UtcTime) -> (String, Vec<u8>) {
     let block = block.into_bytes();
     let head = head(
         "warcinfo",
-        &record_id(),
+        id,
         &date.warc_date(),
         &[("WARC-Filename", file_name)],
         "application/warc-fields",
@@ -232,11 +233,13 @@ fn first_address() -> Option<IpAddr> {
     v4.or_else(|| found.into_iter().find(usable))
 }
 
-/// Where a fetch went: the URL, the address it connected to, when.
+/// Where a fetch went: the URL, the address it connected to, when; and the `warcinfo`
+/// record of the file its records are written to (`WARC-Warcinfo-ID`).
 pub struct Target<'a> {
     pub url: &'a str,
     pub ip: Option<IpAddr>,
     pub date: &'a UtcTime,
+    pub warcinfo: &'a str,
 }
 
 impl Target<'_> {
@@ -270,6 +273,7 @@ impl Target<'_> {
         if self.ip.is_some() {
             fields.push(("WARC-IP-Address", &ip));
         }
+        fields.push(("WARC-Warcinfo-ID", self.warcinfo));
         fields.push(extra);
         let head = head_for(
             kind,
@@ -417,6 +421,7 @@ mod tests {
             url: "http://example.com/",
             ip: Some([192, 0, 2, 7].into()),
             date: &date,
+            warcinfo: "<urn:uuid:info>",
         };
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         let resp = response(&target, raw, "PAYLOAD");
@@ -429,6 +434,7 @@ mod tests {
         assert_eq!(h.content_length, raw.len() as u64);
         assert_eq!(h.payload_digest, Some("sha1:PAYLOAD"));
         assert!(resp.head.contains("WARC-IP-Address: 192.0.2.7\r\n"));
+        assert!(resp.head.contains("WARC-Warcinfo-ID: <urn:uuid:info>\r\n"));
         assert!(resp
             .head
             .contains(&format!("WARC-Block-Digest: {}\r\n", sha1_digest(raw))));

@@ -113,6 +113,31 @@ enum Command {
 pub struct ArcWriter {
     tx: mpsc::UnboundedSender<Command>,
     paused: Rc<Cell<bool>>,
+    warcinfo: WarcinfoId,
+}
+
+/// The record id of the `warcinfo` that opens the worker's current WARC file (or, between
+/// files, the next one), which its records name in `WARC-Warcinfo-ID`. Records are encoded
+/// before they are appended, so one encoded just before its file was sealed names the
+/// previous file's warcinfo: the same worker and run, and still a warcinfo record.
+#[derive(Clone, Default)]
+pub struct WarcinfoId(Rc<std::cell::RefCell<Rc<str>>>);
+
+impl WarcinfoId {
+    fn fresh() -> WarcinfoId {
+        WarcinfoId(Rc::new(std::cell::RefCell::new(
+            super::warc::record_id().into(),
+        )))
+    }
+
+    pub fn get(&self) -> Rc<str> {
+        self.0.borrow().clone()
+    }
+
+    /// A new id, for the next file.
+    fn renew(&self) {
+        *self.0.borrow_mut() = super::warc::record_id().into();
+    }
 }
 
 impl ArcWriter {
@@ -126,7 +151,9 @@ impl ArcWriter {
             config.stats.clone(),
         );
         let paused = space.paused_flag();
+        let warcinfo = WarcinfoId::fresh();
         let writer = Writer {
+            warcinfo: warcinfo.clone(),
             maker: FileMaker::new(&config),
             config,
             files,
@@ -136,7 +163,16 @@ impl ArcWriter {
             seals: Vec::new(),
         };
         monoio::spawn(writer.run(rx));
-        ArcWriter { tx, paused }
+        ArcWriter {
+            tx,
+            paused,
+            warcinfo,
+        }
+    }
+
+    /// The `WARC-Warcinfo-ID` a record encoded now names.
+    pub fn warcinfo_id(&self) -> Rc<str> {
+        self.warcinfo.get()
     }
 
     /// Whether archiving is paused (disk full); misses should not be fetched.
@@ -179,6 +215,8 @@ impl ArcWriter {
 
 struct Writer {
     config: WriterConfig,
+    /// Shared with the handles: the id of the current (or next) file's warcinfo.
+    warcinfo: WarcinfoId,
     files: Arc<FileTable>,
     open: Option<OpenArc>,
     maker: FileMaker,
@@ -403,6 +441,7 @@ impl Writer {
     /// Seals the open file in the background (`open_arc::seal_in_background`).
     async fn seal_open(&mut self) {
         let Some(open) = self.open.take() else { return };
+        self.warcinfo.renew();
         self.config.stats.set_open(self.config.worker, None);
         if let Some(sealing) = seal_in_background(open, &self.files, &self.config).await {
             self.seals.push(sealing);
@@ -424,7 +463,7 @@ impl Writer {
         let header = (open.logical == 0).then(|| {
             self.config
                 .format
-                .first_record(self.config.codec, &open.name)
+                .first_record(self.config.codec, &open.name, &self.warcinfo.get())
         });
         let ending = match (self.config.fsync, self.config.codec) {
             (FsyncPolicy::Always, Codec::Plain) => Ending::PadBlankLines,

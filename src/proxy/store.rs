@@ -103,6 +103,7 @@ async fn archive_response(
             date,
             response: fetched.raw,
             request: fetched.request,
+            warcinfo: ctx.writer.warcinfo_id().to_string(),
         },
     };
     // A record fetched with credentials is marked private in the archive itself, so a
@@ -117,6 +118,7 @@ async fn archive_response(
                 date,
                 request,
                 response,
+                warcinfo,
             } => {
                 let from = body_of(&response);
                 (
@@ -125,6 +127,7 @@ async fn archive_response(
                         ip,
                         date,
                         request,
+                        warcinfo,
                     },
                     from,
                 )
@@ -236,10 +239,12 @@ async fn archive_revisit(
     private: bool,
 ) -> Result<(), Error> {
     let date = UtcTime::now();
+    let warcinfo = ctx.writer.warcinfo_id();
     let target = warc::Target {
         url: &url.normalized,
         ip: Some(fetched.ip),
         date: &date,
+        warcinfo: &warcinfo,
     };
     let revisit = warc::revisit_not_modified(&target, refers);
     let req = warc::request(&target, &fetched.request, &revisit.id);
@@ -339,6 +344,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
             url: url.normalized.clone(),
             ip: failure.ip,
             date,
+            warcinfo: ctx.writer.warcinfo_id().to_string(),
             fields: warc::failure_fields(
                 code,
                 status.code,
@@ -424,12 +430,15 @@ enum Draft {
         date: UtcTime,
         response: Vec<u8>,
         request: Bytes,
+        /// `WARC-Warcinfo-ID` (`ArcWriter::warcinfo_id`).
+        warcinfo: String,
     },
     /// A WARC metadata record for a failure: `fields` say what liveweb answered and why.
     Failure {
         url: String,
         ip: Option<std::net::IpAddr>,
         date: UtcTime,
+        warcinfo: String,
         fields: Vec<u8>,
         code: &'static str,
     },
@@ -475,12 +484,14 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
             date,
             response,
             request,
+            warcinfo,
         } => {
             let digest = payload_digest(&response);
             let target = warc::Target {
                 url: &url,
                 ip: Some(ip),
                 date: &date,
+                warcinfo: &warcinfo,
             };
             let resp = warc::response(&target, &response, &digest);
             let req = warc::request(&target, &request, &resp.id);
@@ -498,6 +509,7 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
             url,
             ip,
             date,
+            warcinfo,
             fields,
             code,
         } => {
@@ -505,6 +517,7 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
                 url: &url,
                 ip,
                 date: &date,
+                warcinfo: &warcinfo,
             };
             let meta = warc::failure(&target, &fields, code);
             Encoded {

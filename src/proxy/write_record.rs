@@ -50,7 +50,14 @@ pub async fn write_record(
         return Err(Error::WriteRecordNeeds("a WARC-Type that is one word"));
     }
     let date = UtcTime::now();
-    let record = warc::client_record(kind, &req.target, &date, content_type, &block);
+    let warcinfo = ctx.writer.warcinfo_id();
+    let target = warc::Target {
+        url: &req.target,
+        ip: None,
+        date: &date,
+        warcinfo: &warcinfo,
+    };
+    let record = warc::client_record(&target, kind, content_type, &block);
     let member =
         ctx.shared
             .config
