@@ -124,7 +124,16 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         Some("application/json")
     );
     assert!(json.contains(".arc.gz.open\",\"bytes\":"), "{json}");
-    for field in ["\"hit\":1,", "\"miss\":2,", "\"E30\":1,", "\"workers\":2,"] {
+    for field in [
+        "\"hit\":1,",
+        "\"miss\":2,",
+        "\"E30\":1,",
+        "\"workers\":2,",
+        "\"urls_processed\":",
+        "\"warc_bytes_written\":",
+        "\"queued_urls\":0,",
+        "\"seconds_behind\":0",
+    ] {
         assert!(json.contains(field), "{field} in {json}");
     }
     // Checked as JSON by a JSON parser.

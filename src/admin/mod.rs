@@ -278,7 +278,9 @@ pub fn status_json(s: &Snapshot) -> String {
         "}},\"request_bytes\":{},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
          \"fetches_queued\":{},\"index_entries\":{},\"index_bytes\":{},\"index_evictions\":{},\"hot_shard_bytes\":{},\
          \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
-         \"on_seal_failures\":{},\"disk_free_bytes\":{}}}",
+         \"on_seal_failures\":{},\"disk_free_bytes\":{}}},\
+         \"urls_processed\":{},\"warc_bytes_written\":{},\"queued_urls\":{},\
+         \"active_requests\":{},\"seconds_behind\":0",
         t.bytes_in,
         t.bytes_out,
         t.connections,
@@ -293,7 +295,14 @@ pub fn status_json(s: &Snapshot) -> String {
         s.archive.files_sealed,
         s.archive.seal_failures,
         s.archive.on_seal_failures,
-        s.archive.disk_free
+        s.archive.disk_free,
+        // The names warcprox's /status gives these, which crawlers script against: records
+        // written, bytes written, fetches waiting and running; nothing is written behind
+        // (a reply completes once its record is written).
+        s.archive.records,
+        s.archive.bytes,
+        s.fetches_queued,
+        s.fetches_running,
     );
     out.push_str(",\"open_files\":[");
     let open: Vec<String> = s
