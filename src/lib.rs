@@ -12,7 +12,8 @@
 //! - [`policy`]: IP range tables (upstream rules, client and admin ranges, table files) and
 //!   proxy authentication.
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
-//! - [`index`]: the shared lock-free URL index and in-flight fetch coalescing.
+//! - [`index`]: the shared URL index (compact slots in sharded tables, within a memory
+//!   budget) and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.
 //! - [`logging`]: the log sink (timestamped lines on stderr at `--log-level`).
 //! - [`mitm`]: the CA for archiving HTTPS through CONNECT (`liveweb ca init`), its
@@ -23,6 +24,7 @@
 //!   (`proxy::lookup`), storing, hot shard, zero-copy sends.
 //! - [`server`]: worker threads, runtimes, listeners, connection limits, who may send a
 //!   request (`gate`), connection loop, shutdown.
+//! - [`warcprox`]: crawlers' `Warcprox-Meta` header and its block rules.
 
 pub mod admin;
 pub mod archive;
