@@ -183,6 +183,10 @@ pub(super) async fn seal_in_background(
         let sealed = entries
             .into_entries()
             .and_then(|entries| seal(&path, logical, &entries, &sealed_dir));
+        // Sorting a file's CDX lines takes memory in proportion to its records, freed now:
+        // handed back to the system, not kept by this pool thread's heap.
+        // SAFETY: mi_collect only walks and frees the calling thread's own allocator state.
+        unsafe { libmimalloc_sys::mi_collect(true) };
         match sealed {
             Ok(sealed) => {
                 counted(&stats.files_sealed);
