@@ -72,26 +72,27 @@ impl UtcTime {
     }
 }
 
-/// Parses `YYYYMMDDhhmmss` (UTC) into seconds since the Unix epoch.
+/// Parses `YYYYMMDDhhmmss` (UTC) into seconds since the Unix epoch; `None` for anything
+/// that is not a real date and time (30 February, hour 24...). A leap second (`60`) is read
+/// as the next second, as the calendar has no place for it.
 pub fn parse_arc14(s: &str) -> Option<i64> {
     if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().ok();
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u16>().ok();
     let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
     let (hh, mm, ss) = (n(8..10)?, n(10..12)?, n(12..14)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Howard Hinnant's days-from-civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::from(y), month, u8::try_from(d).ok()?).ok()?;
+    let leap = ss == 60;
+    let clock = time::Time::from_hms(
+        u8::try_from(hh).ok()?,
+        u8::try_from(mm).ok()?,
+        u8::try_from(if leap { 59 } else { ss }).ok()?,
+    )
+    .ok()?;
+    let at = time::PrimitiveDateTime::new(date, clock).assume_utc();
+    Some(at.unix_timestamp() + i64::from(leap))
 }
 
 /// Seconds since the Unix epoch now.
@@ -129,6 +130,17 @@ mod tests {
         }
         assert_eq!(parse_arc14("2026112203580"), None);
         assert_eq!(parse_arc14("20261322035800"), None);
+        // Days a month does not have, and hours a day does not have.
+        assert_eq!(parse_arc14("20260231120000"), None);
+        assert_eq!(parse_arc14("20250229120000"), None);
+        assert_eq!(parse_arc14("20261131000000"), None);
+        assert_eq!(parse_arc14("20261122240000"), None);
+        assert!(parse_arc14("20240229120000").is_some(), "a leap day");
+        assert_eq!(
+            parse_arc14("20261231235960"),
+            parse_arc14("20270101000000"),
+            "a leap second reads as the next second"
+        );
         assert_eq!(parse_arc14("2026112203580x"), None);
     }
 }
