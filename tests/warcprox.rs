@@ -152,3 +152,60 @@ fn warcprox_write_record_writes_the_record_a_crawler_hands_over() {
     assert_eq!(r.status, 405, "{}", r.head);
     arc.finish();
 }
+
+/// `accept: ["capture-metadata"]`: a forward-mode reply says when its response was captured
+/// (`Warcprox-Meta: {"capture-metadata":{"timestamp":...}}`), a miss and a later hit alike;
+/// without it, no such header.
+#[test]
+fn capture_metadata_says_when_the_response_was_captured() {
+    let origin = origin();
+    let proxy = Proxy::start(&["--format", "warc", "--mode", "forward"]);
+    let url = origin.url("/captured");
+    let ask = "Warcprox-Meta: {\"accept\":[\"capture-metadata\"]}\r\n";
+    let stamp = |r: &Reply| {
+        let meta = r
+            .header("warcprox-meta")
+            .unwrap_or_else(|| panic!("{}", r.head));
+        let prefix = "{\"capture-metadata\":{\"timestamp\":\"";
+        assert!(
+            meta.starts_with(prefix) && meta.ends_with("Z\"}}"),
+            "{meta}"
+        );
+        meta[prefix.len()..prefix.len() + 20].to_string()
+    };
+    let miss = fwd(&proxy, &url, ask);
+    assert_eq!(
+        (miss.status, cache(&miss).as_str()),
+        (200, "MISS"),
+        "{}",
+        miss.head
+    );
+    let captured = stamp(&miss);
+    wait_stored(&proxy, &url, "");
+    let hit = fwd(&proxy, &url, ask);
+    assert_eq!(cache(&hit), "HIT");
+    let seconds = |t: &str| -> i64 {
+        let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+        n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+    };
+    assert_eq!(&stamp(&hit)[..10], &captured[..10]);
+    assert!(
+        (seconds(&stamp(&hit)) - seconds(&captured)).abs() <= 1,
+        "{captured} vs the hit's"
+    );
+    assert!(fwd(&proxy, &url, "").header("warcprox-meta").is_none());
+    let dir = proxy.finish().expect("data dir");
+    // The record's WARC-Date is the same capture, to the second.
+    let text = archive_text(dir.path());
+    let date = text
+        .split("WARC/1.1\r\n")
+        .find(|r| r.contains("WARC-Type: response") && r.contains("/captured"))
+        .and_then(|r| r.lines().find_map(|l| l.strip_prefix("WARC-Date: ")))
+        .expect("the response record's date")
+        .to_string();
+    assert_eq!(&date[..10], &captured[..10]);
+    assert!(
+        (seconds(&date) - seconds(&captured)).abs() <= 1,
+        "{date} vs {captured}"
+    );
+}

@@ -103,6 +103,9 @@ pub struct ReplyTo {
     pub head_only: bool,
     /// Forward mode (the origin's response) rather than liveweb mode (the ARC record).
     pub forward: bool,
+    /// The request's `Warcprox-Meta` asked for `capture-metadata`: a forward-mode reply
+    /// says when its response was captured.
+    pub capture_metadata: bool,
 }
 
 /// Answers a request from `client` the router sent here: `Admin`, `Cache`, `WriteRecord`
@@ -120,10 +123,16 @@ pub async fn handle(
         version: req.version,
     };
     let head_only = req.method == Method::Head;
+    // Already read (and refused when malformed) by the router.
+    let capture_metadata = crate::warcprox::WarcproxMeta::of(req)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.wants_capture_metadata());
     let to = |forward| ReplyTo {
         conn,
         head_only,
         forward,
+        capture_metadata,
     };
     let result = match route {
         Route::Admin => admin(ctx, req, to(false)),
@@ -302,7 +311,11 @@ fn reply_for(
                 upstream,
             };
         }
-        let update = record.updated_fields.clone();
+        let update = with_capture_metadata(
+            record.updated_fields.clone(),
+            to,
+            captured_at(record, ctx.shared.config.ttl, state),
+        );
         let range = requested_range(req, reuse);
         // The prepared heads are the stored response's own, whole: a record a 304 updated,
         // or a range of one, is shaped from its head as it goes.
@@ -394,7 +407,8 @@ fn reply_for(
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
 fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
-    let client = client_side(to, RequestState::Miss, None, Some(max_body), None);
+    let update = with_capture_metadata(None, to, std::time::SystemTime::now());
+    let client = client_side(to, RequestState::Miss, None, Some(max_body), update);
     Response {
         head: Vec::new(),
         body: Body::Live {
@@ -406,6 +420,47 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
         detail: None,
         upstream: None,
     }
+}
+
+/// The header fields a forward-mode reply's head takes over the stored ones (`updated`, from
+/// 304s), plus warcprox's `Warcprox-Meta: {"capture-metadata":{"timestamp":...}}` when the
+/// client asked for it (the time the response was captured, to the second, UTC).
+fn with_capture_metadata(
+    updated: Option<Arc<[u8]>>,
+    to: ReplyTo,
+    captured: std::time::SystemTime,
+) -> Option<Arc<[u8]>> {
+    if !to.capture_metadata {
+        return updated;
+    }
+    let at = captured
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let t = crate::clock::UtcTime::from_unix_millis(at);
+    let mut fields = updated.map(|u| u.to_vec()).unwrap_or_default();
+    fields.extend_from_slice(
+        format!(
+            "Warcprox-Meta: {{\"capture-metadata\":{{\"timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\"}}}}\r\n",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
+        )
+        .as_bytes(),
+    );
+    Some(fields.into())
+}
+
+/// When a stored record was captured (or last revalidated): its expiry less `--ttl`, for a
+/// record that was not just fetched.
+fn captured_at(
+    record: &StoredRecord,
+    ttl: std::time::Duration,
+    state: RequestState,
+) -> std::time::SystemTime {
+    let now = std::time::SystemTime::now();
+    if state == RequestState::Miss || state == RequestState::Coalesced {
+        return now;
+    }
+    let left = record.expires_at.saturating_duration_since(Instant::now());
+    now.checked_sub(ttl.saturating_sub(left)).unwrap_or(now)
 }
 
 /// How a forward-mode reply is shaped for this client.
