@@ -7,6 +7,7 @@
 mod flight;
 mod record;
 mod restore;
+mod shard;
 mod slot;
 mod slots;
 mod table;
@@ -17,7 +18,6 @@ pub use record::StoredRecord;
 pub use restore::Restorer;
 pub use slot::{ticks, Facts};
 
-use std::borrow::Cow;
 use std::hash::BuildHasher;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::http::reply::{canonical_reason, RecordStatus};
 use crate::http::request::Header;
-use slot::{Id, Slot, EXTRAS, UNCONFIRMED};
+use shard::{Keyer, Shard, Spread};
+use slot::{Id, Slot, UNCONFIRMED};
 use table::SlotTable;
 use vary::VaryLists;
 
@@ -81,76 +81,6 @@ pub struct Index {
     epochs: Box<[AtomicU32]>,
     /// Picks a URL's epoch bucket.
     hasher: hashbrown::DefaultHashBuilder,
-}
-
-/// One shard: its table of stored records and the side tables for what few entries need.
-#[derive(Debug, Default)]
-struct Shard {
-    table: SlotTable,
-    /// Fetches in flight; a key here hides its stored record from lookups.
-    flights: hashbrown::HashMap<Id, Arc<Flight>>,
-    /// For entries flagged `UNCONFIRMED`: the invalidation epoch they were stored under.
-    /// Until the fetch confirms them they answer only while that epoch lasts, so an
-    /// invalidation racing the store never lets them answer afterwards.
-    pending: hashbrown::HashMap<Id, u32>,
-    /// For entries flagged `EXTRAS`: what their slot cannot hold.
-    extras: hashbrown::HashMap<Id, Extras>,
-}
-
-/// The rare parts of a record: a reason phrase that is not the standard one, an archived
-/// failure's code line, fields a 304 updated.
-#[derive(Debug, Default)]
-struct Extras {
-    reason: Option<Box<str>>,
-    error: Option<&'static str>,
-    updated_fields: Option<Arc<[u8]>>,
-}
-
-impl Extras {
-    fn of(record: &StoredRecord) -> Option<Extras> {
-        let s = &record.status;
-        let reason = (*s.reason != *canonical_reason(s.code)).then(|| Box::from(&*s.reason));
-        (reason.is_some() || s.error.is_some() || record.updated_fields.is_some()).then(|| Extras {
-            reason,
-            error: s.error,
-            updated_fields: record.updated_fields.clone(),
-        })
-    }
-}
-
-/// A key's id: two keyed SipHash-1-3 values (std's `RandomState`, seeded at random per
-/// process), so ids collide only by chance, never by a request's design.
-#[derive(Debug)]
-struct Keyer {
-    home: std::hash::RandomState,
-    pick: std::hash::RandomState,
-    spread: Spread,
-}
-
-/// How keys spread over the shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spread {
-    /// By their hash (always, but in tests and benches).
-    Even,
-    /// Benches: every key in the first shard, to see one shard at a size the whole index
-    /// has only with `SHARDS` times as many keys.
-    OneShard,
-    /// Tests: every key in one shard at one home (the worst collisions), told apart only by
-    /// the rest of its id.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Crowded,
-}
-
-impl Keyer {
-    fn id(&self, key: &str) -> Id {
-        let pick = self.pick.hash_one(key);
-        let first_shard = pick & !(SHARDS as u64 - 1);
-        match self.spread {
-            Spread::Even => Id::new(self.home.hash_one(key), pick),
-            Spread::OneShard => Id::new(self.home.hash_one(key), first_shard),
-            Spread::Crowded => Id::new(1, first_shard),
-        }
-    }
 }
 
 /// Buckets of `Index::epochs`.
@@ -245,27 +175,9 @@ impl Index {
             || shard.pending.get(&slot.id) == Some(&self.epoch(url_of_key(key)))
     }
 
-    /// The record a slot stands for.
-    fn record(shard: &Shard, slot: &Slot) -> StoredRecord {
-        let extras = (slot.flags & EXTRAS != 0)
-            .then(|| shard.extras.get(&slot.id))
-            .flatten();
-        let code = slot.status();
-        let reason = match extras.and_then(|e| e.reason.as_deref()) {
-            Some(r) => Cow::Owned(r.to_owned()),
-            None => Cow::Borrowed(canonical_reason(code)),
-        };
-        StoredRecord {
-            loc: slot.loc(),
-            status: RecordStatus {
-                code,
-                reason,
-                error: extras.and_then(|e| e.error),
-            },
-            expires_at: ticks::instant(slot.expires()),
-            born: slot.born(),
-            facts: slot.facts(),
-            updated_fields: extras.and_then(|e| e.updated_fields.clone()),
+    fn count_evictions(&self, n: usize) {
+        if n > 0 {
+            self.evictions.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -277,8 +189,7 @@ impl Index {
         if slot.facts().varies() && !is_variant_key(key) {
             return None;
         }
-        self.answers(shard, slot, key)
-            .then(|| Self::record(shard, slot))
+        self.answers(shard, slot, key).then(|| shard.record(slot))
     }
 
     /// Looks `key` up; a stored record the caller cannot use (`usable` says no: stale, not
@@ -317,92 +228,14 @@ impl Index {
         Ok(Claim { flight, previous })
     }
 
-    /// Stores `record` under `id` (replacing what was there), unconfirmed under `epoch` if
-    /// given. A record whose place does not fit a slot is not indexed, and the key forgets
-    /// what it held.
-    fn put(&self, shard: &mut Shard, id: Id, record: &StoredRecord, epoch: Option<u32>) {
-        let born = record.born;
-        let expires = ticks::of(record.expires_at);
-        let packed = Slot::pack(
-            id,
-            record.loc,
-            record.status.code,
-            expires,
-            born,
-            record.facts,
-        );
-        let Some(mut slot) = packed else {
-            Self::forget(shard, id);
-            return;
-        };
-        match Extras::of(record) {
-            Some(extras) => {
-                slot.flags |= EXTRAS;
-                shard.extras.insert(id, extras);
-            }
-            None => {
-                shard.extras.remove(&id);
-            }
-        }
-        match epoch {
-            Some(epoch) => {
-                slot.flags |= UNCONFIRMED;
-                shard.pending.insert(id, epoch);
-            }
-            None => {
-                shard.pending.remove(&id);
-            }
-        }
-        if shard.table.get(id).is_none() {
-            self.make_room(shard);
-        }
-        shard.table.insert(slot);
-    }
-
-    /// Removes the stored record under `id` and what the side tables hold for it.
-    fn forget(shard: &mut Shard, id: Id) {
-        shard.table.remove(id);
-        shard.pending.remove(&id);
-        shard.extras.remove(&id);
-    }
-
-    /// Room for one more entry: the table grows by a step while within its share of the
-    /// budget; at it, the eighth of its entries closest to expiry leave.
-    fn make_room(&self, shard: &mut Shard) {
-        if !shard.table.is_full() {
-            return;
-        }
-        if shard.table.capacity() < self.shard_slots {
-            let next = shard.table.next_capacity(self.shard_slots);
-            shard.table.resize(next);
-            if !shard.table.is_full() {
-                return;
-            }
-        }
-        let mut expiries: Vec<i64> = shard.table.iter().map(Slot::expires).collect();
-        let leave = (expiries.len() / 8).max(1);
-        let (_, &mut cut, _) = expiries.select_nth_unstable(leave - 1);
-        let mut left = leave;
-        let gone = shard.table.retain(|s| {
-            let go = left > 0 && s.expires() <= cut;
-            left -= usize::from(go);
-            !go
-        });
-        for s in &gone {
-            shard.pending.remove(&s.id);
-            shard.extras.remove(&s.id);
-        }
-        self.evictions
-            .fetch_add(gone.len() as u64, Ordering::Relaxed);
-    }
-
     /// Stores a record fetched outside a claim (a request that kept its exchange to itself,
     /// whose response turned out shareable), unless a fetch for the key is in flight.
     fn offer(&self, key: &str, record: &StoredRecord, epoch: u32) {
         let id = self.keyer.id(key);
         let mut shard = self.shard(id);
         if !shard.flights.contains_key(&id) {
-            self.put(&mut shard, id, record, Some(epoch));
+            let evicted = shard.put(id, record, Some(epoch), self.shard_slots);
+            self.count_evictions(evicted);
         }
     }
 
@@ -441,7 +274,7 @@ impl Index {
             return;
         }
         if withdraw {
-            Self::forget(&mut shard, id);
+            shard.forget(id);
         } else {
             slot.flags &= !UNCONFIRMED;
             shard.pending.remove(&id);
@@ -485,10 +318,7 @@ impl Index {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let gone = shard.table.retain(|s| s.expires() > at);
-            for s in &gone {
-                shard.pending.remove(&s.id);
-                shard.extras.remove(&s.id);
-            }
+            shard.drop_side_entries(&gone);
             removed += gone.len();
         }
         self.vary.sweep(now, vary_ttl);
@@ -517,8 +347,11 @@ impl Index {
             _ => return,
         }
         match stored {
-            Some(record) => self.put(&mut shard, id, record, epoch),
-            None => Self::forget(&mut shard, id),
+            Some(record) => {
+                let evicted = shard.put(id, record, epoch, self.shard_slots);
+                self.count_evictions(evicted);
+            }
+            None => shard.forget(id),
         }
     }
 
@@ -540,7 +373,10 @@ impl Index {
         match shard.table.get(id) {
             Some(s) if s.expires() >= slot.expires() => return,
             Some(_) => {}
-            None => self.make_room(&mut shard),
+            None => {
+                let evicted = shard.make_room(self.shard_slots);
+                self.count_evictions(evicted);
+            }
         }
         if !shard.extras.is_empty() || !shard.pending.is_empty() {
             shard.extras.remove(&id);
@@ -581,7 +417,7 @@ impl Index {
         let id = self.keyer.id(url);
         let mut shard = self.shard(id);
         shard.flights.remove(&id);
-        Self::forget(&mut shard, id);
+        shard.forget(id);
         drop(shard);
         self.vary.invalidate(url);
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::archive::RecordLoc;
+use crate::http::reply::RecordStatus;
 use std::time::Duration;
 
 fn record(expires_at: Instant) -> Arc<StoredRecord> {
