@@ -123,21 +123,19 @@ pub async fn handle(
         version: req.version,
     };
     let head_only = req.method == Method::Head;
-    // Already read (and refused when malformed) by the router.
-    let capture_metadata = crate::warcprox::WarcproxMeta::of(req)
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.wants_capture_metadata());
-    let to = |forward| ReplyTo {
+    let to = |forward, capture_metadata| ReplyTo {
         conn,
         head_only,
         forward,
         capture_metadata,
     };
     let result = match route {
-        Route::Admin => admin(ctx, req, to(false)),
-        Route::Cache { forward } => cache(ctx, req, to(forward), client).await,
-        Route::WriteRecord => write_record::write_record(ctx, req, body, to(false)).await,
+        Route::Admin => admin(ctx, req, to(false, false)),
+        Route::Cache {
+            forward,
+            capture_metadata,
+        } => cache(ctx, req, to(forward, capture_metadata), client).await,
+        Route::WriteRecord => write_record::write_record(ctx, req, body, to(false, false)).await,
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
     };
@@ -311,11 +309,9 @@ fn reply_for(
                 upstream,
             };
         }
-        let update = with_capture_metadata(
-            record.updated_fields.clone(),
-            to,
-            captured_at(record, ctx.shared.config.ttl, state),
-        );
+        let update = with_capture_metadata(record.updated_fields.clone(), to, || {
+            captured_at(record, ctx.shared.config.ttl, state)
+        });
         let range = requested_range(req, reuse);
         // The prepared heads are the stored response's own, whole: a record a 304 updated,
         // or a range of one, is shaped from its head as it goes.
@@ -407,7 +403,7 @@ fn reply_for(
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.
 fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
-    let update = with_capture_metadata(None, to, std::time::SystemTime::now());
+    let update = with_capture_metadata(None, to, std::time::SystemTime::now);
     let client = client_side(to, RequestState::Miss, None, Some(max_body), update);
     Response {
         head: Vec::new(),
@@ -424,16 +420,17 @@ fn live_response(tap: Rc<Tap>, to: ReplyTo, max_body: u64) -> Response {
 
 /// The header fields a forward-mode reply's head takes over the stored ones (`updated`, from
 /// 304s), plus warcprox's `Warcprox-Meta: {"capture-metadata":{"timestamp":...}}` when the
-/// client asked for it (the time the response was captured, to the second, UTC).
+/// client asked for it (the time the response was captured, to the second, UTC; asked of
+/// `captured` only then).
 fn with_capture_metadata(
     updated: Option<Arc<[u8]>>,
     to: ReplyTo,
-    captured: std::time::SystemTime,
+    captured: impl FnOnce() -> std::time::SystemTime,
 ) -> Option<Arc<[u8]>> {
     if !to.capture_metadata {
         return updated;
     }
-    let at = captured
+    let at = captured()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let t = crate::clock::UtcTime::from_unix_millis(at);

@@ -17,8 +17,12 @@ pub enum Route {
     Tunnel,
     /// Forward mode, a method other than GET/HEAD: relayed to the origin, never cached.
     PassThrough,
-    /// GET or HEAD of an absolute URL: looked up, fetched once, archived.
-    Cache { forward: bool },
+    /// GET or HEAD of an absolute URL: looked up, fetched once, archived. `capture_metadata`:
+    /// its `Warcprox-Meta` asked to be told when the response was captured.
+    Cache {
+        forward: bool,
+        capture_metadata: bool,
+    },
     /// warcprox's `WARCPROX_WRITE_RECORD`: the body is a record to archive.
     WriteRecord,
     /// Answered with this error (after the request body, if any, is read).
@@ -50,11 +54,15 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         Ok(forward) => forward,
         Err(e) => return Route::Refuse(e),
     };
-    if let Some(e) = warcprox_refusal(req) {
-        return Route::Refuse(e);
-    }
+    let capture_metadata = match warcprox_check(req) {
+        Ok(capture_metadata) => capture_metadata,
+        Err(e) => return Route::Refuse(e),
+    };
     match &req.method {
-        Method::Get | Method::Head => Route::Cache { forward },
+        Method::Get | Method::Head => Route::Cache {
+            forward,
+            capture_metadata,
+        },
         Method::Other(m) if forward && m == "CONNECT" => Route::Tunnel,
         Method::Other(_) if forward => Route::PassThrough,
         Method::Other(m) if m == "CONNECT" => Route::Refuse(Error::TunnelNeedsForward),
@@ -62,15 +70,19 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
     }
 }
 
-/// A request whose `Warcprox-Meta` is malformed, or has a rule that blocks its URL: refused
-/// before anything is fetched or archived.
-pub fn warcprox_refusal(req: &RequestHead) -> Option<Error> {
-    let meta = match WarcproxMeta::of(req) {
-        Ok(meta) => meta?,
-        Err(e) => return Some(e),
+/// Reads the request's `Warcprox-Meta`, once: refused when malformed, or when a rule blocks
+/// its URL (before anything is fetched or archived); else whether it asked for
+/// `capture-metadata`.
+pub fn warcprox_check(req: &RequestHead) -> Result<bool, Error> {
+    let Some(meta) = WarcproxMeta::of(req)? else {
+        return Ok(false);
     };
-    let url = parse_absolute(&req.target).ok()?;
-    meta.blocked(&url).map(Error::BlockedByRule)
+    if let Ok(url) = parse_absolute(&req.target) {
+        if let Some(rule) = meta.blocked(&url) {
+            return Err(Error::BlockedByRule(rule));
+        }
+    }
+    Ok(meta.wants_capture_metadata())
 }
 
 /// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
@@ -102,21 +114,39 @@ mod tests {
         let l = Mode::Liveweb;
         let f = Mode::Forward;
         let get = "GET http://a/ HTTP/1.1\r\n\r\n";
-        assert_eq!(route_of(l, get), Route::Cache { forward: false });
-        assert_eq!(route_of(f, get), Route::Cache { forward: true });
+        assert_eq!(
+            route_of(l, get),
+            Route::Cache {
+                forward: false,
+                capture_metadata: false
+            }
+        );
+        assert_eq!(
+            route_of(f, get),
+            Route::Cache {
+                forward: true,
+                capture_metadata: false
+            }
+        );
         assert_eq!(
             route_of(
                 l,
                 "HEAD http://a/ HTTP/1.1\r\nX-Liveweb-Mode: FORWARD\r\n\r\n"
             ),
-            Route::Cache { forward: true }
+            Route::Cache {
+                forward: true,
+                capture_metadata: false
+            }
         );
         assert_eq!(
             route_of(
                 f,
                 "GET http://a/ HTTP/1.1\r\nX-Liveweb-Mode: liveweb\r\n\r\n"
             ),
-            Route::Cache { forward: false }
+            Route::Cache {
+                forward: false,
+                capture_metadata: false
+            }
         );
         assert_eq!(
             route_of(f, "GET /_liveweb/health HTTP/1.1\r\n\r\n"),
@@ -156,13 +186,26 @@ mod tests {
                 l,
                 "GET http://a/ HTTP/1.1\r\nVia: 1.1 liveweb-elsewhere\r\n\r\n"
             ),
-            Route::Cache { forward: false }
+            Route::Cache {
+                forward: false,
+                capture_metadata: false
+            }
         );
         // A crawler's Warcprox-Meta: read, refused when malformed or when it blocks the URL.
         let meta = |m: &str| format!("POST http://a.org/x HTTP/1.1\r\nWarcprox-Meta: {m}\r\n\r\n");
         assert_eq!(
             route_of(f, &meta(r#"{"warc-prefix":"job"}"#)),
             Route::PassThrough
+        );
+        assert_eq!(
+            route_of(
+                f,
+                "GET http://a.org/ HTTP/1.1\r\nWarcprox-Meta: {\"accept\":[\"capture-metadata\"]}\r\n\r\n"
+            ),
+            Route::Cache {
+                forward: true,
+                capture_metadata: true
+            }
         );
         assert!(matches!(
             route_of(f, &meta("{oops")),

@@ -141,13 +141,17 @@ pub(super) fn route_inner(origin: &Origin, req: &mut RequestHead) -> Route {
     if let Err(e) = aim(origin, req) {
         return Route::Refuse(e);
     }
-    if let Some(e) = crate::proxy::router::warcprox_refusal(req) {
-        return Route::Refuse(e);
-    }
+    let capture_metadata = match crate::proxy::router::warcprox_check(req) {
+        Ok(capture_metadata) => capture_metadata,
+        Err(e) => return Route::Refuse(e),
+    };
     // Always forward mode (X-Liveweb-Mode does not apply): the client is a browser that
     // expects the origin's own responses.
     match req.method {
-        Method::Get | Method::Head => Route::Cache { forward: true },
+        Method::Get | Method::Head => Route::Cache {
+            forward: true,
+            capture_metadata,
+        },
         Method::Other(_) => Route::PassThrough,
     }
 }
@@ -210,13 +214,22 @@ mod tests {
             host: "example.com".into(),
             port: 443,
         };
-        let fwd = Route::Cache { forward: true };
+        let fwd = Route::Cache {
+            forward: true,
+            capture_metadata: false,
+        };
         let (route, target) = inner(&o, "GET /a?b HTTP/1.1\r\nHost: Example.COM\r\n\r\n");
         assert_eq!((route, target.as_str()), (fwd, "https://example.com/a?b"));
         let (route, target) = inner(&o, "GET / HTTP/1.0\r\n\r\n");
         assert_eq!(
             (route, target.as_str()),
-            (Route::Cache { forward: true }, "https://example.com/")
+            (
+                Route::Cache {
+                    forward: true,
+                    capture_metadata: false
+                },
+                "https://example.com/"
+            )
         );
         let (route, target) = inner(
             &o,
@@ -224,7 +237,13 @@ mod tests {
         );
         assert_eq!(
             (route, target.as_str()),
-            (Route::Cache { forward: true }, "https://example.com/x")
+            (
+                Route::Cache {
+                    forward: true,
+                    capture_metadata: false
+                },
+                "https://example.com/x"
+            )
         );
         let (route, _) = inner(
             &o,
@@ -256,7 +275,13 @@ mod tests {
             &o,
             "GET /m HTTP/1.1\r\nHost: example.com\r\nX-Liveweb-Mode: liveweb\r\n\r\n",
         );
-        assert_eq!(route, Route::Cache { forward: true });
+        assert_eq!(
+            route,
+            Route::Cache {
+                forward: true,
+                capture_metadata: false
+            }
+        );
         let ip6 = Origin {
             host: "[::1]".into(),
             port: 8443,
@@ -264,7 +289,13 @@ mod tests {
         let (route, target) = inner(&ip6, "GET /v HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
         assert_eq!(
             (route, target.as_str()),
-            (Route::Cache { forward: true }, "https://[::1]:8443/v")
+            (
+                Route::Cache {
+                    forward: true,
+                    capture_metadata: false
+                },
+                "https://[::1]:8443/v"
+            )
         );
     }
 }
