@@ -342,6 +342,15 @@ fn request_value(request: &[Header], name: &str) -> Option<Vec<u8>> {
     out
 }
 
+/// Whether a stored response `age` seconds old, fresh for `lifetime`, may answer a request
+/// with these directives without contacting the origin (RFC 9111 4.2, 5.2.1).
+pub fn fresh_for(req: RequestDirectives, age: u64, lifetime: u64, validate_always: bool) -> bool {
+    !validate_always
+        && !req.revalidate
+        && age < lifetime
+        && req.max_age.is_none_or(|max| age <= max)
+}
+
 impl Reuse {
     /// Current age in seconds, `resident` after it was stored (RFC 9111 4.2.3).
     pub fn age(&self, resident: Duration) -> u64 {
@@ -351,11 +360,7 @@ impl Reuse {
     /// Whether it may answer this request without contacting the origin, `resident` after
     /// it was stored.
     pub fn is_fresh_for(&self, req: RequestDirectives, resident: Duration) -> bool {
-        let age = self.age(resident);
-        !self.validate_always
-            && !req.revalidate
-            && age < self.lifetime
-            && req.max_age.is_none_or(|max| age <= max)
+        fresh_for(req, self.age(resident), self.lifetime, self.validate_always)
     }
 
     /// Whether `request` selects the same variant as the request that fetched it.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::slot::{ticks, Facts};
 use crate::archive::RecordLoc;
-use crate::http::cache::{RequestDirectives, Reuse};
+use crate::http::cache::{fresh_for, RequestDirectives, Reuse};
 use crate::http::reply::RecordStatus;
 
 /// A stored record as the index knows it.
@@ -78,11 +78,13 @@ impl StoredRecord {
     /// Whether it may answer a request with these directives without contacting the origin
     /// (forward mode; the facts must be known).
     pub fn is_fresh_for(&self, req: RequestDirectives, now: Instant) -> bool {
-        let age = self.age(now);
-        self.facts.known()
-            && !self.facts.validate_always()
-            && !req.revalidate
-            && age < u64::from(self.facts.lifetime)
-            && req.max_age.is_none_or(|max| age <= max)
+        let f = self.facts;
+        f.known()
+            && fresh_for(
+                req,
+                self.age(now),
+                u64::from(f.lifetime),
+                f.validate_always(),
+            )
     }
 }
