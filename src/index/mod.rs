@@ -370,19 +370,20 @@ impl Index {
             return;
         };
         let mut shard = self.shard(id);
-        match shard.table.get(id) {
-            Some(s) if s.expires() >= slot.expires() => return,
-            Some(_) => {}
-            None => {
-                let evicted = shard.make_room(self.shard_slots);
-                self.count_evictions(evicted);
-            }
+        if shard
+            .table
+            .get(id)
+            .is_some_and(|s| s.expires() >= slot.expires())
+        {
+            return;
         }
+        // Start-up has no fetches in flight and nothing unconfirmed: the side tables are
+        // empty unless two files held the URL, so this costs a length check per record.
         if !shard.extras.is_empty() || !shard.pending.is_empty() {
-            shard.extras.remove(&id);
-            shard.pending.remove(&id);
+            shard.drop_side_entries(&[slot]);
         }
-        shard.table.insert(slot);
+        let evicted = shard.insert(slot, self.shard_slots);
+        self.count_evictions(evicted);
     }
 
     /// A record stored under `key` whose RFC 9111 facts are not known (restored from disk),

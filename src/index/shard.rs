@@ -151,7 +151,13 @@ impl Shard {
                 self.pending.remove(&id);
             }
         }
-        let evicted = match self.table.get(id) {
+        self.insert(slot, max_slots)
+    }
+
+    /// Puts `slot` in the table (replacing its id's), making room within `max_slots` for a
+    /// new id; returns how many entries that evicted. The side tables are the caller's.
+    pub(super) fn insert(&mut self, slot: Slot, max_slots: usize) -> usize {
+        let evicted = match self.table.get(slot.id) {
             Some(_) => 0,
             None => self.make_room(max_slots),
         };

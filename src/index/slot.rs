@@ -192,6 +192,16 @@ pub struct Slot {
     pub flags: u16,
 }
 
+/// The origin time as a slot holds it, and the lifetime counted from it. An origin time too
+/// long ago to hold leaves a response that is stale anyway (its lifetime is capped by
+/// --ttl): held as stale.
+fn born_and_lifetime(born: i64, facts: Facts) -> (i32, u32) {
+    match i32::try_from(born) {
+        Ok(born) => (born, facts.lifetime),
+        Err(_) => (0, 0),
+    }
+}
+
 /// Largest file id and offset an entry can hold; a record beyond them is not indexed (a
 /// later request fetches it again).
 const FILE_ID_BITS: u32 = 24;
@@ -226,12 +236,7 @@ impl Slot {
             return None;
         }
         let place = u64::from(loc.file_id) << OFFSET_BITS | loc.offset;
-        // An origin time too long ago to hold leaves a response that is stale anyway (its
-        // lifetime is capped by --ttl): held as stale.
-        let (born, lifetime) = match i32::try_from(born) {
-            Ok(born) => (born, facts.lifetime),
-            Err(_) => (0, 0),
-        };
+        let (born, lifetime) = born_and_lifetime(born, facts);
         Some(Slot {
             id,
             place: [place as u32, (place >> 32) as u32],
@@ -274,10 +279,7 @@ impl Slot {
 
     /// Replaces the facts (and the origin time they count from), keeping the other flags.
     pub fn set_facts(&mut self, facts: Facts, born: i64) {
-        let (born, lifetime) = match i32::try_from(born) {
-            Ok(born) => (born, facts.lifetime),
-            Err(_) => (0, 0),
-        };
+        let (born, lifetime) = born_and_lifetime(born, facts);
         self.born = born;
         self.lifetime = lifetime;
         self.flags = (self.flags & !FACT_BITS) | (facts.flags & FACT_BITS);

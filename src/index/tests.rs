@@ -6,10 +6,11 @@ use crate::archive::RecordLoc;
 use crate::http::reply::RecordStatus;
 use std::time::Duration;
 
-fn record(expires_at: Instant) -> Arc<StoredRecord> {
+/// A record at a place that names `i`, so a lookup shows which record it found.
+fn numbered(i: u64, expires_at: Instant) -> Arc<StoredRecord> {
     let loc = RecordLoc {
-        file_id: 0,
-        offset: 0,
+        file_id: 1,
+        offset: i,
         len: 1,
     };
     let status = RecordStatus::new(200, "OK", None);
@@ -20,6 +21,11 @@ fn record(expires_at: Instant) -> Arc<StoredRecord> {
         expires_at,
         None,
     ))
+}
+
+/// A record; every one made so is at the same place.
+fn record(expires_at: Instant) -> Arc<StoredRecord> {
+    numbered(0, expires_at)
 }
 
 fn fresh(now: Instant, refetch: bool) -> impl Fn(&StoredRecord) -> bool {
@@ -316,23 +322,6 @@ fn every_shard_is_counted_and_swept() {
         .all(|k| matches!(index.lookup(k, |_| true), Lookup::Hit(_))));
     assert_eq!(index.sweep(now, Duration::from_secs(60)), keys.len());
     assert!(index.is_empty());
-}
-
-/// A record at a place that names `i`, so a lookup shows which record it found.
-fn numbered(i: u64, expires_at: Instant) -> Arc<StoredRecord> {
-    let loc = RecordLoc {
-        file_id: 1,
-        offset: i,
-        len: 1,
-    };
-    let status = RecordStatus::new(200, "OK", None);
-    Arc::new(StoredRecord::stored(
-        loc,
-        status,
-        Instant::now(),
-        expires_at,
-        None,
-    ))
 }
 
 fn store(index: &Index, key: &str, record: Arc<StoredRecord>) {
