@@ -249,13 +249,8 @@ async fn archive_revisit(
     let revisit = warc::revisit_not_modified(&target, refers);
     let req = warc::request(&target, &fetched.request, &revisit.id);
     let codec = ctx.shared.config.codec();
-    let mut member = codec.encode_parts(revisit.head.as_bytes(), b"", warc::RECORD_END);
-    if private {
-        member = mark_private(member);
-    }
-    let follow = codec.encode_parts(req.head.as_bytes(), &fetched.request, warc::RECORD_END);
-    let trailer_len = follow.len();
-    member.extend_from_slice(&follow);
+    let (member, trailer_len) =
+        with_request(codec, private, (&revisit, b""), (&req, &fetched.request));
     let digest = refers
         .payload_digest
         .as_deref()
@@ -464,6 +459,23 @@ struct Encoded {
     digest: String,
 }
 
+/// A WARC record (header block and content) as one member, marked private if asked, then
+/// its request record as another; and the length of the second (the write's trailer).
+fn with_request(
+    codec: Codec,
+    private: bool,
+    (record, content): (&warc::WarcRecord, &[u8]),
+    (request, sent): (&warc::WarcRecord, &[u8]),
+) -> (Vec<u8>, usize) {
+    let mut member = codec.encode_parts(record.head.as_bytes(), content, warc::RECORD_END);
+    if private {
+        member = mark_private(member);
+    }
+    let follow = codec.encode_parts(request.head.as_bytes(), sent, warc::RECORD_END);
+    member.extend_from_slice(&follow);
+    (member, follow.len())
+}
+
 fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
     let mark = |member: Vec<u8>| {
         if private {
@@ -495,13 +507,11 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
             };
             let resp = warc::response(&target, &response, &digest);
             let req = warc::request(&target, &request, &resp.id);
-            let mut member =
-                mark(codec.encode_parts(resp.head.as_bytes(), &response, warc::RECORD_END));
-            let follow = codec.encode_parts(req.head.as_bytes(), &request, warc::RECORD_END);
-            member.extend_from_slice(&follow);
+            let (member, trailer_len) =
+                with_request(codec, private, (&resp, &response), (&req, &request));
             Encoded {
                 member: Bytes::from(member),
-                trailer_len: follow.len(),
+                trailer_len,
                 digest,
             }
         }
