@@ -58,6 +58,16 @@ impl Wayback {
     }
 }
 
+/// Every CDX file in `sealed`, one after another.
+fn cdx_text(sealed: &Path) -> String {
+    fs::read_dir(sealed)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cdx"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect()
+}
+
 #[test]
 fn pywb_replays_arc_files_from_liveweb_s_own_cdx() {
     replays(&[]);
@@ -109,12 +119,7 @@ fn replays(format: &[&str]) {
     let _keep = proxy.finish();
     let sealed = data.join("sealed");
     // Each URL's capture date, from liveweb's CDX.
-    let cdx: String = fs::read_dir(&sealed)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "cdx"))
-        .map(|e| fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let cdx = cdx_text(&sealed);
     let date_of = |url: &str| {
         cdx.lines()
             .find(|l| l.split(' ').nth(2) == Some(url))
@@ -202,12 +207,7 @@ fn a_revalidated_page_replays_as_its_stored_response() {
         let data = proxy.data_dir.clone();
         let _keep = proxy.finish();
         let sealed = data.join("sealed");
-        let cdx: String = fs::read_dir(&sealed)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "cdx"))
-            .map(|e| fs::read_to_string(e.path()).unwrap())
-            .collect();
+        let cdx = cdx_text(&sealed);
         let lines: Vec<&str> = cdx
             .lines()
             .filter(|l| l.split(' ').nth(2) == Some(url.as_str()))

@@ -198,12 +198,6 @@ pub(super) fn body_start(payload: &[u8]) -> Option<usize> {
     None
 }
 
-/// The bytes after the head of an HTTP message (the whole payload if it has no head).
-#[cfg(test)]
-fn http_body(payload: &[u8]) -> &[u8] {
-    body_start(payload).map_or(payload, |at| &payload[at..])
-}
-
 /// The value of the first `Content-Type` field in the head of an HTTP message payload, its
 /// bytes read as Latin-1 (as warcio reads heads).
 pub fn payload_content_type(payload: &[u8]) -> Option<String> {
@@ -252,6 +246,7 @@ mod tests {
 
     #[test]
     fn http_heads_end_at_an_empty_line_of_either_kind() {
+        let http_body = |p: &'static [u8]| &p[body_offset(p)..];
         let crlf = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nbody\r\n\r\nmore";
         assert_eq!(http_body(crlf), b"body\r\n\r\nmore");
         // LF-only heads: a `\r\n\r\n` inside the body is not the end of the head.
