@@ -3,6 +3,7 @@
 
 pub mod client_conn;
 pub mod context;
+mod fetcher;
 pub mod forward;
 pub mod hot;
 mod lookup;

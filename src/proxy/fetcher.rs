@@ -1,0 +1,184 @@
+//! The fetcher's task: one fetch run to its end whoever waits for it (the slot, the
+//! fetch, storing the result or archiving the failure, closing the streaming client's tap),
+//! then the index settled and the waiters woken.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{store, stored_head, WorkerCtx};
+use crate::error::LogLine;
+use crate::fetch::Tap;
+use crate::http::request::Header;
+use crate::http::url::TargetUrl;
+use crate::index::{FlightGuard, StoredRecord};
+
+/// What a fetch does with its result in the index.
+pub(super) enum Settle {
+    /// It claimed this key: the result replaces the flight there.
+    Claimed(String),
+    /// Fetched outside the index: a result shareable with everyone is stored under this key.
+    Offer(String),
+    /// Fetched for this request alone.
+    Alone,
+}
+
+/// What one fetch task does.
+pub(super) struct FetchJob {
+    pub(super) url: TargetUrl,
+    /// Who asked (the fair queue's key).
+    pub(super) client: IpAddr,
+    /// The requesting client's headers (what goes upstream, and whose response it is).
+    pub(super) headers: Vec<Header>,
+    pub(super) settle: Settle,
+    /// Fetched for a forward-mode request: its failures are reported, not archived as
+    /// records, and a response it may not share is its client's alone.
+    pub(super) forward: bool,
+    /// Hands the response on as it arrives (a forward-mode miss).
+    pub(super) tap: Option<Rc<Tap>>,
+    /// The stored record being revalidated (its validators are sent).
+    pub(super) revalidate: Option<Arc<StoredRecord>>,
+    /// The URL's invalidation epoch when the fetch started (`Index::epoch`).
+    pub(super) epoch: u32,
+}
+
+/// The fetcher's task: runs to the end even if the requesting client goes away, so the
+/// waiters and the index are always settled.
+pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job: FetchJob) {
+    let FetchJob {
+        url,
+        client,
+        headers,
+        settle,
+        forward,
+        tap,
+        revalidate,
+        epoch,
+    } = job;
+    // The stored response's validators are in its head, not in the index.
+    let revalidate = match revalidate {
+        Some(old) => match stored_head::read_stored(&ctx, &old).await {
+            Ok(head) => {
+                let ttl = ctx.shared.config.ttl;
+                let full = stored_head::reuse_of(&old, &head.facts, &headers, ttl);
+                Some(store::Revalidating {
+                    record: old,
+                    full,
+                    refers: head.refers,
+                })
+            }
+            Err(e) => {
+                log::warn!("{} revalidation: {}", url.normalized, LogLine(&e));
+                None
+            }
+        },
+        None => None,
+    };
+    let validators = revalidate
+        .as_ref()
+        .map(|r| r.full.validators())
+        .unwrap_or_default();
+    let tap_for_end = tap.clone();
+    let origin = format!("{}:{}", url.host, url.port);
+    // An origin that just could not be reached fails at once, without waiting for a slot.
+    let remembered = ctx
+        .shared
+        .bad_hosts
+        .recent(&crate::fetch::BadHosts::key(&url));
+    let permit = match remembered {
+        // No connection is made this time: the record names no address.
+        Some(fe) => Err(crate::fetch::FetchError {
+            error: fe.error,
+            ip: None,
+        }),
+        None => ctx
+            .shared
+            .sched
+            .acquire(client, &origin)
+            .await
+            .map_err(|e| crate::fetch::FetchError { error: e, ip: None }),
+    };
+    let fetched = match permit {
+        Ok(_slot) => {
+            let started = Instant::now();
+            let fetched =
+                crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
+            ctx.counters().fetch(started.elapsed().as_micros() as u64);
+            fetched
+        }
+        Err(fe) => {
+            if let Some(tap) = &tap {
+                tap.close(Err(fe.error.clone()));
+            }
+            Err(fe)
+        }
+    };
+    let outcome = match (fetched, &revalidate) {
+        (Ok(f), Some(old)) if f.head.status == 304 => {
+            store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
+        }
+        (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
+        (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
+            log::warn!("{} {} (archived)", url.normalized, LogLine(&fe.error));
+            store::store_failure(&ctx, &url, fe).await
+        }
+        (Err(fe), _) => {
+            // Logged once here, whoever waited on the fetch; refusals of liveweb's own
+            // (busy) are counted, not logged.
+            if fe.error.side() == crate::error::Side::Upstream {
+                log::warn!("{} {}", url.normalized, LogLine(&fe.error));
+            }
+            Err(fe.error)
+        }
+    };
+    // The streaming client gets its last bytes only now that the record is written (and
+    // durable under --fsync always): a reply that completed is never lost, even to kill -9.
+    if let Some(tap) = &tap_for_end {
+        tap.close(match &outcome {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        });
+    }
+    let record = outcome.as_ref().ok().map(|d| d.record.clone());
+    let index = &ctx.shared.index;
+    let shareable = record.as_ref().filter(|r| r.facts.shareable()).cloned();
+    let key = match settle {
+        Settle::Claimed(key) => {
+            index.settle_unless_invalidated(&key, &guard.0, record, &url.normalized, epoch);
+            Some(key)
+        }
+        Settle::Offer(key) => {
+            if let Some(record) = &shareable {
+                index.offer_unless_invalidated(&key, &url.normalized, epoch, record.clone());
+            }
+            Some(key)
+        }
+        Settle::Alone => None,
+    };
+    // The URL's Vary names are learnt only now that the record is settled: learnt earlier,
+    // a repeat would look under its variant key, miss this fetch still in flight, and fetch
+    // again.
+    let vary = outcome
+        .as_ref()
+        .ok()
+        .and_then(|d| d.reuse.as_ref()?.vary.as_ref());
+    if let Some(vary) = vary {
+        let names: Vec<&str> = vary.iter().map(|(name, _)| &**name).collect();
+        index.learn_vary(&url.normalized, &names);
+    }
+    // A response that says Vary, fetched before the URL's Vary was known, is also stored
+    // under its own variant's key, so the next request like this one is a hit.
+    let varies = |r: &Arc<StoredRecord>| r.facts.varies();
+    if let (Some(key), Some(record)) = (key, shareable.filter(varies)) {
+        if let Some(variant) = index.variant_key(&url.normalized, &headers) {
+            if variant != key {
+                // A copy: each stored entry is confirmed on its own, and the record already
+                // answers under `key`.
+                let copy = Arc::new(StoredRecord::clone(&record));
+                index.offer_unless_invalidated(&variant, &url.normalized, epoch, copy);
+            }
+        }
+    }
+    guard.0.complete(outcome);
+}
