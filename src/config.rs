@@ -303,6 +303,27 @@ pub struct Config {
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_FORMAT", default_value = "arc", value_parser = parse_format)]
     pub format: crate::archive::format::Format,
 
+    /// WARC only: a response whose payload was already stored whole (the same payload
+    /// digest, in the same dedup bucket, within --dedup-ttl) is archived as a `revisit`
+    /// record naming that capture, as warcprox does; the client still gets the whole
+    /// response. `on` or `off`.
+    #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_DEDUP", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub dedup: bool,
+
+    /// Revisit only payloads stored whole within this long; 0: whatever their age.
+    #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_DEDUP_TTL", default_value = "0", value_parser = parse_duration)]
+    pub dedup_ttl: Duration,
+
+    /// Text responses (Content-Type text/*) with a payload of at most this many bytes are
+    /// always stored whole (warcprox's --dedup-min-text-size).
+    #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_DEDUP_MIN_TEXT_SIZE", default_value = "0", value_parser = parse_size)]
+    pub dedup_min_text_size: u64,
+
+    /// Other responses with a payload of at most this many bytes are always stored whole
+    /// (warcprox's --dedup-min-binary-size).
+    #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_DEDUP_MIN_BINARY_SIZE", default_value = "0", value_parser = parse_size)]
+    pub dedup_min_binary_size: u64,
+
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
     pub prefix: String,
@@ -500,6 +521,17 @@ impl Config {
             .unwrap_or_else(|| (physical_memory() / 8).max(64 << 20))
     }
 
+    /// Whether captures are deduplicated: `--dedup on` and WARC (an ARC file has no
+    /// revisit record).
+    pub fn dedup_enabled(&self) -> bool {
+        self.dedup && self.format == crate::archive::format::Format::Warc
+    }
+
+    /// `--dedup-ttl`, `None` for no limit.
+    pub fn dedup_max_age(&self) -> Option<Duration> {
+        (!self.dedup_ttl.is_zero()).then_some(self.dedup_ttl)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.arc_max_size < 4096 {
             return Err("--arc-max-size must be at least 4KB".into());
@@ -642,6 +674,15 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("{s:?}: {host} has no address: {hint}"))
+}
+
+/// Parses `on` or `off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h`, `7d`, `1.5h` (units in any case); a bare number is

@@ -84,6 +84,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     assert_eq!(sample(&text, "liveweb_archive_records_total"), 2.0);
     assert!(sample(&text, "liveweb_archive_bytes_total") > 100.0);
     assert!(sample(&text, "liveweb_disk_free_bytes") > 0.0);
+    assert_eq!(sample(&text, "liveweb_revisits_total"), 0.0);
 
     // A real Prometheus parser reads it.
     let mut parser = Command::new("python3")
@@ -108,7 +109,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         "prometheus_client rejected the metrics (pip install prometheus_client): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "24");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "25");
 
     // As above: the metrics request just answered counts once it lands.
     let (status, json) = loop {

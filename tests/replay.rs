@@ -240,3 +240,45 @@ fn a_revalidated_page_replays_as_its_stored_response() {
         assert_warcio_clean(&data);
     }
 }
+
+/// A payload fetched again at another URL is archived as an identical-payload `revisit`
+/// naming the first capture (`--dedup`): pywb, reading liveweb's own CDX, replays the revisit
+/// with that capture's body.
+#[test]
+fn a_deduplicated_page_replays_with_the_first_capture_s_body() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let origin = FnOrigin::start(|_| {
+        response(
+            "200 OK",
+            "Cache-Control: max-age=600\r\nContent-Type: text/html\r\n",
+            "<p>one payload, two URLs</p>",
+        )
+    });
+    let proxy = Proxy::start(&["--mode", "forward", "--format", "warc"]);
+    let (first, again) = (origin.url("/first"), origin.url("/again"));
+    fwd(&proxy, &first, "");
+    wait_stored(&proxy, &first, "");
+    assert_eq!(
+        &fwd(&proxy, &again, "").body[..],
+        b"<p>one payload, two URLs</p>"
+    );
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    let sealed = data.join("sealed");
+    let cdx = cdx_text(&sealed);
+    let line = cdx
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some(again.as_str()))
+        .unwrap_or_else(|| panic!("{cdx}"));
+    assert_eq!(line.split(' ').nth(3), Some("warc/revisit"), "{line}");
+    let work = tempfile::tempdir().unwrap();
+    let wayback = Wayback::start(&sealed, work.path());
+    let date14 = line.split(' ').nth(1).unwrap();
+    let r = wayback.replay(date14, &again);
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"<p>one payload, two URLs</p>"[..]),
+        "{}",
+        r.head
+    );
+}

@@ -49,6 +49,8 @@ pub struct Archive {
     pub files_sealed: u64,
     pub seal_failures: u64,
     pub on_seal_failures: u64,
+    /// Identical-payload revisit records written (`--dedup`).
+    pub revisits: u64,
     /// Free bytes on the data filesystem at the last check (0: not checked yet).
     pub disk_free: u64,
 }
@@ -98,7 +100,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
         t.fetch_latency_sum_us,
     );
     let a = &s.archive;
-    let scalars: [(&str, &str, &str, u64); 20] = [
+    let scalars: [(&str, &str, &str, u64); 21] = [
         (
             "liveweb_request_bytes_total",
             "counter",
@@ -134,6 +136,12 @@ pub fn metrics_text(s: &Snapshot) -> String {
             "counter",
             "--on-seal runs that failed (retried).",
             a.on_seal_failures,
+        ),
+        (
+            "liveweb_revisits_total",
+            "counter",
+            "Responses archived as identical-payload revisit records (--dedup).",
+            a.revisits,
         ),
         (
             "liveweb_disk_free_bytes",
@@ -278,7 +286,7 @@ pub fn status_json(s: &Snapshot) -> String {
         "}},\"request_bytes\":{},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
          \"fetches_queued\":{},\"index_entries\":{},\"index_bytes\":{},\"index_evictions\":{},\"hot_shard_bytes\":{},\
          \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
-         \"on_seal_failures\":{},\"disk_free_bytes\":{}}},\
+         \"on_seal_failures\":{},\"revisits\":{},\"disk_free_bytes\":{}}},\
          \"urls_processed\":{},\"warc_bytes_written\":{},\"queued_urls\":{},\
          \"active_requests\":{},\"seconds_behind\":0",
         t.bytes_in,
@@ -295,6 +303,7 @@ pub fn status_json(s: &Snapshot) -> String {
         s.archive.files_sealed,
         s.archive.seal_failures,
         s.archive.on_seal_failures,
+        s.archive.revisits,
         s.archive.disk_free,
         // The names warcprox's /status gives these, which crawlers script against: records
         // written, bytes written, fetches waiting and running; nothing is written behind

@@ -103,12 +103,14 @@ pub fn status_html(s: &Snapshot) -> String {
          <tr><th class=\"l\">files sealed</th><td>{}</td></tr>\
          <tr><th class=\"l\">seal failures</th><td>{}</td></tr>\
          <tr><th class=\"l\">on-seal failures</th><td>{}</td></tr>\
+         <tr><th class=\"l\">revisits (dedup)</th><td>{}</td></tr>\
          <tr><th class=\"l\">disk free</th><td>{}</td></tr></table>",
         a.records,
         bytes(a.bytes),
         a.files_sealed,
         a.seal_failures,
         a.on_seal_failures,
+        a.revisits,
         if a.disk_free == 0 {
             "not checked yet".to_string()
         } else {

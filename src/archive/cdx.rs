@@ -12,6 +12,8 @@ pub const CDX_HEADER: &str = " CDX N b a m s k r M S V g";
 /// The MIME type of an archived fetch failure, in its ARC header (and so in any index a tool
 /// builds from the file): replay tools and scripts can tell it apart from a capture.
 pub const FAILURE_MIME: &str = "application/x-liveweb-error";
+/// The MIME type replay tools' indexers give a revisit record.
+pub const REVISIT_MIME: &str = "warc/revisit";
 
 /// One record's index line, minus the file name (which the file it lives in supplies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +111,8 @@ impl CdxEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CdxRef<'a> {
     pub url: &'a str,
+    /// `warc/revisit` for a revisit record (no body of its own).
+    pub mime: &'a str,
     pub date14: &'a str,
     pub status: u16,
     pub length: u64,
@@ -123,7 +127,7 @@ impl<'a> CdxRef<'a> {
         let _urlkey = f.next()?;
         let date14 = f.next()?;
         let url = f.next()?;
-        let _mime = f.next()?;
+        let mime = f.next()?;
         let status = match f.next()? {
             "-" => 0,
             s => s.parse().ok()?,
@@ -137,6 +141,7 @@ impl<'a> CdxRef<'a> {
         }
         Some(CdxRef {
             url,
+            mime,
             date14,
             status,
             length,

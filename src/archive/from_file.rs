@@ -34,6 +34,8 @@ pub struct FileMember {
     /// The payload digest (of the body from `digest_from` on, chunked framing taken off):
     /// the CDX's.
     pub digest: String,
+    /// A WARC response's `WARC-Record-ID`.
+    pub record_id: Option<String>,
 }
 
 /// An unnamed temporary file in `dir` (`O_TMPFILE`), read-write, close-on-exec. On a file
@@ -112,6 +114,7 @@ fn encode_file_record(
         sha.update(&chunk[skip..]);
     })?;
     Ok(FileMember {
+        record_id: None,
         file,
         len: written,
         trailer_len: 0,
@@ -163,6 +166,7 @@ fn encode_parts(
 ) -> io::Result<FileMember> {
     let (file, len) = write_member(parts, codec, private, dir, |_, _| {})?;
     Ok(FileMember {
+        record_id: None,
         file,
         len,
         trailer_len: parts.follow.len() as u64,
@@ -308,7 +312,11 @@ pub fn encode_record(
                 tail: warc::RECORD_END,
                 follow: &follow,
             };
-            encode_parts(&parts, codec, private, dir, payload_digest)
+            let member = encode_parts(&parts, codec, private, dir, payload_digest)?;
+            Ok(FileMember {
+                record_id: Some(resp.id),
+                ..member
+            })
         }
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::cdx::{stored_length, CdxRef, CDX_HEADER};
+use super::cdx::{stored_length, CdxRef, CDX_HEADER, REVISIT_MIME};
 use super::files::FileTable;
 use super::record::{arc_stem, is_arc_name, is_open_arc_name, sealed_name};
 use super::reindex::{file_name, read_private_list, rebuild, Damaged};
@@ -292,7 +292,9 @@ fn load_sealed(
             text.lines().skip(1).filter_map(CdxRef::parse).collect()
         });
         for e in refs {
-            if private.contains(&e.offset) {
+            // A revisit holds no body to answer with: the URL's entry stays the capture
+            // that does (a 304's) or none (another URL's payload).
+            if private.contains(&e.offset) || e.mime == REVISIT_MIME {
                 continue;
             }
             let Some(archived_at) = parse_arc14(e.date14) else {

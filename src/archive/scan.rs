@@ -8,7 +8,7 @@ use flate2::bufread::GzDecoder;
 
 use super::cdx::{
     body_start, cdx_length, payload_content_type, payload_digest, payload_status, surt, warc_mime,
-    CdxEntry, FAILURE_MIME,
+    CdxEntry, FAILURE_MIME, REVISIT_MIME,
 };
 use super::record::{declared_length, extra_marks_private, MAX_HEADER_LINE};
 use super::warc::{date14, parse_header, RECORD_END};
@@ -156,7 +156,8 @@ fn warc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
         return Found::Invalid;
     };
     let failure = header.kind == "metadata" && header.liveweb_error.is_some();
-    if header.kind != "response" && !failure {
+    let revisit = header.kind == "revisit";
+    if header.kind != "response" && !failure && !revisit {
         return Found::NotIndexed;
     }
     let digest = match header.payload_digest.and_then(|d| d.strip_prefix("sha1:")) {
@@ -165,15 +166,22 @@ fn warc_record(plain: &[u8], first: bool, offset: u64, length: u64) -> Found {
     };
     let mime = if failure {
         FAILURE_MIME.to_string()
+    } else if revisit {
+        REVISIT_MIME.to_string()
     } else {
         warc_mime(payload_content_type(content).as_deref())
+    };
+    // A revisit of a 304 has an empty block; the live index lists it as the 304 it was.
+    let status = match revisit && content.is_empty() {
+        true => 304,
+        false => payload_status(content),
     };
     Found::Entry(CdxEntry {
         urlkey: surt(url),
         date14,
         url: url.to_string(),
         mime,
-        status: payload_status(content),
+        status,
         digest,
         length,
         offset,

@@ -11,6 +11,8 @@ pub struct ArchiveStats {
     pub files_sealed: AtomicU64,
     pub seal_failures: AtomicU64,
     pub on_seal_failures: AtomicU64,
+    /// Identical-payload revisit records written (`--dedup`).
+    pub revisits: AtomicU64,
     /// Bytes free on the data filesystem at the last check (0: not checked yet).
     pub free_bytes: AtomicU64,
     /// Each worker's open file: name and bytes written (set on open, append and seal).
@@ -25,6 +27,7 @@ pub struct ArchiveNumbers {
     pub files_sealed: u64,
     pub seal_failures: u64,
     pub on_seal_failures: u64,
+    pub revisits: u64,
     pub free_bytes: u64,
 }
 
@@ -32,6 +35,11 @@ impl ArchiveStats {
     pub fn appended(&self, records: u64, bytes: u64) {
         self.records_appended.fetch_add(records, Ordering::Relaxed);
         self.bytes_appended.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// An identical-payload revisit was written in place of a whole response.
+    pub fn revisit(&self) {
+        self.revisits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Worker `worker` writes `name`, `len` bytes so far; `None` once it sealed it.
@@ -66,6 +74,7 @@ impl ArchiveStats {
             files_sealed: load(&self.files_sealed),
             seal_failures: load(&self.seal_failures),
             on_seal_failures: load(&self.on_seal_failures),
+            revisits: load(&self.revisits),
             free_bytes: load(&self.free_bytes),
         }
     }

@@ -124,6 +124,26 @@ pub struct RefersTo {
 /// block: a replay tool then shows that response, head and body, for this capture (pywb
 /// replays a revisit's own HTTP head when it has one, which for a 304 is an empty page).
 pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecord {
+    revisit(target, refers, PROFILE_NOT_MODIFIED, b"")
+}
+
+/// The `revisit` record of a response whose payload a stored response already holds (WARC
+/// 1.1 6.7.2, profile `identical-payload-digest`, as warcprox and Heritrix write it): its
+/// block is the response's HTTP head alone, and it names that stored response.
+pub fn revisit_identical_payload(
+    target: &Target<'_>,
+    refers: &RefersTo,
+    http_head: &[u8],
+) -> WarcRecord {
+    revisit(target, refers, PROFILE_IDENTICAL_PAYLOAD, http_head)
+}
+
+pub const PROFILE_NOT_MODIFIED: &str =
+    "http://netpreserve.org/warc/1.1/revisit/server-not-modified";
+pub const PROFILE_IDENTICAL_PAYLOAD: &str =
+    "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest";
+
+fn revisit(target: &Target<'_>, refers: &RefersTo, profile: &str, block: &[u8]) -> WarcRecord {
     let id = record_id();
     let ip = target.ip.map(|ip| ip.to_string());
     let mut fields = vec![("WARC-Target-URI", target.url)];
@@ -131,10 +151,7 @@ pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecor
         fields.push(("WARC-IP-Address", ip));
     }
     fields.push(("WARC-Warcinfo-ID", target.warcinfo));
-    fields.push((
-        "WARC-Profile",
-        "http://netpreserve.org/warc/1.1/revisit/server-not-modified",
-    ));
+    fields.push(("WARC-Profile", profile));
     if let Some(original) = &refers.id {
         fields.push(("WARC-Refers-To", original));
     }
@@ -149,7 +166,7 @@ pub fn revisit_not_modified(target: &Target<'_>, refers: &RefersTo) -> WarcRecor
         &target.date.warc_date(),
         &fields,
         "application/http;msgtype=response",
-        b"",
+        block,
     );
     WarcRecord { head, id }
 }

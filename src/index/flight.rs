@@ -21,6 +21,10 @@ pub struct Delivery {
     /// `None` when the fetch revalidated a stored record that is not in memory: waiters read
     /// it like a hit.
     pub member: Option<Bytes>,
+    /// Archived as an identical-payload `revisit`: `record` is the revisit, which holds no
+    /// body, and `member` (when there is one) the response as fetched, never written. Only
+    /// the request that fetched it is answered from it; nothing is reused or indexed.
+    pub revisit: bool,
 }
 
 /// What a flight ends with. An error here was not archived (the record of an archived

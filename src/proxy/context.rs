@@ -61,6 +61,8 @@ pub struct Shared {
     pub own_listen: std::sync::OnceLock<std::net::SocketAddr>,
     /// Response bodies in memory, all workers together (`--transfer-memory`).
     pub transfer_budget: Arc<crate::fetch::spill::TransferBudget>,
+    /// The payload-digest store, when captures are deduplicated (`--dedup`, WARC).
+    pub dedup: Option<Arc<crate::dedup::DedupStore>>,
 }
 
 impl Shared {
@@ -92,7 +94,14 @@ impl Shared {
             _ => None,
         };
         let dns_pool = Pool::start("dns", usize::from(config.dns_threads), DNS_QUEUE)?;
+        let dedup = match config.dedup_enabled() {
+            true => Some(Arc::new(crate::dedup::DedupStore::open(
+                &config.data_dir.join(DEDUP_FILE),
+            )?)),
+            false => None,
+        };
         Ok(Shared {
+            dedup,
             dns_pool: Arc::new(dns_pool),
             access: ArcSwap::from_pointee(access),
             proxy_auth: ArcSwapOption::new(proxy_auth),
@@ -144,6 +153,9 @@ impl Shared {
         Ok(summary)
     }
 }
+
+/// The payload-digest store's file in the data directory.
+pub const DEDUP_FILE: &str = "dedup.redb";
 
 /// How often each worker's request count is sampled, and how many samples make a minute.
 pub const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -232,6 +244,7 @@ impl WorkerCtx {
                     files_sealed: a.files_sealed,
                     seal_failures: a.seal_failures,
                     on_seal_failures: a.on_seal_failures,
+                    revisits: a.revisits,
                     disk_free: a.free_bytes,
                 }
             },

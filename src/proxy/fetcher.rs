@@ -13,6 +13,7 @@ use crate::fetch::Tap;
 use crate::http::request::Header;
 use crate::http::url::TargetUrl;
 use crate::index::{FlightGuard, StoredRecord};
+use crate::warcprox::Capture;
 
 /// What a fetch does with its result in the index.
 pub(super) enum Settle {
@@ -41,6 +42,8 @@ pub(super) struct FetchJob {
     pub(super) revalidate: Option<Arc<StoredRecord>>,
     /// The URL's invalidation epoch when the fetch started (`Index::epoch`).
     pub(super) epoch: u32,
+    /// What the request's `Warcprox-Meta` asked of the capture (its dedup buckets).
+    pub(super) capture: Capture,
 }
 
 /// The fetcher's task: runs to the end even if the requesting client goes away, so the
@@ -55,6 +58,7 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
         tap,
         revalidate,
         epoch,
+        capture,
     } = job;
     // The stored response's validators are in its head, not in the index.
     let revalidate = match revalidate {
@@ -118,7 +122,15 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
         (Ok(f), Some(old)) if f.head.status == 304 => {
             store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
         }
-        (Ok(f), _) => store::store_response(&ctx, &url, f, &headers, forward).await,
+        (Ok(f), _) => {
+            let asked = store::Asked {
+                request: &headers,
+                forward,
+                streamed: tap_for_end.is_some(),
+                capture: &capture,
+            };
+            store::store_response(&ctx, &url, f, asked).await
+        }
         (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
             log::warn!("{} {} (archived)", url.normalized, LogLine(&fe.error));
             store::store_failure(&ctx, &url, fe).await
@@ -140,7 +152,12 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
             Err(e) => Err(e.clone()),
         });
     }
-    let record = outcome.as_ref().ok().map(|d| d.record.clone());
+    // A revisit holds no body: nothing of it is indexed.
+    let record = outcome
+        .as_ref()
+        .ok()
+        .filter(|d| !d.revisit)
+        .map(|d| d.record.clone());
     let index = &ctx.shared.index;
     let shareable = record.as_ref().filter(|r| r.facts.shareable()).cloned();
     let key = match settle {

@@ -20,6 +20,7 @@ use crate::http::reply::text_reply;
 use crate::http::request::RequestHead;
 use crate::http::url::TargetUrl;
 use crate::index::{Delivery, Flight, FlightGuard, Lookup, Outcome, StoredRecord};
+use crate::warcprox::Capture;
 
 /// What one request may take from the cache.
 struct CacheView<'a> {
@@ -59,6 +60,9 @@ impl CacheView<'_> {
     /// as fresh as can be, but must be for everyone and for this variant).
     fn accepts_delivery(&self, d: &Delivery) -> bool {
         let r = &d.record;
+        if d.revisit {
+            return false;
+        }
         if !self.forward {
             return self.liveweb_may_use(r);
         }
@@ -108,6 +112,7 @@ pub(super) async fn lookup_or_fetch(
     url: TargetUrl,
     to: ReplyTo,
     client: IpAddr,
+    capture: Capture,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
     let view = CacheView {
@@ -139,7 +144,7 @@ pub(super) async fn lookup_or_fetch(
         } else {
             Settle::Alone
         };
-        return fetch_alone(ctx, req, url, to, client, settle).await;
+        return fetch_alone(ctx, req, url, to, client, settle, capture).await;
     }
     // `Prefer: respond-async` (liveweb mode: every fetch ends in a record, a failure's
     // included, so asking again always gets one; forward mode answers as usual).
@@ -168,10 +173,15 @@ pub(super) async fn lookup_or_fetch(
                             revalidate,
                         };
                         if respond_async {
-                            start_fetch(ctx, req, url, client, claimed, None, to.forward);
+                            let job = JobFor {
+                                client,
+                                forward: to.forward,
+                                capture,
+                            };
+                            start_fetch(ctx, req, url, claimed, None, job);
                             return Ok(accepted(ctx, to));
                         }
-                        return fetch(ctx, req, url, to, client, claimed).await;
+                        return fetch(ctx, req, url, to, client, claimed, capture).await;
                     }
                     Err(other) => other,
                 }
@@ -194,7 +204,7 @@ pub(super) async fn lookup_or_fetch(
                         if req.only_if_cached {
                             return Err(Error::NotCached);
                         }
-                        fetch_alone(ctx, req, url, to, client, Settle::Alone).await
+                        fetch_alone(ctx, req, url, to, client, Settle::Alone, capture).await
                     }
                     outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to).await,
                 };
@@ -221,13 +231,14 @@ async fn fetch_alone(
     to: ReplyTo,
     client: IpAddr,
     settle: Settle,
+    capture: Capture,
 ) -> Result<Response, Error> {
     let claimed = Claimed {
         flight: Arc::new(Flight::new()),
         settle,
         revalidate: None,
     };
-    fetch(ctx, req, url, to, client, claimed).await
+    fetch(ctx, req, url, to, client, claimed, capture).await
 }
 
 /// The fetch a request is to run: its flight (others may wait on it), what it does with its
@@ -247,6 +258,7 @@ async fn fetch(
     to: ReplyTo,
     client: IpAddr,
     claimed: Claimed,
+    capture: Capture,
 ) -> Result<Response, Error> {
     let Claimed {
         flight,
@@ -261,7 +273,12 @@ async fn fetch(
         settle,
         revalidate: revalidate.clone(),
     };
-    start_fetch(ctx, req, url, client, claimed, tap.clone(), to.forward);
+    let job = JobFor {
+        client,
+        forward: to.forward,
+        capture,
+    };
+    start_fetch(ctx, req, url, claimed, tap.clone(), job);
     if let Some(tap) = tap {
         return Ok(live_response(tap, to, ctx.shared.config.max_body));
     }
@@ -273,27 +290,34 @@ async fn fetch(
     delivered(ctx, outcome, state, req, to).await
 }
 
-/// Spawns the fetch task: it runs to the end whoever waits for it. `forward`: fetched for a
-/// forward-mode request (its failures are reported, not archived).
+/// Who a fetch is for: the client (the fair queue's key), whether in forward mode (its
+/// failures are reported, not archived), and what its `Warcprox-Meta` asked.
+struct JobFor {
+    client: IpAddr,
+    forward: bool,
+    capture: Capture,
+}
+
+/// Spawns the fetch task: it runs to the end whoever waits for it.
 fn start_fetch(
     ctx: &Rc<WorkerCtx>,
     req: &RequestHead,
     url: TargetUrl,
-    client: IpAddr,
     claimed: Claimed,
     tap: Option<Rc<Tap>>,
-    forward: bool,
+    job_for: JobFor,
 ) {
     let guard = FlightGuard(claimed.flight);
     let job = FetchJob {
         epoch: ctx.shared.index.epoch(&url.normalized),
         url,
-        client,
+        client: job_for.client,
         headers: req.headers.clone(),
         settle: claimed.settle,
-        forward,
+        forward: job_for.forward,
         tap,
         revalidate: claimed.revalidate,
+        capture: job_for.capture,
     };
     // Counted until its record is stored: shutdown waits for it, so a response already
     // streamed to its client is archived before the process exits.

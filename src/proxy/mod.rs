@@ -132,10 +132,10 @@ pub async fn handle(
     };
     let result = match route {
         Route::Admin => admin(ctx, req, to(false, false)),
-        Route::Cache {
-            forward,
-            capture_metadata,
-        } => cache(ctx, req, to(forward, capture_metadata), client).await,
+        Route::Cache { forward, capture } => {
+            let to = to(forward, capture.metadata);
+            cache(ctx, req, to, client, capture).await
+        }
         Route::WriteRecord => write_record::write_record(ctx, req, body, to(false, false)).await,
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
@@ -190,9 +190,10 @@ async fn cache(
     req: &RequestHead,
     to: ReplyTo,
     client: std::net::IpAddr,
+    capture: crate::warcprox::Capture,
 ) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
-    lookup::lookup_or_fetch(ctx, req, url, to, client).await
+    lookup::lookup_or_fetch(ctx, req, url, to, client, capture).await
 }
 
 fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::http::request::{Method, RequestHead};
 use crate::http::url::parse_absolute;
 use crate::http::via::{names_this_node, pseudonym};
-use crate::warcprox::WarcproxMeta;
+use crate::warcprox::{Capture, WarcproxMeta};
 
 #[derive(Debug, PartialEq)]
 pub enum Route {
@@ -17,12 +17,9 @@ pub enum Route {
     Tunnel,
     /// Forward mode, a method other than GET/HEAD: relayed to the origin, never cached.
     PassThrough,
-    /// GET or HEAD of an absolute URL: looked up, fetched once, archived. `capture_metadata`:
-    /// its `Warcprox-Meta` asked to be told when the response was captured.
-    Cache {
-        forward: bool,
-        capture_metadata: bool,
-    },
+    /// GET or HEAD of an absolute URL: looked up, fetched once, archived. `capture`: what
+    /// its `Warcprox-Meta` asked of the capture.
+    Cache { forward: bool, capture: Capture },
     /// warcprox's `WARCPROX_WRITE_RECORD`: the body is a record to archive.
     WriteRecord,
     /// Answered with this error (after the request body, if any, is read).
@@ -54,15 +51,12 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         Ok(forward) => forward,
         Err(e) => return Route::Refuse(e),
     };
-    let capture_metadata = match warcprox_check(req) {
-        Ok(capture_metadata) => capture_metadata,
+    let capture = match warcprox_check(req) {
+        Ok(capture) => capture,
         Err(e) => return Route::Refuse(e),
     };
     match &req.method {
-        Method::Get | Method::Head => Route::Cache {
-            forward,
-            capture_metadata,
-        },
+        Method::Get | Method::Head => Route::Cache { forward, capture },
         Method::Other(m) if forward && m == "CONNECT" => Route::Tunnel,
         Method::Other(_) if forward => Route::PassThrough,
         Method::Other(m) if m == "CONNECT" => Route::Refuse(Error::TunnelNeedsForward),
@@ -71,18 +65,17 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
 }
 
 /// Reads the request's `Warcprox-Meta`, once: refused when malformed, or when a rule blocks
-/// its URL (before anything is fetched or archived); else whether it asked for
-/// `capture-metadata`.
-pub fn warcprox_check(req: &RequestHead) -> Result<bool, Error> {
+/// its URL (before anything is fetched or archived); else what it asks of the capture.
+pub fn warcprox_check(req: &RequestHead) -> Result<Capture, Error> {
     let Some(meta) = WarcproxMeta::of(req)? else {
-        return Ok(false);
+        return Ok(Capture::default());
     };
     if let Ok(url) = parse_absolute(&req.target) {
         if let Some(rule) = meta.blocked(&url) {
             return Err(Error::BlockedByRule(rule));
         }
     }
-    Ok(meta.wants_capture_metadata())
+    Ok(meta.capture())
 }
 
 /// `--mode`, unless the request says otherwise with `X-Liveweb-Mode`.
@@ -118,14 +111,14 @@ mod tests {
             route_of(l, get),
             Route::Cache {
                 forward: false,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         assert_eq!(
             route_of(f, get),
             Route::Cache {
                 forward: true,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         assert_eq!(
@@ -135,7 +128,7 @@ mod tests {
             ),
             Route::Cache {
                 forward: true,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         assert_eq!(
@@ -145,7 +138,7 @@ mod tests {
             ),
             Route::Cache {
                 forward: false,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         assert_eq!(
@@ -188,7 +181,7 @@ mod tests {
             ),
             Route::Cache {
                 forward: false,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         // A crawler's Warcprox-Meta: read, refused when malformed or when it blocks the URL.
@@ -204,7 +197,7 @@ mod tests {
             ),
             Route::Cache {
                 forward: true,
-                capture_metadata: true
+                capture: Capture { metadata: true, ..Capture::default() }
             }
         );
         assert!(matches!(

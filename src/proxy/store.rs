@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::context::WorkerCtx;
 use crate::archive::cdx::{
     payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
+    REVISIT_MIME,
 };
 use crate::archive::format::Format;
 use crate::archive::from_file::{encode_record, FileMember, FileRecord, Payload};
@@ -20,6 +21,7 @@ use crate::archive::warc;
 use crate::archive::writer::AppendFileRecord;
 use crate::archive::AppendRecord;
 use crate::clock::UtcTime;
+use crate::dedup::{DedupStore, Original};
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
 use crate::http::cache::{response_facts, reuse_for, ResponseFacts, Reuse};
@@ -28,21 +30,32 @@ use crate::http::request::Header;
 use crate::http::response::arc_mime;
 use crate::http::url::TargetUrl;
 use crate::index::{Delivery, Outcome, StoredRecord};
+use crate::warcprox::Capture;
 
 /// Payloads above this are compressed on the blocking pool.
 const INLINE_GZIP_LIMIT: usize = 256 * 1024;
 
-/// Archives a complete origin response, fetched for a request with `request` headers (they
-/// decide who may reuse it).
+/// Who a response was fetched for.
+pub struct Asked<'a> {
+    /// The request's headers: they decide who may reuse the response.
+    pub request: &'a [Header],
+    /// A forward-mode request.
+    pub forward: bool,
+    /// Its client streamed the response as it arrived (a forward-mode miss's tap).
+    pub streamed: bool,
+    /// What its `Warcprox-Meta` asked of the capture.
+    pub capture: &'a Capture,
+}
+
+/// Archives a complete origin response.
 pub async fn store_response(
     ctx: &Rc<WorkerCtx>,
     url: &TargetUrl,
     fetched: Fetched,
-    request: &[Header],
-    forward: bool,
+    asked: Asked<'_>,
 ) -> Outcome {
     let facts = response_facts(fetched.final_head());
-    archive_response(ctx, url, fetched, &facts, request, forward).await
+    archive_response(ctx, url, fetched, &facts, asked).await
 }
 
 /// `store_response` with the response's cache facts already read.
@@ -51,9 +64,9 @@ async fn archive_response(
     url: &TargetUrl,
     mut fetched: Fetched,
     facts: &ResponseFacts,
-    request: &[Header],
-    forward: bool,
+    asked: Asked<'_>,
 ) -> Outcome {
+    let (request, forward) = (asked.request, asked.forward);
     let config = &ctx.shared.config;
     let spill = fetched.spill.take();
     let mut reuse = reuse_for(
@@ -65,6 +78,10 @@ async fn archive_response(
     );
     reuse.forward_private = forward && !reuse.shareable;
     reuse.fetched_from = Some(fetched.ip);
+    // A record fetched with credentials is marked private in the archive itself, so a
+    // restart never makes it answer someone else.
+    let private = reuse.credentialed || reuse.forward_private;
+    let dedup = Dedup::of(ctx, &fetched, spill.as_ref(), &asked, private);
     let content_type = fetched.head.content_type.as_deref();
     // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
     // response's own Content-Type.
@@ -106,9 +123,6 @@ async fn archive_response(
             warcinfo: ctx.writer.warcinfo_id().to_string(),
         },
     };
-    // A record fetched with credentials is marked private in the archive itself, so a
-    // restart never makes it answer someone else.
-    let private = reuse.credentialed || reuse.forward_private;
     if let Some(spill) = spill {
         let (record, digest_from) = match draft {
             Draft::Arc { header, payload } => (FileRecord::Arc { header }, body_of(&payload)),
@@ -142,18 +156,48 @@ async fn archive_response(
             private,
         };
         let member = encode_spilled(ctx, spilled).await?;
+        if let Some(dedup) = &dedup {
+            if let Some(original) = dedup.lookup(&member.digest).await {
+                let revisit = dedup.revisit(url, date, &original, &member.digest, code);
+                let loc = archive_identical(ctx, revisit, private).await?;
+                return Ok(revisit_delivery(loc, status, config.ttl, reuse, None));
+            }
+        }
+        let record_id = member.record_id.clone();
+        let digest = member.digest.clone();
         let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, member.digest.clone());
         cdx.private = private;
-        return append_file(
+        let stored = append_file(
             ctx,
             AppendFileRecord { member, cdx },
             status,
             config.ttl,
             reuse,
         )
-        .await;
+        .await?;
+        if let Some(dedup) = dedup {
+            dedup.record(url, date, record_id, &digest);
+        }
+        return Ok(stored);
     }
     let encoded = encode(draft, config.codec(), private).await?;
+    if let Some(dedup) = &dedup {
+        if let Some(original) = dedup.lookup(&encoded.digest).await {
+            let revisit = dedup.revisit(url, date, &original, &encoded.digest, code);
+            let loc = archive_identical(ctx, revisit, private).await?;
+            // The response as fetched, for this request's reply: never written.
+            let whole = encoded.member.len() - encoded.trailer_len;
+            let fetched = encoded.member.slice(..whole);
+            return Ok(revisit_delivery(
+                loc,
+                status,
+                config.ttl,
+                reuse,
+                Some(fetched),
+            ));
+        }
+    }
+    let (record_id, digest) = (encoded.record_id.clone(), encoded.digest.clone());
     let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
     cdx.private = private;
     let record = AppendRecord {
@@ -161,7 +205,211 @@ async fn archive_response(
         trailer_len: encoded.trailer_len,
         cdx,
     };
-    append(ctx, record, status, config.ttl, reuse).await
+    let stored = append(ctx, record, status, config.ttl, reuse).await?;
+    if let Some(dedup) = dedup {
+        dedup.record(url, date, record_id, &digest);
+    }
+    Ok(stored)
+}
+
+/// Deduplication of one WARC capture by payload digest (`--dedup`): where its digest is
+/// looked up and recorded, and what a revisit of it carries.
+struct Dedup {
+    store: Arc<DedupStore>,
+    lookup_in: Vec<String>,
+    record_in: Vec<String>,
+    max_age: Option<Duration>,
+    /// The response's HTTP head(s), the revisit's block.
+    http_head: Vec<u8>,
+    /// The request as sent, for the revisit's request record.
+    sent: Bytes,
+    ip: std::net::IpAddr,
+}
+
+impl Dedup {
+    /// For a forward-mode WARC capture that may be deduplicated: not private (a revisit
+    /// would name a record only its owner may see), a payload above the size floor, and
+    /// either in memory or streamed to its client already (a revisit holds no body to
+    /// answer from).
+    fn of(
+        ctx: &WorkerCtx,
+        fetched: &Fetched,
+        spill: Option<&crate::fetch::spill::Spill>,
+        asked: &Asked<'_>,
+        private: bool,
+    ) -> Option<Dedup> {
+        let store = ctx.shared.dedup.as_ref()?;
+        let config = &ctx.shared.config;
+        if !asked.forward || private || (spill.is_some() && !asked.streamed) {
+            return None;
+        }
+        let (body_at, _) = body_of(&fetched.raw);
+        let payload = match spill {
+            Some(s) => s.len().saturating_sub(body_at as u64),
+            None => (fetched.raw.len() - body_at) as u64,
+        };
+        let text = fetched
+            .head
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/"));
+        let floor = match text {
+            true => config.dedup_min_text_size,
+            false => config.dedup_min_binary_size,
+        };
+        if payload <= floor {
+            return None;
+        }
+        let owned = |b: Vec<&str>| b.into_iter().map(str::to_owned).collect();
+        Some(Dedup {
+            store: store.clone(),
+            lookup_in: owned(asked.capture.lookup_buckets()),
+            record_in: owned(asked.capture.record_buckets()),
+            max_age: config.dedup_max_age(),
+            http_head: fetched.raw[..body_at].to_vec(),
+            sent: fetched.request.clone(),
+            ip: fetched.ip,
+        })
+    }
+
+    /// The stored response with this payload digest (the CDX's, base32), if any; a store
+    /// that cannot be read means no revisit (logged).
+    async fn lookup(&self, digest: &str) -> Option<Original> {
+        let store = self.store.clone();
+        let key = format!("sha1:{digest}");
+        let buckets = self.lookup_in.clone();
+        let max_age = self.max_age;
+        let now = unix_now();
+        let found = monoio::spawn_blocking(move || {
+            let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
+            store.lookup(&key, &buckets, max_age, now)
+        })
+        .await;
+        match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                log::error!("dedup store lookup failed, payload stored whole: {e}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Notes a response stored whole with this payload digest (base32).
+    fn record(&self, url: &TargetUrl, date: UtcTime, record_id: Option<String>, digest: &str) {
+        let Some(record_id) = record_id else { return };
+        if self.record_in.is_empty() {
+            return;
+        }
+        let original = Original {
+            url: url.normalized.clone(),
+            warc_date: date.warc_date(),
+            record_id,
+            stored_at: unix_now(),
+        };
+        let buckets: Vec<&str> = self.record_in.iter().map(String::as_str).collect();
+        self.store
+            .put(&format!("sha1:{digest}"), &buckets, &original);
+    }
+
+    /// What an identical-payload revisit of this capture is made of.
+    fn revisit<'a>(
+        &'a self,
+        url: &'a TargetUrl,
+        date: UtcTime,
+        original: &Original,
+        digest: &str,
+        code: u16,
+    ) -> Revisit<'a> {
+        Revisit {
+            url,
+            date,
+            ip: self.ip,
+            refers: warc::RefersTo {
+                id: Some(original.record_id.clone()),
+                target: original.url.clone(),
+                date: original.warc_date.clone(),
+                payload_digest: Some(format!("sha1:{digest}")),
+            },
+            http_head: &self.http_head,
+            sent: &self.sent,
+            digest: digest.to_owned(),
+            status: code,
+        }
+    }
+}
+
+/// An identical-payload revisit about to be written.
+struct Revisit<'a> {
+    url: &'a TargetUrl,
+    date: UtcTime,
+    ip: std::net::IpAddr,
+    refers: warc::RefersTo,
+    http_head: &'a [u8],
+    sent: &'a Bytes,
+    /// The payload digest, base32 (the CDX's).
+    digest: String,
+    /// The status the CDX gives it: its HTTP head's, as pywb's indexer reads it.
+    status: u16,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes an identical-payload revisit (and the request that got it), indexed as replay
+/// tools index revisits (mime `warc/revisit`); its location.
+async fn archive_identical(
+    ctx: &Rc<WorkerCtx>,
+    r: Revisit<'_>,
+    private: bool,
+) -> Result<crate::archive::RecordLoc, Error> {
+    let warcinfo = ctx.writer.warcinfo_id();
+    let target = warc::Target {
+        url: &r.url.normalized,
+        ip: Some(r.ip),
+        date: &r.date,
+        warcinfo: &warcinfo,
+    };
+    let revisit = warc::revisit_identical_payload(&target, &r.refers, r.http_head);
+    let req = warc::request(&target, r.sent, &revisit.id);
+    let codec = ctx.shared.config.codec();
+    let (member, trailer_len) =
+        with_request(codec, private, (&revisit, r.http_head), (&req, r.sent));
+    let mut cdx = cdx_entry(
+        r.url,
+        r.date.arc14(),
+        REVISIT_MIME.into(),
+        r.status,
+        r.digest,
+    );
+    cdx.private = private;
+    ctx.shared.archive_stats.revisit();
+    let appended = ctx
+        .writer
+        .append(AppendRecord {
+            member: Bytes::from(member),
+            trailer_len,
+            cdx,
+        })
+        .await?;
+    Ok(appended.loc)
+}
+
+/// What an identical-payload revisit delivers: to the request that fetched it alone.
+fn revisit_delivery(
+    loc: crate::archive::RecordLoc,
+    status: RecordStatus,
+    ttl: Duration,
+    reuse: Reuse,
+    fetched: Option<Bytes>,
+) -> Delivery {
+    Delivery {
+        revisit: true,
+        ..delivery(loc, status, ttl, reuse, fetched)
+    }
 }
 
 /// A stored record being revalidated, with what its head says (read before the conditional
@@ -200,7 +448,14 @@ pub async fn store_revalidation(
             // A stored record that is not WARC (an older run's ARC file): kept as the
             // exchange it is.
             None => {
-                archive_response(ctx, url, fetched, &facts, request, forward).await?;
+                let capture = Capture::default();
+                let asked = Asked {
+                    request,
+                    forward,
+                    streamed: false,
+                    capture: &capture,
+                };
+                archive_response(ctx, url, fetched, &facts, asked).await?;
             }
         }
     }
@@ -226,6 +481,7 @@ pub async fn store_revalidation(
         record: Arc::new(record),
         member,
         reuse: Some(Arc::new(reuse)),
+        revisit: false,
     })
 }
 
@@ -267,9 +523,6 @@ async fn archive_revisit(
         .await?;
     Ok(())
 }
-
-/// The MIME type replay tools' indexers give a revisit record.
-const REVISIT_MIME: &str = "warc/revisit";
 
 /// A spilled response on its way into a record.
 struct Spilled {
@@ -457,6 +710,8 @@ struct Encoded {
     trailer_len: usize,
     /// The payload digest (the CDX's, and WARC's `WARC-Payload-Digest`).
     digest: String,
+    /// A WARC response's `WARC-Record-ID`.
+    record_id: Option<String>,
 }
 
 /// A WARC record (header block and content) as one member, marked private if asked, then
@@ -489,6 +744,7 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
             member: Bytes::from(mark(codec.encode(&header, &payload))),
             trailer_len: 0,
             digest: payload_digest(&payload),
+            record_id: None,
         },
         Draft::Exchange {
             url,
@@ -513,6 +769,7 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
                 member: Bytes::from(member),
                 trailer_len,
                 digest,
+                record_id: Some(resp.id),
             }
         }
         Draft::Failure {
@@ -538,6 +795,7 @@ fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
                 ))),
                 trailer_len: 0,
                 digest: payload_digest(&fields),
+                record_id: None,
             }
         }
     }
@@ -584,5 +842,6 @@ fn delivery(
         record: Arc::new(record),
         member,
         reuse: Some(Arc::new(reuse)),
+        revisit: false,
     }
 }

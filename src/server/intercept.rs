@@ -141,8 +141,8 @@ pub(super) fn route_inner(origin: &Origin, req: &mut RequestHead) -> Route {
     if let Err(e) = aim(origin, req) {
         return Route::Refuse(e);
     }
-    let capture_metadata = match crate::proxy::router::warcprox_check(req) {
-        Ok(capture_metadata) => capture_metadata,
+    let capture = match crate::proxy::router::warcprox_check(req) {
+        Ok(capture) => capture,
         Err(e) => return Route::Refuse(e),
     };
     // Always forward mode (X-Liveweb-Mode does not apply): the client is a browser that
@@ -150,7 +150,7 @@ pub(super) fn route_inner(origin: &Origin, req: &mut RequestHead) -> Route {
     match req.method {
         Method::Get | Method::Head => Route::Cache {
             forward: true,
-            capture_metadata,
+            capture,
         },
         Method::Other(_) => Route::PassThrough,
     }
@@ -199,6 +199,7 @@ pub(super) async fn serve(
 mod tests {
     use super::*;
     use crate::http::request::{parse_request_head, Limits};
+    use crate::warcprox::Capture;
 
     fn inner(origin: &Origin, raw: &str) -> (Route, String) {
         let (mut req, _) = parse_request_head(raw.as_bytes(), &Limits::default())
@@ -216,7 +217,7 @@ mod tests {
         };
         let fwd = Route::Cache {
             forward: true,
-            capture_metadata: false,
+            capture: Capture::default(),
         };
         let (route, target) = inner(&o, "GET /a?b HTTP/1.1\r\nHost: Example.COM\r\n\r\n");
         assert_eq!((route, target.as_str()), (fwd, "https://example.com/a?b"));
@@ -226,7 +227,7 @@ mod tests {
             (
                 Route::Cache {
                     forward: true,
-                    capture_metadata: false
+                    capture: Capture::default()
                 },
                 "https://example.com/"
             )
@@ -240,7 +241,7 @@ mod tests {
             (
                 Route::Cache {
                     forward: true,
-                    capture_metadata: false
+                    capture: Capture::default()
                 },
                 "https://example.com/x"
             )
@@ -279,7 +280,7 @@ mod tests {
             route,
             Route::Cache {
                 forward: true,
-                capture_metadata: false
+                capture: Capture::default()
             }
         );
         let ip6 = Origin {
@@ -292,7 +293,7 @@ mod tests {
             (
                 Route::Cache {
                     forward: true,
-                    capture_metadata: false
+                    capture: Capture::default()
                 },
                 "https://[::1]:8443/v"
             )

@@ -28,6 +28,42 @@ pub struct WarcproxMeta {
     pub compressed_blocks: Option<String>,
     /// What the client accepts back: `capture-metadata` asks for the capture's timestamp.
     pub accept: Vec<String>,
+    /// Dedup buckets by name, each `"rw"` (looked up and recorded in) or `"ro"` (looked up
+    /// only); any other string is read-write, as warcprox reads it.
+    #[serde(rename = "dedup-buckets")]
+    pub dedup_buckets: serde_json::Map<String, serde_json::Value>,
+    /// warcprox's older form: one read-write bucket.
+    #[serde(rename = "dedup-bucket")]
+    pub dedup_bucket: Option<String>,
+}
+
+/// What one capture asks of the archive besides the fetch (from `Warcprox-Meta`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// A forward-mode reply says when its response was captured (`capture-metadata`).
+    pub metadata: bool,
+    /// The dedup buckets named, each read-write (`true`) or read-only; none named: the
+    /// default bucket, read-write.
+    pub dedup_buckets: Vec<(String, bool)>,
+}
+
+impl Capture {
+    /// Where the payload digest is looked up, in order.
+    pub fn lookup_buckets(&self) -> Vec<&str> {
+        if self.dedup_buckets.is_empty() {
+            return vec![crate::dedup::DEFAULT_BUCKET];
+        }
+        self.dedup_buckets.iter().map(|(b, _)| b.as_str()).collect()
+    }
+
+    /// Where a payload stored whole is recorded.
+    pub fn record_buckets(&self) -> Vec<&str> {
+        if self.dedup_buckets.is_empty() {
+            return vec![crate::dedup::DEFAULT_BUCKET];
+        }
+        let rw = self.dedup_buckets.iter().filter(|(_, rw)| *rw);
+        rw.map(|(b, _)| b.as_str()).collect()
+    }
 }
 
 impl WarcproxMeta {
@@ -58,7 +94,32 @@ impl WarcproxMeta {
         for rule in &meta.blocks {
             rule.check().map_err(bad)?;
         }
+        for (name, mode) in &meta.dedup_buckets {
+            if !mode.is_string() {
+                return Err(bad(format!(
+                    "dedup-buckets: {name:?} must be \"rw\" or \"ro\", not {mode}"
+                )));
+            }
+        }
         Ok(Some(meta))
+    }
+
+    /// What the capture asks besides the fetch.
+    pub fn capture(&self) -> Capture {
+        let mut dedup_buckets: Vec<(String, bool)> = self
+            .dedup_buckets
+            .iter()
+            .map(|(name, mode)| (name.clone(), mode.as_str() != Some("ro")))
+            .collect();
+        if let Some(name) = &self.dedup_bucket {
+            if !dedup_buckets.iter().any(|(b, _)| b == name) {
+                dedup_buckets.push((name.clone(), true));
+            }
+        }
+        Capture {
+            metadata: self.wants_capture_metadata(),
+            dedup_buckets,
+        }
     }
 
     /// The first rule that blocks `url`, as the JSON to send back in the refusal.
@@ -89,6 +150,21 @@ mod tests {
     }
 
     #[test]
+    fn dedup_buckets_say_where_digests_are_looked_up_and_recorded() {
+        let capture = |v: &str| meta(v).unwrap().unwrap().capture();
+        let none = capture(r#"{"warc-prefix":"p"}"#);
+        assert_eq!(none.lookup_buckets(), [""]);
+        assert_eq!(none.record_buckets(), [""]);
+        let both = capture(r#"{"dedup-buckets":{"mine":"rw","theirs":"ro"}}"#);
+        assert_eq!(both.lookup_buckets(), ["mine", "theirs"]);
+        assert_eq!(both.record_buckets(), ["mine"]);
+        let read_only = capture(r#"{"dedup-buckets":{"theirs":"ro"}}"#);
+        assert!(read_only.record_buckets().is_empty());
+        let old = capture(r#"{"dedup-bucket":"job"}"#);
+        assert_eq!(old.dedup_buckets, [("job".to_string(), true)]);
+    }
+
+    #[test]
     fn fields_are_read_unknown_ones_ignored_and_bad_ones_refused_in_words() {
         let m = meta(r#"{"warc-prefix":"job1","accept":["capture-metadata"],"stats":{"buckets":["b"]},"future":1}"#)
             .unwrap()
@@ -106,6 +182,8 @@ mod tests {
             ),
             (r#"{"blocks":[{}]}"#, "no condition"),
             (r#"{"compressed_blocks":"!!"}"#, "base64"),
+            (r#"{"dedup-buckets":{"b":1}}"#, "must be \"rw\" or \"ro\""),
+            (r#"{"dedup-buckets":["b"]}"#, "invalid type"),
         ] {
             match meta(bad) {
                 Err(Error::BadWarcproxMeta(why)) => assert!(why.contains(says), "{bad}: {why}"),
