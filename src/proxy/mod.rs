@@ -3,6 +3,7 @@
 
 pub mod client_conn;
 pub mod context;
+mod dedup_capture;
 mod fetcher;
 pub mod forward;
 pub mod hot;

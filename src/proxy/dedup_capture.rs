@@ -1,0 +1,231 @@
+//! Deduplicating one forward-mode WARC capture (`--dedup`): its payload digest looked up in
+//! the digest store (`crate::dedup`, on the blocking pool) and, on a match, an
+//! identical-payload `revisit` appended in place of the whole response; else the whole
+//! response's digest recorded once it is stored.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::context::WorkerCtx;
+use super::store::{cdx_entry, delivery, with_request, Asked};
+use crate::archive::cdx::REVISIT_MIME;
+use crate::archive::payload_digest::body_of;
+use crate::archive::warc;
+use crate::archive::AppendRecord;
+use crate::clock::UtcTime;
+use crate::dedup::{DedupStore, Original};
+use crate::error::Error;
+use crate::fetch::Fetched;
+use crate::http::cache::Reuse;
+use crate::http::reply::RecordStatus;
+use crate::http::url::TargetUrl;
+use crate::index::Delivery;
+
+/// Deduplication of one WARC capture by payload digest (`--dedup`): where its digest is
+/// looked up and recorded, and what a revisit of it carries.
+pub(super) struct Dedup {
+    store: Arc<DedupStore>,
+    lookup_in: Vec<String>,
+    record_in: Vec<String>,
+    max_age: Option<Duration>,
+    /// The response's HTTP head(s), the revisit's block.
+    http_head: Vec<u8>,
+    /// The request as sent, for the revisit's request record.
+    sent: Bytes,
+    ip: std::net::IpAddr,
+}
+
+impl Dedup {
+    /// For a forward-mode WARC capture that may be deduplicated: not private (a revisit
+    /// would name a record only its owner may see), a payload above the size floor, and
+    /// either in memory or streamed to its client already (a revisit holds no body to
+    /// answer from).
+    pub(super) fn of(
+        ctx: &WorkerCtx,
+        fetched: &Fetched,
+        spill: Option<&crate::fetch::spill::Spill>,
+        asked: &Asked<'_>,
+        private: bool,
+    ) -> Option<Dedup> {
+        let store = ctx.shared.dedup.as_ref()?;
+        let config = &ctx.shared.config;
+        if !asked.forward || private || (spill.is_some() && !asked.streamed) {
+            return None;
+        }
+        let (body_at, _) = body_of(&fetched.raw);
+        let payload = match spill {
+            Some(s) => s.len().saturating_sub(body_at as u64),
+            None => (fetched.raw.len() - body_at) as u64,
+        };
+        let text = fetched
+            .head
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/"));
+        let floor = match text {
+            true => config.dedup_min_text_size,
+            false => config.dedup_min_binary_size,
+        };
+        if payload <= floor {
+            return None;
+        }
+        let owned = |b: Vec<&str>| b.into_iter().map(str::to_owned).collect();
+        Some(Dedup {
+            store: store.clone(),
+            lookup_in: owned(asked.capture.lookup_buckets()),
+            record_in: owned(asked.capture.record_buckets()),
+            max_age: config.dedup_max_age(),
+            http_head: fetched.raw[..body_at].to_vec(),
+            sent: fetched.request.clone(),
+            ip: fetched.ip,
+        })
+    }
+
+    /// The stored response with this payload digest (the CDX's, base32), if any; a store
+    /// that cannot be read means no revisit (logged).
+    pub(super) async fn lookup(&self, digest: &str) -> Option<Original> {
+        let store = self.store.clone();
+        let key = format!("sha1:{digest}");
+        let buckets = self.lookup_in.clone();
+        let max_age = self.max_age;
+        let now = unix_now();
+        let found = monoio::spawn_blocking(move || {
+            let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
+            store.lookup(&key, &buckets, max_age, now)
+        })
+        .await;
+        match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                log::error!("dedup store lookup failed, payload stored whole: {e}");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Notes a response stored whole with this payload digest (base32).
+    pub(super) fn record(
+        &self,
+        url: &TargetUrl,
+        date: UtcTime,
+        record_id: Option<String>,
+        digest: &str,
+    ) {
+        let Some(record_id) = record_id else { return };
+        if self.record_in.is_empty() {
+            return;
+        }
+        let original = Original {
+            url: url.normalized.clone(),
+            warc_date: date.warc_date(),
+            record_id,
+            stored_at: unix_now(),
+        };
+        let buckets: Vec<&str> = self.record_in.iter().map(String::as_str).collect();
+        self.store
+            .put(&format!("sha1:{digest}"), &buckets, &original);
+    }
+
+    /// What an identical-payload revisit of this capture is made of.
+    pub(super) fn revisit<'a>(
+        &'a self,
+        url: &'a TargetUrl,
+        date: UtcTime,
+        original: &Original,
+        digest: &str,
+        code: u16,
+    ) -> Revisit<'a> {
+        Revisit {
+            url,
+            date,
+            ip: self.ip,
+            refers: warc::RefersTo {
+                id: Some(original.record_id.clone()),
+                target: original.url.clone(),
+                date: original.warc_date.clone(),
+                payload_digest: Some(format!("sha1:{digest}")),
+            },
+            http_head: &self.http_head,
+            sent: &self.sent,
+            digest: digest.to_owned(),
+            status: code,
+        }
+    }
+}
+
+/// An identical-payload revisit about to be written.
+pub(super) struct Revisit<'a> {
+    url: &'a TargetUrl,
+    date: UtcTime,
+    ip: std::net::IpAddr,
+    refers: warc::RefersTo,
+    http_head: &'a [u8],
+    sent: &'a Bytes,
+    /// The payload digest, base32 (the CDX's).
+    digest: String,
+    /// The status the CDX gives it: its HTTP head's, as pywb's indexer reads it.
+    status: u16,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes an identical-payload revisit (and the request that got it), indexed as replay
+/// tools index revisits (mime `warc/revisit`); its location.
+pub(super) async fn archive_identical(
+    ctx: &Rc<WorkerCtx>,
+    r: Revisit<'_>,
+    private: bool,
+) -> Result<crate::archive::RecordLoc, Error> {
+    let warcinfo = ctx.writer.warcinfo_id();
+    let target = warc::Target {
+        url: &r.url.normalized,
+        ip: Some(r.ip),
+        date: &r.date,
+        warcinfo: &warcinfo,
+    };
+    let revisit = warc::revisit_identical_payload(&target, &r.refers, r.http_head);
+    let req = warc::request(&target, r.sent, &revisit.id);
+    let codec = ctx.shared.config.codec();
+    let (member, trailer_len) =
+        with_request(codec, private, (&revisit, r.http_head), (&req, r.sent));
+    let mut cdx = cdx_entry(
+        r.url,
+        r.date.arc14(),
+        REVISIT_MIME.into(),
+        r.status,
+        r.digest,
+    );
+    cdx.private = private;
+    ctx.shared.archive_stats.revisit();
+    let appended = ctx
+        .writer
+        .append(AppendRecord {
+            member: Bytes::from(member),
+            trailer_len,
+            cdx,
+        })
+        .await?;
+    Ok(appended.loc)
+}
+
+/// What an identical-payload revisit delivers: to the request that fetched it alone.
+pub(super) fn revisit_delivery(
+    loc: crate::archive::RecordLoc,
+    status: RecordStatus,
+    ttl: Duration,
+    reuse: Reuse,
+    fetched: Option<Bytes>,
+) -> Delivery {
+    Delivery {
+        revisit: true,
+        ..delivery(loc, status, ttl, reuse, fetched)
+    }
+}
