@@ -42,6 +42,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("bad Warcprox-Meta header: {0}")]
     BadWarcproxMeta(String),
+    /// A `/_liveweb/cdx` query that cannot be answered as asked.
+    #[error("bad CDX query: {0}")]
+    BadCdxQuery(String),
     /// A rule of the request's `Warcprox-Meta` blocks the URL (the rule, as JSON).
     #[error("request rejected: blocked by rule found in Warcprox-Meta header: {0}")]
     BlockedByRule(String),
@@ -130,6 +133,7 @@ impl Error {
             | UnsupportedScheme
             | MethodNotAllowed
             | BadWarcproxMeta(_)
+            | BadCdxQuery(_)
             | BlockedByRule(_)
             | WriteRecordNeeds(_)
             | WriteRecordNeedsWarc
@@ -195,7 +199,7 @@ impl Error {
         use Error::*;
         let (code, reason) = match self {
             BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme
-            | BadWarcproxMeta(_) | WriteRecordNeeds(_) => (400, "Bad Request"),
+            | BadWarcproxMeta(_) | BadCdxQuery(_) | WriteRecordNeeds(_) => (400, "Bad Request"),
             BlockedByRule(_) => (403, "Forbidden"),
             WriteRecordNeedsWarc => (405, "Method Not Allowed"),
             AddressNotAllowed(_)

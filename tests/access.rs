@@ -93,6 +93,10 @@ fn clients_outside_the_ranges_get_403_and_a_log_line() {
         "GET /_liveweb/health HTTP/1.1\r\n\r\n",
     );
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
+    // The archive's CDX query endpoint is an admin endpoint.
+    let cdx = "GET /_liveweb/cdx?url=http://a.example/ HTTP/1.1\r\n\r\n";
+    assert_eq!(request_from("127.0.0.5", proxy.addr, cdx).status, 200);
+    assert_eq!(request_from("127.0.0.2", proxy.addr, cdx).status, 403);
     // An admin address is not a client.
     let r = request_from("127.0.0.5", proxy.addr, &get_raw(&origin.url("/a")));
     assert_eq!(r.status, 403);

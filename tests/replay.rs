@@ -282,3 +282,88 @@ fn a_deduplicated_page_replays_with_the_first_capture_s_body() {
         r.head
     );
 }
+
+/// pywb with liveweb's CDX query endpoint as its index (`cdx+http://.../_liveweb/cdx`) and
+/// the sealed files as its archive replays the captures; the endpoint answers pywb's CDX
+/// server API (match types, time bounds, sorts, JSON), refuses a bad query in words, and
+/// is an admin endpoint (the admin ranges apply).
+#[test]
+fn pywb_replays_through_the_cdx_query_endpoint() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let origin = FnOrigin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        response(
+            "200 OK",
+            "Content-Type: text/html\r\n",
+            &format!("<p>page {path}</p>"),
+        )
+    });
+    let proxy = Proxy::start(&["--format", "warc"]);
+    for path in ["/a", "/a/b", "/c"] {
+        assert_eq!(get(proxy.addr, &origin.url(path), "").status, 200);
+    }
+    // Records of files still open are listed within a second (their lines are flushed at
+    // least that often), named from the sealed directory.
+    let host = format!("/_liveweb/cdx?url={}&matchType=host", origin.url("/"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let open = loop {
+        let body = String::from_utf8_lossy(&get(proxy.addr, &host, "").body).into_owned();
+        if body.lines().count() == 3 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(open.lines().count(), 3, "{open}");
+    assert!(open.contains("\"filename\":\"../"), "{open}");
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    // A node with sealed files, serving queries; only loopback may ask (the default admin
+    // range), as for the status page.
+    let proxy = Proxy::start_in(&data, &["--format", "warc"]);
+    let query = |q: &str| get(proxy.addr, &format!("/_liveweb/cdx?{q}"), "");
+    let a = origin.url("/a");
+    let r = query(&format!("url={a}"));
+    assert_eq!(r.status, 200, "{}", r.head);
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert!(body.contains(&format!("\"url\":\"{a}\"")), "{body}");
+    let lines = |q: &str| String::from_utf8_lossy(&query(q).body).lines().count();
+    assert_eq!(lines(&format!("url={a}&matchType=prefix")), 2);
+    assert_eq!(lines(&format!("url={a}*")), 2);
+    assert_eq!(lines(&format!("url={}&matchType=host", origin.url("/"))), 3);
+    assert_eq!(lines(&format!("url={a}&from=2000&to=2001")), 0);
+    let json = String::from_utf8_lossy(&query(&format!("url={a}&output=json")).body).into_owned();
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["url"], a.as_str());
+    assert!(v["filename"].as_str().unwrap().ends_with(".warc.gz"));
+    let bad = query("matchType=exact");
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("url is required"));
+
+    let work = tempfile::tempdir().unwrap();
+    fs::write(
+        work.path().join("config.yaml"),
+        format!(
+            "collections:\n  lw:\n    index: cdx+http://{}/_liveweb/cdx\n    archive_paths: {}/\n",
+            proxy.addr,
+            data.join("sealed").display()
+        ),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let mut command = Command::new("wayback");
+    command
+        .args(["-p", &addr.port().to_string(), "-b", "127.0.0.1", "-t", "2"])
+        .current_dir(work.path());
+    let wayback = Wayback(Service::start(command, addr, "pywb's wayback"));
+    let date14 = v["timestamp"].as_str().unwrap().to_string();
+    for path in ["/a", "/a/b", "/c"] {
+        let r = wayback.replay(&date14, &origin.url(path));
+        assert_eq!(
+            (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+            (200, format!("<p>page {path}</p>")),
+            "{}",
+            r.head
+        );
+    }
+}

@@ -3,16 +3,23 @@
 //! back (then sorted) only when the file is sealed, on the blocking pool. A file holds
 //! hundreds of thousands of small records, so in memory their lines would cost more per
 //! stored URL than the index does. After a crash the spool is gone with the process, and
-//! recovery rebuilds the CDX from the file itself, as it always did.
+//! recovery rebuilds the CDX from the file itself, as it always did. CDX queries read the
+//! lines flushed so far through a `SpoolView` (flushed at least every `PUBLISH_EVERY`).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cdx::CdxEntry;
 
 /// Lines buffered before they are written to the spool.
 const BUFFER: usize = 64 * 1024;
+/// Lines spooled are visible to CDX queries within this long.
+pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct CdxSpool {
     out: Option<BufWriter<File>>,
@@ -20,12 +27,56 @@ pub struct CdxSpool {
     /// no record goes missing from the CDX.
     kept: Vec<CdxEntry>,
     len: usize,
+    /// Bytes handed to `out`.
+    written: u64,
+    /// Lines written since the view last saw them.
+    unpublished: bool,
+    published_at: Instant,
+    view: Option<Arc<SpoolView>>,
+}
+
+/// What CDX queries may read of an open file's spool while it is written: the lines
+/// flushed so far.
+#[derive(Debug)]
+pub struct SpoolView {
+    file: File,
+    /// Bytes of whole lines flushed to `file`.
+    visible: AtomicU64,
+    pub worker: usize,
+    /// The open file's name (with its `.open` suffix).
+    pub name: String,
+}
+
+impl SpoolView {
+    /// The captures listed so far (failures left out, as the CDX a seal writes leaves them
+    /// out; private records are in, as they are there).
+    pub fn entries(&self) -> io::Result<Vec<CdxEntry>> {
+        let len = self.visible.load(Ordering::Acquire) as usize;
+        let mut bytes = vec![0; len];
+        self.file.read_exact_at(&mut bytes, 0)?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(decode)
+            .filter(|e| !e.failure)
+            .collect())
+    }
 }
 
 impl CdxSpool {
-    /// A spool in `dir`; if no file can be made there, entries stay in memory.
-    pub fn new(dir: &Path) -> CdxSpool {
-        let out = match super::from_file::unnamed_file(dir) {
+    /// A spool in `dir` for the open file `name` of `worker`; if no file can be made there,
+    /// entries stay in memory (and queries do not see them before the seal).
+    pub fn new(dir: &Path, worker: usize, name: &str) -> CdxSpool {
+        let file = super::from_file::unnamed_file(dir);
+        let view = file.as_ref().ok().and_then(|f| {
+            let reader = f.try_clone().ok()?;
+            Some(Arc::new(SpoolView {
+                file: reader,
+                visible: AtomicU64::new(0),
+                worker,
+                name: name.to_string(),
+            }))
+        });
+        let out = match file {
             Ok(file) => Some(BufWriter::with_capacity(BUFFER, file)),
             Err(e) => {
                 log::warn!("CDX lines of the open file stay in memory: {e}");
@@ -36,6 +87,45 @@ impl CdxSpool {
             out,
             kept: Vec::new(),
             len: 0,
+            written: 0,
+            unpublished: false,
+            published_at: Instant::now(),
+            view,
+        }
+    }
+
+    /// What queries read of this spool.
+    pub fn view(&self) -> Option<Arc<SpoolView>> {
+        self.view.clone()
+    }
+
+    /// When lines written since the last flush are due to be made visible.
+    pub fn publish_due(&self) -> Option<Instant> {
+        self.unpublished
+            .then_some(self.published_at + PUBLISH_EVERY)
+    }
+
+    /// Flushes the lines written so far and lets queries see them. A failed flush is a
+    /// failed spool write (see `push`).
+    pub fn publish(&mut self) {
+        self.published_at = Instant::now();
+        if !self.unpublished {
+            return;
+        }
+        self.unpublished = false;
+        let Some(out) = self.out.as_mut() else { return };
+        match out.flush() {
+            Ok(()) => {
+                if let Some(view) = &self.view {
+                    view.visible.store(self.written, Ordering::Release);
+                }
+            }
+            Err(e) => {
+                log::error!(
+                    "CDX spool write failed ({e}); the open file's CDX is rebuilt at next start"
+                );
+                self.out = None;
+            }
         }
     }
 
@@ -46,8 +136,13 @@ impl CdxSpool {
     pub fn push(&mut self, entry: CdxEntry) {
         self.len += 1;
         if let Some(out) = self.out.as_mut() {
-            match out.write_all(encode(&entry).as_bytes()) {
-                Ok(()) => return,
+            let line = encode(&entry);
+            match out.write_all(line.as_bytes()) {
+                Ok(()) => {
+                    self.written += line.len() as u64;
+                    self.unpublished = true;
+                    return;
+                }
                 Err(e) => {
                     // Lines already spooled may be half written: the count no longer
                     // matches what can be read back, so this file's seal fails and the next
@@ -184,7 +279,7 @@ mod tests {
     #[test]
     fn entries_come_back_whole_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = CdxSpool::new(dir.path());
+        let mut spool = CdxSpool::new(dir.path(), 0, "f.open");
         assert!(spool.is_empty());
         // More than one buffer's worth, so lines cross buffer flushes.
         let n = 3000;
@@ -202,7 +297,7 @@ mod tests {
 
     #[test]
     fn without_a_spool_file_entries_stay_in_memory() {
-        let mut spool = CdxSpool::new(Path::new("/nonexistent/dir"));
+        let mut spool = CdxSpool::new(Path::new("/nonexistent/dir"), 0, "f.open");
         spool.push(entry(1));
         spool.push(entry(2));
         assert_eq!(spool.into_entries().unwrap(), vec![entry(1), entry(2)]);

@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod cdx;
+pub mod cdx_query;
 mod cdx_spool;
 mod compressibility;
 mod fault;

@@ -101,6 +101,7 @@ impl FileMaker {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             };
+            let entries = CdxSpool::new(&self.dir, self.worker, &path_name(&path));
             let reader = open_reader(&path)?;
             let id = files.insert(path.clone(), reader);
             let now = Instant::now();
@@ -112,7 +113,7 @@ impl FileMaker {
                 logical: 0,
                 tail_start: 0,
                 tail: Vec::new(),
-                entries: CdxSpool::new(&self.dir),
+                entries,
                 last_append: now,
                 dirty: false,
                 last_sync: now,
@@ -167,6 +168,7 @@ pub(super) async fn seal_in_background(
     } = open;
     let _ = file.close().await;
     let files = files.clone();
+    let view = entries.view();
     if entries.is_empty() {
         files.remove(id);
         let _ = monoio::spawn_blocking(move || std::fs::remove_file(path)).await;
@@ -183,6 +185,11 @@ pub(super) async fn seal_in_background(
         let sealed = entries
             .into_entries()
             .and_then(|entries| seal(&path, logical, &entries, &sealed_dir));
+        // Its lines are in the sealed CDX now (or, if the seal failed, in the one the next
+        // start rebuilds): queries stop reading the spool.
+        if let Some(view) = &view {
+            stats.remove_open_cdx(view);
+        }
         // Sorting a file's CDX lines takes memory in proportion to its records, freed now:
         // handed back to the system, not kept by this pool thread's heap.
         // SAFETY: mi_collect only walks and frees the calling thread's own allocator state.
@@ -204,6 +211,11 @@ pub(super) async fn seal_in_background(
             }
         }
     }))
+}
+
+fn path_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 /// Opens the shared read descriptor. A plain open(2) of a file this thread just created is

@@ -17,6 +17,9 @@ pub struct ArchiveStats {
     pub free_bytes: AtomicU64,
     /// Each worker's open file: name and bytes written (set on open, append and seal).
     open_files: std::sync::Mutex<std::collections::BTreeMap<usize, (String, u64)>>,
+    /// The CDX lines of files not yet sealed, for CDX queries: from a file's opening until
+    /// its seal has written its CDX.
+    open_cdx: std::sync::Mutex<Vec<std::sync::Arc<super::cdx_spool::SpoolView>>>,
 }
 
 /// A copy of the numbers at one moment.
@@ -35,6 +38,20 @@ impl ArchiveStats {
     pub fn appended(&self, records: u64, bytes: u64) {
         self.records_appended.fetch_add(records, Ordering::Relaxed);
         self.bytes_appended.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A file was opened: queries read its lines from `view` until its seal.
+    pub fn add_open_cdx(&self, view: std::sync::Arc<super::cdx_spool::SpoolView>) {
+        lock(&self.open_cdx).push(view);
+    }
+
+    pub fn remove_open_cdx(&self, view: &std::sync::Arc<super::cdx_spool::SpoolView>) {
+        lock(&self.open_cdx).retain(|v| !std::sync::Arc::ptr_eq(v, view));
+    }
+
+    /// The files not yet sealed, as CDX queries read them.
+    pub fn open_cdx(&self) -> Vec<std::sync::Arc<super::cdx_spool::SpoolView>> {
+        lock(&self.open_cdx).clone()
     }
 
     /// An identical-payload revisit was written in place of a whole response.
@@ -78,4 +95,8 @@ impl ArchiveStats {
             free_bytes: load(&self.free_bytes),
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -289,6 +289,9 @@ impl Writer {
             if let (true, FsyncPolicy::Interval(d)) = (open.dirty, self.config.fsync) {
                 wake = wake.min(open.last_sync + d);
             }
+            if let Some(due) = open.entries.publish_due() {
+                wake = wake.min(due);
+            }
         }
         wake
     }
@@ -302,6 +305,11 @@ impl Writer {
             .is_some_and(|o| !o.entries.is_empty() && now >= o.last_append + self.config.max_idle);
         if idle {
             self.seal_open().await;
+        }
+        if let Some(open) = self.open.as_mut() {
+            if open.entries.publish_due().is_some_and(|due| now >= due) {
+                open.entries.publish();
+            }
         }
         if let (Some(open), FsyncPolicy::Interval(d)) = (self.open.as_mut(), self.config.fsync) {
             if open.dirty && now >= open.last_sync + d {
@@ -440,7 +448,11 @@ impl Writer {
 
     /// Seals the open file in the background (`open_arc::seal_in_background`).
     async fn seal_open(&mut self) {
-        let Some(open) = self.open.take() else { return };
+        let Some(mut open) = self.open.take() else {
+            return;
+        };
+        // Queries see every line until the seal's CDX replaces the spool.
+        open.entries.publish();
         self.warcinfo.renew();
         self.config.stats.set_open(self.config.worker, None);
         if let Some(sealing) = seal_in_background(open, &self.files, &self.config).await {
@@ -455,7 +467,11 @@ impl Writer {
     /// that carried it failed) and how the write must end under the fsync policy.
     async fn prepare_write(&mut self) -> io::Result<(Option<Vec<u8>>, Ending)> {
         if self.open.is_none() {
-            self.open = Some(self.maker.open_next(&self.files).await?);
+            let open = self.maker.open_next(&self.files).await?;
+            if let Some(view) = open.entries.view() {
+                self.config.stats.add_open_cdx(view);
+            }
+            self.open = Some(open);
         }
         let Some(open) = self.open.as_ref() else {
             return Err(io::Error::other("no open ARC file"));

@@ -132,6 +132,7 @@ pub async fn handle(
         capture_metadata,
     };
     let result = match route {
+        Route::Admin if is_cdx_query(req) => cdx_query(ctx, req, to(false, false)).await,
         Route::Admin => admin(ctx, req, to(false, false)),
         Route::Cache { forward, capture } => {
             let to = to(forward, capture.metadata);
@@ -195,6 +196,48 @@ async fn cache(
 ) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
     lookup::lookup_or_fetch(ctx, req, url, to, client, capture).await
+}
+
+/// `GET /_liveweb/cdx?...`: the archive's index, in pywb's CDX server API.
+fn is_cdx_query(req: &RequestHead) -> bool {
+    let path = req.target.split('?').next().unwrap_or("");
+    path == "/_liveweb/cdx" && matches!(req.method, Method::Get | Method::Head)
+}
+
+/// Answers a CDX query over the sealed CDX files (read on the blocking pool: positioned reads
+/// of the lines that match, never whole files). A bad query is a `400` that says why.
+async fn cdx_query(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
+    use crate::archive::cdx_query::{render, search, Query};
+    let query = req.target.split_once('?').map_or("", |(_, q)| q);
+    let query = Query::parse(query).map_err(Error::BadCdxQuery)?;
+    let sealed = ctx.shared.config.data_dir.join("sealed");
+    let open = ctx.shared.archive_stats.open_cdx();
+    let output = query.output;
+    let found = monoio::spawn_blocking(move || search(&sealed, &open, &query))
+        .await
+        .map_err(|_| Error::Internal("CDX query task was cancelled"))?
+        .map_err(|e| Error::Storage(format!("CDX query: {e}")))?;
+    let body = render(&found, output);
+    let content_type = match output {
+        crate::archive::cdx_query::Output::Json => "application/x-ndjson",
+        crate::archive::cdx_query::Output::Cdxj => "text/x-cdxj",
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
+        body.len(),
+        to.conn.header()
+    );
+    Ok(Response {
+        head: head.into_bytes(),
+        body: match to.head_only {
+            true => Body::None,
+            false => Body::Memory(Bytes::from(body)),
+        },
+        state: RequestState::Admin,
+        error: None,
+        detail: None,
+        upstream: None,
+    })
 }
 
 fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
