@@ -209,3 +209,93 @@ fn capture_metadata_says_when_the_response_was_captured() {
         "{date} vs {captured}"
     );
 }
+
+/// `warc-prefix`: a capture's records (and a record a crawler writes) go to files named
+/// with the prefix, sealed with their own CDX; other captures stay in the default files;
+/// after a restart those captures answer from the prefix files; a prefix that cannot be a
+/// file name is a 400.
+#[test]
+fn warc_prefix_sends_records_to_files_of_their_own() {
+    let origin = FnOrigin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        response(
+            "200 OK",
+            "Cache-Control: max-age=600\r\n",
+            &format!("body of {path}"),
+        )
+    });
+    let proxy = Proxy::start(&["--format", "warc"]);
+    let job = |p: &str| format!("Warcprox-Meta: {{\"warc-prefix\":\"{p}\"}}\r\n");
+    let fwd_job1 = origin.url("/fwd-job1");
+    assert_eq!(
+        fwd(
+            &proxy,
+            &fwd_job1,
+            &format!("X-Liveweb-Mode: forward\r\n{}", job("job-1"))
+        )
+        .status,
+        200
+    );
+    wait_stored(&proxy, &fwd_job1, "X-Liveweb-Mode: forward\r\n");
+    assert_eq!(
+        get(proxy.addr, &origin.url("/live-job2"), &job("job.2")).status,
+        200
+    );
+    assert_eq!(get(proxy.addr, &origin.url("/plain"), "").status, 200);
+    let shot = format!(
+        "WARCPROX_WRITE_RECORD screenshot:{fwd_job1} HTTP/1.1\r\n{}WARC-Type: resource\r\nContent-Type: image/png\r\nContent-Length: 3\r\nConnection: close\r\n\r\npng",
+        job("job-1")
+    );
+    assert_eq!(send_raw(proxy.addr, shot.as_bytes()).status, 204);
+    let bad = get(proxy.addr, &origin.url("/bad"), &job("a b"));
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("warc-prefix"));
+    assert!(origin.requests_for("/bad").is_empty());
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+
+    let sealed = data.join("sealed");
+    let cdx_of = |prefix: &str| -> String {
+        let files = files_ending(&sealed, ".cdx");
+        let mine: Vec<_> = files
+            .iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect();
+        assert!(!mine.is_empty(), "no {prefix} CDX in {files:?}");
+        mine.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    };
+    let job1 = cdx_of("job-1-");
+    assert!(job1.contains(&format!(" {fwd_job1} ")), "{job1}");
+    assert!(job1.contains(&format!(" screenshot:{fwd_job1} ")), "{job1}");
+    assert!(
+        !job1.contains("/plain") && !job1.contains("/live-job2"),
+        "{job1}"
+    );
+    let job2 = cdx_of("job.2-");
+    assert!(
+        job2.contains("/live-job2 ") && !job2.contains("/plain"),
+        "{job2}"
+    );
+    let default = cdx_of("LIVEWEB-");
+    assert!(
+        default.contains("/plain ") && !default.contains("job"),
+        "{default}"
+    );
+    // Each line names its own file, and every file is a whole WARC (checked by finish).
+    // (one CDX per file: two workers may have written job-1 files, each with its header)
+    for line in job1.lines().filter(|l| !l.starts_with(" CDX")) {
+        assert!(
+            line.ends_with(".warc.gz") && line.contains(" job-1-"),
+            "{line}"
+        );
+    }
+
+    // The prefix files are part of the archive: after a restart their captures are hits.
+    let proxy = Proxy::start_in(&data, &["--format", "warc"]);
+    let r = get(proxy.addr, &origin.url("/live-job2"), "");
+    assert_eq!(cache(&r), "HIT", "{}", r.head);
+    assert_eq!(origin.requests_for("/live-job2").len(), 1);
+    proxy.finish();
+}

@@ -114,6 +114,8 @@ pub struct ArcWriter {
     tx: mpsc::UnboundedSender<Command>,
     paused: Rc<Cell<bool>>,
     warcinfo: WarcinfoId,
+    /// Shared by the handles alone: how many there are.
+    handles: Rc<()>,
 }
 
 /// The record id of the `warcinfo` that opens the worker's current WARC file (or, between
@@ -167,7 +169,13 @@ impl ArcWriter {
             tx,
             paused,
             warcinfo,
+            handles: Rc::new(()),
         }
+    }
+
+    /// How many handles to this writer exist (this one included).
+    pub fn handles(&self) -> usize {
+        Rc::strong_count(&self.handles)
     }
 
     /// The `WARC-Warcinfo-ID` a record encoded now names.

@@ -315,10 +315,22 @@ pub struct WorkerCtx {
     pub pool: UpstreamPool,
     pub hot: RefCell<HotShard>,
     pub writer: ArcWriter,
+    /// Writers of `warc-prefix`es (`Warcprox-Meta`).
+    pub prefixed: super::prefix_writers::PrefixWriters,
     /// This worker's access-log lines not yet handed to the log thread.
     pub access: crate::admin::access_log::WorkerBuffer,
     /// Fetch tasks still running (shutdown waits for them).
     pub fetches: FetchTasks,
     /// Where this worker's big responses spill to disk.
     pub spill: crate::fetch::spill::SpillTo,
+}
+
+impl WorkerCtx {
+    /// The writer for a capture's records: its `warc-prefix`'s, or the default one.
+    pub fn writer_for(&self, prefix: Option<&str>) -> ArcWriter {
+        match prefix {
+            Some(p) if p != self.shared.config.prefix => self.prefixed.get(p),
+            _ => self.writer.clone(),
+        }
+    }
 }

@@ -14,7 +14,7 @@ use super::store::{cdx_entry, delivery, with_request, Asked};
 use crate::archive::cdx::REVISIT_MIME;
 use crate::archive::payload_digest::body_of;
 use crate::archive::warc;
-use crate::archive::AppendRecord;
+use crate::archive::{AppendRecord, ArcWriter};
 use crate::clock::UtcTime;
 use crate::dedup::{DedupStore, Original};
 use crate::error::Error;
@@ -181,10 +181,11 @@ fn unix_now() -> u64 {
 /// tools index revisits (mime `warc/revisit`); its location.
 pub(super) async fn archive_identical(
     ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     r: Revisit<'_>,
     private: bool,
 ) -> Result<crate::archive::RecordLoc, Error> {
-    let warcinfo = ctx.writer.warcinfo_id();
+    let warcinfo = writer.warcinfo_id();
     let target = warc::Target {
         url: &r.url.normalized,
         ip: Some(r.ip),
@@ -205,8 +206,7 @@ pub(super) async fn archive_identical(
     );
     cdx.private = private;
     ctx.shared.archive_stats.revisit();
-    let appended = ctx
-        .writer
+    let appended = writer
         .append(AppendRecord {
             member: Bytes::from(member),
             trailer_len,

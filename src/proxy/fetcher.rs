@@ -118,9 +118,11 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
             Err(fe)
         }
     };
+    // Records go to the capture's warc-prefix files, if it named one.
+    let writer = ctx.writer_for(capture.warc_prefix.as_deref());
     let outcome = match (fetched, &revalidate) {
         (Ok(f), Some(old)) if f.head.status == 304 => {
-            store::store_revalidation(&ctx, &url, f, &headers, old, forward).await
+            store::store_revalidation(&ctx, &writer, &url, f, &headers, old, forward).await
         }
         (Ok(f), _) => {
             let asked = store::Asked {
@@ -128,12 +130,13 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
                 forward,
                 streamed: tap_for_end.is_some(),
                 capture: &capture,
+                writer: &writer,
             };
             store::store_response(&ctx, &url, f, asked).await
         }
         (Err(fe), _) if !forward && fe.error.is_archived_failure() => {
             log::warn!("{} {} (archived)", url.normalized, LogLine(&fe.error));
-            store::store_failure(&ctx, &url, fe).await
+            store::store_failure(&ctx, &writer, &url, fe).await
         }
         (Err(fe), _) => {
             // Logged once here, whoever waited on the fetch; refusals of liveweb's own

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod hot;
 mod lookup;
 pub mod passthrough;
+pub mod prefix_writers;
 pub mod router;
 pub mod send;
 pub mod store;
@@ -138,7 +139,10 @@ pub async fn handle(
             let to = to(forward, capture.metadata);
             cache(ctx, req, to, client, capture).await
         }
-        Route::WriteRecord => write_record::write_record(ctx, req, body, to(false, false)).await,
+        Route::WriteRecord { warc_prefix } => {
+            let writer = ctx.writer_for(warc_prefix.as_deref());
+            write_record::write_record(ctx, &writer, req, body, to(false, false)).await
+        }
         Route::Refuse(e) => Err(e),
         Route::Tunnel | Route::PassThrough => Err(Error::Internal("routed to the cache")),
     };

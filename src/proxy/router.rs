@@ -20,8 +20,9 @@ pub enum Route {
     /// GET or HEAD of an absolute URL: looked up, fetched once, archived. `capture`: what
     /// its `Warcprox-Meta` asked of the capture.
     Cache { forward: bool, capture: Capture },
-    /// warcprox's `WARCPROX_WRITE_RECORD`: the body is a record to archive.
-    WriteRecord,
+    /// warcprox's `WARCPROX_WRITE_RECORD`: the body is a record to archive (in the
+    /// `warc-prefix` files its `Warcprox-Meta` names, if any).
+    WriteRecord { warc_prefix: Option<String> },
     /// Answered with this error (after the request body, if any, is read).
     Refuse(Error),
 }
@@ -42,7 +43,12 @@ pub fn route(default: Mode, req: &RequestHead) -> Route {
         )));
     }
     if matches!(&req.method, Method::Other(m) if m == super::write_record::METHOD) {
-        return Route::WriteRecord;
+        return match warcprox_check(req) {
+            Ok(capture) => Route::WriteRecord {
+                warc_prefix: capture.warc_prefix,
+            },
+            Err(e) => Route::Refuse(e),
+        };
     }
     if req.target.starts_with('/') {
         return Route::Admin;

@@ -20,7 +20,7 @@ use crate::archive::payload_digest::body_of;
 use crate::archive::record::{header_line, mark_private, Codec};
 use crate::archive::warc;
 use crate::archive::writer::AppendFileRecord;
-use crate::archive::AppendRecord;
+use crate::archive::{AppendRecord, ArcWriter};
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::fetch::{FetchError, Fetched};
@@ -45,6 +45,8 @@ pub struct Asked<'a> {
     pub streamed: bool,
     /// What its `Warcprox-Meta` asked of the capture.
     pub capture: &'a Capture,
+    /// Where its records go (`WorkerCtx::writer_for` its `warc-prefix`).
+    pub writer: &'a ArcWriter,
 }
 
 /// Archives a complete origin response.
@@ -66,7 +68,7 @@ async fn archive_response(
     facts: &ResponseFacts,
     asked: Asked<'_>,
 ) -> Outcome {
-    let (request, forward) = (asked.request, asked.forward);
+    let (request, forward, writer) = (asked.request, asked.forward, asked.writer);
     let config = &ctx.shared.config;
     let spill = fetched.spill.take();
     let mut reuse = reuse_for(
@@ -120,7 +122,7 @@ async fn archive_response(
             date,
             response: fetched.raw,
             request: fetched.request,
-            warcinfo: ctx.writer.warcinfo_id().to_string(),
+            warcinfo: writer.warcinfo_id().to_string(),
         },
     };
     if let Some(spill) = spill {
@@ -159,7 +161,7 @@ async fn archive_response(
         if let Some(dedup) = &dedup {
             if let Some(original) = dedup.lookup(&member.digest).await {
                 let revisit = dedup.revisit(url, date, &original, &member.digest, code);
-                let loc = archive_identical(ctx, revisit, private).await?;
+                let loc = archive_identical(ctx, writer, revisit, private).await?;
                 return Ok(revisit_delivery(loc, status, config.ttl, reuse, None));
             }
         }
@@ -168,7 +170,7 @@ async fn archive_response(
         let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, member.digest.clone());
         cdx.private = private;
         let stored = append_file(
-            ctx,
+            writer,
             AppendFileRecord { member, cdx },
             status,
             config.ttl,
@@ -184,7 +186,7 @@ async fn archive_response(
     if let Some(dedup) = &dedup {
         if let Some(original) = dedup.lookup(&encoded.digest).await {
             let revisit = dedup.revisit(url, date, &original, &encoded.digest, code);
-            let loc = archive_identical(ctx, revisit, private).await?;
+            let loc = archive_identical(ctx, writer, revisit, private).await?;
             // The response as fetched, for this request's reply: never written.
             let whole = encoded.member.len() - encoded.trailer_len;
             let fetched = encoded.member.slice(..whole);
@@ -205,7 +207,7 @@ async fn archive_response(
         trailer_len: encoded.trailer_len,
         cdx,
     };
-    let stored = append(ctx, record, status, config.ttl, reuse).await?;
+    let stored = append(writer, record, status, config.ttl, reuse).await?;
     if let Some(dedup) = dedup {
         dedup.record(url, date, record_id, &digest);
     }
@@ -229,6 +231,7 @@ pub struct Revalidating {
 /// the capture, and the index keeps pointing at it.
 pub async fn store_revalidation(
     ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     url: &TargetUrl,
     fetched: Fetched,
     request: &[Header],
@@ -244,7 +247,7 @@ pub async fn store_revalidation(
     let private = old.full.credentialed || old.full.forward_private;
     if ctx.shared.config.format == Format::Warc {
         match &old.refers {
-            Some(refers) => archive_revisit(ctx, url, fetched, refers, private).await?,
+            Some(refers) => archive_revisit(ctx, writer, url, fetched, refers, private).await?,
             // A stored record that is not WARC (an older run's ARC file): kept as the
             // exchange it is.
             None => {
@@ -254,6 +257,7 @@ pub async fn store_revalidation(
                     forward,
                     streamed: false,
                     capture: &capture,
+                    writer,
                 };
                 archive_response(ctx, url, fetched, &facts, asked).await?;
             }
@@ -289,13 +293,14 @@ pub async fn store_revalidation(
 /// as replay tools index revisits: mime `warc/revisit`, the stored response's digest.
 async fn archive_revisit(
     ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     url: &TargetUrl,
     fetched: Fetched,
     refers: &crate::archive::warc::RefersTo,
     private: bool,
 ) -> Result<(), Error> {
     let date = UtcTime::now();
-    let warcinfo = ctx.writer.warcinfo_id();
+    let warcinfo = writer.warcinfo_id();
     let target = warc::Target {
         url: &url.normalized,
         ip: Some(fetched.ip),
@@ -314,7 +319,7 @@ async fn archive_revisit(
         .unwrap_or_else(|| "-".into());
     let mut cdx = cdx_entry(url, date.arc14(), REVISIT_MIME.into(), 304, digest);
     cdx.private = private;
-    ctx.writer
+    writer
         .append(AppendRecord {
             member: Bytes::from(member),
             trailer_len,
@@ -360,18 +365,23 @@ async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<FileMember, E
 /// Appends a record whose member is in a file; it is not kept in memory for the reply
 /// (replies read it from the archive, as hits do).
 async fn append_file(
-    ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     record: AppendFileRecord,
     status: RecordStatus,
     ttl: Duration,
     reuse: Reuse,
 ) -> Outcome {
-    let appended = ctx.writer.append_file(record).await?;
+    let appended = writer.append_file(record).await?;
     Ok(delivery(appended.loc, status, ttl, reuse, None))
 }
 
 /// Archives an upstream failure as a record whose payload is the 502/504 we answer with.
-pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchError) -> Outcome {
+pub async fn store_failure(
+    ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
+    url: &TargetUrl,
+    failure: FetchError,
+) -> Outcome {
     let status = failure.error.status();
     let code = failure.error.code_line().unwrap_or("E00 upstream failure");
     let payload = failure_payload(status.code, status.reason, code, &failure.error.message());
@@ -392,7 +402,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
             url: url.normalized.clone(),
             ip: failure.ip,
             date,
-            warcinfo: ctx.writer.warcinfo_id().to_string(),
+            warcinfo: writer.warcinfo_id().to_string(),
             fields: warc::failure_fields(
                 code,
                 status.code,
@@ -432,7 +442,7 @@ pub async fn store_failure(ctx: &Rc<WorkerCtx>, url: &TargetUrl, failure: FetchE
         trailer_len: encoded.trailer_len,
         cdx,
     };
-    append(ctx, record, status, error_ttl, reuse).await
+    append(writer, record, status, error_ttl, reuse).await
 }
 
 /// The minimal HTTP response archived for a failure.
@@ -612,14 +622,14 @@ async fn encode(draft: Draft, codec: Codec, private: bool) -> Result<Encoded, Er
 }
 
 async fn append(
-    ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     record: AppendRecord,
     status: RecordStatus,
     ttl: Duration,
     reuse: Reuse,
 ) -> Outcome {
     let member = record.member.clone();
-    let appended = ctx.writer.append(record).await?;
+    let appended = writer.append(record).await?;
     let (loc, member) = (appended.loc, appended.padded.unwrap_or(member));
     // The record alone, without the records written after it. It is not kept in the hot
     // shard yet: only a second request for it puts it there (docs/architecture.md, "Hits").

@@ -11,7 +11,7 @@ use super::context::WorkerCtx;
 use super::{Body, ReplyTo, RequestState, Response};
 use crate::archive::cdx::{base32_sha1, surt, CdxEntry};
 use crate::archive::format::Format;
-use crate::archive::{warc, AppendRecord};
+use crate::archive::{warc, AppendRecord, ArcWriter};
 use crate::clock::UtcTime;
 use crate::error::Error;
 use crate::http::request::RequestHead;
@@ -26,6 +26,7 @@ pub const MAX_BODY: u64 = 32 << 20;
 /// Writes the record `req` carries (`body`: its content, read whole by the connection).
 pub async fn write_record(
     ctx: &Rc<WorkerCtx>,
+    writer: &ArcWriter,
     req: &RequestHead,
     body: Option<Vec<u8>>,
     to: ReplyTo,
@@ -50,7 +51,7 @@ pub async fn write_record(
         return Err(Error::WriteRecordNeeds("a WARC-Type that is one word"));
     }
     let date = UtcTime::now();
-    let warcinfo = ctx.writer.warcinfo_id();
+    let warcinfo = writer.warcinfo_id();
     let target = warc::Target {
         url: &req.target,
         ip: None,
@@ -80,7 +81,7 @@ pub async fn write_record(
         private: false,
         failure: false,
     };
-    ctx.writer
+    writer
         .append(AppendRecord {
             member: Bytes::from(member),
             trailer_len: 0,

@@ -204,11 +204,11 @@ async fn serve_requests(
                 }
                 return Next::Close;
             }
-            Route::Admin | Route::Cache { .. } | Route::WriteRecord | Route::Refuse(_) => {}
+            Route::Admin | Route::Cache { .. } | Route::WriteRecord { .. } | Route::Refuse(_) => {}
         }
         // A record to write is the one body kept (whole, within --max-body and
         // `write_record::MAX_BODY`).
-        let keep_body = route == Route::WriteRecord;
+        let keep_body = matches!(route, Route::WriteRecord { .. });
         // A client that sent `Expect: 100-continue` waits for it before sending the body this
         // loop is about to read (and drop); a body too large is refused at once instead.
         let body_limit = if keep_body {

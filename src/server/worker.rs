@@ -19,6 +19,7 @@ use crate::archive::handoff::Handoff;
 use crate::archive::{ArcWriter, WriterConfig};
 use crate::error::Error;
 use crate::fetch::DnsCache;
+use crate::proxy::prefix_writers::PrefixWriters;
 use crate::proxy::{hot::HotShard, Shared, WorkerCtx};
 
 pub(super) struct WorkerSetup {
@@ -109,24 +110,23 @@ async fn serve(setup: WorkerSetup) {
         }
     };
     let config = &shared.config;
-    let writer = ArcWriter::spawn(
-        WriterConfig {
-            dir: config.data_dir.join(id.to_string()),
-            sealed_dir: config.data_dir.join("sealed"),
-            prefix: config.prefix.clone(),
-            worker: id,
-            codec: config.codec(),
-            format: config.format,
-            first_serial,
-            max_size: config.arc_max_size,
-            max_idle: config.arc_max_idle,
-            fsync: config.fsync,
-            min_free: config.min_free,
-            handoff,
-            stats: shared.archive_stats.clone(),
-        },
-        shared.files.clone(),
-    );
+    let writer_config = WriterConfig {
+        dir: config.data_dir.join(id.to_string()),
+        sealed_dir: config.data_dir.join("sealed"),
+        prefix: config.prefix.clone(),
+        worker: id,
+        codec: config.codec(),
+        format: config.format,
+        first_serial,
+        max_size: config.arc_max_size,
+        max_idle: config.arc_max_idle,
+        fsync: config.fsync,
+        min_free: config.min_free,
+        handoff,
+        stats: shared.archive_stats.clone(),
+    };
+    let prefixed = PrefixWriters::new(writer_config.clone(), shared.files.clone());
+    let writer = ArcWriter::spawn(writer_config, shared.files.clone());
     let shard_bytes = (config.mem_cache / config.worker_count().max(1) as u64) as usize;
     let ctx = Rc::new(WorkerCtx {
         id,
@@ -135,6 +135,7 @@ async fn serve(setup: WorkerSetup) {
         pool: crate::fetch::UpstreamPool::new(),
         hot: RefCell::new(HotShard::new(shard_bytes)),
         writer: writer.clone(),
+        prefixed,
         access: Default::default(),
         fetches: Default::default(),
         spill: crate::fetch::spill::SpillTo {
@@ -240,6 +241,7 @@ async fn serve(setup: WorkerSetup) {
     if let Some(log) = &ctx.shared.access_log {
         ctx.access.flush(log);
     }
+    ctx.prefixed.close_all().await;
     writer.close().await;
 }
 

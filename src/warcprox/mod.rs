@@ -40,6 +40,8 @@ pub struct WarcproxMeta {
 /// What one capture asks of the archive besides the fetch (from `Warcprox-Meta`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capture {
+    /// Its records go to files named with this prefix (`warc-prefix`).
+    pub warc_prefix: Option<String>,
     /// A forward-mode reply says when its response was captured (`capture-metadata`).
     pub metadata: bool,
     /// The dedup buckets named, each read-write (`true`) or read-only; none named: the
@@ -82,9 +84,12 @@ impl WarcproxMeta {
         let mut meta: WarcproxMeta =
             serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         if let Some(prefix) = &meta.warc_prefix {
-            if prefix.contains(['/', '\\']) || prefix.is_empty() {
+            // A file name, and a field of CDX lines (space-separated): stricter than
+            // warcprox (which refuses only path separators), and said so.
+            let name_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+            if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(name_char) {
                 return Err(bad(format!(
-                    "warc-prefix {prefix:?} must be a non-empty name without / or \\"
+                    "warc-prefix {prefix:?} must be 1-64 letters, digits, '_', '.' or '-' (without / or \\)"
                 )));
             }
         }
@@ -117,6 +122,7 @@ impl WarcproxMeta {
             }
         }
         Capture {
+            warc_prefix: self.warc_prefix.clone(),
             metadata: self.wants_capture_metadata(),
             dedup_buckets,
         }
@@ -176,6 +182,7 @@ mod tests {
             (r#"["a list"]"#, "a JSON object is expected"),
             (r#"{"accept":"capture-metadata"}"#, "invalid type"),
             (r#"{"warc-prefix":"a/b"}"#, "without / or"),
+            (r#"{"warc-prefix":"a b"}"#, "letters, digits"),
             (
                 r#"{"blocks":[{"url_match":"NO_SUCH_MATCH","value":"x"}]}"#,
                 "url_match",
