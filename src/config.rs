@@ -324,6 +324,15 @@ pub struct Config {
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_DEDUP_MIN_BINARY_SIZE", default_value = "0", value_parser = parse_size)]
     pub dedup_min_binary_size: u64,
 
+    /// Write a crawl log in Heritrix's format, as warcprox does: one line per capture in
+    /// DIR/PREFIX-HOST-PORT.log (PREFIX: the capture's warc-prefix, else `crawl`).
+    #[arg(
+        help_heading = "Archive and storage",
+        long,
+        env = "LIVEWEB_CRAWL_LOG_DIR"
+    )]
+    pub crawl_log_dir: Option<PathBuf>,
+
     /// ARC file name prefix: PREFIX-<timestamp17>-<worker>-<serial>.arc.gz.
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_PREFIX", default_value = "LIVEWEB", value_parser = parse_prefix)]
     pub prefix: String,

@@ -12,6 +12,7 @@
 //! - [`policy`]: IP range tables (upstream rules, client and admin ranges, table files) and
 //!   proxy authentication.
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
+//! - [`crawl_log`]: the Heritrix-format crawl log warcprox writes (`--crawl-log-dir`).
 //! - [`dedup`]: the payload-digest store behind identical-payload revisits (redb on disk).
 //! - [`index`]: the shared URL index (compact slots in sharded tables, within a memory
 //!   budget) and in-flight fetch coalescing.
@@ -32,6 +33,7 @@ pub mod archive;
 pub mod blocking;
 pub mod clock;
 pub mod config;
+pub mod crawl_log;
 pub mod dedup;
 pub mod error;
 pub mod fetch;

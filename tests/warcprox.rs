@@ -299,3 +299,95 @@ fn warc_prefix_sends_records_to_files_of_their_own() {
     assert_eq!(origin.requests_for("/live-job2").len(), 1);
     proxy.finish();
 }
+
+/// `--crawl-log-dir`: one line per capture in Heritrix's format, as warcprox writes it:
+/// status, size, URL, hop path and via (from the Referer and `Warcprox-Meta`'s metadata),
+/// MIME type, fetch time and duration, payload digest, seed, `duplicate:digest` for a
+/// revisit, and the record's file and offset; a failed fetch with Heritrix's negative
+/// status; one file per warc-prefix.
+#[test]
+fn the_crawl_log_has_a_line_per_capture() {
+    let origin =
+        FnOrigin::start(|_| response("200 OK", "Content-Type: text/html\r\n", "<p>same page</p>"));
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().join("crawl");
+    let proxy = Proxy::start(&[
+        "--format",
+        "warc",
+        "--mode",
+        "forward",
+        "--crawl-log-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let first = origin.url("/first");
+    let meta = r#"Warcprox-Meta: {"metadata":{"hop_path":"L","seed":"http://seed.example/"}}"#;
+    fwd(
+        &proxy,
+        &first,
+        &format!("Referer: http://seed.example/\r\n{meta}\r\n"),
+    );
+    wait_stored(&proxy, &first, "");
+    fwd(&proxy, &origin.url("/again"), "");
+    fwd(
+        &proxy,
+        &origin.url("/job"),
+        "Warcprox-Meta: {\"warc-prefix\":\"job7\"}\r\n",
+    );
+    let closed = free_addr();
+    let refused = format!("http://{closed}/gone");
+    assert_eq!(fwd(&proxy, &refused, "").status, 502);
+    let port = proxy.addr.port();
+    let _ = proxy.finish();
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim().split('.').next().unwrap().to_string();
+    let read = |prefix: &str| {
+        std::fs::read_to_string(dir.join(format!("{prefix}-{host}-{port}.log")))
+            .unwrap_or_else(|e| panic!("{prefix}: {e}"))
+    };
+    let crawl = read("crawl");
+    let line_for = |text: &str, url: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(url))
+            .unwrap_or_else(|| panic!("no line for {url} in\n{text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let f = line_for(&crawl, &first);
+    assert_eq!(f.len(), 13, "{f:?}");
+    assert!(f[0].ends_with('Z') && f[0].len() == 24, "{f:?}");
+    assert_eq!((f[1].as_str(), f[2].as_str()), ("200", "16"));
+    assert_eq!(
+        (f[4].as_str(), f[5].as_str()),
+        ("L", "http://seed.example/")
+    );
+    assert_eq!((f[6].as_str(), f[7].as_str()), ("text/html", "-"));
+    assert!(f[8].len() > 18 && f[8].contains('+'), "{f:?}");
+    assert!(f[9].starts_with("sha1:"), "{f:?}");
+    assert_eq!(
+        (f[10].as_str(), f[11].as_str()),
+        ("http://seed.example/", "-")
+    );
+    let extra: serde_json::Value = serde_json::from_str(&f[12]).unwrap();
+    assert_eq!(extra["contentSize"], 16);
+    assert!(extra["warcFilename"]
+        .as_str()
+        .unwrap()
+        .ends_with(".warc.gz"));
+    assert!(extra["warcFileOffset"].as_u64().is_some());
+    let again = line_for(&crawl, &origin.url("/again"));
+    assert_eq!(
+        (again[9].as_str(), again[11].as_str()),
+        (f[9].as_str(), "duplicate:digest")
+    );
+    let gone = line_for(&crawl, &refused);
+    assert_eq!(
+        (gone[1].as_str(), gone[2].as_str(), gone[9].as_str()),
+        ("-2", "0", "-")
+    );
+    assert!(gone[12].contains("E30_connection_refused"), "{gone:?}");
+    let job = read("job7");
+    assert_eq!(job.lines().count(), 1, "{job}");
+    assert!(!crawl.contains("/job "), "{crawl}");
+}

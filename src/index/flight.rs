@@ -25,6 +25,19 @@ pub struct Delivery {
     /// body, and `member` (when there is one) the response as fetched, never written. Only
     /// the request that fetched it is answered from it; nothing is reused or indexed.
     pub revisit: bool,
+    /// What the record written for this fetch holds (for the crawl log); `None` when none
+    /// was written (a 304's stored record answers).
+    pub archived: Option<Arc<Archived>>,
+}
+
+/// What a record just written holds, as a crawl log reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// `sha1:...` of the payload.
+    pub digest: String,
+    pub mime: String,
+    /// Payload bytes.
+    pub payload_len: u64,
 }
 
 /// What a flight ends with. An error here was not archived (the record of an archived

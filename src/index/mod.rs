@@ -13,7 +13,7 @@ mod slots;
 mod table;
 mod vary;
 
-pub use flight::{Delivery, Flight, FlightGuard, Outcome};
+pub use flight::{Archived, Delivery, Flight, FlightGuard, Outcome};
 pub use record::StoredRecord;
 pub use restore::Restorer;
 pub use slot::{ticks, Facts};

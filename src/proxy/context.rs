@@ -63,6 +63,9 @@ pub struct Shared {
     pub transfer_budget: Arc<crate::fetch::spill::TransferBudget>,
     /// The payload-digest store, when captures are deduplicated (`--dedup`, WARC).
     pub dedup: Option<Arc<crate::dedup::DedupStore>>,
+    /// `--crawl-log-dir`'s log, started once the listeners are bound (its file names carry
+    /// the port).
+    pub crawl_log: std::sync::OnceLock<crate::crawl_log::CrawlLog>,
 }
 
 impl Shared {
@@ -102,6 +105,7 @@ impl Shared {
         };
         Ok(Shared {
             dedup,
+            crawl_log: std::sync::OnceLock::new(),
             dns_pool: Arc::new(dns_pool),
             access: ArcSwap::from_pointee(access),
             proxy_auth: ArcSwapOption::new(proxy_auth),

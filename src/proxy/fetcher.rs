@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{store, stored_head, WorkerCtx};
+use crate::clock::UtcTime;
 use crate::error::LogLine;
 use crate::fetch::Tap;
 use crate::http::request::Header;
@@ -103,12 +104,15 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
             .await
             .map_err(|e| crate::fetch::FetchError { error: e, ip: None }),
     };
+    let began = UtcTime::now();
+    let mut took = std::time::Duration::ZERO;
     let fetched = match permit {
         Ok(_slot) => {
             let started = Instant::now();
             let fetched =
                 crate::fetch::fetch(ctx.upstream(), &url, &headers, &validators, tap).await;
-            ctx.counters().fetch(started.elapsed().as_micros() as u64);
+            took = started.elapsed();
+            ctx.counters().fetch(took.as_micros() as u64);
             fetched
         }
         Err(fe) => {
@@ -120,6 +124,7 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
     };
     // Records go to the capture's warc-prefix files, if it named one.
     let writer = ctx.writer_for(capture.warc_prefix.as_deref());
+    let fetched_status = fetched.as_ref().ok().map(|f| f.head.status);
     let outcome = match (fetched, &revalidate) {
         (Ok(f), Some(old)) if f.head.status == 304 => {
             store::store_revalidation(&ctx, &writer, &url, f, &headers, old, forward).await
@@ -147,6 +152,17 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
             Err(fe.error)
         }
     };
+    if let Some(log) = ctx.shared.crawl_log.get() {
+        let fetch = FetchFacts {
+            url: &url,
+            headers: &headers,
+            capture: &capture,
+            status: fetched_status,
+            began,
+            took,
+        };
+        log_capture(&ctx, log, &fetch, &outcome);
+    }
     // The streaming client gets its last bytes only now that the record is written (and
     // durable under --fsync always): a reply that completed is never lost, even to kill -9.
     if let Some(tap) = &tap_for_end {
@@ -201,4 +217,72 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
         }
     }
     guard.0.complete(outcome);
+}
+
+/// What the crawl log says of a fetch besides its outcome.
+struct FetchFacts<'a> {
+    url: &'a TargetUrl,
+    headers: &'a [Header],
+    capture: &'a Capture,
+    /// The origin's status, when it answered.
+    status: Option<u16>,
+    began: UtcTime,
+    took: std::time::Duration,
+}
+
+/// The crawl-log line of a fetch: what was archived for it, or why it failed.
+fn log_capture(
+    ctx: &WorkerCtx,
+    log: &crate::crawl_log::CrawlLog,
+    f: &FetchFacts<'_>,
+    outcome: &crate::index::Outcome,
+) {
+    use crate::crawl_log::{failure_status, line, Entry};
+    let referer = f
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("referer"))
+        .and_then(|h| std::str::from_utf8(&h.value).ok());
+    let url = f.url.normalized.as_str();
+    let (hop_path, via) = f.capture.crawl.hop_and_via(url, referer);
+    let archived = outcome.as_ref().ok().and_then(|d| d.archived.clone());
+    let file = outcome.as_ref().ok().and_then(|d| {
+        let path = ctx.shared.files.get(d.record.loc.file_id)?.path.clone();
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        let name = crate::archive::record::sealed_name(&name).to_string();
+        Some((name, d.record.loc.offset))
+    });
+    let (status, exception) = match outcome {
+        Ok(d) => match d.record.status.error {
+            // An archived failure (liveweb mode).
+            Some(code) => (failure_status(code), Some(code.to_string())),
+            None => (i32::from(f.status.unwrap_or(d.record.status.code)), None),
+        },
+        Err(e) => {
+            let code = e.code_line().unwrap_or("E00");
+            (failure_status(code), Some(e.message()))
+        }
+    };
+    let entry = Entry {
+        status,
+        size: archived.as_ref().map_or(0, |a| a.payload_len),
+        url,
+        hop_path: &hop_path,
+        via: &via,
+        mime: archived.as_ref().map_or("", |a| a.mime.as_str()),
+        began: f.began,
+        took_ms: f.took.as_millis() as u64,
+        digest: archived.as_ref().map_or("-", |a| a.digest.as_str()),
+        seed: f.capture.crawl.seed.as_deref().unwrap_or("-"),
+        duplicate: outcome.as_ref().is_ok_and(|d| d.revisit),
+        warc: match (&archived, &file) {
+            (Some(_), Some((name, offset))) => Some((name.as_str(), *offset)),
+            _ => None,
+        },
+        exception: exception.as_deref(),
+    };
+    log.log(
+        f.capture.warc_prefix.as_deref(),
+        line(UtcTime::now(), &entry),
+    );
 }

@@ -29,7 +29,7 @@ use crate::http::reply::RecordStatus;
 use crate::http::request::Header;
 use crate::http::response::arc_mime;
 use crate::http::url::TargetUrl;
-use crate::index::{Delivery, Outcome, StoredRecord};
+use crate::index::{Archived, Delivery, Outcome, StoredRecord};
 use crate::warcprox::Capture;
 
 /// Payloads above this are compressed on the blocking pool.
@@ -84,6 +84,9 @@ async fn archive_response(
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
     let dedup = Dedup::of(ctx, &fetched, spill.as_ref(), &asked, private);
+    // The payload's bytes as received (chunk framing included, as warcprox counts them).
+    let payload_len = spill.as_ref().map_or(fetched.raw.len() as u64, |s| s.len())
+        - body_of(&fetched.raw).0 as u64;
     let content_type = fetched.head.content_type.as_deref();
     // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
     // response's own Content-Type.
@@ -162,11 +165,13 @@ async fn archive_response(
             if let Some(original) = dedup.lookup(&member.digest).await {
                 let revisit = dedup.revisit(url, date, &original, &member.digest, code);
                 let loc = archive_identical(ctx, writer, revisit, private).await?;
-                return Ok(revisit_delivery(loc, status, config.ttl, reuse, None));
+                let d = revisit_delivery(loc, status, config.ttl, reuse, None);
+                return Ok(archived(d, &member.digest, &cdx_mime, payload_len));
             }
         }
         let record_id = member.record_id.clone();
         let digest = member.digest.clone();
+        let log_mime = cdx_mime.clone();
         let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, member.digest.clone());
         cdx.private = private;
         let stored = append_file(
@@ -180,7 +185,7 @@ async fn archive_response(
         if let Some(dedup) = dedup {
             dedup.record(url, date, record_id, &digest);
         }
-        return Ok(stored);
+        return Ok(archived(stored, &digest, &log_mime, payload_len));
     }
     let encoded = encode(draft, config.codec(), private).await?;
     if let Some(dedup) = &dedup {
@@ -190,16 +195,12 @@ async fn archive_response(
             // The response as fetched, for this request's reply: never written.
             let whole = encoded.member.len() - encoded.trailer_len;
             let fetched = encoded.member.slice(..whole);
-            return Ok(revisit_delivery(
-                loc,
-                status,
-                config.ttl,
-                reuse,
-                Some(fetched),
-            ));
+            let d = revisit_delivery(loc, status, config.ttl, reuse, Some(fetched));
+            return Ok(archived(d, &encoded.digest, &cdx_mime, payload_len));
         }
     }
     let (record_id, digest) = (encoded.record_id.clone(), encoded.digest.clone());
+    let log_mime = cdx_mime.clone();
     let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
     cdx.private = private;
     let record = AppendRecord {
@@ -211,7 +212,19 @@ async fn archive_response(
     if let Some(dedup) = dedup {
         dedup.record(url, date, record_id, &digest);
     }
-    Ok(stored)
+    Ok(archived(stored, &digest, &log_mime, payload_len))
+}
+
+/// `d`, saying what its record holds (the payload digest in the CDX's base32).
+fn archived(d: Delivery, digest: &str, mime: &str, payload_len: u64) -> Delivery {
+    Delivery {
+        archived: Some(Arc::new(Archived {
+            digest: format!("sha1:{digest}"),
+            mime: mime.to_string(),
+            payload_len,
+        })),
+        ..d
+    }
 }
 
 /// A stored record being revalidated, with what its head says (read before the conditional
@@ -286,6 +299,7 @@ pub async fn store_revalidation(
         member,
         reuse: Some(Arc::new(reuse)),
         revisit: false,
+        archived: None,
     })
 }
 
@@ -653,5 +667,6 @@ pub(super) fn delivery(
         member,
         reuse: Some(Arc::new(reuse)),
         revisit: false,
+        archived: None,
     }
 }

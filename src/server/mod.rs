@@ -253,6 +253,12 @@ impl Server {
         let (listeners, local_addr) =
             listener::bind_all(config.listen, workers, config.notsent_lowat)?;
         let _ = shared.own_listen.set(local_addr);
+        if let Some(dir) = &config.crawl_log_dir {
+            let name = host.trim().split('.').next().unwrap_or_default();
+            let name = if name.is_empty() { "localhost" } else { name };
+            let log = crate::crawl_log::CrawlLog::start(dir, name, local_addr.port())?;
+            let _ = shared.crawl_log.set(log);
+        }
         log::info!(
             "recovered {} records in {:.2?} ({} files left open sealed, {} bytes of unfinished records cut, {} CDX rebuilt)",
             recovered.indexed,
@@ -467,6 +473,9 @@ pub fn run(config: Config) -> io::Result<()> {
     // Every payload digest recorded so far made durable (they are at most a second behind).
     if let Some(dedup) = &server.shared().dedup {
         dedup.close();
+    }
+    if let Some(log) = server.shared().crawl_log.get() {
+        log.close();
     }
     // The workers flushed their lines as they stopped: write them before exiting.
     if let Some(log) = &server.shared().access_log {

@@ -35,6 +35,49 @@ pub struct WarcproxMeta {
     /// warcprox's older form: one read-write bucket.
     #[serde(rename = "dedup-bucket")]
     pub dedup_bucket: Option<String>,
+    /// What the crawler says of the URL, for the crawl log (`hop_path`, `brozzled_url`,
+    /// `hop_via_url`, `seed`).
+    pub metadata: CrawlMetadata,
+}
+
+/// The crawl-log fields a crawler passes in `Warcprox-Meta`'s `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct CrawlMetadata {
+    pub hop_path: Option<String>,
+    pub brozzled_url: Option<String>,
+    pub hop_via_url: Option<String>,
+    pub seed: Option<String>,
+}
+
+impl CrawlMetadata {
+    /// The crawl log's hop path and via for a capture of `url` with this `referer`, as
+    /// warcprox derives them: the Referer wins; a URL other than the page the crawler
+    /// browsed (an embed or a redirect) is reached from that page, hop `B`.
+    pub fn hop_and_via(&self, url: &str, referer: Option<&str>) -> (String, String) {
+        let none =
+            self.hop_path.is_none() && self.brozzled_url.is_none() && self.hop_via_url.is_none();
+        if none {
+            return ("-".into(), referer.unwrap_or("-").into());
+        }
+        let mut hop = self.hop_path.clone().unwrap_or_else(|| "-".into());
+        let mut via = match hop.as_str() {
+            "-" => "-".to_string(),
+            _ => referer
+                .map(str::to_string)
+                .or_else(|| self.hop_via_url.clone())
+                .unwrap_or_else(|| "-".into()),
+        };
+        if let Some(page) = self.brozzled_url.as_deref().filter(|p| *p != url) {
+            via = page.to_string();
+            hop = if hop == "-" {
+                "B".into()
+            } else {
+                format!("{hop}B")
+            };
+        }
+        (hop, via)
+    }
 }
 
 /// What one capture asks of the archive besides the fetch (from `Warcprox-Meta`).
@@ -47,6 +90,8 @@ pub struct Capture {
     /// The dedup buckets named, each read-write (`true`) or read-only; none named: the
     /// default bucket, read-write.
     pub dedup_buckets: Vec<(String, bool)>,
+    /// For the crawl log.
+    pub crawl: CrawlMetadata,
 }
 
 impl Capture {
@@ -125,6 +170,7 @@ impl WarcproxMeta {
             warc_prefix: self.warc_prefix.clone(),
             metadata: self.wants_capture_metadata(),
             dedup_buckets,
+            crawl: self.metadata.clone(),
         }
     }
 
