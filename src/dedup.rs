@@ -171,6 +171,11 @@ impl DedupStore {
         }
     }
 
+    /// Entries waiting for the writer thread.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Makes every queued entry durable and stops the writer thread (at shutdown).
     pub fn close(&self) {
         let writer = lock(&self.writer).take();

@@ -48,6 +48,9 @@ pub enum Error {
     /// A rule of the request's `Warcprox-Meta` blocks the URL (the rule, as JSON).
     #[error("request rejected: blocked by rule found in Warcprox-Meta header: {0}")]
     BlockedByRule(String),
+    /// A limit of the request's `Warcprox-Meta` is reached (420, or 430 for a soft one).
+    #[error("request rejected: reached {} {}={}", if .0.soft { "soft limit" } else { "limit" }, .0.key, .0.limit)]
+    ReachedLimit(Box<crate::crawl_stats::Reached>),
     #[error("WARCPROX_WRITE_RECORD needs {0}")]
     WriteRecordNeeds(&'static str),
     #[error(
@@ -135,6 +138,7 @@ impl Error {
             | BadWarcproxMeta(_)
             | BadCdxQuery(_)
             | BlockedByRule(_)
+            | ReachedLimit(_)
             | WriteRecordNeeds(_)
             | WriteRecordNeedsWarc
             | TunnelNeedsForward
@@ -201,6 +205,8 @@ impl Error {
             BadRequest(_) | AbsoluteUrlRequired | InvalidUrl(_) | UnsupportedScheme
             | BadWarcproxMeta(_) | BadCdxQuery(_) | WriteRecordNeeds(_) => (400, "Bad Request"),
             BlockedByRule(_) => (403, "Forbidden"),
+            ReachedLimit(r) if r.soft => (430, "Reached soft limit"),
+            ReachedLimit(_) => (420, "Reached limit"),
             WriteRecordNeedsWarc => (405, "Method Not Allowed"),
             AddressNotAllowed(_)
             | ConnectPortNotAllowed(_)
@@ -251,6 +257,7 @@ impl Error {
             Error::BlockedByRule(rule) => {
                 Some(format!("Warcprox-Meta: {{\"blocked-by-rule\":{rule}}}\r\n"))
             }
+            Error::ReachedLimit(r) => Some(format!("Warcprox-Meta: {}\r\n", r.header)),
             _ => None,
         }
     }

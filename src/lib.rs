@@ -13,6 +13,7 @@
 //!   proxy authentication.
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`crawl_log`]: the Heritrix-format crawl log warcprox writes (`--crawl-log-dir`).
+//! - [`crawl_stats`]: warcprox's per-bucket crawl statistics and the limits on them.
 //! - [`dedup`]: the payload-digest store behind identical-payload revisits (redb on disk).
 //! - [`index`]: the shared URL index (compact slots in sharded tables, within a memory
 //!   budget) and in-flight fetch coalescing.
@@ -34,6 +35,7 @@ pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod crawl_log;
+pub mod crawl_stats;
 pub mod dedup;
 pub mod error;
 pub mod fetch;

@@ -391,3 +391,70 @@ fn the_crawl_log_has_a_line_per_capture() {
     assert_eq!(job.lines().count(), 1, "{job}");
     assert!(!crawl.contains("/job "), "{crawl}");
 }
+
+/// `stats` buckets and `limits` / `soft-limits`: each capture is tallied as it is archived,
+/// and the next request over a limit is refused at once (`420 Reached limit`, `430 Reached
+/// soft limit`) with the bucket's numbers in `Warcprox-Meta`, nothing fetched; the numbers
+/// survive a restart.
+#[test]
+fn limits_refuse_at_once_and_the_numbers_survive_a_restart() {
+    let origin = FnOrigin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        response(
+            "200 OK",
+            "Cache-Control: max-age=600\r\n",
+            &format!("body of {path}"),
+        )
+    });
+    let proxy = Proxy::start(&["--format", "warc", "--mode", "forward"]);
+    let hard = r#"Warcprox-Meta: {"stats":{"buckets":["job"]},"limits":{"job/total/urls":2}}"#;
+    for path in ["/l1", "/l2"] {
+        let url = origin.url(path);
+        assert_eq!(fwd(&proxy, &url, &format!("{hard}\r\n")).status, 200);
+        wait_stored(&proxy, &url, "");
+    }
+    let r = fwd(&proxy, &origin.url("/l3"), &format!("{hard}\r\n"));
+    assert!(
+        r.head.starts_with("HTTP/1.1 420 Reached limit\r\n"),
+        "{}",
+        r.head
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&r.header("warcprox-meta").unwrap()).unwrap();
+    assert_eq!(meta["reached-limit"]["job/total/urls"], 2);
+    assert_eq!(meta["stats"]["job"]["total"]["urls"], 2);
+    assert_eq!(meta["stats"]["job"]["new"]["urls"], 2);
+    assert!(
+        meta["stats"]["job"]["total"]["wire_bytes"]
+            .as_u64()
+            .unwrap()
+            > 20
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("reached limit job/total/urls=2"));
+    assert!(origin.requests_for("/l3").is_empty());
+    // Without the limit, the same bucket fetches on.
+    assert_eq!(fwd(&proxy, &origin.url("/l3"), "").status, 200);
+
+    // A soft limit on a domain's sub-bucket: 430 for that domain's URLs.
+    let soft = r#"Warcprox-Meta: {"stats":{"buckets":[{"bucket":"d","tally-domains":["127.0.0.1"]}]},"soft-limits":{"d:127.0.0.1/new/urls":1}}"#;
+    let s1 = origin.url("/s1");
+    assert_eq!(fwd(&proxy, &s1, &format!("{soft}\r\n")).status, 200);
+    wait_stored(&proxy, &s1, "");
+    let r = fwd(&proxy, &origin.url("/s2"), &format!("{soft}\r\n"));
+    assert_eq!(r.status, 430, "{}", r.head);
+    assert!(r
+        .header("warcprox-meta")
+        .unwrap()
+        .contains("\"reached-soft-limit\""));
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+
+    let saved = std::fs::read_to_string(data.join("crawl-stats.json")).unwrap();
+    assert!(saved.contains("\"job\""), "{saved}");
+    let proxy = Proxy::start_in(&data, &["--format", "warc", "--mode", "forward"]);
+    assert_eq!(
+        fwd(&proxy, &origin.url("/l4"), &format!("{hard}\r\n")).status,
+        420
+    );
+    proxy.finish();
+}

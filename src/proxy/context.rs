@@ -66,6 +66,8 @@ pub struct Shared {
     /// `--crawl-log-dir`'s log, started once the listeners are bound (its file names carry
     /// the port).
     pub crawl_log: std::sync::OnceLock<crate::crawl_log::CrawlLog>,
+    /// warcprox's per-bucket statistics and limits (`DATA/crawl-stats.json`).
+    pub crawl_stats: Arc<crate::crawl_stats::CrawlStats>,
 }
 
 impl Shared {
@@ -103,7 +105,10 @@ impl Shared {
             )?)),
             false => None,
         };
+        let crawl_stats =
+            crate::crawl_stats::CrawlStats::open(&config.data_dir.join(CRAWL_STATS_FILE))?;
         Ok(Shared {
+            crawl_stats,
             dedup,
             crawl_log: std::sync::OnceLock::new(),
             dns_pool: Arc::new(dns_pool),
@@ -160,6 +165,8 @@ impl Shared {
 
 /// The payload-digest store's file in the data directory.
 pub const DEDUP_FILE: &str = "dedup.redb";
+/// The crawl statistics' file in the data directory.
+pub const CRAWL_STATS_FILE: &str = "crawl-stats.json";
 
 /// How often each worker's request count is sampled, and how many samples make a minute.
 pub const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);

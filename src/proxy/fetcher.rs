@@ -125,6 +125,10 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
     // Records go to the capture's warc-prefix files, if it named one.
     let writer = ctx.writer_for(capture.warc_prefix.as_deref());
     let fetched_status = fetched.as_ref().ok().map(|f| f.head.status);
+    // Bytes received from the origin, heads included (warcprox's wire_bytes).
+    let wire_bytes = fetched.as_ref().ok().map_or(0, |f| {
+        f.spill.as_ref().map_or(f.raw.len() as u64, |s| s.len())
+    });
     let outcome = match (fetched, &revalidate) {
         (Ok(f), Some(old)) if f.head.status == 304 => {
             store::store_revalidation(&ctx, &writer, &url, f, &headers, old, forward).await
@@ -152,6 +156,17 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
             Err(fe.error)
         }
     };
+    // Counted before the reply completes, so the next request sees it against its limits.
+    if capture.tallied {
+        use crate::crawl_stats::Kind;
+        let kind = match &outcome {
+            Ok(d) if d.revisit => Kind::Revisit,
+            Ok(d) if d.archived.is_some() => Kind::New,
+            _ => Kind::Other,
+        };
+        let buckets = capture.stats_buckets_for(&url);
+        ctx.shared.crawl_stats.tally(&buckets, kind, wire_bytes);
+    }
     if let Some(log) = ctx.shared.crawl_log.get() {
         let fetch = FetchFacts {
             url: &url,

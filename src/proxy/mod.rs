@@ -199,6 +199,15 @@ async fn cache(
     capture: crate::warcprox::Capture,
 ) -> Result<Response, Error> {
     let url = parse_absolute(&req.target)?;
+    // warcprox's limits hold before anything is fetched (the numbers are tallied as each
+    // capture is archived).
+    if !capture.limits.is_empty() || !capture.soft_limits.is_empty() {
+        let buckets = capture.stats_buckets_for(&url);
+        let stats = &ctx.shared.crawl_stats;
+        if let Some(reached) = stats.reached(&buckets, &capture.limits, &capture.soft_limits) {
+            return Err(Error::ReachedLimit(Box::new(reached)));
+        }
+    }
     lookup::lookup_or_fetch(ctx, req, url, to, client, capture).await
 }
 

@@ -203,7 +203,11 @@ mod tests {
             ),
             Route::Cache {
                 forward: true,
-                capture: Capture { metadata: true, ..Capture::default() }
+                capture: Capture {
+                    metadata: true,
+                    tallied: true,
+                    ..Capture::default()
+                }
             }
         );
         assert!(matches!(

@@ -477,6 +477,7 @@ pub fn run(config: Config) -> io::Result<()> {
     if let Some(log) = server.shared().crawl_log.get() {
         log.close();
     }
+    server.shared().crawl_stats.close();
     // The workers flushed their lines as they stopped: write them before exiting.
     if let Some(log) = &server.shared().access_log {
         log.close(Duration::from_secs(5));

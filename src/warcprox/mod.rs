@@ -38,6 +38,32 @@ pub struct WarcproxMeta {
     /// What the crawler says of the URL, for the crawl log (`hop_path`, `brozzled_url`,
     /// `hop_via_url`, `seed`).
     pub metadata: CrawlMetadata,
+    /// Statistics buckets: `{"buckets": ["name", {"bucket": "name", "tally-domains": [...]}]}`.
+    pub stats: StatsSpec,
+    /// `BUCKET/SUB/STAT` -> number: refused with `420` once reached.
+    pub limits: serde_json::Map<String, serde_json::Value>,
+    /// The same, refused with `430`.
+    #[serde(rename = "soft-limits")]
+    pub soft_limits: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `stats` in `Warcprox-Meta`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StatsSpec {
+    pub buckets: Vec<StatsBucketSpec>,
+}
+
+/// A statistics bucket: a name, or a name with domains to tally apart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StatsBucketSpec {
+    Name(String),
+    WithDomains {
+        bucket: String,
+        #[serde(rename = "tally-domains", default)]
+        tally_domains: Vec<String>,
+    },
 }
 
 /// The crawl-log fields a crawler passes in `Warcprox-Meta`'s `metadata`.
@@ -92,9 +118,43 @@ pub struct Capture {
     pub dedup_buckets: Vec<(String, bool)>,
     /// For the crawl log.
     pub crawl: CrawlMetadata,
+    /// The request sent `Warcprox-Meta`: its capture is tallied in the crawl statistics.
+    pub tallied: bool,
+    /// Statistics buckets named, each with the domains tallied apart (lowercased).
+    pub stats_buckets: Vec<(String, Vec<String>)>,
+    /// `limits` and `soft-limits`, keys with their domain part lowercased.
+    pub limits: Vec<(String, u64)>,
+    pub soft_limits: Vec<(String, u64)>,
 }
 
 impl Capture {
+    /// The statistics buckets a capture of `url` is tallied in, as warcprox unravels
+    /// them: `__all__`, the named buckets (or `__unspecified__`), and `BUCKET:DOMAIN` for
+    /// each tallied domain the URL's host is or lies under.
+    pub fn stats_buckets_for(&self, url: &TargetUrl) -> Vec<String> {
+        use crate::crawl_stats::{ALL, UNSPECIFIED};
+        let mut out = vec![ALL.to_string()];
+        if self.stats_buckets.is_empty() {
+            out.push(UNSPECIFIED.to_string());
+        }
+        let host = url
+            .host
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_ascii_lowercase();
+        for (bucket, domains) in &self.stats_buckets {
+            out.push(bucket.clone());
+            for domain in domains {
+                let under = host.len() > domain.len()
+                    && host.ends_with(domain.as_str())
+                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.';
+                if host == *domain || under {
+                    out.push(format!("{bucket}:{domain}"));
+                }
+            }
+        }
+        out
+    }
+
     /// Where the payload digest is looked up, in order.
     pub fn lookup_buckets(&self) -> Vec<&str> {
         if self.dedup_buckets.is_empty() {
@@ -144,6 +204,16 @@ impl WarcproxMeta {
         for rule in &meta.blocks {
             rule.check().map_err(bad)?;
         }
+        for (name, value) in meta.limits.iter().chain(&meta.soft_limits) {
+            if name.rsplitn(3, '/').count() != 3 {
+                return Err(bad(format!(
+                    "limit {name:?}: expected BUCKET/SUB-BUCKET/STATISTIC, e.g. job1/total/urls"
+                )));
+            }
+            if value.as_u64().is_none() && !value.as_f64().is_some_and(|f| f >= 0.0) {
+                return Err(bad(format!("limit {name:?}: {value} is not a number >= 0")));
+            }
+        }
         for (name, mode) in &meta.dedup_buckets {
             if !mode.is_string() {
                 return Err(bad(format!(
@@ -166,11 +236,43 @@ impl WarcproxMeta {
                 dedup_buckets.push((name.clone(), true));
             }
         }
+        let stats_buckets = self
+            .stats
+            .buckets
+            .iter()
+            .map(|b| match b {
+                StatsBucketSpec::Name(name) => (name.clone(), Vec::new()),
+                StatsBucketSpec::WithDomains {
+                    bucket,
+                    tally_domains,
+                } => (
+                    bucket.clone(),
+                    tally_domains
+                        .iter()
+                        .map(|d| d.to_ascii_lowercase())
+                        .collect(),
+                ),
+            })
+            .collect();
+        let limits = |m: &serde_json::Map<String, serde_json::Value>| -> Vec<(String, u64)> {
+            m.iter()
+                .map(|(key, v)| {
+                    let n = v
+                        .as_u64()
+                        .unwrap_or_else(|| v.as_f64().unwrap_or(0.0).ceil() as u64);
+                    (normalize_limit_key(key), n)
+                })
+                .collect()
+        };
         Capture {
             warc_prefix: self.warc_prefix.clone(),
             metadata: self.wants_capture_metadata(),
             dedup_buckets,
             crawl: self.metadata.clone(),
+            tallied: true,
+            stats_buckets,
+            limits: limits(&self.limits),
+            soft_limits: limits(&self.soft_limits),
         }
     }
 
@@ -186,6 +288,20 @@ impl WarcproxMeta {
     pub fn wants_capture_metadata(&self) -> bool {
         self.accept.iter().any(|a| a == "capture-metadata")
     }
+}
+
+/// A limit key with the domain of a `BUCKET:DOMAIN` bucket lowercased, as buckets are
+/// named when tallied.
+fn normalize_limit_key(key: &str) -> String {
+    let mut parts = key.rsplitn(3, '/');
+    let (Some(stat), Some(sub), Some(bucket)) = (parts.next(), parts.next(), parts.next()) else {
+        return key.to_string();
+    };
+    let bucket = match bucket.split_once(':') {
+        Some((b, domain)) => format!("{b}:{}", domain.to_ascii_lowercase()),
+        None => bucket.to_string(),
+    };
+    format!("{bucket}/{sub}/{stat}")
 }
 
 #[cfg(test)]
@@ -217,6 +333,28 @@ mod tests {
     }
 
     #[test]
+    fn stats_buckets_unravel_as_warcprox_s_and_limits_are_read() {
+        let capture = |v: &str| meta(v).unwrap().unwrap().capture();
+        let url = crate::http::url::parse_absolute("http://WWW.Foo.Bar.com/x").unwrap();
+        let none = capture(r#"{"warc-prefix":"p"}"#);
+        assert!(none.tallied);
+        assert_eq!(none.stats_buckets_for(&url), ["__all__", "__unspecified__"]);
+        let c = capture(concat!(
+            r#"{"stats":{"buckets":["b1",{"bucket":"b2","tally-domains":["foo.bar.com","Bar.com","oo.bar.com","192.168.10.20"]}]},"#,
+            r#""limits":{"b1/total/urls":10},"soft-limits":{"b2:FOO.bar.com/new/wire_bytes":1.5}}"#
+        ));
+        assert_eq!(
+            c.stats_buckets_for(&url),
+            ["__all__", "b1", "b2", "b2:foo.bar.com", "b2:bar.com"]
+        );
+        assert_eq!(c.limits, [("b1/total/urls".to_string(), 10)]);
+        assert_eq!(
+            c.soft_limits,
+            [("b2:foo.bar.com/new/wire_bytes".to_string(), 2)]
+        );
+    }
+
+    #[test]
     fn fields_are_read_unknown_ones_ignored_and_bad_ones_refused_in_words() {
         let m = meta(r#"{"warc-prefix":"job1","accept":["capture-metadata"],"stats":{"buckets":["b"]},"future":1}"#)
             .unwrap()
@@ -236,6 +374,15 @@ mod tests {
             (r#"{"blocks":[{}]}"#, "no condition"),
             (r#"{"compressed_blocks":"!!"}"#, "base64"),
             (r#"{"dedup-buckets":{"b":1}}"#, "must be \"rw\" or \"ro\""),
+            (
+                r#"{"limits":{"job/urls":1}}"#,
+                "BUCKET/SUB-BUCKET/STATISTIC",
+            ),
+            (
+                r#"{"soft-limits":{"job/total/urls":"ten"}}"#,
+                "not a number",
+            ),
+            (r#"{"stats":{"buckets":[7]}}"#, "did not match"),
             (r#"{"dedup-buckets":["b"]}"#, "invalid type"),
         ] {
             match meta(bad) {
