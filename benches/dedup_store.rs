@@ -29,6 +29,22 @@ fn original(i: u64) -> Original {
     }
 }
 
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn timed(store: &DedupStore, keys: impl Iterator<Item = u64>, present: bool) -> String {
     let mut times = Vec::new();
     let started = Instant::now();
@@ -57,7 +73,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("dedup.redb");
+    let path = dir.path().join("dedup");
     let store = DedupStore::open(&path).expect("open");
     let started = Instant::now();
     for i in 0..n {
@@ -77,9 +93,9 @@ fn main() {
     store.close();
     let wrote = started.elapsed();
     drop(store);
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let size = dir_size(&path);
     println!(
-        "dedup store: {n} entries written in {wrote:.2?} ({:.0}/s), file {} MiB ({} bytes/entry)",
+        "dedup store: {n} entries written in {wrote:.2?} ({:.0}/s), {} MiB on disk ({} bytes/entry)",
         n as f64 / wrote.as_secs_f64(),
         size >> 20,
         size / n.max(1)

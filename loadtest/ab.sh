@@ -2,7 +2,8 @@
 # A/B of two liveweb builds on hits of one object (1 KiB unless SIZE says otherwise, e.g.
 # SIZE=256k or SIZE=4m), both reply shapes (liveweb: the ARC record; forward: the origin's
 # response), in one run, alternating rounds so drift hits both alike. MISS=1 measures misses
-# instead: every request a never-seen URL of that size (fetched, archived, answered).
+# instead: every request a never-seen URL of that size (fetched, archived, answered); with
+# UNIQUE=1 each such URL also has a payload of its own (text ending in its URI).
 # wrk -t1 -c50 pinned to CPU 1; loopback only; everything started here is stopped at exit.
 # Usage: [SIZE=1k] [MISS=1] loadtest/ab.sh BIN_A BIN_B [rounds] [seconds]
 #   e.g. git worktree add /tmp/old <commit> && (cd /tmp/old && cargo build --release)
@@ -28,7 +29,13 @@ case $SIZE in
 esac
 head -c "$BYTES" /dev/urandom > "$WORK/www/$SIZE.bin"
 MISS=${MISS:-}
-start_origin "expires 1h; location /u/ { rewrite ^ /$SIZE.bin break; }"
+if [ -n "${UNIQUE:-}" ]; then
+  # Every /u/ URL a payload of its own (SIZE bytes of text, then the URI): distinct digests.
+  FILL=$(head -c "$BYTES" /dev/zero | tr '\0' 'x')
+  start_origin "expires 1h; location /u/ { default_type text/plain; return 200 \"$FILL\$request_uri\"; }"
+else
+  start_origin "expires 1h; location /u/ { rewrite ^ /$SIZE.bin break; }"
+fi
 
 LW_NAME=a LW_BIN=$A launch_liveweb
 ADDR_A=$LW_ADDR

@@ -1,8 +1,13 @@
 //! The payload-digest store behind identical-payload revisits: for each payload digest, in
 //! each dedup bucket, the response record that last stored that payload whole. It lives on
-//! disk in redb (`DATA_DIR/dedup.redb`) so it survives restarts, with a bounded page cache;
-//! lookups run on the blocking pool, and one thread writes the entries in batches. A crash
+//! disk in fjall, an LSM tree (`DATA_DIR/dedup/`), so it survives restarts, with a bounded
+//! block cache and write buffer; lookups run on the blocking pool, and one thread writes the
+//! entries (an append to the tree's journal each), made durable every second. A crash
 //! loses at most the last second of entries: those payloads are then stored whole once more.
+//! A Bloom filter of the digests held (8 MiB, built from the table in the background at
+//! start) lets a payload never stored before skip the lookup altogether, and the entries
+//! last stored or found stay in a small in-memory cache, so a payload a crawl meets again
+//! and again (a site's scripts and images) is resolved on the worker, without I/O.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,18 +17,44 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-/// Key `DIGEST|BUCKET` (warcprox's own key shape), value `Original::encode`.
-const TABLE: TableDefinition<&str, &str> = TableDefinition::new("payload_digests");
-/// redb's page cache: what the store keeps in memory, whatever its size on disk.
-pub const CACHE_BYTES: usize = 64 << 20;
+/// The keyspace: key `DIGEST|BUCKET` (warcprox's own key shape), value `Original::encode`.
+const TABLE: &str = "payload_digests";
+/// The tree's block cache and its in-memory write buffer: what the store keeps in memory,
+/// whatever its size on disk.
+pub const CACHE_BYTES: u64 = 32 << 20;
+pub const WRITE_BUFFER_BYTES: u64 = 32 << 20;
 /// Entries written since the last durable commit are made durable at least this often.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// Entries waiting for the writer thread; past this, new ones are dropped (and counted).
 const QUEUE: usize = 64 * 1024;
 /// Entries written in one transaction at most.
 const BATCH: usize = 4096;
+/// The filter's size in bits (8 MiB), and the digest count it is tuned for: past that its
+/// false positives grow (each one costs a lookup that finds nothing, never a wrong answer).
+const FILTER_BITS: usize = 64 << 20;
+const FILTER_ITEMS: usize = 5_000_000;
+
+/// Entries kept in memory (the last stored or found).
+const RECENT: usize = 16 * 1024;
+
+/// What the store can say without I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quick {
+    /// No entry for the digest in any bucket.
+    Absent,
+    Found(Original),
+    /// Ask the store (`lookup`, on the blocking pool).
+    Unknown,
+}
+
+/// The digests the store may hold: no false negatives once `ready`.
+struct Filter {
+    bits: fastbloom::AtomicBloomFilter,
+    /// The digests already in the table when it was opened are all in `bits`.
+    ready: std::sync::atomic::AtomicBool,
+}
 
 /// The response record a revisit refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +96,14 @@ impl Original {
 /// The name warcprox gives the bucket of a request that names none.
 pub const DEFAULT_BUCKET: &str = "";
 
+/// The entry `value` names, unless it is older than `max_age` at `now`.
+fn fresh(value: &str, max_age: Option<Duration>, now: u64) -> Option<Original> {
+    let original = Original::decode(value)?;
+    max_age
+        .is_none_or(|age| now.saturating_sub(original.stored_at) <= age.as_secs())
+        .then_some(original)
+}
+
 fn key(digest: &str, bucket: &str) -> String {
     format!("{digest}|{bucket}")
 }
@@ -77,7 +116,10 @@ enum Msg {
 
 /// The digest store; shared by every worker.
 pub struct DedupStore {
-    db: Arc<Database>,
+    table: Keyspace,
+    filter: Arc<Filter>,
+    /// Key -> value of the entries last stored or found.
+    recent: quick_cache::sync::Cache<String, Arc<str>>,
     /// Entries queued and not yet committed, so a lookup right after a `put` finds them.
     pending: Arc<Mutex<HashMap<String, String>>>,
     queue: Sender<Msg>,
@@ -91,30 +133,74 @@ fn storage_error(path: &Path, e: impl std::fmt::Display) -> io::Error {
 }
 
 impl DedupStore {
-    /// Opens (or creates) the store at `path` and starts its writer thread.
+    /// Opens (or creates) the store in the directory `path` and starts its writer thread.
     pub fn open(path: &Path) -> io::Result<DedupStore> {
-        let failed = |e: redb::Error| storage_error(path, e);
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| failed(e.into()))?;
-        let txn = db.begin_write().map_err(|e| failed(e.into()))?;
-        txn.open_table(TABLE).map_err(|e| failed(e.into()))?;
-        txn.commit().map_err(|e| failed(e.into()))?;
-        let db = Arc::new(db);
+        let failed = |e: fjall::Error| storage_error(path, e);
+        let db = Database::builder(path)
+            .cache_size(CACHE_BYTES)
+            .worker_threads(1)
+            .open()
+            .map_err(failed)?;
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(WRITE_BUFFER_BYTES);
+        let table = db.keyspace(TABLE, options).map_err(failed)?;
+        let filter = Arc::new(Filter {
+            bits: fastbloom::AtomicBloomFilter::with_num_bits(FILTER_BITS)
+                .expected_items(FILTER_ITEMS),
+            ready: Default::default(),
+        });
+        let (for_scan, filling) = (table.clone(), filter.clone());
+        std::thread::Builder::new()
+            .name("liveweb-dedup-scan".into())
+            .spawn(move || match fill_filter(&for_scan, &filling) {
+                Ok(n) => log::info!("dedup store: {n} payload digests held"),
+                Err(e) => {
+                    log::error!("dedup store: digests not read ({e}); every payload is looked up")
+                }
+            })?;
         let (queue, rx) = crossbeam_channel::bounded(QUEUE);
         let pending: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let (for_writer, committed) = (db.clone(), pending.clone());
+        let (for_writer, committed) = ((db, table.clone()), pending.clone());
         let writer = std::thread::Builder::new()
             .name("liveweb-dedup".into())
-            .spawn(move || write_loop(&for_writer, rx, &committed))?;
+            .spawn(move || write_loop(&for_writer.0, &for_writer.1, rx, &committed))?;
         Ok(DedupStore {
-            db,
+            table,
+            filter,
+            recent: quick_cache::sync::Cache::new(RECENT),
             pending,
             queue,
             writer: Mutex::new(Some(writer)),
             dropped: Default::default(),
         })
+    }
+
+    /// Whether the store may hold `digest` (in any bucket): `false` means a lookup would
+    /// find nothing. Cheap, no I/O.
+    pub fn may_hold(&self, digest: &str) -> bool {
+        !self.filter.ready.load(std::sync::atomic::Ordering::Acquire)
+            || self.filter.bits.contains(digest)
+    }
+
+    /// What `lookup` would answer, when it is known without I/O (call it on the worker).
+    pub fn quick(
+        &self,
+        digest: &str,
+        buckets: &[&str],
+        max_age: Option<Duration>,
+        now: u64,
+    ) -> Quick {
+        if !self.may_hold(digest) {
+            return Quick::Absent;
+        }
+        for bucket in buckets {
+            let Some(value) = self.recent.get(&key(digest, bucket)) else {
+                return Quick::Unknown;
+            };
+            if let Some(original) = fresh(&value, max_age, now) {
+                return Quick::Found(original);
+            }
+        }
+        Quick::Unknown
     }
 
     /// The record that stored `digest` in the first of `buckets` that has one, unless it was
@@ -126,25 +212,20 @@ impl DedupStore {
         buckets: &[&str],
         max_age: Option<Duration>,
         now: u64,
-    ) -> Result<Option<Original>, redb::Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TABLE)?;
+    ) -> Result<Option<Original>, fjall::Error> {
         for bucket in buckets {
             let key = key(digest, bucket);
             let queued = lock(&self.pending).get(&key).cloned();
             let value = match queued {
                 Some(value) => value,
-                None => match table.get(key.as_str())? {
-                    Some(value) => value.value().to_string(),
+                None => match self.table.get(key.as_bytes())? {
+                    Some(value) => String::from_utf8_lossy(&value).into_owned(),
                     None => continue,
                 },
             };
-            let Some(original) = Original::decode(&value) else {
-                continue;
-            };
-            let fresh =
-                max_age.is_none_or(|age| now.saturating_sub(original.stored_at) <= age.as_secs());
-            if fresh {
+            let value: Arc<str> = value.into();
+            self.recent.insert(key, value.clone());
+            if let Some(original) = fresh(&value, max_age, now) {
                 return Ok(Some(original));
             }
         }
@@ -156,8 +237,10 @@ impl DedupStore {
     /// is dropped and counted (that payload is then stored whole once more).
     pub fn put(&self, digest: &str, buckets: &[&str], original: &Original) {
         let value = original.encode();
+        self.filter.bits.insert(digest);
         for bucket in buckets {
             let key = key(digest, bucket);
+            self.recent.insert(key.clone(), value.as_str().into());
             let msg = Msg::Put(key.clone(), value.clone());
             match self.queue.try_send(msg) {
                 Ok(()) => {
@@ -186,13 +269,34 @@ impl DedupStore {
     }
 }
 
+/// Puts every digest in the table into the filter, then marks it ready; how many entries.
+fn fill_filter(table: &Keyspace, filter: &Filter) -> Result<u64, fjall::Error> {
+    let mut n = 0;
+    for entry in table.iter() {
+        let key = entry.key()?;
+        let key = String::from_utf8_lossy(&key);
+        let digest = key.rsplit_once('|').map_or(&*key, |(d, _)| d);
+        filter.bits.insert(digest);
+        n += 1;
+    }
+    filter
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    Ok(n)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The writer thread: batches of entries, one transaction each, durable at least every
-/// `DURABLE_EVERY` and at close; committed entries leave `pending`.
-fn write_loop(db: &Database, rx: Receiver<Msg>, pending: &Mutex<HashMap<String, String>>) {
+/// The writer thread: entries written as they come, durable at least every
+/// `DURABLE_EVERY` and at close; written entries leave `pending`.
+fn write_loop(
+    db: &Database,
+    table: &Keyspace,
+    rx: Receiver<Msg>,
+    pending: &Mutex<HashMap<String, String>>,
+) {
     let mut dirty_since: Option<Instant> = None;
     loop {
         let wait = dirty_since.map_or(Duration::from_secs(3600), |t| {
@@ -215,7 +319,7 @@ fn write_loop(db: &Database, rx: Receiver<Msg>, pending: &Mutex<HashMap<String, 
         let due = dirty_since.is_some_and(|t| t.elapsed() >= DURABLE_EVERY);
         let durable = closing || due;
         if !batch.is_empty() || (durable && dirty_since.is_some()) {
-            match commit(db, &batch, durable) {
+            match commit(db, table, &batch, durable) {
                 Ok(()) if durable => dirty_since = None,
                 Ok(()) => {
                     dirty_since.get_or_insert_with(Instant::now);
@@ -237,19 +341,18 @@ fn write_loop(db: &Database, rx: Receiver<Msg>, pending: &Mutex<HashMap<String, 
     }
 }
 
-fn commit(db: &Database, batch: &[(String, String)], durable: bool) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    if !durable {
-        txn.set_durability(Durability::None)
-            .map_err(|e| redb::Error::from(redb::StorageError::from(io::Error::other(e))))?;
+fn commit(
+    db: &Database,
+    table: &Keyspace,
+    batch: &[(String, String)],
+    durable: bool,
+) -> Result<(), fjall::Error> {
+    for (k, v) in batch {
+        table.insert(k.as_bytes(), v.as_bytes())?;
     }
-    {
-        let mut table = txn.open_table(TABLE)?;
-        for (k, v) in batch {
-            table.insert(k.as_str(), v.as_str())?;
-        }
+    if durable {
+        db.persist(PersistMode::SyncData)?;
     }
-    txn.commit()?;
     Ok(())
 }
 
@@ -269,7 +372,7 @@ mod tests {
     #[test]
     fn entries_are_found_by_bucket_and_age_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dedup.redb");
+        let path = dir.path().join("dedup");
         let store = DedupStore::open(&path).unwrap();
         let first = original("http://a.test/x y", 1000);
         store.put("sha1:AAAA", &[DEFAULT_BUCKET, "job1"], &first);
@@ -302,6 +405,39 @@ mod tests {
         let found = store.lookup("sha1:AAAA", &["job1"], None, 5000).unwrap();
         assert_eq!(found, Some(newer));
         assert_eq!(store.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_filter_knows_the_digests_held_before_and_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dedup");
+        let ready = |s: &DedupStore| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !s.filter.ready.load(std::sync::atomic::Ordering::Acquire) {
+                assert!(Instant::now() < deadline, "filter never ready");
+                std::thread::yield_now();
+            }
+        };
+        let store = DedupStore::open(&path).unwrap();
+        ready(&store);
+        assert!(!store.may_hold("sha1:AAAA"));
+        assert_eq!(store.quick("sha1:AAAA", &["b"], None, 5), Quick::Absent);
+        store.put("sha1:AAAA", &["b"], &original("http://a/", 1));
+        assert!(store.may_hold("sha1:AAAA"));
+        let found = Quick::Found(original("http://a/", 1));
+        assert_eq!(store.quick("sha1:AAAA", &["b"], None, 5), found);
+        assert_eq!(
+            store.quick("sha1:AAAA", &["b"], Some(Duration::from_secs(1)), 5),
+            Quick::Unknown,
+            "too old here: the store decides"
+        );
+        assert_eq!(store.quick("sha1:AAAA", &["c"], None, 5), Quick::Unknown);
+        store.close();
+        drop(store);
+        let store = DedupStore::open(&path).unwrap();
+        ready(&store);
+        assert!(store.may_hold("sha1:AAAA"), "read back from the table");
+        assert!(!store.may_hold("sha1:BBBB"));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - [`archive`]: ARC record encoding, the O_DIRECT group-commit writer, the file table.
 //! - [`crawl_log`]: the Heritrix-format crawl log warcprox writes (`--crawl-log-dir`).
 //! - [`crawl_stats`]: warcprox's per-bucket crawl statistics and the limits on them.
-//! - [`dedup`]: the payload-digest store behind identical-payload revisits (redb on disk).
+//! - [`dedup`]: the payload-digest store behind identical-payload revisits (fjall, an LSM tree, on disk).
 //! - [`index`]: the shared URL index (compact slots in sharded tables, within a memory
 //!   budget) and in-flight fetch coalescing.
 //! - [`fetch`]: DNS off the worker and the upstream HTTP client, over TCP or TLS.

@@ -204,6 +204,6 @@ fn dedup_off_and_the_size_floors_store_payloads_whole() {
             .filter(|k| k == "revisit")
             .collect();
         assert_eq!(kinds.len(), revisits, "{flags:?}");
-        assert_eq!(data.join("dedup.redb").exists(), flags[1] != "off");
+        assert_eq!(data.join("dedup").exists(), flags[1] != "off");
     }
 }

@@ -141,7 +141,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
     let checked = Command::new("python3")
         .args([
             "-c",
-            "import json,sys; d=json.loads(sys.argv[1]); print(d['requests']['admin'] >= 1)",
+            "import json,sys; d=json.loads(sys.argv[1]); r=d['rates_1min']; print(d['requests']['admin'] >= 1 and r['urls_per_sec'] > 0 and r['warc_bytes_per_sec'] > 0 and 0 < r['actual_elapsed'] <= 65 and d['rates_15min']['actual_elapsed'] <= r['actual_elapsed'] + 5)",
             &json,
         ])
         .output()

@@ -39,6 +39,18 @@ pub struct Snapshot {
     pub access_log_dropped: u64,
     pub archive: Archive,
     pub open_files: Vec<OpenFile>,
+    /// Records and bytes archived per second over the last 1, 5 and 15 minutes.
+    pub archive_rates: [ArchiveRate; 3],
+}
+
+/// Archiving over a recent window, as warcprox's `/status` reports it (`rates_Nmin`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveRate {
+    pub minutes: u64,
+    /// Seconds the numbers cover (less than the window just after start).
+    pub elapsed: f64,
+    pub urls_per_sec: f64,
+    pub bytes_per_sec: f64,
 }
 
 /// What the archive did since start.
@@ -288,7 +300,7 @@ pub fn status_json(s: &Snapshot) -> String {
          \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
          \"on_seal_failures\":{},\"revisits\":{},\"disk_free_bytes\":{}}},\
          \"urls_processed\":{},\"warc_bytes_written\":{},\"queued_urls\":{},\
-         \"active_requests\":{},\"seconds_behind\":0",
+         \"active_requests\":{},\"seconds_behind\":0{}",
         t.bytes_in,
         t.bytes_out,
         t.connections,
@@ -312,6 +324,13 @@ pub fn status_json(s: &Snapshot) -> String {
         s.archive.bytes,
         s.fetches_queued,
         s.fetches_running,
+        s.archive_rates
+            .iter()
+            .map(|r| format!(
+                ",\"rates_{}min\":{{\"actual_elapsed\":{:.1},\"urls_per_sec\":{:.1},\"warc_bytes_per_sec\":{:.1}}}",
+                r.minutes, r.elapsed, r.urls_per_sec, r.bytes_per_sec
+            ))
+            .collect::<String>(),
     );
     out.push_str(",\"open_files\":[");
     let open: Vec<String> = s
@@ -423,6 +442,7 @@ mod tests {
                 name: "L-1-0-00003.arc.gz".into(),
                 bytes: 8192,
             }],
+            archive_rates: Default::default(),
             archive: Archive {
                 bytes: 9000,
                 records: 3,

@@ -52,6 +52,10 @@ pub struct Shared {
     /// Each worker's request count every `RATE_SAMPLE`, the last minute of them (per-worker
     /// request rates on the status page).
     pub rate_samples: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, Vec<u64>)>>,
+    /// Records and bytes archived so far, every `RATE_SAMPLE`, the last 15 minutes of them
+    /// (warcprox's `rates_1min`, `_5min`, `_15min`).
+    pub archive_samples:
+        std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, u64, u64)>>,
     /// What the archive did (status page, metrics).
     pub archive_stats: Arc<crate::archive::stats::ArchiveStats>,
     /// The last errors answered (status page).
@@ -133,6 +137,7 @@ impl Shared {
             recent_errors: crate::admin::RecentErrors::default(),
             archive_stats: Arc::default(),
             rate_samples: Default::default(),
+            archive_samples: Default::default(),
             access_log: match &config.access_log {
                 Some(target) => Some(crate::admin::access_log::AccessLog::start(target)?),
                 None => None,
@@ -163,14 +168,16 @@ impl Shared {
     }
 }
 
-/// The payload-digest store's file in the data directory.
-pub const DEDUP_FILE: &str = "dedup.redb";
+/// The payload-digest store's directory in the data directory.
+pub const DEDUP_FILE: &str = "dedup";
 /// The crawl statistics' file in the data directory.
 pub const CRAWL_STATS_FILE: &str = "crawl-stats.json";
 
 /// How often each worker's request count is sampled, and how many samples make a minute.
 pub const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
 const RATE_SAMPLES: usize = 13;
+/// 15 minutes of samples, and the one before.
+const ARCHIVE_SAMPLES: usize = 15 * 12 + 1;
 
 impl Shared {
     /// Records every worker's request count now (called every `RATE_SAMPLE`).
@@ -181,6 +188,47 @@ impl Shared {
             ring.pop_front();
         }
         ring.push_back((std::time::Instant::now(), counts));
+        drop(ring);
+        let a = self.archive_stats.now();
+        let mut ring = self
+            .archive_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ring.len() == ARCHIVE_SAMPLES {
+            ring.pop_front();
+        }
+        ring.push_back((
+            std::time::Instant::now(),
+            a.records_appended,
+            a.bytes_appended,
+        ));
+    }
+
+    /// Records and bytes archived per second over the last 1, 5 and 15 minutes (or since
+    /// start, when younger), as warcprox's `/status` gives them.
+    fn archive_rates(&self) -> [crate::admin::ArchiveRate; 3] {
+        let now = std::time::Instant::now();
+        let a = self.archive_stats.now();
+        let ring = self
+            .archive_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        [1u64, 5, 15].map(|minutes| {
+            let window = std::time::Duration::from_secs(minutes * 60);
+            // The oldest sample inside the window, else the start.
+            let (at, records, bytes) = ring
+                .iter()
+                .find(|(at, _, _)| now.duration_since(*at) <= window + RATE_SAMPLE)
+                .copied()
+                .unwrap_or((self.started, 0, 0));
+            let elapsed = now.duration_since(at).as_secs_f64().max(0.001);
+            crate::admin::ArchiveRate {
+                minutes,
+                elapsed,
+                urls_per_sec: a.records_appended.saturating_sub(records) as f64 / elapsed,
+                bytes_per_sec: a.bytes_appended.saturating_sub(bytes) as f64 / elapsed,
+            }
+        })
     }
 
     fn worker_requests(&self) -> Vec<u64> {
@@ -243,6 +291,7 @@ impl WorkerCtx {
             index: shared.index.memory(),
             spilled_responses: shared.transfer_budget.spilled(),
             transfer_memory_bytes: shared.transfer_budget.used(),
+            archive_rates: shared.archive_rates(),
             per_worker_rate: shared
                 .worker_rates(&per_worker.iter().map(|w| w.requests()).collect::<Vec<_>>()),
             per_worker,

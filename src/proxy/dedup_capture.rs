@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -16,7 +16,7 @@ use crate::archive::payload_digest::body_of;
 use crate::archive::warc;
 use crate::archive::{AppendRecord, ArcWriter};
 use crate::clock::UtcTime;
-use crate::dedup::{DedupStore, Original};
+use crate::dedup::{DedupStore, Original, Quick};
 use crate::error::Error;
 use crate::fetch::Fetched;
 use crate::http::cache::Reuse;
@@ -87,11 +87,19 @@ impl Dedup {
     /// The stored response with this payload digest (the CDX's, base32), if any; a store
     /// that cannot be read means no revisit (logged).
     pub(super) async fn lookup(&self, digest: &str) -> Option<Original> {
-        let store = self.store.clone();
         let key = format!("sha1:{digest}");
-        let buckets = self.lookup_in.clone();
         let max_age = self.max_age;
         let now = unix_now();
+        // A payload never stored before (most of a crawl's), or one met again and again (a
+        // site's scripts and images): answered here, no thread hop.
+        let buckets: Vec<&str> = self.lookup_in.iter().map(String::as_str).collect();
+        match self.store.quick(&key, &buckets, max_age, now) {
+            Quick::Absent => return None,
+            Quick::Found(original) => return Some(original),
+            Quick::Unknown => {}
+        }
+        let store = self.store.clone();
+        let buckets = self.lookup_in.clone();
         let found = monoio::spawn_blocking(move || {
             let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
             store.lookup(&key, &buckets, max_age, now)
@@ -172,9 +180,7 @@ pub(super) struct Revisit<'a> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(crate::clock::unix_now()).unwrap_or(0)
 }
 
 /// Writes an identical-payload revisit (and the request that got it), indexed as replay
