@@ -136,8 +136,8 @@ fn index(c: &mut Criterion) {
 const STORED: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Wed, 25 Nov 2026 18:00:00 GMT\r\nContent-Type: application/octet-stream\r\nContent-Length: 16\r\nLast-Modified: Wed, 25 Nov 2026 17:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6925e0a0-400\"\r\nExpires: Wed, 25 Nov 2026 19:00:00 GMT\r\nCache-Control: max-age=3600\r\nAccept-Ranges: bytes\r\n\r\n0123456789abcdef";
 
 fn forward_head(c: &mut Criterion) {
-    use liveweb::http::forward::{ClientSide, ForwardTemplate};
-    use liveweb::http::forward_stream::ResponseStreamer;
+    use liveweb::http::client_body::ResponseStreamer;
+    use liveweb::http::client_head::{ClientSide, ForwardTemplate};
     let client = ClientSide {
         version: 1,
         keep_alive: true,

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use liveweb::http::forward::ClientSide;
+use liveweb::http::client_head::ClientSide;
 use liveweb::http::range::ByteRange;
-use liveweb::http::forward_stream::ResponseStreamer;
+use liveweb::http::client_body::ResponseStreamer;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, raw)) = data.split_first() else {

@@ -103,3 +103,72 @@ pub fn payload_at(record: &[u8]) -> PayloadAt {
         None => PayloadAt::Incomplete,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_is_found_after_an_arc_line_or_a_warc_block_and_nothing_else() {
+        let arc = b"http://a/ 1.2.3.4 20260101000000 text/html 5\nhello";
+        let line_len = arc.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(
+            payload_at(arc),
+            PayloadAt::Found {
+                start: line_len + 1,
+                len: 5
+            }
+        );
+        let warc = b"WARC/1.1\r\nWARC-Type: response\r\nContent-Length: 7\r\n\r\npayload";
+        match payload_at(warc) {
+            PayloadAt::Found { start, len } => {
+                assert_eq!((&warc[start..], len), (&b"payload"[..], 7));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cut short: more bytes are needed, whichever the format.
+        for cut in [
+            &b"WAR"[..],
+            b"WARC/1.1\r\nContent-Len",
+            b"http://a/ 1.2.3.4 2026",
+        ] {
+            assert_eq!(payload_at(cut), PayloadAt::Incomplete, "{cut:?}");
+        }
+        // Not a record head: an ARC line without a length, a WARC block without one, and a
+        // header line longer than any reader accepts.
+        assert_eq!(payload_at(b"http://a/ x y z\nbody"), PayloadAt::Invalid);
+        assert_eq!(
+            payload_at(b"WARC/1.1\r\nWARC-Type: response\r\n\r\n"),
+            PayloadAt::Invalid
+        );
+        let endless = vec![b'a'; MAX_HEADER_LINE + 1];
+        assert_eq!(payload_at(&endless), PayloadAt::Invalid);
+    }
+
+    #[test]
+    fn names_and_reply_types_follow_the_format_and_the_codec() {
+        assert_eq!(Format::Arc.extension(Codec::Gzip(1)), "arc.gz");
+        assert_eq!(Format::Arc.extension(Codec::Plain), "arc");
+        assert_eq!(Format::Warc.extension(Codec::Gzip(1)), "warc.gz");
+        for (name, content_type) in [
+            ("L-1-0-00001.arc.gz", "application/arc-gz"),
+            ("L-1-0-00001.arc.gz.open", "application/arc-gz"),
+            ("L-1-0-00001.arc", "application/arc"),
+            ("L-1-0-00001.warc.gz", "application/warc-gz"),
+            ("job-1-0-00001.warc.gz.open", "application/warc-gz"),
+        ] {
+            assert_eq!(Format::content_type_of(name), content_type, "{name}");
+        }
+        // A file opens with its filedesc or warcinfo record.
+        let plain = Format::Arc.first_record(Codec::Plain, "L.arc", "-");
+        assert!(plain.starts_with(b"filedesc://L.arc "), "{plain:?}");
+        let warc = Format::Warc.first_record(Codec::Gzip(1), "L.warc.gz", "<urn:uuid:x>");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&warc[..]), &mut text)
+            .unwrap();
+        assert!(
+            text.starts_with("WARC/1.1\r\nWARC-Type: warcinfo\r\nWARC-Record-ID: <urn:uuid:x>\r\n"),
+            "{text}"
+        );
+    }
+}

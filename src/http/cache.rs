@@ -247,7 +247,7 @@ pub struct Reuse {
     /// the access log).
     pub fetched_from: Option<std::net::IpAddr>,
     /// Header fields `304` revalidations brought, replacing the stored response's in forward
-    /// replies (RFC 9111 4.3.4; `http::forward::update_fields`).
+    /// replies (RFC 9111 4.3.4; `http::client_head::update_fields`).
     pub updated_fields: Option<std::sync::Arc<[u8]>>,
 }
 

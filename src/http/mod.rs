@@ -3,8 +3,8 @@
 
 pub mod cache;
 pub mod chunked;
-pub mod forward;
-pub mod forward_stream;
+pub mod client_body;
+pub mod client_head;
 pub mod range;
 pub mod reply;
 pub mod request;

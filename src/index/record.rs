@@ -24,7 +24,7 @@ pub struct StoredRecord {
     /// forward mode reads them from its head).
     pub facts: Facts,
     /// Header fields `304` revalidations brought, replacing the stored response's in forward
-    /// replies (RFC 9111 4.3.4; `http::forward::update_fields`).
+    /// replies (RFC 9111 4.3.4; `http::client_head::update_fields`).
     pub updated_fields: Option<Arc<[u8]>>,
 }
 

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::archive::stored::Span;
 use crate::archive::RecordLoc;
-use crate::http::forward::ForwardTemplate;
+use crate::http::client_head::ForwardTemplate;
 
 /// File id, offset, and whether the bytes are the decoded form.
 type Key = (u32, u64, bool);

@@ -5,7 +5,6 @@ pub mod client_conn;
 pub mod context;
 mod dedup_capture;
 mod fetcher;
-pub mod forward;
 pub mod hot;
 mod lookup;
 pub mod passthrough;
@@ -14,6 +13,7 @@ pub mod router;
 pub mod send;
 pub mod store;
 mod stored_head;
+pub mod stored_reply;
 pub mod tunnel;
 pub mod write_record;
 
@@ -59,13 +59,13 @@ pub enum Body {
     /// Forward mode, a miss: the origin's response as it arrives from the fetch.
     Live {
         reader: TapReader,
-        client: crate::http::forward::ClientSide,
+        client: crate::http::client_head::ClientSide,
     },
     /// Forward mode: the stored response itself, decoded from its record as it is sent (the
     /// head is built then too, so `Response::head` is empty).
     Forward {
-        source: forward::MemberSource,
-        client: crate::http::forward::ClientSide,
+        source: stored_reply::MemberSource,
+        client: crate::http::client_head::ClientSide,
         /// The record is a gzip member (else plain, and its body can be sent from disk).
         gzip: bool,
         /// Where the record is, to keep its decoded form in the hot shard.
@@ -400,7 +400,7 @@ fn reply_for(
                     .and_then(|t| Some((t, t.head_for(&client)?)));
                 if let Some((t, f)) = prepared {
                     let body = match f.plan {
-                        crate::http::forward::BodyPlan::None => Body::None,
+                        crate::http::client_head::BodyPlan::None => Body::None,
                         _ => Body::Memory(d.plain.slice(t.body.clone())),
                     };
                     return Response {
@@ -412,7 +412,7 @@ fn reply_for(
                         upstream,
                     };
                 }
-                (forward::MemberSource::Memory(d.plain), false)
+                (stored_reply::MemberSource::Memory(d.plain), false)
             }
             None => (forward_source(record, member, file), gzip),
         };
@@ -526,8 +526,8 @@ fn client_side(
     age: Option<u64>,
     archive_limit: Option<u64>,
     update: Option<Arc<[u8]>>,
-) -> crate::http::forward::ClientSide {
-    crate::http::forward::ClientSide {
+) -> crate::http::client_head::ClientSide {
+    crate::http::client_head::ClientSide {
         version: to.conn.version,
         keep_alive: to.conn.keep_alive,
         head_only: to.head_only,
@@ -562,13 +562,13 @@ fn requested_range(
 /// record is decoded from the file as it goes).
 fn spans_reply(
     d: &hot::Decoded,
-    client: &crate::http::forward::ClientSide,
+    client: &crate::http::client_head::ClientSide,
     file: Option<&Arc<ArcFile>>,
 ) -> Option<(Vec<u8>, Body)> {
     let (template, spans, file) = (d.template.as_ref()?, d.spans.as_ref()?, file?);
     let f = template.head_for(client)?;
     let body = match f.plan {
-        crate::http::forward::BodyPlan::None => Body::None,
+        crate::http::client_head::BodyPlan::None => Body::None,
         _ => {
             let range = template.body.start as u64..template.body.end as u64;
             Body::FileRanges {
@@ -584,15 +584,15 @@ fn forward_source(
     record: &StoredRecord,
     member: Option<Bytes>,
     file: Option<Arc<ArcFile>>,
-) -> forward::MemberSource {
+) -> stored_reply::MemberSource {
     match (member, file) {
-        (Some(m), _) => forward::MemberSource::Memory(m),
-        (None, Some(file)) => forward::MemberSource::File {
+        (Some(m), _) => stored_reply::MemberSource::Memory(m),
+        (None, Some(file)) => stored_reply::MemberSource::File {
             file,
             offset: record.loc.offset,
             len: record.loc.len,
         },
-        (None, None) => forward::MemberSource::Memory(Bytes::new()),
+        (None, None) => stored_reply::MemberSource::Memory(Bytes::new()),
     }
 }
 

@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::fetch::request::{build_request, UpstreamBody};
 use crate::fetch::OriginConn;
 use crate::http::chunked::ChunkedScanner;
-use crate::http::forward::ClientSide;
-use crate::http::forward_stream::ResponseStreamer;
+use crate::http::client_body::ResponseStreamer;
+use crate::http::client_head::ClientSide;
 use crate::http::request::{RequestBody, RequestHead};
 use crate::http::url::parse_absolute;
 

@@ -14,8 +14,8 @@ use super::{Body, Response, WorkerCtx};
 use crate::archive::reader::is_resident;
 use crate::archive::ArcFile;
 use crate::fetch::{TapItem, TapReader};
-use crate::http::forward::ClientSide;
-use crate::http::forward_stream::ResponseStreamer;
+use crate::http::client_body::ResponseStreamer;
+use crate::http::client_head::ClientSide;
 use crate::http::reply::ConnState;
 
 /// Bodies up to this size are copied behind the head and sent in one write.
@@ -38,7 +38,7 @@ pub async fn write_response(
             loc,
         } => {
             let keep = Some((&ctx.hot, loc));
-            super::forward::send_stored(stream, source, client, gzip, keep, timeout).await
+            super::stored_reply::send_stored(stream, source, client, gzip, keep, timeout).await
         }
         Body::Live { reader, client } => send_live(stream, reader, client, timeout).await,
         body => write_record(ctx, stream, head, body, timeout)

@@ -256,7 +256,7 @@ pub async fn store_revalidation(
     let status = fetched.head.status;
     let fetched_from = Some(fetched.ip);
     let earlier = confirmed.updated_fields.as_deref();
-    let updated_fields = crate::http::forward::update_fields(fetched.final_head(), earlier);
+    let updated_fields = crate::http::client_head::update_fields(fetched.final_head(), earlier);
     let private = old.full.credentialed || old.full.forward_private;
     if ctx.shared.config.format == Format::Warc {
         match &old.refers {

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use super::chunked::ChunkedScanner;
-use super::forward::{forward_head, split_head, BodyPlan, ClientSide};
+use super::client_head::{forward_head, split_head, BodyPlan, ClientSide};
 use crate::error::Error;
 
 /// Turns origin body bytes into client body bytes according to a `BodyPlan`.
@@ -226,18 +226,13 @@ impl ResponseStreamer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::forward::ForwardTemplate;
+    use crate::http::client_head::ForwardTemplate;
 
     fn client(version: u8) -> ClientSide {
         ClientSide {
-            version,
-            keep_alive: true,
-            head_only: false,
             cache: "HIT",
             age: Some(5),
-            archive_limit: None,
-            update: None,
-            range: None,
+            ..crate::http::client_head::test_client(version)
         }
     }
 

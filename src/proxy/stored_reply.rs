@@ -19,8 +19,8 @@ use crate::archive::format::{payload_at, PayloadAt};
 use crate::archive::stored::stored_spans;
 use crate::archive::{ArcFile, RecordLoc};
 use crate::error::Error;
-use crate::http::forward::{ClientSide, ForwardTemplate};
-use crate::http::forward_stream::ResponseStreamer;
+use crate::http::client_body::ResponseStreamer;
+use crate::http::client_head::{ClientSide, ForwardTemplate};
 
 /// Records up to this size (compressed, and again decoded) are kept decoded after a forward
 /// hit.

@@ -1,7 +1,7 @@
 //! Forward-mode replies: the origin's own response as a browser expects it. Rewrites the
 //! origin's head for the client (hop-by-hop headers replaced by our own connection management,
 //! `Via` and `Age` added) and chooses how the body is framed for this client
-//! (`forward_stream` then turns the origin's body bytes into the client's). Pure: no I/O.
+//! (`client_body` then turns the origin's body bytes into the client's). Pure: no I/O.
 
 use std::io::Write;
 
@@ -355,9 +355,167 @@ impl ForwardTemplate {
     }
 }
 
+/// A keep-alive client of HTTP/1.`version` getting a miss, for tests here and beside.
+#[cfg(test)]
+pub(super) fn test_client(version: u8) -> ClientSide {
+    ClientSide {
+        version,
+        keep_alive: true,
+        head_only: false,
+        cache: "MISS",
+        age: None,
+        archive_limit: None,
+        update: None,
+        range: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(version: u8) -> ClientSide {
+        test_client(version)
+    }
+
+    /// The client head for an origin head, as text.
+    fn head_for(origin: &str, body_len: Option<u64>, c: &ClientSide) -> (String, BodyPlan, bool) {
+        let raw = origin.as_bytes();
+        let parsed = super::super::response::parse_response_head(raw)
+            .unwrap()
+            .unwrap();
+        let f = forward_head(raw, &parsed, body_len, c);
+        (String::from_utf8(f.head).unwrap(), f.plan, f.close)
+    }
+
+    fn count(head: &str, name: &str) -> usize {
+        head.lines()
+            .filter(|l| {
+                l.split(':')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .count()
+    }
+
+    #[test]
+    fn an_origin_cannot_spoof_liveweb_s_headers_or_the_connection_s() {
+        let origin = "HTTP/1.1 200 OK\r\nX-Cache: HIT\r\nx-liveweb-error: E00 fake\r\nX-Liveweb-Archived: yes\r\n\
+            Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=1\r\n\
+            Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Kept: yes\r\n\
+            Content-Length: 3\r\n\r\n";
+        let (head, plan, close) = head_for(origin, None, &client(1));
+        assert_eq!(plan, BodyPlan::Length(3));
+        assert!(!close);
+        assert_eq!(count(&head, "x-cache"), 1, "{head}");
+        assert!(head.contains("X-Cache: MISS\r\n"), "{head}");
+        for gone in [
+            "x-liveweb-error",
+            "x-liveweb-archived",
+            "x-secret",
+            "keep-alive",
+            "proxy-authenticate",
+            "trailer",
+            "upgrade",
+        ] {
+            assert_eq!(count(&head, gone), 0, "{gone} in {head}");
+        }
+        assert_eq!(count(&head, "x-kept"), 1);
+        assert_eq!(count(&head, "content-length"), 1);
+        assert_eq!(count(&head, "via"), 1);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_reason_phrase_cannot_inject_lines_and_age_is_ours_only_on_hits() {
+        let raw = b"HTTP/1.1 200 OK\r\nAge: 100\r\nContent-Length: 0\r\n\r\n";
+        let mut parsed = super::super::response::parse_response_head(raw)
+            .unwrap()
+            .unwrap();
+        parsed.reason = "OK\r\nX-Injected: 1".into();
+        let f = forward_head(raw, &parsed, None, &client(1));
+        let head = String::from_utf8(f.head).unwrap();
+        assert!(!head.contains("\r\nX-Injected"), "{head}");
+        assert!(
+            head.contains("Age: 100\r\n"),
+            "a miss passes the origin's Age on"
+        );
+        let hit = ClientSide {
+            age: Some(160),
+            cache: "HIT",
+            ..client(1)
+        };
+        let f = forward_head(raw, &parsed, None, &hit);
+        let head = String::from_utf8(f.head).unwrap();
+        assert_eq!(count(&head, "age"), 1, "{head}");
+        assert!(head.contains("Age: 160\r\n"));
+    }
+
+    #[test]
+    fn each_framing_reaches_each_client_version_intact() {
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (head, plan, close) = head_for(chunked, None, &client(1));
+        assert_eq!((plan, close), (BodyPlan::PassChunked, false));
+        assert_eq!(count(&head, "transfer-encoding"), 1);
+        let (head, plan, close) = head_for(chunked, None, &client(0));
+        assert_eq!((plan, close), (BodyPlan::Dechunk, true));
+        assert_eq!(count(&head, "transfer-encoding"), 0, "{head}");
+        let until_close = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+        let (head, plan, _) = head_for(until_close, None, &client(1));
+        assert_eq!(plan, BodyPlan::Rechunk);
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"));
+        assert_eq!(
+            head_for(until_close, None, &client(0)).1,
+            BodyPlan::UntilClose
+        );
+        // A stored body's length is known: it is sent with a Content-Length.
+        let (head, plan, _) = head_for(until_close, Some(7), &client(1));
+        assert_eq!(plan, BodyPlan::Length(7));
+        assert!(head.contains("Content-Length: 7\r\n"));
+        let no_body = "HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n";
+        let (head, plan, _) = head_for(no_body, None, &client(1));
+        assert_eq!(plan, BodyPlan::None);
+        assert!(
+            head.contains("Content-Length: 50\r\n"),
+            "a 304 keeps its own: {head}"
+        );
+        // A client that asked to close gets Connection: close.
+        let closing = ClientSide {
+            keep_alive: false,
+            ..client(1)
+        };
+        let (head, _, close) = head_for(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n",
+            None,
+            &closing,
+        );
+        assert!(close && head.contains("Connection: close\r\n"), "{head}");
+    }
+
+    #[test]
+    fn a_range_of_a_stored_body_is_a_206_or_a_416_and_an_oversized_one_is_labelled() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        let ranged = |spec: &str| ClientSide {
+            range: super::super::range::parse_range(spec.as_bytes()),
+            ..client(1)
+        };
+        let (head, plan, _) = head_for(ok, Some(10), &ranged("bytes=2-4"));
+        assert_eq!(plan, BodyPlan::Range { skip: 2, len: 3 });
+        assert!(head.starts_with("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-4/10\r\n"));
+        assert!(head.contains("Content-Length: 3\r\n"));
+        assert_eq!(count(&head, "content-length"), 1, "{head}");
+        let (head, plan, _) = head_for(ok, Some(10), &ranged("bytes=20-"));
+        assert_eq!(plan, BodyPlan::Length(0));
+        assert!(
+            head.starts_with("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */10\r\n")
+        );
+        let limited = ClientSide {
+            archive_limit: Some(5),
+            ..client(1)
+        };
+        let (head, _, _) = head_for(ok, None, &limited);
+        assert!(head.contains("X-Liveweb-Archived: no; E40\r\n"), "{head}");
+    }
 
     #[test]
     fn a_304_replaces_fields_by_name_but_never_the_framing() {
