@@ -196,3 +196,33 @@ fn an_unwritable_worker_directory_is_refused_at_start_with_its_path() {
         "{said}"
     );
 }
+
+/// packaging/liveweb.default (the .deb's /etc/default/liveweb) names every setting's
+/// environment variable, each commented out at its default, and nothing that is not one.
+#[test]
+fn the_packaged_environment_file_names_every_setting() {
+    use clap::CommandFactory;
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/liveweb.default"
+    ))
+    .expect("packaging/liveweb.default");
+    let vars: Vec<String> = liveweb::config::Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    assert!(vars.len() > 50, "{vars:?}");
+    for var in &vars {
+        assert!(
+            file.lines().any(|l| l.starts_with(&format!("#{var}="))),
+            "{var} is not in packaging/liveweb.default"
+        );
+    }
+    for line in file
+        .lines()
+        .filter(|l| l.starts_with("#LIVEWEB_") || l.starts_with("LIVEWEB_"))
+    {
+        let name = line.trim_start_matches('#').split('=').next().unwrap();
+        assert!(vars.iter().any(|v| v == name), "{name} is not a setting");
+    }
+}
