@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a request ended (the `X-Cache` values), as replies name it and counters count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestState {
     /// Answered from a stored record.
     Hit,
     /// This request's fetch produced the record.
@@ -25,42 +25,42 @@ pub enum Outcome {
     Error,
 }
 
-impl Outcome {
-    pub const ALL: [Outcome; 8] = [
-        Outcome::Hit,
-        Outcome::Miss,
-        Outcome::Coalesced,
-        Outcome::Revalidated,
-        Outcome::Admin,
-        Outcome::Queued,
-        Outcome::Bypass,
-        Outcome::Error,
+impl RequestState {
+    pub const ALL: [RequestState; 8] = [
+        RequestState::Hit,
+        RequestState::Miss,
+        RequestState::Coalesced,
+        RequestState::Revalidated,
+        RequestState::Admin,
+        RequestState::Queued,
+        RequestState::Bypass,
+        RequestState::Error,
     ];
 
     /// As `X-Cache` says it (`HIT`, `MISS`, ...; `BYPASS`, `ERROR`, `ADMIN`, `QUEUED`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Hit => "HIT",
-            Outcome::Miss => "MISS",
-            Outcome::Coalesced => "COALESCED",
-            Outcome::Revalidated => "REVALIDATED",
-            Outcome::Admin => "ADMIN",
-            Outcome::Queued => "QUEUED",
-            Outcome::Bypass => "BYPASS",
-            Outcome::Error => "ERROR",
+            RequestState::Hit => "HIT",
+            RequestState::Miss => "MISS",
+            RequestState::Coalesced => "COALESCED",
+            RequestState::Revalidated => "REVALIDATED",
+            RequestState::Admin => "ADMIN",
+            RequestState::Queued => "QUEUED",
+            RequestState::Bypass => "BYPASS",
+            RequestState::Error => "ERROR",
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Coalesced => "coalesced",
-            Outcome::Revalidated => "revalidated",
-            Outcome::Admin => "admin",
-            Outcome::Queued => "queued",
-            Outcome::Bypass => "bypass",
-            Outcome::Error => "error",
+            RequestState::Hit => "hit",
+            RequestState::Miss => "miss",
+            RequestState::Coalesced => "coalesced",
+            RequestState::Revalidated => "revalidated",
+            RequestState::Admin => "admin",
+            RequestState::Queued => "queued",
+            RequestState::Bypass => "bypass",
+            RequestState::Error => "error",
         }
     }
 }
@@ -88,7 +88,7 @@ fn bucket_of(micros: u64) -> usize {
 /// One worker's cells. Written by that worker only.
 #[derive(Default)]
 pub struct WorkerCounters {
-    outcomes: [AtomicU64; Outcome::ALL.len()],
+    outcomes: [AtomicU64; RequestState::ALL.len()],
     codes: [AtomicU64; CODES.len()],
     bytes_out: AtomicU64,
     connections: AtomicU64,
@@ -119,7 +119,13 @@ impl WorkerCounters {
     /// One request answered: how it ended, its error code line (`E30 ...`) if any, the
     /// bytes written and how long it took from its head to its last byte (`None` for a
     /// refusal before its head was whole: no duration to speak of).
-    pub fn request(&self, outcome: Outcome, code: Option<&str>, bytes: u64, micros: Option<u64>) {
+    pub fn request(
+        &self,
+        outcome: RequestState,
+        code: Option<&str>,
+        bytes: u64,
+        micros: Option<u64>,
+    ) {
         bump(&self.outcomes[outcome as usize], 1);
         if let Some(line) = code {
             let code = line.split(' ').next().unwrap_or("");
@@ -170,7 +176,7 @@ impl WorkerCounters {
 /// Every worker's counters summed (and kept per worker where a page shows them so).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
-    pub outcomes: [u64; Outcome::ALL.len()],
+    pub outcomes: [u64; RequestState::ALL.len()],
     pub codes: [u64; CODES.len()],
     pub bytes_out: u64,
     pub connections: u64,
@@ -210,8 +216,9 @@ impl Totals {
 
     /// Hits among requests answered from the cache or by a fetch (0 when none).
     pub fn hit_ratio(&self) -> f64 {
-        let hits = self.outcome(Outcome::Hit) + self.outcome(Outcome::Revalidated);
-        let cached = hits + self.outcome(Outcome::Miss) + self.outcome(Outcome::Coalesced);
+        let hits = self.outcome(RequestState::Hit) + self.outcome(RequestState::Revalidated);
+        let cached =
+            hits + self.outcome(RequestState::Miss) + self.outcome(RequestState::Coalesced);
         if cached == 0 {
             0.0
         } else {
@@ -223,7 +230,7 @@ impl Totals {
         self.outcomes.iter().sum()
     }
 
-    pub fn outcome(&self, o: Outcome) -> u64 {
+    pub fn outcome(&self, o: RequestState) -> u64 {
         self.outcomes[o as usize]
     }
 }
@@ -236,22 +243,22 @@ mod tests {
     fn requests_are_counted_by_outcome_code_and_duration() {
         let w = WorkerCounters::default();
         w.connection_opened();
-        w.request(Outcome::Hit, None, 1000, Some(80));
-        w.request(Outcome::Miss, None, 2000, Some(3_000));
+        w.request(RequestState::Hit, None, 1000, Some(80));
+        w.request(RequestState::Miss, None, 2000, Some(3_000));
         w.request(
-            Outcome::Error,
+            RequestState::Error,
             Some("E30 connection refused"),
             100,
             Some(2_000_000),
         );
-        w.request(Outcome::Error, Some("E99 unheard of"), 100, Some(10));
-        w.request(Outcome::Error, Some("E60 busy"), 0, None);
+        w.request(RequestState::Error, Some("E99 unheard of"), 100, Some(10));
+        w.request(RequestState::Error, Some("E60 busy"), 0, None);
         let mut t = Totals::default();
         t.add(&w);
         t.add(&w);
         assert_eq!(t.requests(), 10);
-        assert_eq!(t.outcome(Outcome::Hit), 2);
-        assert_eq!(t.outcome(Outcome::Error), 6);
+        assert_eq!(t.outcome(RequestState::Hit), 2);
+        assert_eq!(t.outcome(RequestState::Error), 6);
         assert_eq!(
             t.latency.iter().sum::<u64>(),
             8,

@@ -10,7 +10,7 @@ pub mod recent;
 
 use std::fmt::Write;
 
-pub use counters::{Outcome, Totals, WorkerCounters, CODES, LATENCY_BOUNDS};
+pub use counters::{RequestState, Totals, WorkerCounters, CODES, LATENCY_BOUNDS};
 pub use page::status_html;
 pub use recent::{RecentError, RecentErrors};
 
@@ -80,7 +80,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let t = &s.totals;
     let name = "liveweb_requests_total";
-    let samples: Vec<String> = Outcome::ALL
+    let samples: Vec<String> = RequestState::ALL
         .iter()
         .map(|o| format!("{name}{{outcome=\"{}\"}} {}", o.label(), t.outcome(*o)))
         .collect();
@@ -281,7 +281,7 @@ pub fn status_json(s: &Snapshot) -> String {
         "{{\"version\":\"{}\",\"uptime_seconds\":{},\"workers\":{},\"requests\":{{",
         s.version, s.uptime_secs, s.workers
     );
-    let outcomes: Vec<String> = Outcome::ALL
+    let outcomes: Vec<String> = RequestState::ALL
         .iter()
         .map(|o| format!("\"{}\":{}", o.label(), t.outcome(*o)))
         .collect();
@@ -414,8 +414,8 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let w = WorkerCounters::default();
-        w.request(Outcome::Hit, None, 1000, Some(80));
-        w.request(Outcome::Error, Some("E60 busy"), 50, Some(3000));
+        w.request(RequestState::Hit, None, 1000, Some(80));
+        w.request(RequestState::Error, Some("E60 busy"), 50, Some(3000));
         w.set_hot_bytes(4096);
         let mut totals = Totals::default();
         totals.add(&w);

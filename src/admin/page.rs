@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Outcome, Snapshot, CODES};
+use super::{RequestState, Snapshot, CODES};
 
 /// What a browser opening the proxy's own address (`GET /`) gets: what liveweb is, how to
 /// use it as a proxy, and the status page.
@@ -71,11 +71,11 @@ pub fn status_html(s: &Snapshot) -> String {
         t.connections,
     );
     out.push_str("<h2>Requests</h2>\n<table id=\"requests\"><tr>");
-    for o in Outcome::ALL {
+    for o in RequestState::ALL {
         let _ = write!(out, "<th>{}</th>", o.label());
     }
     out.push_str("</tr><tr>");
-    for o in Outcome::ALL {
+    for o in RequestState::ALL {
         let _ = write!(out, "<td>{}</td>", t.outcome(o));
     }
     out.push_str("</tr></table>\n<h2>Fetches and store</h2>\n<table id=\"fetches\">");

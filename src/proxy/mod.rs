@@ -37,7 +37,7 @@ use crate::index::StoredRecord;
 
 /// How a request ended; named in the `X-Cache` header, logs and counters (the counters'
 /// own type, so the two never drift apart).
-pub use crate::admin::Outcome as RequestState;
+pub use crate::admin::RequestState;
 
 /// Where the reply body comes from.
 pub enum Body {

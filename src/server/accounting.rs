@@ -4,14 +4,14 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::admin::{access_log, Outcome};
+use crate::admin::{access_log, RequestState};
 use crate::http::request::RequestHead;
 use crate::proxy::client_conn::ClientConn;
 use crate::proxy::WorkerCtx;
 
 /// One answered request as the counters see it.
 pub(super) struct Answered<'a> {
-    pub outcome: Outcome,
+    pub outcome: RequestState,
     /// Its error code line, and what liveweb's reply said, if it made one.
     pub error: Option<(&'static str, Option<&'a str>)>,
     /// When its head was read.

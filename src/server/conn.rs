@@ -17,7 +17,7 @@ use super::limits::ConnPermit;
 use super::request_body::{
     discard, discard_chunked, fill, read_body, send_continue, Fill, MAX_DISCARD_BODY,
 };
-use crate::admin::Outcome;
+use crate::admin::RequestState;
 use crate::error::{Error, LogLine};
 use crate::http::reply::ConnState;
 use crate::http::request::RequestHead;
@@ -193,7 +193,7 @@ async fn serve_requests(
                     }
                 };
                 let bypass = Answered {
-                    outcome: Outcome::Bypass,
+                    outcome: RequestState::Bypass,
                     error: None,
                     since,
                     upstream: origin,
@@ -377,8 +377,12 @@ async fn write_refusal(
     timeout: Duration,
 ) -> bool {
     let written = write_error(ctx, stream, e, version, timeout).await;
-    ctx.counters()
-        .request(Outcome::Error, e.code_line(), stream.take_written(), None);
+    ctx.counters().request(
+        RequestState::Error,
+        e.code_line(),
+        stream.take_written(),
+        None,
+    );
     written
 }
 
@@ -412,7 +416,7 @@ async fn refuse_request(
     let written = write_error(ctx, stream, e, req.version, idle).await;
     let message = e.message();
     let answered = Answered {
-        outcome: Outcome::Error,
+        outcome: RequestState::Error,
         error: e.code_line().map(|code| (code, Some(message.as_str()))),
         since,
         upstream: None,
