@@ -621,6 +621,49 @@ impl Config {
         })
     }
 
+    /// What this process runs with, for the status page: the settings an operator checks
+    /// first, each as `(flag, value)`.
+    pub fn summary(&self, listening: Option<std::net::SocketAddr>) -> Vec<(&'static str, String)> {
+        let mib = |b: u64| format!("{} MiB", b >> 20);
+        let fsync = match self.fsync {
+            FsyncPolicy::Never => "never".to_string(),
+            FsyncPolicy::Interval(d) => format!("interval:{d:?}"),
+            FsyncPolicy::Always => "always".to_string(),
+        };
+        let format = match self.format {
+            crate::archive::format::Format::Arc if self.arc_gzip => "arc (.arc.gz)",
+            crate::archive::format::Format::Arc => "arc (.arc)",
+            crate::archive::format::Format::Warc => "warc (.warc.gz)",
+        };
+        vec![
+            ("--mode", format!("{:?}", self.mode).to_lowercase()),
+            (
+                "--listen",
+                listening.map_or_else(|| self.listen.to_string(), |a| a.to_string()),
+            ),
+            ("--data-dir", self.data_dir.display().to_string()),
+            ("--format", format.to_string()),
+            (
+                "--dedup",
+                (if self.dedup_enabled() { "on" } else { "off" }).to_string(),
+            ),
+            ("--workers", self.worker_count().to_string()),
+            ("--fsync", fsync),
+            ("--ttl", format!("{:?}", self.ttl)),
+            ("--max-body", mib(self.max_body)),
+            ("--max-fetches", self.fetch_limits().max_running.to_string()),
+            ("--index-memory", mib(self.index_memory())),
+            ("--transfer-memory", mib(self.transfer_memory())),
+            ("--mem-cache", mib(self.mem_cache)),
+            (
+                "--mitm-ca",
+                self.mitm_ca
+                    .as_ref()
+                    .map_or_else(|| "off".into(), |p| p.display().to_string()),
+            ),
+        ]
+    }
+
     /// The fetch scheduler's limits.
     pub fn fetch_limits(&self) -> crate::sched::Limits {
         crate::sched::Limits {

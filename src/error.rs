@@ -301,6 +301,41 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_counted_code_means_what_its_replies_say() {
+        use crate::admin::{code_meaning, CODES};
+        let io = || std::io::Error::other("x");
+        let each = [
+            Error::InvalidUrl("x"),
+            Error::AddressNotAllowed("x".into()),
+            Error::LoopDetected("x".into()),
+            Error::Dns("x".into()),
+            Error::DnsTimeout,
+            Error::Refused("x".into()),
+            Error::ConnectTimeout,
+            Error::FirstByteTimeout,
+            Error::ReadTimeout("x"),
+            Error::Dropped("x".into()),
+            Error::InvalidResponse("x".into()),
+            Error::TlsHandshake("x".into()),
+            Error::TlsCertificate("x".into()),
+            Error::TlsTimeout,
+            Error::TooBig(1),
+            Error::Storage(io().to_string()),
+            Error::Busy {
+                why: "x",
+                retry_after: 1,
+            },
+        ];
+        assert_eq!(each.len(), CODES.len() - 1, "one per code but other");
+        for (e, code) in each.iter().zip(CODES) {
+            assert_eq!(
+                e.code_line(),
+                Some(format!("{code} {}", code_meaning(code)).as_str())
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

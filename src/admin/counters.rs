@@ -71,6 +71,31 @@ pub const CODES: [&str; 18] = [
     "E38", "E40", "E50", "E60", "other",
 ];
 
+/// What a counted code means: the words after it in `X-Liveweb-Error` (`error.rs` checks
+/// they are the same).
+pub fn code_meaning(code: &str) -> &'static str {
+    match code {
+        "E10" => "invalid URL",
+        "E11" => "upstream address not allowed",
+        "E12" => "loop detected",
+        "E20" => "DNS failure",
+        "E21" => "DNS timeout",
+        "E30" => "connection refused",
+        "E31" => "connect timeout",
+        "E32" => "first-byte timeout",
+        "E33" => "read timeout",
+        "E34" => "connection dropped",
+        "E35" => "invalid response",
+        "E36" => "TLS handshake failed",
+        "E37" => "certificate invalid",
+        "E38" => "TLS timeout",
+        "E40" => "too big",
+        "E50" => "storage failure",
+        "E60" => "busy",
+        _ => "a code not listed above",
+    }
+}
+
 /// Upper bounds (seconds) of the request-duration histogram's buckets (`+Inf` besides).
 pub const LATENCY_BOUNDS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,

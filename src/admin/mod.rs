@@ -10,7 +10,7 @@ pub mod recent;
 
 use std::fmt::Write;
 
-pub use counters::{RequestState, Totals, WorkerCounters, CODES, LATENCY_BOUNDS};
+pub use counters::{code_meaning, RequestState, Totals, WorkerCounters, CODES, LATENCY_BOUNDS};
 pub use page::status_html;
 pub use recent::{RecentError, RecentErrors};
 
@@ -41,12 +41,13 @@ pub struct Snapshot {
     pub open_files: Vec<OpenFile>,
     /// Records and bytes archived per second over the last 1, 5 and 15 minutes.
     pub archive_rates: [ArchiveRate; 3],
+    /// What it runs with: `(flag, value)` (`Config::summary`).
+    pub settings: Vec<(&'static str, String)>,
 }
 
 /// Archiving over a recent window, as warcprox's `/status` reports it (`rates_Nmin`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ArchiveRate {
-    pub minutes: u64,
     /// Seconds the numbers cover (less than the window just after start).
     pub elapsed: f64,
     pub urls_per_sec: f64,
@@ -324,11 +325,12 @@ pub fn status_json(s: &Snapshot) -> String {
         s.archive.bytes,
         s.fetches_queued,
         s.fetches_running,
-        s.archive_rates
+        ["rates_1min", "rates_5min", "rates_15min"]
             .iter()
-            .map(|r| format!(
-                ",\"rates_{}min\":{{\"actual_elapsed\":{:.1},\"urls_per_sec\":{:.1},\"warc_bytes_per_sec\":{:.1}}}",
-                r.minutes, r.elapsed, r.urls_per_sec, r.bytes_per_sec
+            .zip(&s.archive_rates)
+            .map(|(name, r)| format!(
+                ",\"{name}\":{{\"actual_elapsed\":{:.1},\"urls_per_sec\":{:.1},\"warc_bytes_per_sec\":{:.1}}}",
+                r.elapsed, r.urls_per_sec, r.bytes_per_sec
             ))
             .collect::<String>(),
     );
@@ -386,7 +388,20 @@ pub fn status_json(s: &Snapshot) -> String {
         })
         .collect();
     out.push_str(&recent.join(","));
-    out.push_str("]}");
+    out.push_str("],\"settings\":{");
+    let settings: Vec<String> = s
+        .settings
+        .iter()
+        .map(|(flag, value)| format!("{}:{}", json_string(flag), json_string(value)))
+        .collect();
+    out.push_str(&settings.join(","));
+    out.push_str("},\"code_meanings\":{");
+    let meanings: Vec<String> = CODES
+        .iter()
+        .map(|c| format!("\"{c}\":{}", json_string(code_meaning(c))))
+        .collect();
+    out.push_str(&meanings.join(","));
+    out.push_str("}}");
     out
 }
 
@@ -443,6 +458,10 @@ mod tests {
                 bytes: 8192,
             }],
             archive_rates: Default::default(),
+            settings: vec![
+                ("--mode", "forward".into()),
+                ("--data-dir", "/srv/<lw>".into()),
+            ],
             archive: Archive {
                 bytes: 9000,
                 records: 3,
@@ -506,13 +525,35 @@ mod tests {
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }
-        assert!(json.ends_with("}]}"), "{json}");
+        assert!(
+            json.ends_with("\"other\":\"a code not listed above\"}}"),
+            "{json}"
+        );
+        assert!(json.contains("\"settings\":{\"--mode\":\"forward\",\"--data-dir\":\"/srv/<lw>\"}"));
+        assert!(json.contains("\"code_meanings\":{\"E10\":\"invalid URL\","));
+        for window in ["rates_1min", "rates_5min", "rates_15min"] {
+            assert_eq!(
+                json.matches(&format!("\"{window}\":{{")).count(),
+                1,
+                "{json}"
+            );
+        }
     }
 
     #[test]
     fn the_html_page_shows_the_numbers_and_escapes_what_came_from_the_network() {
         let html = status_html(&snapshot());
         assert!(html.contains("<h1>liveweb 0.1.0</h1>"));
+        assert!(
+            html.contains("<th class=\"l\">--data-dir</th><td class=\"l\">/srv/&lt;lw&gt;</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"l\">E37</td><td class=\"l\">certificate invalid</td>"),
+            "{html}"
+        );
+        // A recent error: its code, then the message that says it in words (not twice).
+        assert_eq!(html.matches("E30 connection refused").count(), 1, "{html}");
         assert!(
             html.contains("http://a.example/&quot;q&quot;\\&lt;b&gt;\u{fffd}"),
             "{html}"

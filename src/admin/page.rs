@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{RequestState, Snapshot, CODES};
+use super::{code_meaning, RequestState, Snapshot, CODES};
 
 /// What a browser opening the proxy's own address (`GET /`) gets: what liveweb is, how to
 /// use it as a proxy, and the status page.
@@ -70,7 +70,15 @@ pub fn status_html(s: &Snapshot) -> String {
         bytes(t.bytes_out),
         t.connections,
     );
-    out.push_str("<h2>Requests</h2>\n<table id=\"requests\"><tr>");
+    out.push_str("<h2>Running with</h2>\n<table id=\"settings\">");
+    for (flag, value) in &s.settings {
+        let _ = write!(
+            out,
+            "<tr><th class=\"l\">{flag}</th><td class=\"l\">{}</td></tr>",
+            html_escape(value)
+        );
+    }
+    out.push_str("</table>\n<h2>Requests</h2>\n<table id=\"requests\"><tr>");
     for o in RequestState::ALL {
         let _ = write!(out, "<th>{}</th>", o.label());
     }
@@ -148,17 +156,20 @@ pub fn status_html(s: &Snapshot) -> String {
             bytes(w.hot_bytes)
         );
     }
-    out.push_str("</table>\n<h2>Errors by code</h2>\n<table id=\"codes\"><tr>");
-    for code in CODES {
-        let _ = write!(out, "<th>{code}</th>");
-    }
-    out.push_str("</tr><tr>");
-    for n in t.codes {
-        let _ = write!(out, "<td>{n}</td>");
+    out.push_str(
+        "</table>\n<h2>Errors by code</h2>\n<table id=\"codes\">\
+         <tr><th class=\"l\">code</th><th class=\"l\">meaning</th><th>replies</th></tr>",
+    );
+    for (code, n) in CODES.iter().zip(t.codes) {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{code}</td><td class=\"l\">{}</td><td>{n}</td></tr>",
+            code_meaning(code)
+        );
     }
     let _ = write!(
         out,
-        "</tr></table>\n<h2>Recent errors ({} kept, newest first)</h2>\n\
+        "</table>\n<h2>Recent errors ({} kept, newest first)</h2>\n\
          <table id=\"recent\"><tr><th class=\"l\">time (UTC)</th><th class=\"l\">client</th>\
          <th class=\"l\">URL</th><th class=\"l\">code</th><th class=\"l\">message</th></tr>",
         super::recent::KEPT
@@ -171,7 +182,8 @@ pub fn status_html(s: &Snapshot) -> String {
             httpdate::fmt_http_date(e.at),
             e.client,
             html_escape(&e.url),
-            html_escape(e.code),
+            // The code alone: the message says it in words, with the detail.
+            html_escape(e.code.split(' ').next().unwrap_or(e.code)),
             html_escape(&e.message)
         );
     }

@@ -223,7 +223,6 @@ impl Shared {
                 .unwrap_or((self.started, 0, 0));
             let elapsed = now.duration_since(at).as_secs_f64().max(0.001);
             crate::admin::ArchiveRate {
-                minutes,
                 elapsed,
                 urls_per_sec: a.records_appended.saturating_sub(records) as f64 / elapsed,
                 bytes_per_sec: a.bytes_appended.saturating_sub(bytes) as f64 / elapsed,
@@ -292,6 +291,7 @@ impl WorkerCtx {
             spilled_responses: shared.transfer_budget.spilled(),
             transfer_memory_bytes: shared.transfer_budget.used(),
             archive_rates: shared.archive_rates(),
+            settings: shared.config.summary(shared.own_listen.get().copied()),
             per_worker_rate: shared
                 .worker_rates(&per_worker.iter().map(|w| w.requests()).collect::<Vec<_>>()),
             per_worker,
