@@ -4,7 +4,7 @@
 //! clean-up: the kernel frees it when the last descriptor closes, after a crash too.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use monoio::buf::IoBuf;
@@ -68,13 +68,11 @@ impl Spill {
     /// A descriptor of the same file for a blocking reader (close-on-exec, like every
     /// descriptor liveweb makes).
     pub fn reader(&self) -> io::Result<std::fs::File> {
-        // SAFETY: duplicating a descriptor this Spill owns; the copy is owned by the File.
-        let fd = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nobody else owns.
-        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+        // SAFETY: the descriptor is this Spill's file's, open for as long as `self` is
+        // borrowed here (monoio's File offers only `AsRawFd`).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
+        // std duplicates with F_DUPFD_CLOEXEC.
+        Ok(std::fs::File::from(fd.try_clone_to_owned()?))
     }
 }
 

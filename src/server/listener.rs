@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use monoio::net::TcpStream;
 
@@ -77,19 +77,17 @@ const ACCEPT_BATCH: usize = BACKLOG as usize;
 /// the waiting clients' first requests made the p99 (2.9 s at 10k connections, against
 /// 1.0 s with 64 per pass and nginx's 0.2 s). `nonblocking` matches what the
 /// runtime's own accept gives (blocking under io_uring, non-blocking under epoll).
-pub(super) fn accept_pending(listener: RawFd, nonblocking: bool) -> Vec<TcpStream> {
+pub(super) fn accept_pending(listener: &impl AsRawFd, nonblocking: bool) -> Vec<TcpStream> {
     let mut streams = Vec::new();
+    // Close-on-exec and (under epoll) non-blocking from the start, in the accept itself.
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    let fd = borrowed(listener);
+    let socket = socket2::SockRef::from(&fd);
     while streams.len() < ACCEPT_BATCH {
-        // SAFETY: accept4 on our listening socket with no address out-parameters.
-        let fd =
-            unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), flags) };
-        if fd < 0 {
+        let Ok((accepted, _)) = socket.accept4(flags) else {
             break; // EAGAIN (queue empty) or an error the next runtime accept will report
-        }
-        // SAFETY: a fresh descriptor we own from here on.
-        let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-        match TcpStream::from_std(std_stream) {
+        };
+        match TcpStream::from_std(accepted.into()) {
             Ok(stream) => streams.push(stream),
             Err(e) => log::warn!("could not register an accepted connection: {e}"),
         }
@@ -97,11 +95,17 @@ pub(super) fn accept_pending(listener: RawFd, nonblocking: bool) -> Vec<TcpStrea
     streams
 }
 
-/// Whether a descriptor has O_NONBLOCK set.
-pub(super) fn is_nonblocking(fd: RawFd) -> bool {
-    // SAFETY: F_GETFL on a descriptor we hold.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    flags >= 0 && flags & libc::O_NONBLOCK != 0
+/// Whether a socket has O_NONBLOCK set.
+pub(super) fn is_nonblocking(stream: &TcpStream) -> bool {
+    let fd = borrowed(stream);
+    socket2::SockRef::from(&fd).nonblocking().unwrap_or(false)
+}
+
+/// A monoio socket's descriptor, borrowed for as long as the socket is (monoio's types
+/// offer only `AsRawFd`).
+fn borrowed(socket: &impl AsRawFd) -> std::os::fd::BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to `socket`, which outlives the borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) }
 }
 
 #[cfg(test)]
@@ -179,21 +183,21 @@ mod tests {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             let mut taken = Vec::new();
             while taken.len() < 5 && std::time::Instant::now() < deadline {
-                taken.extend(accept_pending(listener.as_raw_fd(), false));
+                taken.extend(accept_pending(&listener, false));
             }
             assert_eq!(taken.len(), 5);
             for stream in &taken {
-                assert!(!is_nonblocking(stream.as_raw_fd()));
+                assert!(!is_nonblocking(stream));
             }
             // Empty queue: returns at once with nothing.
-            assert!(accept_pending(listener.as_raw_fd(), true).is_empty());
+            assert!(accept_pending(&listener, true).is_empty());
             let _extra = std::net::TcpStream::connect(addr).unwrap();
             let mut more = Vec::new();
             while more.is_empty() && std::time::Instant::now() < deadline {
-                more = accept_pending(listener.as_raw_fd(), true);
+                more = accept_pending(&listener, true);
             }
             assert_eq!(more.len(), 1);
-            assert!(is_nonblocking(more[0].as_raw_fd()));
+            assert!(is_nonblocking(&more[0]));
         });
         drop(clients);
     }

@@ -2,7 +2,6 @@
 //! then drain connections and close the ARC file.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,7 +165,7 @@ async fn serve(setup: WorkerSetup) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     accept_errors.reset();
-                    let nonblocking = is_nonblocking(stream.as_raw_fd());
+                    let nonblocking = is_nonblocking(&stream);
                     let spawn_conn = |stream: monoio::net::TcpStream| {
                         let Ok(peer) = stream.peer_addr() else {
                             return; // already gone
@@ -209,7 +208,7 @@ async fn serve(setup: WorkerSetup) {
                         });
                     };
                     spawn_conn(stream);
-                    for stream in accept_pending(listener.as_raw_fd(), nonblocking) {
+                    for stream in accept_pending(&listener, nonblocking) {
                         spawn_conn(stream);
                     }
                 }
