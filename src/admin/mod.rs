@@ -77,6 +77,55 @@ pub struct OpenFile {
 }
 
 /// Prometheus text exposition format 0.0.4.
+/// What one of liveweb's own pages answers, for the proxy to frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminReply {
+    /// `200 OK` with this body.
+    Page {
+        content_type: &'static str,
+        body: String,
+    },
+    /// A short text reply.
+    Text {
+        status: u16,
+        reason: &'static str,
+        body: &'static str,
+    },
+}
+
+/// Whether a request for `target` must come from the admin ranges: every `/_liveweb/`
+/// target but the health check, which anyone let in may ask (a balancer's own checks name
+/// no client).
+pub fn needs_admin_range(target: &str) -> bool {
+    target != "/_liveweb/health" && target.starts_with("/_liveweb/")
+}
+
+/// Answers `GET path` for liveweb's own pages: `/` (what this is, for a browser), health,
+/// metrics, the status page and its JSON (the CDX query, which reads the archive, is the
+/// proxy's). `snapshot` is taken only for a page that shows it.
+pub fn serve(path: &str, snapshot: impl FnOnce() -> Snapshot) -> AdminReply {
+    let page = |content_type, body| AdminReply::Page { content_type, body };
+    match path {
+        "/" => page("text/html; charset=utf-8", page::WELCOME.into()),
+        "/_liveweb/health" => AdminReply::Text {
+            status: 200,
+            reason: "OK",
+            body: "ok",
+        },
+        "/_liveweb/metrics" => page(
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics_text(&snapshot()),
+        ),
+        "/_liveweb/status" => page("text/html; charset=utf-8", status_html(&snapshot())),
+        "/_liveweb/status.json" => page("application/json", status_json(&snapshot())),
+        _ => AdminReply::Text {
+            status: 404,
+            reason: "Not Found",
+            body: "no such liveweb endpoint",
+        },
+    }
+}
+
 pub fn metrics_text(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let t = &s.totals;
@@ -505,6 +554,42 @@ mod tests {
                 assert!(declared.iter().any(|d| d == family || d == name), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn each_page_has_one_route_and_only_pages_that_show_numbers_take_them() {
+        let untouched = || -> Snapshot { panic!("no snapshot for this page") };
+        assert_eq!(
+            serve("/_liveweb/health", untouched),
+            AdminReply::Text {
+                status: 200,
+                reason: "OK",
+                body: "ok"
+            }
+        );
+        assert!(
+            matches!(serve("/", untouched), AdminReply::Page { content_type, .. } if content_type.starts_with("text/html"))
+        );
+        assert!(matches!(
+            serve("/_liveweb/nope", untouched),
+            AdminReply::Text { status: 404, .. }
+        ));
+        for (path, kind) in [
+            ("/_liveweb/metrics", "text/plain; version=0.0.4"),
+            ("/_liveweb/status", "text/html"),
+            ("/_liveweb/status.json", "application/json"),
+        ] {
+            match serve(path, snapshot) {
+                AdminReply::Page { content_type, body } => {
+                    assert!(content_type.starts_with(kind) && !body.is_empty(), "{path}")
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        assert!(!needs_admin_range("/_liveweb/health"));
+        assert!(needs_admin_range("/_liveweb/health?verbose"));
+        assert!(needs_admin_range("/_liveweb/cdx?url=x"));
+        assert!(!needs_admin_range("/"));
     }
 
     #[test]

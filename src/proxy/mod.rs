@@ -281,30 +281,13 @@ fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Er
             upstream: None,
         })
     };
-    let (status, reason, body) = match path {
-        // A browser opened the proxy's own address: say what this is and where to look.
-        "/" => {
-            return page(
-                "text/html; charset=utf-8",
-                crate::admin::page::WELCOME.into(),
-            )
-        }
-        "/_liveweb/health" => (200, "OK", "ok"),
-        "/_liveweb/metrics" => {
-            let text = crate::admin::metrics_text(&ctx.snapshot());
-            return page("text/plain; version=0.0.4; charset=utf-8", text);
-        }
-        "/_liveweb/status" => {
-            let html = crate::admin::status_html(&ctx.snapshot());
-            return page("text/html; charset=utf-8", html);
-        }
-        "/_liveweb/status.json" => {
-            return page(
-                "application/json",
-                crate::admin::status_json(&ctx.snapshot()),
-            );
-        }
-        _ => (404, "Not Found", "no such liveweb endpoint"),
+    let (status, reason, body) = match crate::admin::serve(path, || ctx.snapshot()) {
+        crate::admin::AdminReply::Page { content_type, body } => return page(content_type, body),
+        crate::admin::AdminReply::Text {
+            status,
+            reason,
+            body,
+        } => (status, reason, body),
     };
     Ok(Response {
         head: text_reply(status, reason, "", body, to.conn, to.head_only),

@@ -82,12 +82,10 @@ pub(super) fn log_limited(
 /// Whether `req` from `peer` may be served; the error is the reply (403 or 407).
 pub(super) async fn admit(ctx: &WorkerCtx, peer: IpAddr, req: &RequestHead) -> Result<(), Error> {
     let access = ctx.shared.access.load();
-    // Health says only "ok": any connection let in may ask (a balancer's own checks name no
-    // client).
     if req.target == "/_liveweb/health" {
         return Ok(());
     }
-    if req.target.starts_with("/_liveweb/") {
+    if crate::admin::needs_admin_range(&req.target) {
         if access.is_admin(peer) {
             return Ok(());
         }
