@@ -7,6 +7,9 @@ pub mod access_log;
 pub mod counters;
 pub mod page;
 pub mod recent;
+mod status_json;
+
+pub use status_json::status_json;
 
 use std::fmt::Write;
 
@@ -321,157 +324,6 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[Strin
     }
 }
 
-/// The same numbers as JSON, field names stable (documented in docs/operating.md, "Status page
-/// and metrics").
-pub fn status_json(s: &Snapshot) -> String {
-    let t = &s.totals;
-    let mut out = String::with_capacity(1024);
-    let _ = write!(
-        out,
-        "{{\"version\":\"{}\",\"uptime_seconds\":{},\"workers\":{},\"requests\":{{",
-        s.version, s.uptime_secs, s.workers
-    );
-    let outcomes: Vec<String> = RequestState::ALL
-        .iter()
-        .map(|o| format!("\"{}\":{}", o.label(), t.outcome(*o)))
-        .collect();
-    out.push_str(&outcomes.join(","));
-    out.push_str("},\"errors\":{");
-    let codes: Vec<String> = CODES
-        .iter()
-        .zip(t.codes)
-        .map(|(c, n)| format!("\"{c}\":{n}"))
-        .collect();
-    out.push_str(&codes.join(","));
-    let _ = write!(
-        out,
-        "}},\"request_bytes\":{},\"response_bytes\":{},\"client_connections\":{},\"fetches_running\":{},\
-         \"fetches_queued\":{},\"index_entries\":{},\"index_bytes\":{},\"index_evictions\":{},\"hot_shard_bytes\":{},\
-         \"archive\":{{\"bytes\":{},\"records\":{},\"files_sealed\":{},\"seal_failures\":{},\
-         \"on_seal_failures\":{},\"revisits\":{},\"disk_free_bytes\":{}}},\
-         \"urls_processed\":{},\"warc_bytes_written\":{},\"queued_urls\":{},\
-         \"active_requests\":{},\"seconds_behind\":0{}",
-        t.bytes_in,
-        t.bytes_out,
-        t.connections,
-        s.fetches_running,
-        s.fetches_queued,
-        s.index.entries,
-        s.index.table_bytes,
-        s.index.evictions,
-        t.hot_bytes,
-        s.archive.bytes,
-        s.archive.records,
-        s.archive.files_sealed,
-        s.archive.seal_failures,
-        s.archive.on_seal_failures,
-        s.archive.revisits,
-        s.archive.disk_free,
-        // The names warcprox's /status gives these, which crawlers script against: records
-        // written, bytes written, fetches waiting and running; nothing is written behind
-        // (a reply completes once its record is written).
-        s.archive.records,
-        s.archive.bytes,
-        s.fetches_queued,
-        s.fetches_running,
-        ["rates_1min", "rates_5min", "rates_15min"]
-            .iter()
-            .zip(&s.archive_rates)
-            .map(|(name, r)| format!(
-                ",\"{name}\":{{\"actual_elapsed\":{:.1},\"urls_per_sec\":{:.1},\"warc_bytes_per_sec\":{:.1}}}",
-                r.elapsed, r.urls_per_sec, r.bytes_per_sec
-            ))
-            .collect::<String>(),
-    );
-    out.push_str(",\"open_files\":[");
-    let open: Vec<String> = s
-        .open_files
-        .iter()
-        .map(|f| {
-            format!(
-                "{{\"worker\":{},\"name\":{},\"bytes\":{}}}",
-                f.worker,
-                json_string(&f.name),
-                f.bytes
-            )
-        })
-        .collect();
-    out.push_str(&open.join(","));
-    out.push_str("],\"per_worker\":[");
-    let workers: Vec<String> = s
-        .per_worker
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            format!(
-                "{{\"cpu\":{},\"client_connections\":{},\"requests\":{},\"requests_per_second\":{:.1},\"hit_ratio\":{:.3},\"response_bytes\":{},\"hot_shard_bytes\":{}}}",
-                match w.cpu {
-                    0 => "null".to_string(),
-                    cpu => (cpu - 1).to_string(),
-                },
-                w.connections,
-                w.requests(),
-                s.per_worker_rate.get(i).copied().unwrap_or(0.0),
-                w.hit_ratio(),
-                w.bytes_out,
-                w.hot_bytes
-            )
-        })
-        .collect();
-    out.push_str(&workers.join(","));
-    out.push_str("],\"recent_errors\":[");
-    let recent: Vec<String> = s
-        .recent
-        .iter()
-        .map(|e| {
-            let at =
-                e.at.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-            format!(
-                "{{\"time\":{at},\"client\":\"{}\",\"url\":{},\"code\":{},\"message\":{}}}",
-                e.client,
-                json_string(&e.url),
-                json_string(e.code),
-                json_string(&e.message)
-            )
-        })
-        .collect();
-    out.push_str(&recent.join(","));
-    out.push_str("],\"settings\":{");
-    let settings: Vec<String> = s
-        .settings
-        .iter()
-        .map(|(flag, value)| format!("{}:{}", json_string(flag), json_string(value)))
-        .collect();
-    out.push_str(&settings.join(","));
-    out.push_str("},\"code_meanings\":{");
-    let meanings: Vec<String> = CODES
-        .iter()
-        .map(|c| format!("\"{c}\":{}", json_string(code_meaning(c))))
-        .collect();
-    out.push_str(&meanings.join(","));
-    out.push_str("}}");
-    out
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,7 +454,7 @@ mod tests {
             "\"E60\":1",
             "\"fetches_queued\":3",
             "\"hot_shard_bytes\":4096,",
-            "\"per_worker\":[{\"cpu\":null,\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,\"hit_ratio\":1.000,",
+            "\"per_worker\":[{\"cpu\":null,\"client_connections\":0,\"requests\":2,\"requests_per_second\":12.5,\"hit_ratio\":1.0,",
             "\"url\":\"http://a.example/\\\"q\\\"\\\\<b>\\u0001\"",
             "\"time\":1700000000,",
             "\"open_files\":[{\"worker\":0,\"name\":\"L-1-0-00003.arc.gz\",\"bytes\":8192}]",
