@@ -9,100 +9,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cache_view::{CacheView, Plan};
 use super::fetcher::{fetch_and_store, FetchJob, Settle};
 use super::{live_response, reply_for, stored_head, ReplyTo, RequestState, Response, WorkerCtx};
 use crate::error::{Error, LogLine};
 use crate::fetch::Tap;
-use crate::http::cache::{
-    has_authorization, has_credentials, prefers_async, request_directives, RequestDirectives, Reuse,
-};
+use crate::http::cache::Reuse;
 use crate::http::reply::text_reply;
 use crate::http::request::RequestHead;
 use crate::http::url::TargetUrl;
-use crate::index::{Delivery, Flight, FlightGuard, Lookup, Outcome, StoredRecord};
+use crate::index::{Flight, FlightGuard, Lookup, Outcome, StoredRecord};
 use crate::warcprox::Capture;
-
-/// What one request may take from the cache.
-struct CacheView<'a> {
-    req: &'a RequestHead,
-    forward: bool,
-    /// Forward mode: the request's Cache-Control; liveweb mode: only `no-cache` counts.
-    directives: RequestDirectives,
-    /// `--isolate-credentials` (liveweb mode).
-    isolate_credentials: bool,
-}
-
-impl CacheView<'_> {
-    /// A request whose exchange nobody else may see: forward mode, one with Authorization
-    /// (RFC 9111 3.5; a response it gets that says `public`, `s-maxage` or `must-revalidate`
-    /// is still shared); liveweb mode, one with Authorization or Cookie (if isolated).
-    fn keeps_to_itself(&self) -> bool {
-        if self.forward {
-            has_authorization(&self.req.headers)
-        } else {
-            self.isolate_credentials && has_credentials(&self.req.headers)
-        }
-    }
-
-    /// Whether a stored record may answer this request now without the origin. (A record
-    /// that varies is found only under its variant's key: the index checks that.)
-    fn usable(&self, r: &StoredRecord, now: Instant) -> bool {
-        if !r.is_fresh(now) || (self.directives.revalidate && !self.forward) {
-            return false;
-        }
-        if !self.forward {
-            return self.liveweb_may_use(r);
-        }
-        is_whole(r) && r.facts.shareable() && r.is_fresh_for(self.directives, now)
-    }
-
-    /// Whether a record another request's fetch just produced may answer this one (it is
-    /// as fresh as can be, but must be for everyone and for this variant).
-    fn accepts_delivery(&self, d: &Delivery) -> bool {
-        let r = &d.record;
-        if d.revisit {
-            return false;
-        }
-        if !self.forward {
-            return self.liveweb_may_use(r);
-        }
-        is_whole(r)
-            && match &d.reuse {
-                Some(reuse) => {
-                    reuse.shareable
-                        && reuse.matches_variant(&self.req.headers)
-                        && reuse.lifetime > 0
-                        && !reuse.validate_always
-                }
-                None => {
-                    let f = r.facts;
-                    f.shareable() && !f.varies() && f.lifetime > 0 && !f.validate_always()
-                }
-            }
-    }
-
-    /// Liveweb mode: any record but a credentialed request's (when isolated) or a forward-mode
-    /// response meant for its client alone.
-    fn liveweb_may_use(&self, r: &StoredRecord) -> bool {
-        !(r.is_forward_private() || (self.isolate_credentials && r.is_credentialed()))
-    }
-
-    /// Whether a stored record that cannot answer as it is may be revalidated with the
-    /// origin (a conditional request) instead of fetched whole.
-    fn revalidates(&self, r: &StoredRecord, now: Instant) -> bool {
-        self.forward
-            && r.is_fresh(now)
-            && is_whole(r)
-            && r.facts.shareable()
-            && r.facts.has_validators()
-    }
-}
-
-/// Whether a record holds a whole response: a stored `206` holds only part of one, so forward
-/// mode never answers from it, with or without `Range` (which part it holds is not looked at).
-fn is_whole(r: &StoredRecord) -> bool {
-    r.status.code != 206
-}
 
 /// Hit, coalesce, revalidate or become the fetcher. Bounded: a claim can only lose to a
 /// concurrent change, which resolves on the next look.
@@ -115,40 +32,25 @@ pub(super) async fn lookup_or_fetch(
     capture: Capture,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
-    let view = CacheView {
-        req,
-        forward: to.forward,
-        directives: if to.forward {
-            request_directives(&req.headers)
-        } else {
-            RequestDirectives {
-                revalidate: req.no_cache,
-                max_age: None,
-            }
-        },
-        isolate_credentials: ctx.shared.config.isolate_credentials,
-    };
+    let view = CacheView::of(req, to.forward, ctx.shared.config.isolate_credentials);
     let key = if to.forward {
         index.variant_key(&url.normalized, &req.headers)
     } else {
         None
     }
     .unwrap_or_else(|| url.normalized.clone());
-    if view.keeps_to_itself() {
-        if req.only_if_cached {
-            return Err(Error::NotCached);
+    let respond_async = match view.plan() {
+        Plan::NotCached => return Err(Error::NotCached),
+        Plan::Alone { offer } => {
+            check_archiving(ctx)?;
+            let settle = match offer {
+                true => Settle::Offer(key),
+                false => Settle::Alone,
+            };
+            return fetch_alone(ctx, req, url, to, client, settle, capture).await;
         }
-        check_archiving(ctx)?;
-        let settle = if to.forward {
-            Settle::Offer(key)
-        } else {
-            Settle::Alone
-        };
-        return fetch_alone(ctx, req, url, to, client, settle, capture).await;
-    }
-    // `Prefer: respond-async` (liveweb mode: every fetch ends in a record, a failure's
-    // included, so asking again always gets one; forward mode answers as usual).
-    let respond_async = !to.forward && prefers_async(&req.headers);
+        Plan::Shared { respond_async } => respond_async,
+    };
     // A record whose ARC file was handed off and deleted is fetched again like a stale one.
     let gone = Cell::new(false);
     let usable = |r: &StoredRecord| !gone.get() && view.usable(r, Instant::now());

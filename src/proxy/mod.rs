@@ -1,6 +1,7 @@
 //! Where index, fetch and archive meet: decide how one request is answered (hit, miss,
 //! coalesced, error) and build the reply. The connection loop only writes what this returns.
 
+mod cache_view;
 pub mod client_conn;
 pub mod context;
 mod dedup_capture;
