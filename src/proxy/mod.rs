@@ -8,6 +8,7 @@ mod dedup_capture;
 mod fetcher;
 pub mod hot;
 mod lookup;
+mod own_pages;
 pub mod passthrough;
 pub mod prefix_writers;
 pub mod router;
@@ -134,8 +135,10 @@ pub async fn handle(
         capture_metadata,
     };
     let result = match route {
-        Route::Admin if is_cdx_query(req) => cdx_query(ctx, req, to(false, false)).await,
-        Route::Admin => admin(ctx, req, to(false, false)),
+        Route::Admin if own_pages::is_cdx_query(req) => {
+            own_pages::cdx_query(ctx, req, to(false, false)).await
+        }
+        Route::Admin => own_pages::admin(ctx, req, to(false, false)),
         Route::Cache { forward, capture } => {
             let to = to(forward, capture.metadata);
             cache(ctx, req, to, client, capture).await
@@ -210,94 +213,6 @@ async fn cache(
         }
     }
     lookup::lookup_or_fetch(ctx, req, url, to, client, capture).await
-}
-
-/// `GET /_liveweb/cdx?...`: the archive's index, in pywb's CDX server API.
-fn is_cdx_query(req: &RequestHead) -> bool {
-    let path = req.target.split('?').next().unwrap_or("");
-    path == "/_liveweb/cdx" && matches!(req.method, Method::Get | Method::Head)
-}
-
-/// Answers a CDX query over the sealed CDX files (read on the blocking pool: positioned reads
-/// of the lines that match, never whole files). A bad query is a `400` that says why.
-async fn cdx_query(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
-    use crate::archive::cdx_query::{render, search, Query};
-    let query = req.target.split_once('?').map_or("", |(_, q)| q);
-    let query = Query::parse(query).map_err(Error::BadCdxQuery)?;
-    let sealed = ctx.shared.config.data_dir.join("sealed");
-    let open = ctx.shared.archive_stats.open_cdx();
-    let output = query.output;
-    let found = monoio::spawn_blocking(move || search(&sealed, &open, &query))
-        .await
-        .map_err(|_| Error::Internal("CDX query task was cancelled"))?
-        .map_err(|e| Error::Storage(format!("CDX query: {e}")))?;
-    let body = render(&found, output);
-    let content_type = match output {
-        crate::archive::cdx_query::Output::Json => "application/x-ndjson",
-        crate::archive::cdx_query::Output::Cdxj => "text/x-cdxj",
-    };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
-        body.len(),
-        to.conn.header()
-    );
-    Ok(Response {
-        head: head.into_bytes(),
-        body: match to.head_only {
-            true => Body::None,
-            false => Body::Memory(Bytes::from(body)),
-        },
-        state: RequestState::Admin,
-        error: None,
-        detail: None,
-        upstream: None,
-    })
-}
-
-fn admin(ctx: &WorkerCtx, req: &RequestHead, to: ReplyTo) -> Result<Response, Error> {
-    let path = req.target.split('?').next().unwrap_or("");
-    let get = matches!(req.method, Method::Get | Method::Head);
-    let for_liveweb = path.starts_with("/_liveweb/") || (path == "/" && get);
-    if !for_liveweb {
-        return Err(Error::AbsoluteUrlRequired);
-    }
-    if !get {
-        return Err(Error::MethodNotAllowed);
-    }
-    let page = |content_type: &str, body: String| {
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}\r\n",
-            body.len(),
-            to.conn.header()
-        );
-        Ok(Response {
-            head: head.into_bytes(),
-            body: match to.head_only {
-                true => Body::None,
-                false => Body::Memory(Bytes::from(body)),
-            },
-            state: RequestState::Admin,
-            error: None,
-            detail: None,
-            upstream: None,
-        })
-    };
-    let (status, reason, body) = match crate::admin::serve(path, || ctx.snapshot()) {
-        crate::admin::AdminReply::Page { content_type, body } => return page(content_type, body),
-        crate::admin::AdminReply::Text {
-            status,
-            reason,
-            body,
-        } => (status, reason, body),
-    };
-    Ok(Response {
-        head: text_reply(status, reason, "", body, to.conn, to.head_only),
-        body: Body::None,
-        state: RequestState::Admin,
-        error: None,
-        detail: None,
-        upstream: None,
-    })
 }
 
 /// Shapes a record into a reply: the record itself (liveweb mode) or the response it holds
