@@ -55,7 +55,7 @@ fn main() {
             e.exit();
         }
     };
-    liveweb::logging::init(config.log_level);
+    liveweb::logging::init(config.ops.log_level);
     if let Err(msg) = config.validate() {
         log::error!("{msg}");
         std::process::exit(2);

@@ -35,38 +35,29 @@ pub enum Mode {
     after_help = "Commands:\n  ca init DIR        write a CA for archiving HTTPS through CONNECT (--mitm-ca)\n  reindex DIR...     rewrite the CDX files of sealed archive files\n  man                print the manual page (roff: liveweb man | man -l -)\n  completions SHELL  print shell completions (bash, zsh, fish, elvish, powershell)\n  help [COMMAND]     this help, or a command's\n\nEvery option can also be set as LIVEWEB_<OPTION> (--max-body: LIVEWEB_MAX_BODY). Manual: docs/ in the repository."
 )]
 pub struct Config {
+    #[command(flatten)]
+    pub clients: Clients,
+    #[command(flatten)]
+    pub archive: Archive,
+    #[command(flatten)]
+    pub ops: Operations,
+    #[command(flatten)]
+    pub cache: Cache,
+    #[command(flatten)]
+    pub fetch: Fetching,
+    #[command(flatten)]
+    pub sched: Scheduling,
+    #[command(flatten)]
+    pub tls: Tls,
+}
+
+/// Listening, who may connect, and the client connections.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Clients {
     /// Address to listen on; every worker binds it with SO_REUSEPORT. Port 0 picks a free port
     /// (printed at start).
     #[arg(help_heading = "Listening and clients", long, env = "LIVEWEB_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
-
-    /// Directory for ARC files; worker N writes DATA/N/.
-    #[arg(
-        help_heading = "Archive and storage",
-        long,
-        env = "LIVEWEB_DATA_DIR",
-        default_value = "./data"
-    )]
-    pub data_dir: PathBuf,
-
-    /// Worker threads, each with its own io_uring runtime [default: CPUs].
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_WORKERS")]
-    pub workers: Option<usize>,
-
-    /// Where workers run: `off` leaves placement to the scheduler; `each` (or `auto`) pins
-    /// worker N to the Nth CPU, for a machine liveweb has to itself; a list such as `0,2-3`
-    /// pins workers to those CPUs in turn. Unpinned is the default because a pinned worker
-    /// cannot leave a CPU that other busy work shares, and the scheduler keeps a busy
-    /// unpinned worker on its CPU anyway (docs/performance.md, "Why unpinned is the default":
-    /// same-run placements).
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_CPU_AFFINITY", default_value = "off", value_parser = parse_affinity)]
-    pub cpu_affinity: CpuAffinity,
-
-    /// TCP_NOTSENT_LOWAT on client connections: at most this much reply data waits unsent
-    /// in the kernel; the rest stays with the worker until the socket drains. `0` keeps
-    /// the system's setting (net.ipv4.tcp_notsent_lowat).
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_NOTSENT_LOWAT", default_value = "128KB", value_parser = parse_size)]
-    pub notsent_lowat: u64,
 
     /// Reply shape: `liveweb` (the ARC record) or `forward` (the origin's own response, as
     /// from a classic caching forward proxy). Per request: `X-Liveweb-Mode`.
@@ -79,105 +70,9 @@ pub struct Config {
     )]
     pub mode: Mode,
 
-    /// How long a stored record answers repeats before the URL is fetched again.
-    #[arg(help_heading = "Cache", long, env = "LIVEWEB_TTL", default_value = "1h", value_parser = parse_duration)]
-    pub ttl: Duration,
-
-    /// How long an archived upstream failure answers repeats.
-    #[arg(help_heading = "Cache", long, env = "LIVEWEB_ERROR_TTL", default_value = "60s", value_parser = parse_duration)]
-    pub error_ttl: Duration,
-
-    /// Largest response body archived; a bigger one is answered 502 E40.
-    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_MAX_BODY", default_value = "100MB", value_parser = parse_size)]
-    pub max_body: u64,
-
-    /// A response bigger than this goes to a temporary file in the worker's directory as it
-    /// arrives, and is archived from there, instead of being held in memory (at least 64KB).
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_SPILL_THRESHOLD", default_value = "1MB", value_parser = parse_size)]
-    pub spill_threshold: u64,
-
-    /// Memory all workers together may hold in response bodies still arriving (each at most
-    /// --spill-threshold); when it is spent, new bodies go to disk from their first byte.
-    /// Default: a sixteenth of the machine's memory, at least 64MB (printed at start).
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_TRANSFER_MEMORY", value_parser = parse_size)]
-    pub transfer_memory: Option<u64>,
-
-    /// Time allowed to connect to the origin (and to resolve its name).
-    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-
-    /// Longest silence allowed from the origin, before its first byte and between reads.
-    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub read_timeout: Duration,
-
-    /// Total time allowed for one fetch, connect to last byte.
-    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_FETCH_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
-    pub fetch_timeout: Duration,
-
-    /// Upstream fetches running at once, all origins (default: 64 per worker). Misses past
-    /// it wait in the fair queue; hits and coalesced requests never wait.
-    #[arg(help_heading = "Scheduling", long, env = "LIVEWEB_MAX_FETCHES")]
-    pub max_fetches: Option<usize>,
-
-    /// Upstream fetches running at once to one origin (host:port). Fetches to one origin
-    /// run at most this many round trips at a time, so a low value also caps the miss rate
-    /// to a busy origin (docs/using.md, "Fetch scheduling"); 8 is polite for crawling.
-    #[arg(
-        help_heading = "Scheduling",
-        long,
-        env = "LIVEWEB_MAX_FETCHES_PER_HOST",
-        default_value_t = 64
-    )]
-    pub max_fetches_per_host: usize,
-
-    /// Fetches waiting for a slot, all clients; past it a miss is `503` (E60 busy).
-    #[arg(
-        help_heading = "Scheduling",
-        long,
-        env = "LIVEWEB_MAX_QUEUE",
-        default_value_t = 10_000
-    )]
-    pub max_queue: usize,
-
-    /// Fetches waiting for a slot for one client (an IPv4 address or an IPv6 /64).
-    #[arg(
-        help_heading = "Scheduling",
-        long,
-        env = "LIVEWEB_MAX_QUEUE_PER_CLIENT",
-        default_value_t = 1_000
-    )]
-    pub max_queue_per_client: usize,
-
-    /// How long an origin that could not be reached (DNS, connect or TLS failure) fails
-    /// fetches at once with the same error; a connection that succeeds clears it. 0: off.
-    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_BAD_HOST_TTL", default_value = "30s", value_parser = parse_duration)]
-    pub bad_host_ttl: Duration,
-
-    /// Longest a fetch waits for a slot; then the request is `503` (E60 busy).
-    #[arg(help_heading = "Scheduling", long, env = "LIVEWEB_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub queue_timeout: Duration,
-
     /// How long an idle client keep-alive connection is kept open.
     #[arg(help_heading = "Listening and clients", long, env = "LIVEWEB_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub client_idle_timeout: Duration,
-
-    /// User-Agent sent upstream when the client sent none [default: liveweb/<version>].
-    #[arg(
-        help_heading = "Fetching and upstreams",
-        long,
-        env = "LIVEWEB_USER_AGENT"
-    )]
-    pub user_agent: Option<String>,
-
-    /// Lift the default deny (loopback, private, link-local, ...) for an upstream range, e.g.
-    /// 127.0.0.0/8. Repeatable; in the environment, comma-separated.
-    #[arg(
-        help_heading = "Fetching and upstreams",
-        long,
-        env = "LIVEWEB_ALLOW_UPSTREAM",
-        value_delimiter = ','
-    )]
-    pub allow_upstream: Vec<Cidr>,
 
     /// Clients allowed to use the proxy besides loopback, e.g. 10.0.0.0/8. Repeatable; in the
     /// environment, comma-separated. Others get 403.
@@ -260,37 +155,22 @@ pub struct Config {
     )]
     pub max_connections_per_client: usize,
 
-    /// Threads resolving names (getaddrinfo), apart from the blocking pool so a lookup never
-    /// waits behind compression or sealing.
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_DNS_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub dns_threads: u16,
+    /// Largest request body relayed for POST, PUT and the like (forward mode); bigger is 413.
+    #[arg(help_heading = "Listening and clients", long, env = "LIVEWEB_MAX_REQUEST_BODY", default_value = "1GB", value_parser = parse_size)]
+    pub max_request_body: u64,
+}
 
-    /// Threads for the other blocking work: compressing large records, sealing files, checking
-    /// free space.
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_BLOCKING_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub blocking_threads: u16,
-
-    /// URLs the index is sized for at start (within --index-memory). The index grows by a
-    /// quarter of one of its 256 shards at a time, so this is rarely worth setting; sized
-    /// tables take their memory at once.
+/// The archive: where, in which format, how files roll and become durable, dedup, the crawl log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Archive {
+    /// Directory for ARC files; worker N writes DATA/N/.
     #[arg(
-        help_heading = "Cache",
+        help_heading = "Archive and storage",
         long,
-        env = "LIVEWEB_EXPECTED_URLS",
-        default_value_t = 0
+        env = "LIVEWEB_DATA_DIR",
+        default_value = "./data"
     )]
-    pub expected_urls: usize,
-
-    /// Memory for the index of stored URLs (44 bytes a slot, at most 9 in 10 slots used).
-    /// At the budget, the entries closest to expiry leave the index first: their records
-    /// stay on disk and in the CDX, and a request for one fetches it again. Default: an
-    /// eighth of the machine's memory (printed at start).
-    #[arg(help_heading = "Cache", long, env = "LIVEWEB_INDEX_MEMORY", value_parser = parse_size)]
-    pub index_memory: Option<u64>,
-
-    /// Memory for hot records, split evenly across workers.
-    #[arg(help_heading = "Cache", long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
-    pub mem_cache: u64,
+    pub data_dir: PathBuf,
 
     /// gzip level for ARC records, 0 (store) to 9 (smallest).
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_GZIP_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
@@ -364,16 +244,146 @@ pub struct Config {
     /// has less free space than this; archiving resumes by itself. 0 disables the check.
     #[arg(help_heading = "Archive and storage", long, env = "LIVEWEB_MIN_FREE", default_value = "1GB", value_parser = parse_size)]
     pub min_free: u64,
+}
+
+/// Threads, memory, logs and shutdown.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Operations {
+    /// Worker threads, each with its own io_uring runtime [default: CPUs].
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Where workers run: `off` leaves placement to the scheduler; `each` (or `auto`) pins
+    /// worker N to the Nth CPU, for a machine liveweb has to itself; a list such as `0,2-3`
+    /// pins workers to those CPUs in turn. Unpinned is the default because a pinned worker
+    /// cannot leave a CPU that other busy work shares, and the scheduler keeps a busy
+    /// unpinned worker on its CPU anyway (docs/performance.md, "Why unpinned is the default":
+    /// same-run placements).
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_CPU_AFFINITY", default_value = "off", value_parser = parse_affinity)]
+    pub cpu_affinity: CpuAffinity,
+
+    /// TCP_NOTSENT_LOWAT on client connections: at most this much reply data waits unsent
+    /// in the kernel; the rest stays with the worker until the socket drains. `0` keeps
+    /// the system's setting (net.ipv4.tcp_notsent_lowat).
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_NOTSENT_LOWAT", default_value = "128KB", value_parser = parse_size)]
+    pub notsent_lowat: u64,
+
+    /// A response bigger than this goes to a temporary file in the worker's directory as it
+    /// arrives, and is archived from there, instead of being held in memory (at least 64KB).
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_SPILL_THRESHOLD", default_value = "1MB", value_parser = parse_size)]
+    pub spill_threshold: u64,
+
+    /// Memory all workers together may hold in response bodies still arriving (each at most
+    /// --spill-threshold); when it is spent, new bodies go to disk from their first byte.
+    /// Default: a sixteenth of the machine's memory, at least 64MB (printed at start).
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_TRANSFER_MEMORY", value_parser = parse_size)]
+    pub transfer_memory: Option<u64>,
+
+    /// Threads resolving names (getaddrinfo), apart from the blocking pool so a lookup never
+    /// waits behind compression or sealing.
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_DNS_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub dns_threads: u16,
+
+    /// Threads for the other blocking work: compressing large records, sealing files, checking
+    /// free space.
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_BLOCKING_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub blocking_threads: u16,
+
+    /// Write one line per request to FILE (appended; reopened on SIGHUP), or to stdout with
+    /// `-`. Off by default.
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Least severe log lines written: error, warn, info or debug.
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
+    pub log_level: log::LevelFilter,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(help_heading = "Operations", long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// How long records answer, and the index and hot-shard memory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Cache {
+    /// How long a stored record answers repeats before the URL is fetched again.
+    #[arg(help_heading = "Cache", long, env = "LIVEWEB_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// How long an archived upstream failure answers repeats.
+    #[arg(help_heading = "Cache", long, env = "LIVEWEB_ERROR_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub error_ttl: Duration,
+
+    /// URLs the index is sized for at start (within --index-memory). The index grows by a
+    /// quarter of one of its 256 shards at a time, so this is rarely worth setting; sized
+    /// tables take their memory at once.
+    #[arg(
+        help_heading = "Cache",
+        long,
+        env = "LIVEWEB_EXPECTED_URLS",
+        default_value_t = 0
+    )]
+    pub expected_urls: usize,
+
+    /// Memory for the index of stored URLs (44 bytes a slot, at most 9 in 10 slots used).
+    /// At the budget, the entries closest to expiry leave the index first: their records
+    /// stay on disk and in the CDX, and a request for one fetches it again. Default: an
+    /// eighth of the machine's memory (printed at start).
+    #[arg(help_heading = "Cache", long, env = "LIVEWEB_INDEX_MEMORY", value_parser = parse_size)]
+    pub index_memory: Option<u64>,
+
+    /// Memory for hot records, split evenly across workers.
+    #[arg(help_heading = "Cache", long, env = "LIVEWEB_MEM_CACHE", default_value = "256MB", value_parser = parse_size)]
+    pub mem_cache: u64,
 
     /// Liveweb mode: a request carrying Authorization or Cookie is never answered from
     /// another request's record, and its own record answers no other request (it is still
     /// archived). `false` shares them like any other record.
     #[arg(help_heading = "Cache", long, env = "LIVEWEB_ISOLATE_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
     pub isolate_credentials: bool,
+}
 
-    /// Largest request body relayed for POST, PUT and the like (forward mode); bigger is 413.
-    #[arg(help_heading = "Listening and clients", long, env = "LIVEWEB_MAX_REQUEST_BODY", default_value = "1GB", value_parser = parse_size)]
-    pub max_request_body: u64,
+/// Fetching from origins: limits, timeouts, which upstream addresses and ports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Fetching {
+    /// Largest response body archived; a bigger one is answered 502 E40.
+    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_MAX_BODY", default_value = "100MB", value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// Time allowed to connect to the origin (and to resolve its name).
+    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Longest silence allowed from the origin, before its first byte and between reads.
+    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Total time allowed for one fetch, connect to last byte.
+    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_FETCH_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub fetch_timeout: Duration,
+
+    /// How long an origin that could not be reached (DNS, connect or TLS failure) fails
+    /// fetches at once with the same error; a connection that succeeds clears it. 0: off.
+    #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_BAD_HOST_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub bad_host_ttl: Duration,
+
+    /// User-Agent sent upstream when the client sent none [default: liveweb/<version>].
+    #[arg(
+        help_heading = "Fetching and upstreams",
+        long,
+        env = "LIVEWEB_USER_AGENT"
+    )]
+    pub user_agent: Option<String>,
+
+    /// Lift the default deny (loopback, private, link-local, ...) for an upstream range, e.g.
+    /// 127.0.0.0/8. Repeatable; in the environment, comma-separated.
+    #[arg(
+        help_heading = "Fetching and upstreams",
+        long,
+        env = "LIVEWEB_ALLOW_UPSTREAM",
+        value_delimiter = ','
+    )]
+    pub allow_upstream: Vec<Cidr>,
 
     /// Ports CONNECT may tunnel to (forward mode). Repeatable; comma-separated in the env.
     #[arg(
@@ -388,7 +398,53 @@ pub struct Config {
     /// A CONNECT tunnel with no bytes either way for this long is closed.
     #[arg(help_heading = "Fetching and upstreams", long, env = "LIVEWEB_TUNNEL_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub tunnel_idle_timeout: Duration,
+}
 
+/// Fetch slots and the fair queue.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Scheduling {
+    /// Upstream fetches running at once, all origins (default: 64 per worker). Misses past
+    /// it wait in the fair queue; hits and coalesced requests never wait.
+    #[arg(help_heading = "Scheduling", long, env = "LIVEWEB_MAX_FETCHES")]
+    pub max_fetches: Option<usize>,
+
+    /// Upstream fetches running at once to one origin (host:port). Fetches to one origin
+    /// run at most this many round trips at a time, so a low value also caps the miss rate
+    /// to a busy origin (docs/using.md, "Fetch scheduling"); 8 is polite for crawling.
+    #[arg(
+        help_heading = "Scheduling",
+        long,
+        env = "LIVEWEB_MAX_FETCHES_PER_HOST",
+        default_value_t = 64
+    )]
+    pub max_fetches_per_host: usize,
+
+    /// Fetches waiting for a slot, all clients; past it a miss is `503` (E60 busy).
+    #[arg(
+        help_heading = "Scheduling",
+        long,
+        env = "LIVEWEB_MAX_QUEUE",
+        default_value_t = 10_000
+    )]
+    pub max_queue: usize,
+
+    /// Fetches waiting for a slot for one client (an IPv4 address or an IPv6 /64).
+    #[arg(
+        help_heading = "Scheduling",
+        long,
+        env = "LIVEWEB_MAX_QUEUE_PER_CLIENT",
+        default_value_t = 1_000
+    )]
+    pub max_queue_per_client: usize,
+
+    /// Longest a fetch waits for a slot; then the request is `503` (E60 busy).
+    #[arg(help_heading = "Scheduling", long, env = "LIVEWEB_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+}
+
+/// TLS to origins, and archiving HTTPS through CONNECT.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Tls {
     /// PEM file of extra root certificates trusted for `https` origins, besides the bundled
     /// Mozilla roots (an internal CA, a test CA). Repeatable.
     #[arg(
@@ -433,19 +489,6 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub mitm_bypass: Vec<String>,
-
-    /// Write one line per request to FILE (appended; reopened on SIGHUP), or to stdout with
-    /// `-`. Off by default.
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_ACCESS_LOG")]
-    pub access_log: Option<String>,
-
-    /// Least severe log lines written: error, warn, info or debug.
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_LOG_LEVEL", default_value = "info", value_parser = crate::logging::parse_level)]
-    pub log_level: log::LevelFilter,
-
-    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
-    #[arg(help_heading = "Operations", long, env = "LIVEWEB_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
 }
 
 /// The machine's memory in bytes (0 if unknown).
@@ -464,64 +507,66 @@ impl Config {
     /// Checks what clap cannot: cross-field rules and not-yet-available features.
     /// `--transfer-memory`, or its default: a sixteenth of physical memory, at least 64 MiB.
     pub fn transfer_memory(&self) -> u64 {
-        self.transfer_memory
+        self.ops
+            .transfer_memory
             .unwrap_or_else(|| (physical_memory() / 16).max(64 << 20))
     }
 
     /// `--index-memory`, or its default: an eighth of physical memory, at least 64 MiB.
     pub fn index_memory(&self) -> u64 {
-        self.index_memory
+        self.cache
+            .index_memory
             .unwrap_or_else(|| (physical_memory() / 8).max(64 << 20))
     }
 
     /// Whether captures are deduplicated: `--dedup on` and WARC (an ARC file has no
     /// revisit record).
     pub fn dedup_enabled(&self) -> bool {
-        self.dedup && self.format == crate::archive::format::Format::Warc
+        self.archive.dedup && self.archive.format == crate::archive::format::Format::Warc
     }
 
     /// `--dedup-ttl`, `None` for no limit.
     pub fn dedup_max_age(&self) -> Option<Duration> {
-        (!self.dedup_ttl.is_zero()).then_some(self.dedup_ttl)
+        (!self.archive.dedup_ttl.is_zero()).then_some(self.archive.dedup_ttl)
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.arc_max_size < 4096 {
+        if self.archive.arc_max_size < 4096 {
             return Err("--arc-max-size must be at least 4KB".into());
         }
-        if self.spill_threshold < 64 * 1024 {
+        if self.ops.spill_threshold < 64 * 1024 {
             return Err(
                 "--spill-threshold must be at least 64KB (a response head can take 64 KiB)".into(),
             );
         }
-        if self.arc_max_idle.is_zero() {
+        if self.archive.arc_max_idle.is_zero() {
             return Err("--arc-max-idle must be greater than zero".into());
         }
-        if self.workers == Some(0) {
+        if self.ops.workers == Some(0) {
             return Err("--workers must be at least 1".into());
         }
-        if self.notsent_lowat > i32::MAX as u64 {
+        if self.ops.notsent_lowat > i32::MAX as u64 {
             return Err("--notsent-lowat must be below 2GB".into());
         }
-        if self.max_connections == Some(0) || self.max_connections_per_client == 0 {
+        if self.clients.max_connections == Some(0) || self.clients.max_connections_per_client == 0 {
             return Err("connection limits must be at least 1".into());
         }
-        if self.format == crate::archive::format::Format::Warc && !self.arc_gzip {
+        if self.archive.format == crate::archive::format::Format::Warc && !self.archive.arc_gzip {
             return Err(
                 "--format warc writes .warc.gz files: --arc-gzip false applies to ARC only".into(),
             );
         }
-        if self.connect_ports.contains(&0) {
+        if self.fetch.connect_ports.contains(&0) {
             return Err("--connect-ports: 0 is not a port".into());
         }
-        if self.max_fetches == Some(0) || self.max_fetches_per_host == 0 {
+        if self.sched.max_fetches == Some(0) || self.sched.max_fetches_per_host == 0 {
             return Err("--max-fetches and --max-fetches-per-host must be at least 1".into());
         }
-        if self.fetch_timeout.is_zero()
-            || self.queue_timeout.is_zero()
-            || self.connect_timeout.is_zero()
-            || self.read_timeout.is_zero()
-            || self.request_head_timeout.is_zero()
+        if self.fetch.fetch_timeout.is_zero()
+            || self.sched.queue_timeout.is_zero()
+            || self.fetch.connect_timeout.is_zero()
+            || self.fetch.read_timeout.is_zero()
+            || self.clients.request_head_timeout.is_zero()
         {
             return Err("timeouts must be greater than zero".into());
         }
@@ -531,7 +576,7 @@ impl Config {
     /// `--max-connections` after defaulting from the open-file limit: each client connection
     /// may hold an upstream connection too, and files, listeners and the pools need a reserve.
     pub fn connection_limit(&self) -> usize {
-        self.max_connections.unwrap_or_else(|| {
+        self.clients.max_connections.unwrap_or_else(|| {
             let mut limit = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
@@ -549,16 +594,16 @@ impl Config {
     /// Who may use the proxy and its admin endpoints.
     pub fn access(&self) -> crate::policy::AccessConfig {
         crate::policy::AccessConfig {
-            allow_client: self.allow_client.clone(),
-            client_table: self.client_table.clone(),
-            allow_admin: self.allow_admin.clone(),
-            allow_loopback: self.allow_loopback,
+            allow_client: self.clients.allow_client.clone(),
+            client_table: self.clients.client_table.clone(),
+            allow_admin: self.clients.allow_admin.clone(),
+            allow_loopback: self.clients.allow_loopback,
         }
     }
 
     /// Worker count after defaulting to the number of CPUs.
     pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
+        self.ops.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
@@ -569,23 +614,23 @@ impl Config {
     /// first, each as `(flag, value)`.
     pub fn summary(&self, listening: Option<std::net::SocketAddr>) -> Vec<(&'static str, String)> {
         let mib = |b: u64| format!("{} MiB", b >> 20);
-        let fsync = match self.fsync {
+        let fsync = match self.archive.fsync {
             FsyncPolicy::Never => "never".to_string(),
             FsyncPolicy::Interval(d) => format!("interval:{d:?}"),
             FsyncPolicy::Always => "always".to_string(),
         };
-        let format = match self.format {
-            crate::archive::format::Format::Arc if self.arc_gzip => "arc (.arc.gz)",
+        let format = match self.archive.format {
+            crate::archive::format::Format::Arc if self.archive.arc_gzip => "arc (.arc.gz)",
             crate::archive::format::Format::Arc => "arc (.arc)",
             crate::archive::format::Format::Warc => "warc (.warc.gz)",
         };
         vec![
-            ("--mode", format!("{:?}", self.mode).to_lowercase()),
+            ("--mode", format!("{:?}", self.clients.mode).to_lowercase()),
             (
                 "--listen",
-                listening.map_or_else(|| self.listen.to_string(), |a| a.to_string()),
+                listening.map_or_else(|| self.clients.listen.to_string(), |a| a.to_string()),
             ),
-            ("--data-dir", self.data_dir.display().to_string()),
+            ("--data-dir", self.archive.data_dir.display().to_string()),
             ("--format", format.to_string()),
             (
                 "--dedup",
@@ -593,15 +638,16 @@ impl Config {
             ),
             ("--workers", self.worker_count().to_string()),
             ("--fsync", fsync),
-            ("--ttl", format!("{:?}", self.ttl)),
-            ("--max-body", mib(self.max_body)),
+            ("--ttl", format!("{:?}", self.cache.ttl)),
+            ("--max-body", mib(self.fetch.max_body)),
             ("--max-fetches", self.fetch_limits().max_running.to_string()),
             ("--index-memory", mib(self.index_memory())),
             ("--transfer-memory", mib(self.transfer_memory())),
-            ("--mem-cache", mib(self.mem_cache)),
+            ("--mem-cache", mib(self.cache.mem_cache)),
             (
                 "--mitm-ca",
-                self.mitm_ca
+                self.tls
+                    .mitm_ca
                     .as_ref()
                     .map_or_else(|| "off".into(), |p| p.display().to_string()),
             ),
@@ -611,17 +657,17 @@ impl Config {
     /// The fetch scheduler's limits.
     pub fn fetch_limits(&self) -> crate::sched::Limits {
         crate::sched::Limits {
-            max_running: self.max_fetches.unwrap_or(64 * self.worker_count()),
-            max_per_host: self.max_fetches_per_host,
-            max_queued: self.max_queue,
-            max_queued_per_client: self.max_queue_per_client,
+            max_running: self.sched.max_fetches.unwrap_or(64 * self.worker_count()),
+            max_per_host: self.sched.max_fetches_per_host,
+            max_queued: self.sched.max_queue,
+            max_queued_per_client: self.sched.max_queue_per_client,
         }
     }
 
     /// How records are encoded.
     pub fn codec(&self) -> crate::archive::record::Codec {
-        if self.arc_gzip {
-            crate::archive::record::Codec::Gzip(self.gzip_level)
+        if self.archive.arc_gzip {
+            crate::archive::record::Codec::Gzip(self.archive.gzip_level)
         } else {
             crate::archive::record::Codec::Plain
         }
@@ -629,11 +675,12 @@ impl Config {
 
     /// What a liveweb-mode reply carrying a record this run writes says it is.
     pub fn reply_content_type(&self) -> &'static str {
-        self.format.content_type(self.codec())
+        self.archive.format.content_type(self.codec())
     }
 
     pub fn user_agent(&self) -> String {
-        self.user_agent
+        self.fetch
+            .user_agent
             .clone()
             .unwrap_or_else(|| format!("liveweb/{}", env!("CARGO_PKG_VERSION")))
     }
@@ -646,23 +693,26 @@ mod tests {
     #[test]
     fn cli_defaults_and_validation() {
         let c = Config::try_parse_from(["liveweb"]).expect("defaults parse");
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.max_body, 100 << 20);
-        assert_eq!(c.fetch_timeout, Duration::from_secs(120));
-        assert_eq!(c.arc_max_size, 100 << 20);
-        assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
-        assert_eq!(c.min_free, 1 << 30);
-        assert_eq!(c.notsent_lowat, 128 << 10);
-        assert_eq!(c.cpu_affinity, CpuAffinity::Off);
+        assert_eq!(c.clients.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.fetch.max_body, 100 << 20);
+        assert_eq!(c.fetch.fetch_timeout, Duration::from_secs(120));
+        assert_eq!(c.archive.arc_max_size, 100 << 20);
+        assert_eq!(
+            c.archive.fsync,
+            FsyncPolicy::Interval(Duration::from_secs(1))
+        );
+        assert_eq!(c.archive.min_free, 1 << 30);
+        assert_eq!(c.ops.notsent_lowat, 128 << 10);
+        assert_eq!(c.ops.cpu_affinity, CpuAffinity::Off);
         assert!(c.validate().is_ok());
         let huge = Config::try_parse_from(["liveweb", "--notsent-lowat", "4GB"]).expect("parses");
         assert!(huge.validate().is_err(), "TCP_NOTSENT_LOWAT is a C int");
         let f = Config::try_parse_from(["liveweb", "--mode", "forward"]).expect("parses");
-        assert_eq!(f.mode, Mode::Forward);
+        assert_eq!(f.clients.mode, Mode::Forward);
         assert!(f.validate().is_ok());
         assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
         let warc = Config::try_parse_from(["liveweb", "--format", "WARC"]).expect("parses");
-        assert_eq!(warc.format, crate::archive::format::Format::Warc);
+        assert_eq!(warc.archive.format, crate::archive::format::Format::Warc);
         assert_eq!(warc.reply_content_type(), "application/warc-gz");
         let plain_warc =
             Config::try_parse_from(["liveweb", "--format", "warc", "--arc-gzip", "false"]).unwrap();
@@ -677,6 +727,6 @@ mod tests {
             "::1",
         ])
         .expect("parses");
-        assert_eq!(a.allow_upstream.len(), 2);
+        assert_eq!(a.fetch.allow_upstream.len(), 2);
     }
 }

@@ -80,37 +80,37 @@ impl Shared {
     pub fn new(config: Config) -> io::Result<Self> {
         let invalid = |e: TableError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
         let access = ClientAccess::load(&config.access()).map_err(invalid)?;
-        let proxy_auth = match &config.proxy_auth {
+        let proxy_auth = match &config.clients.proxy_auth {
             Some(path) => Some(Arc::new(ProxyAuth::load(path).map_err(invalid)?)),
             None => None,
         };
         let fetch_limits = FetchLimits {
-            connect_timeout: config.connect_timeout,
-            read_timeout: config.read_timeout,
-            fetch_timeout: config.fetch_timeout,
-            max_body: config.max_body,
+            connect_timeout: config.fetch.connect_timeout,
+            read_timeout: config.fetch.read_timeout,
+            fetch_timeout: config.fetch.fetch_timeout,
+            max_body: config.fetch.max_body,
         };
         let upstream_tls = Arc::new(crate::fetch::tls::client_config(
-            &config.upstream_ca,
-            config.insecure_upstream,
+            &config.tls.upstream_ca,
+            config.tls.insecure_upstream,
         )?);
-        let mitm = match (&config.mitm_ca, &config.mitm_key) {
+        let mitm = match (&config.tls.mitm_ca, &config.tls.mitm_key) {
             (Some(cert), Some(key)) => Some(Arc::new(crate::mitm::Interceptor::load(
                 cert,
                 key,
-                &config.mitm_bypass,
+                &config.tls.mitm_bypass,
             )?)),
             _ => None,
         };
-        let dns_pool = Pool::start("dns", usize::from(config.dns_threads), DNS_QUEUE)?;
+        let dns_pool = Pool::start("dns", usize::from(config.ops.dns_threads), DNS_QUEUE)?;
         let dedup = match config.dedup_enabled() {
             true => Some(Arc::new(crate::dedup::DedupStore::open(
-                &config.data_dir.join(DEDUP_FILE),
+                &config.archive.data_dir.join(DEDUP_FILE),
             )?)),
             false => None,
         };
         let crawl_stats =
-            crate::crawl_stats::CrawlStats::open(&config.data_dir.join(CRAWL_STATS_FILE))?;
+            crate::crawl_stats::CrawlStats::open(&config.archive.data_dir.join(CRAWL_STATS_FILE))?;
         Ok(Shared {
             crawl_stats,
             dedup,
@@ -120,15 +120,15 @@ impl Shared {
             proxy_auth: ArcSwapOption::new(proxy_auth),
             index: Index::with_budget(usize::try_from(config.index_memory()).unwrap_or(usize::MAX)),
             files: Arc::new(FileTable::new()),
-            upstream_rules: UpstreamRules::new(&config.allow_upstream),
+            upstream_rules: UpstreamRules::new(&config.fetch.allow_upstream),
             request_limits: Limits::default(),
             fetch_limits,
             user_agent: config.user_agent(),
             upstream_tls,
-            bad_hosts: crate::fetch::BadHosts::new(config.bad_host_ttl),
+            bad_hosts: crate::fetch::BadHosts::new(config.fetch.bad_host_ttl),
             sched: Arc::new(crate::sched::Scheduler::new(
                 config.fetch_limits(),
-                config.queue_timeout,
+                config.sched.queue_timeout,
             )),
             mitm,
             counters: (0..config.worker_count().max(1))
@@ -138,7 +138,7 @@ impl Shared {
             archive_stats: Arc::default(),
             rate_samples: Default::default(),
             archive_samples: Default::default(),
-            access_log: match &config.access_log {
+            access_log: match &config.ops.access_log {
                 Some(target) => Some(crate::admin::access_log::AccessLog::start(target)?),
                 None => None,
             },
@@ -153,7 +153,7 @@ impl Shared {
     /// error the tables in force stay and the error (with its line) is returned.
     pub fn reload(&self) -> Result<String, TableError> {
         let access = ClientAccess::load(&self.config.access())?;
-        let auth = match &self.config.proxy_auth {
+        let auth = match &self.config.clients.proxy_auth {
             Some(path) => Some(Arc::new(ProxyAuth::load(path)?)),
             None => None,
         };
@@ -389,7 +389,7 @@ impl WorkerCtx {
     /// The writer for a capture's records: its `warc-prefix`'s, or the default one.
     pub fn writer_for(&self, prefix: Option<&str>) -> ArcWriter {
         match prefix {
-            Some(p) if p != self.shared.config.prefix => self.prefixed.get(p),
+            Some(p) if p != self.shared.config.archive.prefix => self.prefixed.get(p),
             _ => self.writer.clone(),
         }
     }

@@ -66,8 +66,8 @@ impl Dedup {
             .as_deref()
             .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/"));
         let floor = match text {
-            true => config.dedup_min_text_size,
-            false => config.dedup_min_binary_size,
+            true => config.archive.dedup_min_text_size,
+            false => config.archive.dedup_min_binary_size,
         };
         if payload <= floor {
             return None;

@@ -65,7 +65,7 @@ pub(super) async fn fetch_and_store(ctx: Rc<WorkerCtx>, guard: FlightGuard, job:
     let revalidate = match revalidate {
         Some(old) => match stored_head::read_stored(&ctx, &old).await {
             Ok(head) => {
-                let ttl = ctx.shared.config.ttl;
+                let ttl = ctx.shared.config.cache.ttl;
                 let full = stored_head::reuse_of(&old, &head.facts, &headers, ttl);
                 Some(store::Revalidating {
                     record: old,

@@ -32,7 +32,7 @@ pub(super) async fn lookup_or_fetch(
     capture: Capture,
 ) -> Result<Response, Error> {
     let index = &ctx.shared.index;
-    let view = CacheView::of(req, to.forward, ctx.shared.config.isolate_credentials);
+    let view = CacheView::of(req, to.forward, ctx.shared.config.cache.isolate_credentials);
     let key = if to.forward {
         index.variant_key(&url.normalized, &req.headers)
     } else {
@@ -182,7 +182,7 @@ async fn fetch(
     };
     start_fetch(ctx, req, url, claimed, tap.clone(), job);
     if let Some(tap) = tap {
-        return Ok(live_response(tap, to, ctx.shared.config.max_body));
+        return Ok(live_response(tap, to, ctx.shared.config.fetch.max_body));
     }
     let outcome = flight.wait().await;
     let state = match (&revalidate, &outcome) {
@@ -302,7 +302,7 @@ async fn stored(
         None if to.forward && stored_head::needs_validators(req) => {
             // Unreadable, the request is answered in full, as if nothing matched.
             let head = stored_head::read_facts(ctx, &record).await.ok();
-            let ttl = ctx.shared.config.ttl;
+            let ttl = ctx.shared.config.cache.ttl;
             head.map(|h| Arc::new(stored_head::reuse_of(&record, &h, &req.headers, ttl)))
         }
         reuse => reuse,
@@ -329,7 +329,7 @@ async fn learn_restored_facts(ctx: &Rc<WorkerCtx>, key: &str) -> bool {
     };
     match stored_head::read_facts(ctx, &record).await {
         Ok(head) => {
-            let ttl = ctx.shared.config.ttl;
+            let ttl = ctx.shared.config.cache.ttl;
             let (facts, born) = stored_head::restored_facts(&record, &head, ttl);
             index.learn_facts(key, record.loc, facts, born);
             true

@@ -230,7 +230,9 @@ fn reply_for(
     to: ReplyTo,
 ) -> Response {
     // Records in files from another run may be of the other kind than this run writes.
-    let gzip = file.as_ref().map_or(ctx.shared.config.arc_gzip, |f| f.gzip);
+    let gzip = file
+        .as_ref()
+        .map_or(ctx.shared.config.archive.arc_gzip, |f| f.gzip);
     // A hit contacted no origin (Squid logs `HIER_NONE` for it too).
     let upstream = match state {
         RequestState::Hit => None,
@@ -268,7 +270,7 @@ fn reply_for(
             };
         }
         let update = with_capture_metadata(record.updated_fields.clone(), to, || {
-            captured_at(record, ctx.shared.config.ttl, state)
+            captured_at(record, ctx.shared.config.cache.ttl, state)
         });
         let range = requested_range(req, reuse);
         // The prepared heads are the stored response's own, whole: a record a 304 updated,

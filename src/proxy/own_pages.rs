@@ -45,7 +45,7 @@ pub(super) async fn cdx_query(
     use crate::archive::cdx_query::{render, search, Query};
     let query = req.target.split_once('?').map_or("", |(_, q)| q);
     let query = Query::parse(query).map_err(Error::BadCdxQuery)?;
-    let sealed = ctx.shared.config.data_dir.join("sealed");
+    let sealed = ctx.shared.config.archive.data_dir.join("sealed");
     let open = ctx.shared.archive_stats.open_cdx();
     let output = query.output;
     let found = monoio::spawn_blocking(move || search(&sealed, &open, &query))

@@ -45,7 +45,7 @@ pub async fn relay(
     let config = &ctx.shared.config;
     let url = parse_absolute(&req.target).map_err(Failure::Before)?;
     if let RequestBody::Length(n) = req.body {
-        if n > config.max_request_body {
+        if n > config.clients.max_request_body {
             return Err(Failure::Before(Error::RequestBodyTooLarge));
         }
     }
@@ -87,7 +87,14 @@ pub async fn relay(
             .await
             .map_err(|_| Failure::After)?,
         RequestBody::Chunked => {
-            copy_chunked(client, &mut upstream, buf, config.max_request_body, idle).await?;
+            copy_chunked(
+                client,
+                &mut upstream,
+                buf,
+                config.clients.max_request_body,
+                idle,
+            )
+            .await?;
         }
     }
 

@@ -76,7 +76,7 @@ async fn archive_response(
         facts,
         request,
         SystemTime::now(),
-        config.ttl,
+        config.cache.ttl,
     );
     reuse.forward_private = forward && !reuse.shareable;
     reuse.fetched_from = Some(fetched.ip);
@@ -90,7 +90,7 @@ async fn archive_response(
     let content_type = fetched.head.content_type.as_deref();
     // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
     // response's own Content-Type.
-    let (mime, cdx_mime) = match config.format {
+    let (mime, cdx_mime) = match config.archive.format {
         Format::Arc => {
             let mime = arc_mime(content_type);
             (mime.clone(), mime)
@@ -106,7 +106,7 @@ async fn archive_response(
     // The CDX says what archive tools read back: the first status line, an interim 1xx's if
     // the origin sent one (the reply and the index entry use the final status).
     let code = payload_status(&fetched.raw);
-    let draft = match config.format {
+    let draft = match config.archive.format {
         Format::Arc => Draft::Arc {
             header: header_line(
                 &url.normalized,
@@ -165,7 +165,7 @@ async fn archive_response(
             if let Some(original) = dedup.lookup(&member.digest).await {
                 let revisit = dedup.revisit(url, date, &original, &member.digest, code);
                 let loc = archive_identical(ctx, writer, revisit, private).await?;
-                let d = revisit_delivery(loc, status, config.ttl, reuse, None);
+                let d = revisit_delivery(loc, status, config.cache.ttl, reuse, None);
                 return Ok(archived(d, &member.digest, &cdx_mime, payload_len));
             }
         }
@@ -178,7 +178,7 @@ async fn archive_response(
             writer,
             AppendFileRecord { member, cdx },
             status,
-            config.ttl,
+            config.cache.ttl,
             reuse,
         )
         .await?;
@@ -195,7 +195,7 @@ async fn archive_response(
             // The response as fetched, for this request's reply: never written.
             let whole = encoded.member.len() - encoded.trailer_len;
             let fetched = encoded.member.slice(..whole);
-            let d = revisit_delivery(loc, status, config.ttl, reuse, Some(fetched));
+            let d = revisit_delivery(loc, status, config.cache.ttl, reuse, Some(fetched));
             return Ok(archived(d, &encoded.digest, &cdx_mime, payload_len));
         }
     }
@@ -208,7 +208,7 @@ async fn archive_response(
         trailer_len: encoded.trailer_len,
         cdx,
     };
-    let stored = append(writer, record, status, config.ttl, reuse).await?;
+    let stored = append(writer, record, status, config.cache.ttl, reuse).await?;
     if let Some(dedup) = dedup {
         dedup.record(url, date, record_id, &digest);
     }
@@ -258,7 +258,7 @@ pub async fn store_revalidation(
     let earlier = confirmed.updated_fields.as_deref();
     let updated_fields = crate::http::client_head::update_fields(fetched.final_head(), earlier);
     let private = old.full.credentialed || old.full.forward_private;
-    if ctx.shared.config.format == Format::Warc {
+    if ctx.shared.config.archive.format == Format::Warc {
         match &old.refers {
             Some(refers) => archive_revisit(ctx, writer, url, fetched, refers, private).await?,
             // A stored record that is not WARC (an older run's ARC file): kept as the
@@ -276,7 +276,7 @@ pub async fn store_revalidation(
             }
         }
     }
-    let ttl = ctx.shared.config.ttl;
+    let ttl = ctx.shared.config.cache.ttl;
     let refreshed = old
         .full
         .refreshed(status, &facts, request, SystemTime::now(), ttl);
@@ -401,7 +401,7 @@ pub async fn store_failure(
     let payload = failure_payload(status.code, status.reason, code, &failure.error.message());
     let date = UtcTime::now();
     let config = &ctx.shared.config;
-    let draft = match config.format {
+    let draft = match config.archive.format {
         Format::Arc => Draft::Arc {
             header: header_line(
                 &url.normalized,
@@ -436,7 +436,7 @@ pub async fn store_failure(
     );
     cdx.failure = true;
     let status = RecordStatus::new(status.code, status.reason, Some(code));
-    let error_ttl = ctx.shared.config.error_ttl;
+    let error_ttl = ctx.shared.config.cache.error_ttl;
     // Not the origin's answer: shared by everyone asking for the URL within --error-ttl.
     let reuse = Reuse {
         shareable: true,

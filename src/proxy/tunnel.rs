@@ -24,7 +24,7 @@ const SPLICE_CHUNK: u32 = 64 * 1024;
 /// Checks and opens the upstream side of a CONNECT.
 pub async fn open(ctx: &WorkerCtx, req: &RequestHead) -> Result<TcpStream, Error> {
     let (host, port) = parse_authority(&req.target)?;
-    if !ctx.shared.config.connect_ports.contains(&port) {
+    if !ctx.shared.config.fetch.connect_ports.contains(&port) {
         return Err(Error::ConnectPortNotAllowed(port));
     }
     let shared = &ctx.shared;

@@ -31,7 +31,7 @@ pub async fn write_record(
     body: Option<Vec<u8>>,
     to: ReplyTo,
 ) -> Result<Response, Error> {
-    if ctx.shared.config.format != Format::Warc {
+    if ctx.shared.config.archive.format != Format::Warc {
         return Err(Error::WriteRecordNeedsWarc);
     }
     let needs =

@@ -52,7 +52,7 @@ pub async fn serve(
     // A balancer's connection names its client first; a LOCAL header (the balancer's own
     // connection: health checks) names none, and gets no one's rights.
     let (client, early) = if from.balancer {
-        match super::proxy_protocol::read(&mut stream, config.request_head_timeout).await {
+        match super::proxy_protocol::read(&mut stream, config.clients.request_head_timeout).await {
             Ok((named, early)) => (
                 named.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
                 early,
@@ -69,7 +69,7 @@ pub async fn serve(
         (peer, Vec::new())
     };
     if permit.assign(client).is_err() {
-        let idle = config.client_idle_timeout;
+        let idle = config.clients.client_idle_timeout;
         refuse(&ctx, &mut stream, &Error::TooManyConnections, 1, idle).await;
         ctx.counters().connection_closed();
         return;
@@ -98,7 +98,7 @@ pub(super) async fn serve_conn(
     tunnel: Option<&Origin>,
     early: Vec<u8>,
 ) -> Option<Tunnel> {
-    let idle = ctx.shared.config.client_idle_timeout;
+    let idle = ctx.shared.config.clients.client_idle_timeout;
     match serve_requests(&ctx, &mut stream, peer, drain, tunnel, early).await {
         Next::Close => {
             if stream.is_tls() {
@@ -123,14 +123,14 @@ async fn serve_requests(
     early: Vec<u8>,
 ) -> Next {
     let config = &ctx.shared.config;
-    let idle = config.client_idle_timeout;
+    let idle = config.clients.client_idle_timeout;
     let limits = ctx.shared.request_limits;
     // Bytes already read behind a PROXY protocol header start the first request.
     let mut buf = early;
     buf.reserve(8 * 1024);
     // The whole head must arrive within --request-head-timeout of its first byte (of the
     // connection's start, for the first request), however slowly it trickles.
-    let mut head_deadline = Some(Instant::now() + config.request_head_timeout);
+    let mut head_deadline = Some(Instant::now() + config.clients.request_head_timeout);
     loop {
         let (mut req, used) = match parse_request_head(&buf, &limits) {
             Ok(Some(found)) => found,
@@ -138,7 +138,7 @@ async fn serve_requests(
             Ok(None) if buf.is_empty() && drain.is_draining() => return Next::Close,
             Ok(None) => {
                 if !buf.is_empty() && head_deadline.is_none() {
-                    head_deadline = Some(Instant::now() + config.request_head_timeout);
+                    head_deadline = Some(Instant::now() + config.clients.request_head_timeout);
                 }
                 let wait = head_deadline.map_or(idle, |d| {
                     d.saturating_duration_since(Instant::now()).min(idle)
@@ -170,7 +170,7 @@ async fn serve_requests(
                     refuse_request(ctx, stream, &e, &req, peer, since).await;
                     return Next::Close;
                 }
-                router::route(config.mode, &req)
+                router::route(config.clients.mode, &req)
             }
         };
         match route {
@@ -212,7 +212,7 @@ async fn serve_requests(
         // A client that sent `Expect: 100-continue` waits for it before sending the body this
         // loop is about to read (and drop); a body too large is refused at once instead.
         let body_limit = if keep_body {
-            config.max_body.min(proxy::write_record::MAX_BODY)
+            config.fetch.max_body.min(proxy::write_record::MAX_BODY)
         } else {
             MAX_DISCARD_BODY
         };
@@ -300,7 +300,7 @@ async fn connect(
     let mut stream = stream.into_plain()?;
     if let Some(mitm) = &ctx.shared.mitm {
         let checked = parse_authority(&req.target).and_then(|(host, port)| {
-            if ctx.shared.config.connect_ports.contains(&port) {
+            if ctx.shared.config.fetch.connect_ports.contains(&port) {
                 Ok((host, port))
             } else {
                 Err(Error::ConnectPortNotAllowed(port))
@@ -333,7 +333,7 @@ async fn connect(
                     stream,
                     upstream,
                     early,
-                    ctx.shared.config.tunnel_idle_timeout,
+                    ctx.shared.config.fetch.tunnel_idle_timeout,
                 )
                 .await;
             }
@@ -412,7 +412,7 @@ async fn refuse_request(
     peer: IpAddr,
     since: Instant,
 ) {
-    let idle = ctx.shared.config.client_idle_timeout;
+    let idle = ctx.shared.config.clients.client_idle_timeout;
     let written = write_error(ctx, stream, e, req.version, idle).await;
     let message = e.message();
     let answered = Answered {

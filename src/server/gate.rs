@@ -15,6 +15,7 @@ use crate::proxy::WorkerCtx;
 pub(super) fn is_balancer(ctx: &WorkerCtx, peer: IpAddr) -> bool {
     ctx.shared
         .config
+        .clients
         .proxy_protocol_from
         .iter()
         .any(|c| c.contains(peer))

@@ -79,7 +79,7 @@ pub(super) async fn accept(
         early.into_boxed_slice().into_vec()
     };
     let io = PrefixedReadIo::new(socket, Cursor::new(early));
-    let wait = ctx.shared.config.request_head_timeout;
+    let wait = ctx.shared.config.clients.request_head_timeout;
     let failure = match monoio::time::timeout(wait, acceptor.accept(io)).await {
         Ok(Ok(tls)) => return Some(ClientConn::tls(tls)),
         Ok(Err(e)) => e,
@@ -188,7 +188,7 @@ pub(super) async fn serve(
     tunnel: Tunnel,
     drain: &super::drain::Drain,
 ) {
-    let idle = ctx.shared.config.client_idle_timeout;
+    let idle = ctx.shared.config.clients.client_idle_timeout;
     let (peer, origin) = (tunnel.peer, tunnel.origin.clone());
     if let Some(conn) = accept(&ctx, mitm, tunnel, idle).await {
         super::conn::serve_conn(ctx, conn, peer, drain, Some(&origin), Vec::new()).await;

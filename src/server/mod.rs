@@ -102,7 +102,7 @@ fn sweep_every(ttl: Duration) -> Duration {
 fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let every = sweep_every(shared.config.ttl);
+    let every = sweep_every(shared.config.cache.ttl);
     let handle = std::thread::Builder::new()
         .name("liveweb-sweep".into())
         .spawn(move || {
@@ -111,7 +111,7 @@ fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle
                 if flag.load(Ordering::Acquire) {
                     break;
                 }
-                shared.index.sweep(Instant::now(), shared.config.ttl);
+                shared.index.sweep(Instant::now(), shared.config.cache.ttl);
             }
         })?;
     Ok((stop, handle))
@@ -160,7 +160,7 @@ impl Server {
     ///
     /// A start that fails leaves nothing behind: a data directory it created is removed again.
     pub fn start(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
-        let dir = config.data_dir.clone();
+        let dir = config.archive.data_dir.clone();
         let fresh = !dir.exists();
         let started = Self::start_in(config, recovered);
         if started.is_err() && fresh {
@@ -171,21 +171,21 @@ impl Server {
 
     fn start_in(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
         let workers = config.worker_count();
-        let placement = worker_cpus(&config.cpu_affinity, workers)?;
+        let placement = worker_cpus(&config.ops.cpu_affinity, workers)?;
         // Before recovery: recovering a directory another instance writes would cut its
         // open files as torn.
-        let data_lock = lock::lock_data_dir(&config.data_dir)?;
-        lock::check_address_free(config.listen, ADDRESS_RELEASE_WAIT)?;
+        let data_lock = lock::lock_data_dir(&config.archive.data_dir)?;
+        lock::check_address_free(config.clients.listen, ADDRESS_RELEASE_WAIT)?;
         // Every directory liveweb writes, checked now: a worker directory it cannot write
         // would otherwise start, say ok, and fail every miss.
-        let sealed = config.data_dir.join("sealed");
-        let dirs = (0..workers).map(|w| config.data_dir.join(w.to_string()));
+        let sealed = config.archive.data_dir.join("sealed");
+        let dirs = (0..workers).map(|w| config.archive.data_dir.join(w.to_string()));
         for dir in dirs.chain([sealed]) {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
             lock::check_writable(&dir)?;
         }
-        if let Some(command) = &config.on_seal {
+        if let Some(command) = &config.archive.on_seal {
             check_command(command)?;
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -200,7 +200,7 @@ impl Server {
         let shared = Arc::new(Shared::new(config)?);
         log::info!(
             "response bodies: up to {} KiB each in memory, {} KiB for all together (--spill-threshold, --transfer-memory); bigger ones go to disk as they arrive",
-            shared.config.spill_threshold >> 10,
+            shared.config.ops.spill_threshold >> 10,
             shared.config.transfer_memory() >> 10
         );
         log::info!(
@@ -221,39 +221,42 @@ impl Server {
                 }
             })?;
         let config = &shared.config;
-        if config.insecure_upstream {
+        if config.tls.insecure_upstream {
             log::warn!(
                 "--insecure-upstream: https origins are NOT authenticated; any certificate is accepted"
             );
         }
 
-        if let Some(ca) = &config.mitm_ca {
+        if let Some(ca) = &config.tls.mitm_ca {
             log::info!(
                 "archiving HTTPS through CONNECT with the CA {} (bypassed: {})",
                 ca.display(),
-                if config.mitm_bypass.is_empty() {
+                if config.tls.mitm_bypass.is_empty() {
                     "none".to_string()
                 } else {
-                    config.mitm_bypass.join(",")
+                    config.tls.mitm_bypass.join(",")
                 }
             );
         }
         let started = Instant::now();
-        let restorer = crate::index::Restorer::new(&shared.index, config.ttl);
-        let recovered_files = recover(&config.data_dir, &shared.files, &restorer)?;
+        let restorer = crate::index::Restorer::new(&shared.index, config.cache.ttl);
+        let recovered_files = recover(&config.archive.data_dir, &shared.files, &restorer)?;
         recovered();
         let recovered = recovered_files;
         // Sized now if asked to, not step by step while serving.
-        let room = config.expected_urls.saturating_sub(shared.index.len());
+        let room = config
+            .cache
+            .expected_urls
+            .saturating_sub(shared.index.len());
         if room > 0 {
             shared.index.reserve(room);
         }
         // Bound only once ready to serve: a connection made during a long recovery is refused
         // at once instead of waiting in the backlog.
         let (listeners, local_addr) =
-            listener::bind_all(config.listen, workers, config.notsent_lowat)?;
+            listener::bind_all(config.clients.listen, workers, config.ops.notsent_lowat)?;
         let _ = shared.own_listen.set(local_addr);
-        if let Some(dir) = &config.crawl_log_dir {
+        if let Some(dir) = &config.archive.crawl_log_dir {
             let name = host.trim().split('.').next().unwrap_or_default();
             let name = if name.is_empty() { "localhost" } else { name };
             let log = crate::crawl_log::CrawlLog::start(dir, name, local_addr.port())?;
@@ -267,7 +270,7 @@ impl Server {
             recovered.cut_bytes,
             recovered.rebuilt_cdx
         );
-        let handoff = match &config.on_seal {
+        let handoff = match &config.archive.on_seal {
             Some(cmd) => {
                 let h = Arc::new(Handoff::start(
                     cmd.clone(),
@@ -285,9 +288,10 @@ impl Server {
 
         let limits = Arc::new(limits::ConnLimits::new(
             config.connection_limit(),
-            config.max_connections_per_client,
+            config.clients.max_connections_per_client,
         ));
-        let pool = monoio::blocking::DefaultThreadPool::new(usize::from(config.blocking_threads));
+        let pool =
+            monoio::blocking::DefaultThreadPool::new(usize::from(config.ops.blocking_threads));
         let mut handles = Vec::with_capacity(workers);
         let mut stops = Vec::with_capacity(workers);
         for (id, std_listener) in listeners.into_iter().enumerate() {
@@ -394,9 +398,9 @@ fn lock_startup(s: &Mutex<Startup>) -> std::sync::MutexGuard<'_, Startup> {
 /// start: a stop signal during start-up recovery exits at once with status 0 (recovery only
 /// ever replaces files whole, so it is redone from where it stopped at the next start).
 pub fn run(config: Config) -> io::Result<()> {
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.archive.data_dir.clone();
     let workers = config.worker_count();
-    let grace = config.shutdown_timeout;
+    let grace = config.ops.shutdown_timeout;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

@@ -110,23 +110,23 @@ async fn serve(setup: WorkerSetup) {
     };
     let config = &shared.config;
     let writer_config = WriterConfig {
-        dir: config.data_dir.join(id.to_string()),
-        sealed_dir: config.data_dir.join("sealed"),
-        prefix: config.prefix.clone(),
+        dir: config.archive.data_dir.join(id.to_string()),
+        sealed_dir: config.archive.data_dir.join("sealed"),
+        prefix: config.archive.prefix.clone(),
         worker: id,
         codec: config.codec(),
-        format: config.format,
+        format: config.archive.format,
         first_serial,
-        max_size: config.arc_max_size,
-        max_idle: config.arc_max_idle,
-        fsync: config.fsync,
-        min_free: config.min_free,
+        max_size: config.archive.arc_max_size,
+        max_idle: config.archive.arc_max_idle,
+        fsync: config.archive.fsync,
+        min_free: config.archive.min_free,
         handoff,
         stats: shared.archive_stats.clone(),
     };
     let prefixed = PrefixWriters::new(writer_config.clone(), shared.files.clone());
     let writer = ArcWriter::spawn(writer_config, shared.files.clone());
-    let shard_bytes = (config.mem_cache / config.worker_count().max(1) as u64) as usize;
+    let shard_bytes = (config.cache.mem_cache / config.worker_count().max(1) as u64) as usize;
     let ctx = Rc::new(WorkerCtx {
         id,
         shared: shared.clone(),
@@ -138,8 +138,8 @@ async fn serve(setup: WorkerSetup) {
         access: Default::default(),
         fetches: Default::default(),
         spill: crate::fetch::spill::SpillTo {
-            dir: config.data_dir.join(id.to_string()),
-            threshold: config.spill_threshold,
+            dir: config.archive.data_dir.join(id.to_string()),
+            threshold: config.ops.spill_threshold,
             budget: shared.transfer_budget.clone(),
         },
     });
@@ -224,7 +224,7 @@ async fn serve(setup: WorkerSetup) {
     }
     drop(listener);
     drain.start();
-    let deadline = Instant::now() + config.shutdown_timeout;
+    let deadline = Instant::now() + config.ops.shutdown_timeout;
     // Connections finish their requests; fetches finish storing what they fetched (a
     // forward-mode client may have its whole reply while the record is still being
     // compressed and written).
