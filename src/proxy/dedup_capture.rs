@@ -12,7 +12,6 @@ use bytes::Bytes;
 use super::context::WorkerCtx;
 use super::store::{cdx_entry, delivery, with_request, Asked};
 use crate::archive::cdx::REVISIT_MIME;
-use crate::archive::payload_digest::body_of;
 use crate::archive::warc;
 use crate::archive::{AppendRecord, ArcWriter};
 use crate::clock::UtcTime;
@@ -23,13 +22,14 @@ use crate::http::cache::Reuse;
 use crate::http::reply::RecordStatus;
 use crate::http::url::TargetUrl;
 use crate::index::Delivery;
+use crate::warcprox::Capture;
 
 /// Deduplication of one WARC capture by payload digest (`--dedup`): where its digest is
 /// looked up and recorded, and what a revisit of it carries.
-pub(super) struct Dedup {
-    store: Arc<DedupStore>,
-    lookup_in: Vec<String>,
-    record_in: Vec<String>,
+pub(super) struct Dedup<'a> {
+    store: &'a Arc<DedupStore>,
+    /// Its dedup buckets (`Capture::lookup_buckets`, `record_buckets`).
+    capture: &'a Capture,
     max_age: Option<Duration>,
     /// The response's HTTP head(s), the revisit's block.
     http_head: Vec<u8>,
@@ -38,24 +38,25 @@ pub(super) struct Dedup {
     ip: std::net::IpAddr,
 }
 
-impl Dedup {
+impl<'a> Dedup<'a> {
     /// For a forward-mode WARC capture that may be deduplicated: not private (a revisit
     /// would name a record only its owner may see), a payload above the size floor, and
     /// either in memory or streamed to its client already (a revisit holds no body to
     /// answer from).
+    /// `body_at`: where the body starts in `fetched.raw`.
     pub(super) fn of(
-        ctx: &WorkerCtx,
+        ctx: &'a WorkerCtx,
         fetched: &Fetched,
+        body_at: usize,
         spill: Option<&crate::fetch::spill::Spill>,
-        asked: &Asked<'_>,
+        asked: &Asked<'a>,
         private: bool,
-    ) -> Option<Dedup> {
+    ) -> Option<Dedup<'a>> {
         let store = ctx.shared.dedup.as_ref()?;
         let config = &ctx.shared.config;
         if !asked.forward || private || (spill.is_some() && !asked.streamed) {
             return None;
         }
-        let (body_at, _) = body_of(&fetched.raw);
         let payload = match spill {
             Some(s) => s.len().saturating_sub(body_at as u64),
             None => (fetched.raw.len() - body_at) as u64,
@@ -72,11 +73,9 @@ impl Dedup {
         if payload <= floor {
             return None;
         }
-        let owned = |b: Vec<&str>| b.into_iter().map(str::to_owned).collect();
         Some(Dedup {
-            store: store.clone(),
-            lookup_in: owned(asked.capture.lookup_buckets()),
-            record_in: owned(asked.capture.record_buckets()),
+            store,
+            capture: asked.capture,
             max_age: config.dedup_max_age(),
             http_head: fetched.raw[..body_at].to_vec(),
             sent: fetched.request.clone(),
@@ -92,14 +91,14 @@ impl Dedup {
         let now = unix_now();
         // A payload never stored before (most of a crawl's), or one met again and again (a
         // site's scripts and images): answered here, no thread hop.
-        let buckets: Vec<&str> = self.lookup_in.iter().map(String::as_str).collect();
+        let buckets = self.capture.lookup_buckets();
         match self.store.quick(&key, &buckets, max_age, now) {
             Quick::Absent => return None,
             Quick::Found(original) => return Some(original),
             Quick::Unknown => {}
         }
         let store = self.store.clone();
-        let buckets = self.lookup_in.clone();
+        let buckets: Vec<String> = buckets.into_iter().map(str::to_owned).collect();
         let found = monoio::spawn_blocking(move || {
             let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
             store.lookup(&key, &buckets, max_age, now)
@@ -124,7 +123,8 @@ impl Dedup {
         digest: &str,
     ) {
         let Some(record_id) = record_id else { return };
-        if self.record_in.is_empty() {
+        let buckets = self.capture.record_buckets();
+        if buckets.is_empty() {
             return;
         }
         let original = Original {
@@ -133,20 +133,19 @@ impl Dedup {
             record_id,
             stored_at: unix_now(),
         };
-        let buckets: Vec<&str> = self.record_in.iter().map(String::as_str).collect();
         self.store
             .put(&format!("sha1:{digest}"), &buckets, &original);
     }
 
     /// What an identical-payload revisit of this capture is made of.
-    pub(super) fn revisit<'a>(
-        &'a self,
-        url: &'a TargetUrl,
+    pub(super) fn revisit<'r>(
+        &'r self,
+        url: &'r TargetUrl,
         date: UtcTime,
         original: &Original,
         digest: &str,
         code: u16,
-    ) -> Revisit<'a> {
+    ) -> Revisit<'r> {
         Revisit {
             url,
             date,

@@ -83,10 +83,10 @@ async fn archive_response(
     // A record fetched with credentials is marked private in the archive itself, so a
     // restart never makes it answer someone else.
     let private = reuse.credentialed || reuse.forward_private;
-    let dedup = Dedup::of(ctx, &fetched, spill.as_ref(), &asked, private);
+    let (body_at, _) = body_of(&fetched.raw);
+    let dedup = Dedup::of(ctx, &fetched, body_at, spill.as_ref(), &asked, private);
     // The payload's bytes as received (chunk framing included, as warcprox counts them).
-    let payload_len = spill.as_ref().map_or(fetched.raw.len() as u64, |s| s.len())
-        - body_of(&fetched.raw).0 as u64;
+    let payload_len = spill.as_ref().map_or(fetched.raw.len() as u64, |s| s.len()) - body_at as u64;
     let content_type = fetched.head.content_type.as_deref();
     // The CDX says what pywb's indexer would: the ARC header's field, or for WARC the
     // response's own Content-Type.
