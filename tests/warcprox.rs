@@ -13,6 +13,18 @@ fn origin() -> FnOrigin {
     FnOrigin::start(|_| response("200 OK", "Cache-Control: max-age=600\r\n", "page"))
 }
 
+/// An origin answering each path with `body of PATH`, fresh for ten minutes.
+fn path_origin() -> FnOrigin {
+    FnOrigin::start(|head| {
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        response(
+            "200 OK",
+            "Cache-Control: max-age=600\r\n",
+            &format!("body of {path}"),
+        )
+    })
+}
+
 /// Every record in the archive files under `dir`, inflated, as one text.
 fn archive_text(dir: &std::path::Path) -> String {
     let mut files = Vec::new();
@@ -216,14 +228,7 @@ fn capture_metadata_says_when_the_response_was_captured() {
 /// file name is a 400.
 #[test]
 fn warc_prefix_sends_records_to_files_of_their_own() {
-    let origin = FnOrigin::start(|head| {
-        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-        response(
-            "200 OK",
-            "Cache-Control: max-age=600\r\n",
-            &format!("body of {path}"),
-        )
-    });
+    let origin = path_origin();
     let proxy = Proxy::start(&["--format", "warc"]);
     let job = |p: &str| format!("Warcprox-Meta: {{\"warc-prefix\":\"{p}\"}}\r\n");
     let fwd_job1 = origin.url("/fwd-job1");
@@ -398,14 +403,7 @@ fn the_crawl_log_has_a_line_per_capture() {
 /// survive a restart.
 #[test]
 fn limits_refuse_at_once_and_the_numbers_survive_a_restart() {
-    let origin = FnOrigin::start(|head| {
-        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-        response(
-            "200 OK",
-            "Cache-Control: max-age=600\r\n",
-            &format!("body of {path}"),
-        )
-    });
+    let origin = path_origin();
     let proxy = Proxy::start(&["--format", "warc", "--mode", "forward"]);
     let hard = r#"Warcprox-Meta: {"stats":{"buckets":["job"]},"limits":{"job/total/urls":2}}"#;
     for path in ["/l1", "/l2"] {
