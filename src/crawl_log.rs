@@ -154,7 +154,7 @@ impl CrawlLog {
 
     /// Writes every line handed over and stops the thread (at shutdown).
     pub fn close(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let thread = crate::lock(&self.thread).take();
         if let Some(thread) = thread {
             let _ = self.queue.send(Msg::Close);
             let _ = thread.join();

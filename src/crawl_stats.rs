@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lock;
+
 /// The bucket every capture is tallied in.
 pub const ALL: &str = "__all__";
 /// The bucket of a capture whose `Warcprox-Meta` names none.
@@ -83,10 +85,6 @@ pub struct CrawlStats {
     dirty: std::sync::atomic::AtomicBool,
     path: PathBuf,
     saver: Mutex<Option<(JoinHandle<()>, std::sync::mpsc::Sender<()>)>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl CrawlStats {

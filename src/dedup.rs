@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use crate::lock;
+
 /// The keyspace: key `DIGEST|BUCKET` (warcprox's own key shape), value `Original::encode`.
 const TABLE: &str = "payload_digests";
 /// The tree's block cache and its in-memory write buffer: what the store keeps in memory,
@@ -283,10 +285,6 @@ fn fill_filter(table: &Keyspace, filter: &Filter) -> Result<u64, fjall::Error> {
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
     Ok(n)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The writer thread: entries written as they come, durable at least every

@@ -48,3 +48,9 @@ pub mod proxy;
 pub mod sched;
 pub mod server;
 pub mod warcprox;
+
+/// Locks `m`, taking over a lock a panicking thread left poisoned: every mutex here guards
+/// data that stays whole between statements (counts, queues, maps), so it is still usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

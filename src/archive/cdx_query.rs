@@ -66,11 +66,11 @@ pub struct Query {
 
 /// One matching line's fields (the CDX's 11, the file name included).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capture {
+pub struct CdxLine {
     pub line: String,
 }
 
-impl Capture {
+impl CdxLine {
     fn fields(&self) -> Vec<&str> {
         self.line.split(' ').collect()
     }
@@ -244,7 +244,7 @@ fn decode(value: &str) -> String {
 
 /// Runs `query` over the files being written (`open`, their records named
 /// `../WORKER/NAME.open` from `dir`) and every `.cdx` file in `dir`.
-pub fn search(dir: &Path, open: &[Arc<SpoolView>], query: &Query) -> io::Result<Vec<Capture>> {
+pub fn search(dir: &Path, open: &[Arc<SpoolView>], query: &Query) -> io::Result<Vec<CdxLine>> {
     let mut found = Vec::new();
     // The open files first: one sealed meanwhile is then found twice (once each way, and
     // listed once) rather than missed.
@@ -253,7 +253,7 @@ pub fn search(dir: &Path, open: &[Arc<SpoolView>], query: &Query) -> io::Result<
         for entry in view.entries()? {
             let line = entry.to_line(&file);
             if query.wants(&line) {
-                found.push(Capture { line });
+                found.push(CdxLine { line });
             }
         }
     }
@@ -275,10 +275,10 @@ pub fn search(dir: &Path, open: &[Arc<SpoolView>], query: &Query) -> io::Result<
 }
 
 /// Adds `file`'s matching lines to `found`: as many as the query's order can use.
-fn search_file(file: &File, query: &Query, found: &mut Vec<Capture>) -> io::Result<()> {
+fn search_file(file: &File, query: &Query, found: &mut Vec<CdxLine>) -> io::Result<()> {
     let len = file.metadata()?.len();
     let mut at = first_at_or_after(file, len, &query.key)?;
-    let mut kept: VecDeque<Capture> = VecDeque::new();
+    let mut kept: VecDeque<CdxLine> = VecDeque::new();
     let mut reader = Lines::new(file, len);
     while let Some((line, next)) = reader.line_at(at)? {
         at = next;
@@ -291,7 +291,7 @@ fn search_file(file: &File, query: &Query, found: &mut Vec<Capture>) -> io::Resu
         if !query.wants(&line) {
             continue;
         }
-        kept.push_back(Capture { line });
+        kept.push_back(CdxLine { line });
         match query.sort {
             // Each file is in ascending order: its first `limit` are all it can give.
             Sort::Ascending if kept.len() >= query.limit => break,
@@ -306,12 +306,12 @@ fn search_file(file: &File, query: &Query, found: &mut Vec<Capture>) -> io::Resu
     Ok(())
 }
 
-fn order(found: &mut Vec<Capture>, query: &Query) {
+fn order(found: &mut Vec<CdxLine>, query: &Query) {
     match query.sort {
         Sort::Ascending => found.sort_by(|a, b| a.line.cmp(&b.line)),
         Sort::Reverse => found.sort_by(|a, b| b.line.cmp(&a.line)),
         Sort::Closest(t) => {
-            let distance = |c: &Capture| (seconds(c.timestamp()) - t).abs();
+            let distance = |c: &CdxLine| (seconds(c.timestamp()) - t).abs();
             found.sort_by(|a, b| match distance(a).cmp(&distance(b)) {
                 Ordering::Equal => a.line.cmp(&b.line),
                 other => other,
@@ -422,7 +422,7 @@ impl<'a> Lines<'a> {
 }
 
 /// The answer's body: one line per capture in the query's output.
-pub fn render(found: &[Capture], output: Output) -> String {
+pub fn render(found: &[CdxLine], output: Output) -> String {
     let mut out = String::new();
     for c in found {
         let f = c.fields();
@@ -601,9 +601,9 @@ mod tests {
         let sealed = line("com,a)/", "20260101000000", "http://a.com/", "F.warc.gz");
         let other = line("com,a)/", "20260101000000", "http://a.com/", "G.warc.gz");
         let query = Query::parse("url=a.com").unwrap();
-        let mut found: Vec<Capture> = [&open, &sealed, &other]
+        let mut found: Vec<CdxLine> = [&open, &sealed, &other]
             .iter()
-            .map(|l| Capture {
+            .map(|l| CdxLine {
                 line: l.to_string(),
             })
             .collect();
@@ -629,7 +629,7 @@ mod tests {
 
     #[test]
     fn answers_render_as_cdxj_or_json_lines() {
-        let c = Capture {
+        let c = CdxLine {
             line: line("com,a)/", "20260101000000", "http://a.com/", "f.warc.gz"),
         };
         let cdxj = render(std::slice::from_ref(&c), Output::Cdxj);

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::lock;
+
 #[derive(Debug, Default)]
 pub struct ArchiveStats {
     pub bytes_appended: AtomicU64,
@@ -61,7 +63,7 @@ impl ArchiveStats {
 
     /// Worker `worker` writes `name`, `len` bytes so far; `None` once it sealed it.
     pub fn set_open(&self, worker: usize, file: Option<(&str, u64)>) {
-        let mut open = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.open_files);
         match file {
             Some((name, len)) => match open.get_mut(&worker) {
                 Some(entry) if entry.0 == name => entry.1 = len,
@@ -77,7 +79,7 @@ impl ArchiveStats {
 
     /// (worker, file name, bytes) of every open file, by worker.
     pub fn open_files(&self) -> Vec<(usize, String, u64)> {
-        let open = self.open_files.lock().unwrap_or_else(|e| e.into_inner());
+        let open = lock(&self.open_files);
         open.iter()
             .map(|(w, (name, len))| (*w, name.clone(), *len))
             .collect()
@@ -95,8 +97,4 @@ impl ArchiveStats {
             free_bytes: load(&self.free_bytes),
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -173,6 +173,15 @@ pub const DEDUP_FILE: &str = "dedup";
 /// The crawl statistics' file in the data directory.
 pub const CRAWL_STATS_FILE: &str = "crawl-stats.json";
 
+/// Appends `item` to the ring, dropping its oldest past `cap` items.
+fn push_capped<T>(ring: &std::sync::Mutex<std::collections::VecDeque<T>>, cap: usize, item: T) {
+    let mut ring = crate::lock(ring);
+    if ring.len() == cap {
+        ring.pop_front();
+    }
+    ring.push_back(item);
+}
+
 /// How often each worker's request count is sampled, and how many samples make a minute.
 pub const RATE_SAMPLE: std::time::Duration = std::time::Duration::from_secs(5);
 const RATE_SAMPLES: usize = 13;
@@ -183,25 +192,11 @@ impl Shared {
     /// Records every worker's request count now (called every `RATE_SAMPLE`).
     pub fn sample_rates(&self) {
         let counts = self.worker_requests();
-        let mut ring = self.rate_samples.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == RATE_SAMPLES {
-            ring.pop_front();
-        }
-        ring.push_back((std::time::Instant::now(), counts));
-        drop(ring);
+        let now = std::time::Instant::now();
+        push_capped(&self.rate_samples, RATE_SAMPLES, (now, counts));
         let a = self.archive_stats.now();
-        let mut ring = self
-            .archive_samples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if ring.len() == ARCHIVE_SAMPLES {
-            ring.pop_front();
-        }
-        ring.push_back((
-            std::time::Instant::now(),
-            a.records_appended,
-            a.bytes_appended,
-        ));
+        let sample = (now, a.records_appended, a.bytes_appended);
+        push_capped(&self.archive_samples, ARCHIVE_SAMPLES, sample);
     }
 
     /// Records and bytes archived per second over the last 1, 5 and 15 minutes (or since
@@ -209,10 +204,7 @@ impl Shared {
     fn archive_rates(&self) -> [crate::admin::ArchiveRate; 3] {
         let now = std::time::Instant::now();
         let a = self.archive_stats.now();
-        let ring = self
-            .archive_samples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let ring = crate::lock(&self.archive_samples);
         [1u64, 5, 15].map(|minutes| {
             let window = std::time::Duration::from_secs(minutes * 60);
             // The oldest sample inside the window, else the start.
