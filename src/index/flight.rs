@@ -25,8 +25,9 @@ pub struct Delivery {
     /// body, and `member` (when there is one) the response as fetched, never written. Only
     /// the request that fetched it is answered from it; nothing is reused or indexed.
     pub revisit: bool,
-    /// What the record written for this fetch holds (for the crawl log); `None` when none
-    /// was written (a 304's stored record answers).
+    /// What the record written for this fetch holds, for the crawl log and warcprox's
+    /// tallies; `None` when none was written (a 304's stored record answers) or neither
+    /// asks (not worked out on every miss).
     pub archived: Option<Arc<Archived>>,
 }
 

@@ -69,6 +69,8 @@ async fn archive_response(
     asked: Asked<'_>,
 ) -> Outcome {
     let (request, forward, writer) = (asked.request, asked.forward, asked.writer);
+    // What the record holds is told only to the crawl log and warcprox's tallies.
+    let want_facts = ctx.shared.crawl_log.get().is_some() || asked.capture.tallied;
     let config = &ctx.shared.config;
     let spill = fetched.spill.take();
     let mut reuse = reuse_for(
@@ -166,12 +168,16 @@ async fn archive_response(
                 let revisit = dedup.revisit(url, date, &original, &member.digest, code);
                 let loc = archive_identical(ctx, writer, revisit, private).await?;
                 let d = revisit_delivery(loc, status, config.cache.ttl, reuse, None);
-                return Ok(archived(d, &member.digest, &cdx_mime, payload_len));
+                let facts = archived(want_facts, &member.digest, &cdx_mime, payload_len);
+                return Ok(Delivery {
+                    archived: facts,
+                    ..d
+                });
             }
         }
         let record_id = member.record_id.clone();
         let digest = member.digest.clone();
-        let log_mime = cdx_mime.clone();
+        let facts = archived(want_facts, &digest, &cdx_mime, payload_len);
         let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, member.digest.clone());
         cdx.private = private;
         let stored = append_file(
@@ -185,7 +191,10 @@ async fn archive_response(
         if let Some(dedup) = dedup {
             dedup.record(url, date, record_id, &digest);
         }
-        return Ok(archived(stored, &digest, &log_mime, payload_len));
+        return Ok(Delivery {
+            archived: facts,
+            ..stored
+        });
     }
     let encoded = encode(draft, config.codec(), private).await?;
     if let Some(dedup) = &dedup {
@@ -196,11 +205,15 @@ async fn archive_response(
             let whole = encoded.member.len() - encoded.trailer_len;
             let fetched = encoded.member.slice(..whole);
             let d = revisit_delivery(loc, status, config.cache.ttl, reuse, Some(fetched));
-            return Ok(archived(d, &encoded.digest, &cdx_mime, payload_len));
+            let facts = archived(want_facts, &encoded.digest, &cdx_mime, payload_len);
+            return Ok(Delivery {
+                archived: facts,
+                ..d
+            });
         }
     }
     let (record_id, digest) = (encoded.record_id.clone(), encoded.digest.clone());
-    let log_mime = cdx_mime.clone();
+    let facts = archived(want_facts, &digest, &cdx_mime, payload_len);
     let mut cdx = cdx_entry(url, date.arc14(), cdx_mime, code, encoded.digest);
     cdx.private = private;
     let record = AppendRecord {
@@ -212,19 +225,21 @@ async fn archive_response(
     if let Some(dedup) = dedup {
         dedup.record(url, date, record_id, &digest);
     }
-    Ok(archived(stored, &digest, &log_mime, payload_len))
+    Ok(Delivery {
+        archived: facts,
+        ..stored
+    })
 }
 
-/// `d`, saying what its record holds (the payload digest in the CDX's base32).
-fn archived(d: Delivery, digest: &str, mime: &str, payload_len: u64) -> Delivery {
-    Delivery {
-        archived: Some(Arc::new(Archived {
+/// What a record holds (the payload digest given in the CDX's base32), when `wanted`.
+fn archived(wanted: bool, digest: &str, mime: &str, payload_len: u64) -> Option<Arc<Archived>> {
+    wanted.then(|| {
+        Arc::new(Archived {
             digest: format!("sha1:{digest}"),
             mime: mime.to_string(),
             payload_len,
-        })),
-        ..d
-    }
+        })
+    })
 }
 
 /// A stored record being revalidated, with what its head says (read before the conditional
