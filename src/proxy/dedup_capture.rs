@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::context::WorkerCtx;
-use super::store::{cdx_entry, delivery, with_request, Asked};
+use super::encode::with_request;
+use super::store::{cdx_entry, delivery, Asked};
 use crate::archive::cdx::REVISIT_MIME;
 use crate::archive::warc;
 use crate::archive::{AppendRecord, ArcWriter};

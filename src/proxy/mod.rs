@@ -5,6 +5,7 @@ mod cache_view;
 pub mod client_conn;
 pub mod context;
 mod dedup_capture;
+mod encode;
 mod fetcher;
 pub mod hot;
 mod lookup;

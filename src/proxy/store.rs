@@ -1,6 +1,6 @@
-//! Turns a fetch result into an archived record: encode the ARC member and the payload digest
-//! (large ones on the blocking pool so a worker is not stalled compressing), append it with its
-//! CDX line, index it, deliver it.
+//! Turns a fetch result into an archived record: draft it (encoded by `super::encode`, large
+//! ones on the blocking pool so a worker is not stalled compressing), append it with its CDX
+//! line, index it, deliver it.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,14 +10,13 @@ use bytes::Bytes;
 
 use super::context::WorkerCtx;
 use super::dedup_capture::{archive_identical, revisit_delivery, Dedup};
+use super::encode::{encode, encode_spilled, with_request, Draft};
 use crate::archive::cdx::{
-    payload_content_type, payload_digest, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME,
-    REVISIT_MIME,
+    payload_content_type, payload_status, surt, warc_mime, CdxEntry, FAILURE_MIME, REVISIT_MIME,
 };
 use crate::archive::format::Format;
-use crate::archive::from_file::{encode_record, FileMember, FileRecord, Payload};
 use crate::archive::payload_digest::body_of;
-use crate::archive::record::{header_line, mark_private, Codec};
+use crate::archive::record::header_line;
 use crate::archive::warc;
 use crate::archive::writer::AppendFileRecord;
 use crate::archive::{AppendRecord, ArcWriter};
@@ -31,9 +30,6 @@ use crate::http::response::arc_mime;
 use crate::http::url::TargetUrl;
 use crate::index::{Archived, Delivery, Outcome, StoredRecord};
 use crate::warcprox::Capture;
-
-/// Payloads above this are compressed on the blocking pool.
-const INLINE_GZIP_LIMIT: usize = 256 * 1024;
 
 /// Who a response was fetched for.
 pub struct Asked<'a> {
@@ -131,38 +127,7 @@ async fn archive_response(
         },
     };
     if let Some(spill) = spill {
-        let (record, digest_from) = match draft {
-            Draft::Arc { header, payload } => (FileRecord::Arc { header }, body_of(&payload)),
-            Draft::Exchange {
-                url,
-                ip,
-                date,
-                request,
-                response,
-                warcinfo,
-            } => {
-                let from = body_of(&response);
-                (
-                    FileRecord::Warc {
-                        url,
-                        ip,
-                        date,
-                        request,
-                        warcinfo,
-                    },
-                    from,
-                )
-            }
-            Draft::Failure { .. } => return Err(Error::Internal("a failure record spilled")),
-        };
-        let spilled = Spilled {
-            record,
-            digest_from: digest_from.0 as u64,
-            chunked: digest_from.1,
-            spill,
-            private,
-        };
-        let member = encode_spilled(ctx, spilled).await?;
+        let member = encode_spilled(ctx, draft, spill, private).await?;
         if let Some(dedup) = &dedup {
             if let Some(original) = dedup.lookup(&member.digest).await {
                 let revisit = dedup.revisit(url, date, &original, &member.digest, code);
@@ -358,39 +323,6 @@ async fn archive_revisit(
     Ok(())
 }
 
-/// A spilled response on its way into a record.
-struct Spilled {
-    record: FileRecord,
-    /// Where the payload digest starts (after the first head, as `payload_digest` reads it).
-    digest_from: u64,
-    /// The response said chunked: its framing is not digested.
-    chunked: bool,
-    spill: crate::fetch::spill::Spill,
-    private: bool,
-}
-
-/// Encodes a spilled response's record into a file of its own, on the blocking pool, in
-/// bounded memory (`archive::from_file::encode_record`).
-async fn encode_spilled(ctx: &Rc<WorkerCtx>, s: Spilled) -> Result<FileMember, Error> {
-    let storage = |e: std::io::Error| Error::Storage(e.to_string());
-    let payload = s.spill.reader().map_err(storage)?;
-    let len = s.spill.len();
-    let codec = ctx.shared.config.codec();
-    let dir = ctx.spill.dir.clone();
-    monoio::spawn_blocking(move || {
-        let source = Payload {
-            file: &payload,
-            len,
-            digest_from: s.digest_from,
-            chunked: s.chunked,
-        };
-        encode_record(&s.record, &source, codec, s.private, &dir)
-    })
-    .await
-    .map_err(|_| Error::Internal("compression task was cancelled"))?
-    .map_err(storage)
-}
-
 /// Appends a record whose member is in a file; it is not kept in memory for the reply
 /// (replies read it from the archive, as hits do).
 async fn append_file(
@@ -504,150 +436,6 @@ pub(super) fn cdx_entry(
         private: false,
         failure: false,
     }
-}
-
-/// What a record is made of, before it is encoded (on the blocking pool when big).
-enum Draft {
-    /// An ARC record: header line and payload.
-    Arc { header: String, payload: Vec<u8> },
-    /// A WARC response record and its request record.
-    Exchange {
-        url: String,
-        ip: std::net::IpAddr,
-        date: UtcTime,
-        response: Vec<u8>,
-        request: Bytes,
-        /// `WARC-Warcinfo-ID` (`ArcWriter::warcinfo_id`).
-        warcinfo: String,
-    },
-    /// A WARC metadata record for a failure: `fields` say what liveweb answered and why.
-    Failure {
-        url: String,
-        ip: Option<std::net::IpAddr>,
-        date: UtcTime,
-        warcinfo: String,
-        fields: Vec<u8>,
-        code: &'static str,
-    },
-}
-
-impl Draft {
-    fn payload_len(&self) -> usize {
-        match self {
-            Draft::Arc { payload, .. } => payload.len(),
-            Draft::Exchange { response, .. } => response.len(),
-            Draft::Failure { fields, .. } => fields.len(),
-        }
-    }
-}
-
-/// An encoded record, ready to append.
-struct Encoded {
-    /// The record's gzip member (marked private if asked), then any record that goes with it.
-    member: Bytes,
-    /// The length of what follows the record in `member`.
-    trailer_len: usize,
-    /// The payload digest (the CDX's, and WARC's `WARC-Payload-Digest`).
-    digest: String,
-    /// A WARC response's `WARC-Record-ID`.
-    record_id: Option<String>,
-}
-
-/// A WARC record (header block and content) as one member, marked private if asked, then
-/// its request record as another; and the length of the second (the write's trailer).
-pub(super) fn with_request(
-    codec: Codec,
-    private: bool,
-    (record, content): (&warc::WarcRecord, &[u8]),
-    (request, sent): (&warc::WarcRecord, &[u8]),
-) -> (Vec<u8>, usize) {
-    let mut member = codec.encode_parts(record.head.as_bytes(), content, warc::RECORD_END);
-    if private {
-        member = mark_private(member);
-    }
-    let follow = codec.encode_parts(request.head.as_bytes(), sent, warc::RECORD_END);
-    member.extend_from_slice(&follow);
-    (member, follow.len())
-}
-
-fn encode_now(draft: Draft, codec: Codec, private: bool) -> Encoded {
-    let mark = |member: Vec<u8>| {
-        if private {
-            mark_private(member)
-        } else {
-            member
-        }
-    };
-    match draft {
-        Draft::Arc { header, payload } => Encoded {
-            member: Bytes::from(mark(codec.encode(&header, &payload))),
-            trailer_len: 0,
-            digest: payload_digest(&payload),
-            record_id: None,
-        },
-        Draft::Exchange {
-            url,
-            ip,
-            date,
-            response,
-            request,
-            warcinfo,
-        } => {
-            let digest = payload_digest(&response);
-            let target = warc::Target {
-                url: &url,
-                ip: Some(ip),
-                date: &date,
-                warcinfo: &warcinfo,
-            };
-            let resp = warc::response(&target, &response, &digest);
-            let req = warc::request(&target, &request, &resp.id);
-            let (member, trailer_len) =
-                with_request(codec, private, (&resp, &response), (&req, &request));
-            Encoded {
-                member: Bytes::from(member),
-                trailer_len,
-                digest,
-                record_id: Some(resp.id),
-            }
-        }
-        Draft::Failure {
-            url,
-            ip,
-            date,
-            warcinfo,
-            fields,
-            code,
-        } => {
-            let target = warc::Target {
-                url: &url,
-                ip,
-                date: &date,
-                warcinfo: &warcinfo,
-            };
-            let meta = warc::failure(&target, &fields, code);
-            Encoded {
-                member: Bytes::from(mark(codec.encode_parts(
-                    meta.head.as_bytes(),
-                    &fields,
-                    warc::RECORD_END,
-                ))),
-                trailer_len: 0,
-                digest: payload_digest(&fields),
-                record_id: None,
-            }
-        }
-    }
-}
-
-/// Encodes a record: inline when small, on the blocking pool when big.
-async fn encode(draft: Draft, codec: Codec, private: bool) -> Result<Encoded, Error> {
-    if draft.payload_len() <= INLINE_GZIP_LIMIT {
-        return Ok(encode_now(draft, codec, private));
-    }
-    monoio::spawn_blocking(move || encode_now(draft, codec, private))
-        .await
-        .map_err(|_| Error::Internal("compression task was cancelled"))
 }
 
 async fn append(
