@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use super::cache_view::{CacheView, Plan};
 use super::fetcher::{fetch_and_store, FetchJob, Settle};
-use super::{live_response, reply_for, stored_head, ReplyTo, RequestState, Response, WorkerCtx};
+use super::reply::{live_response, reply_for};
+use super::{stored_head, ReplyTo, RequestState, Response, WorkerCtx};
 use crate::error::{Error, LogLine};
 use crate::fetch::Tap;
 use crate::http::cache::Reuse;
