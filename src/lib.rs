@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`admin`]: the operator's numbers: per-worker counters, Prometheus text and JSON.
-//! - [`config`]: the CLI (clap, `LIVEWEB_*` env); its value parsers in `config::units`.
+//! - [`config`]: the CLI (clap, `LIVEWEB_*` env); its value parsers in `config::units`, the
+//!   values derived from it (per section, checks, summary) in `config::derived`.
 //! - [`error`]: the one error type, its codes and the status mapping.
 //! - [`clock`]: ARC timestamps.
 //! - [`blocking`]: small thread pools with bounded queues (DNS, bcrypt) apart from the

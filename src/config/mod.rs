@@ -1,5 +1,5 @@
 //! The command line (every flag also `LIVEWEB_<FLAG>` in the environment), its unit parsers,
-//! and the validated `Config` the server runs on.
+//! and the validated `Config` the server runs on; what is derived from it is in `derived`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use crate::archive::FsyncPolicy;
 use crate::policy::Cidr;
 
+mod derived;
 mod units;
 
 pub use units::*;
@@ -491,201 +492,6 @@ pub struct Tls {
     pub mitm_bypass: Vec<String>,
 }
 
-/// The machine's memory in bytes (0 if unknown).
-fn physical_memory() -> u64 {
-    // SAFETY: sysconf with constant names, no memory passed.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    u64::try_from(pages).unwrap_or(0) * u64::try_from(page).unwrap_or(0)
-}
-
-impl Config {
-    /// Checks what clap cannot: cross-field rules and not-yet-available features.
-    /// `--transfer-memory`, or its default: a sixteenth of physical memory, at least 64 MiB.
-    pub fn transfer_memory(&self) -> u64 {
-        self.ops
-            .transfer_memory
-            .unwrap_or_else(|| (physical_memory() / 16).max(64 << 20))
-    }
-
-    /// `--index-memory`, or its default: an eighth of physical memory, at least 64 MiB.
-    pub fn index_memory(&self) -> u64 {
-        self.cache
-            .index_memory
-            .unwrap_or_else(|| (physical_memory() / 8).max(64 << 20))
-    }
-
-    /// Whether captures are deduplicated: `--dedup on` and WARC (an ARC file has no
-    /// revisit record).
-    pub fn dedup_enabled(&self) -> bool {
-        self.archive.dedup && self.archive.format == crate::archive::format::Format::Warc
-    }
-
-    /// `--dedup-ttl`, `None` for no limit.
-    pub fn dedup_max_age(&self) -> Option<Duration> {
-        (!self.archive.dedup_ttl.is_zero()).then_some(self.archive.dedup_ttl)
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        if self.archive.arc_max_size < 4096 {
-            return Err("--arc-max-size must be at least 4KB".into());
-        }
-        if self.ops.spill_threshold < 64 * 1024 {
-            return Err(
-                "--spill-threshold must be at least 64KB (a response head can take 64 KiB)".into(),
-            );
-        }
-        if self.archive.arc_max_idle.is_zero() {
-            return Err("--arc-max-idle must be greater than zero".into());
-        }
-        if self.ops.workers == Some(0) {
-            return Err("--workers must be at least 1".into());
-        }
-        if self.ops.notsent_lowat > i32::MAX as u64 {
-            return Err("--notsent-lowat must be below 2GB".into());
-        }
-        if self.clients.max_connections == Some(0) || self.clients.max_connections_per_client == 0 {
-            return Err("connection limits must be at least 1".into());
-        }
-        if self.archive.format == crate::archive::format::Format::Warc && !self.archive.arc_gzip {
-            return Err(
-                "--format warc writes .warc.gz files: --arc-gzip false applies to ARC only".into(),
-            );
-        }
-        if self.fetch.connect_ports.contains(&0) {
-            return Err("--connect-ports: 0 is not a port".into());
-        }
-        if self.sched.max_fetches == Some(0) || self.sched.max_fetches_per_host == 0 {
-            return Err("--max-fetches and --max-fetches-per-host must be at least 1".into());
-        }
-        if self.fetch.fetch_timeout.is_zero()
-            || self.sched.queue_timeout.is_zero()
-            || self.fetch.connect_timeout.is_zero()
-            || self.fetch.read_timeout.is_zero()
-            || self.clients.request_head_timeout.is_zero()
-        {
-            return Err("timeouts must be greater than zero".into());
-        }
-        Ok(())
-    }
-
-    /// `--max-connections` after defaulting from the open-file limit: each client connection
-    /// may hold an upstream connection too, and files, listeners and the pools need a reserve.
-    pub fn connection_limit(&self) -> usize {
-        self.clients.max_connections.unwrap_or_else(|| {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit fills the struct we pass.
-            let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-                usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-            } else {
-                1024
-            };
-            (files.saturating_sub(256) / 2).max(16)
-        })
-    }
-
-    /// Who may use the proxy and its admin endpoints.
-    pub fn access(&self) -> crate::policy::AccessConfig {
-        crate::policy::AccessConfig {
-            allow_client: self.clients.allow_client.clone(),
-            client_table: self.clients.client_table.clone(),
-            allow_admin: self.clients.allow_admin.clone(),
-            allow_loopback: self.clients.allow_loopback,
-        }
-    }
-
-    /// Worker count after defaulting to the number of CPUs.
-    pub fn worker_count(&self) -> usize {
-        self.ops.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-    }
-
-    /// What this process runs with, for the status page: the settings an operator checks
-    /// first, each as `(flag, value)`.
-    pub fn summary(&self, listening: Option<std::net::SocketAddr>) -> Vec<(&'static str, String)> {
-        let mib = |b: u64| format!("{} MiB", b >> 20);
-        let fsync = match self.archive.fsync {
-            FsyncPolicy::Never => "never".to_string(),
-            FsyncPolicy::Interval(d) => format!("interval:{d:?}"),
-            FsyncPolicy::Always => "always".to_string(),
-        };
-        let format = match self.archive.format {
-            crate::archive::format::Format::Arc if self.archive.arc_gzip => "arc (.arc.gz)",
-            crate::archive::format::Format::Arc => "arc (.arc)",
-            crate::archive::format::Format::Warc => "warc (.warc.gz)",
-        };
-        vec![
-            ("--mode", format!("{:?}", self.clients.mode).to_lowercase()),
-            (
-                "--listen",
-                listening.map_or_else(|| self.clients.listen.to_string(), |a| a.to_string()),
-            ),
-            ("--data-dir", self.archive.data_dir.display().to_string()),
-            ("--format", format.to_string()),
-            (
-                "--dedup",
-                (if self.dedup_enabled() { "on" } else { "off" }).to_string(),
-            ),
-            ("--workers", self.worker_count().to_string()),
-            ("--fsync", fsync),
-            ("--ttl", format!("{:?}", self.cache.ttl)),
-            ("--max-body", mib(self.fetch.max_body)),
-            ("--max-fetches", self.fetch_limits().max_running.to_string()),
-            ("--index-memory", mib(self.index_memory())),
-            ("--transfer-memory", mib(self.transfer_memory())),
-            ("--mem-cache", mib(self.cache.mem_cache)),
-            (
-                "--mitm-ca",
-                self.tls
-                    .mitm_ca
-                    .as_ref()
-                    .map_or_else(|| "off".into(), |p| p.display().to_string()),
-            ),
-        ]
-    }
-
-    /// The fetch scheduler's limits.
-    pub fn fetch_limits(&self) -> crate::sched::Limits {
-        crate::sched::Limits {
-            max_running: self.sched.max_fetches.unwrap_or(64 * self.worker_count()),
-            max_per_host: self.sched.max_fetches_per_host,
-            max_queued: self.sched.max_queue,
-            max_queued_per_client: self.sched.max_queue_per_client,
-        }
-    }
-
-    /// How records are encoded.
-    pub fn codec(&self) -> crate::archive::record::Codec {
-        if self.archive.arc_gzip {
-            crate::archive::record::Codec::Gzip(self.archive.gzip_level)
-        } else {
-            crate::archive::record::Codec::Plain
-        }
-    }
-
-    /// What a liveweb-mode reply carrying a record this run writes says it is.
-    pub fn reply_content_type(&self) -> &'static str {
-        self.archive.format.content_type(self.codec())
-    }
-
-    pub fn user_agent(&self) -> String {
-        self.fetch
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| format!("liveweb/{}", env!("CARGO_PKG_VERSION")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,7 +519,7 @@ mod tests {
         assert!(Config::try_parse_from(["liveweb", "--gzip-level", "10"]).is_err());
         let warc = Config::try_parse_from(["liveweb", "--format", "WARC"]).expect("parses");
         assert_eq!(warc.archive.format, crate::archive::format::Format::Warc);
-        assert_eq!(warc.reply_content_type(), "application/warc-gz");
+        assert_eq!(warc.archive.reply_content_type(), "application/warc-gz");
         let plain_warc =
             Config::try_parse_from(["liveweb", "--format", "warc", "--arc-gzip", "false"]).unwrap();
         assert!(plain_warc.validate().unwrap_err().contains("--format warc"));

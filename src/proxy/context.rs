@@ -79,7 +79,7 @@ impl Shared {
     /// bad one is an error naming its line.
     pub fn new(config: Config) -> io::Result<Self> {
         let invalid = |e: TableError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
-        let access = ClientAccess::load(&config.access()).map_err(invalid)?;
+        let access = ClientAccess::load(&config.clients.access()).map_err(invalid)?;
         let proxy_auth = match &config.clients.proxy_auth {
             Some(path) => Some(Arc::new(ProxyAuth::load(path).map_err(invalid)?)),
             None => None,
@@ -103,7 +103,7 @@ impl Shared {
             _ => None,
         };
         let dns_pool = Pool::start("dns", usize::from(config.ops.dns_threads), DNS_QUEUE)?;
-        let dedup = match config.dedup_enabled() {
+        let dedup = match config.archive.dedup_enabled() {
             true => Some(Arc::new(crate::dedup::DedupStore::open(
                 &config.archive.data_dir.join(DEDUP_FILE),
             )?)),
@@ -118,20 +118,22 @@ impl Shared {
             dns_pool: Arc::new(dns_pool),
             access: ArcSwap::from_pointee(access),
             proxy_auth: ArcSwapOption::new(proxy_auth),
-            index: Index::with_budget(usize::try_from(config.index_memory()).unwrap_or(usize::MAX)),
+            index: Index::with_budget(
+                usize::try_from(config.cache.index_memory()).unwrap_or(usize::MAX),
+            ),
             files: Arc::new(FileTable::new()),
             upstream_rules: UpstreamRules::new(&config.fetch.allow_upstream),
             request_limits: Limits::default(),
             fetch_limits,
-            user_agent: config.user_agent(),
+            user_agent: config.fetch.user_agent(),
             upstream_tls,
             bad_hosts: crate::fetch::BadHosts::new(config.fetch.bad_host_ttl),
             sched: Arc::new(crate::sched::Scheduler::new(
-                config.fetch_limits(),
+                config.sched.limits(config.ops.worker_count()),
                 config.sched.queue_timeout,
             )),
             mitm,
-            counters: (0..config.worker_count().max(1))
+            counters: (0..config.ops.worker_count().max(1))
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
             recent_errors: crate::admin::RecentErrors::default(),
@@ -144,7 +146,7 @@ impl Shared {
             },
             started: std::time::Instant::now(),
             own_listen: std::sync::OnceLock::new(),
-            transfer_budget: crate::fetch::spill::TransferBudget::new(config.transfer_memory()),
+            transfer_budget: crate::fetch::spill::TransferBudget::new(config.ops.transfer_memory()),
             config,
         })
     }
@@ -152,7 +154,7 @@ impl Shared {
     /// Reads the client table and the htpasswd file again and swaps them in whole; on any
     /// error the tables in force stay and the error (with its line) is returned.
     pub fn reload(&self) -> Result<String, TableError> {
-        let access = ClientAccess::load(&self.config.access())?;
+        let access = ClientAccess::load(&self.config.clients.access())?;
         let auth = match &self.config.clients.proxy_auth {
             Some(path) => Some(Arc::new(ProxyAuth::load(path)?)),
             None => None,

@@ -77,7 +77,7 @@ impl<'a> Dedup<'a> {
         Some(Dedup {
             store,
             capture: asked.capture,
-            max_age: config.dedup_max_age(),
+            max_age: config.archive.dedup_max_age(),
             http_head: fetched.raw[..body_at].to_vec(),
             sent: fetched.request.clone(),
             ip: fetched.ip,
@@ -200,7 +200,7 @@ pub(super) async fn archive_identical(
     };
     let revisit = warc::revisit_identical_payload(&target, &r.refers, r.http_head);
     let req = warc::request(&target, r.sent, &revisit.id);
-    let codec = ctx.shared.config.codec();
+    let codec = ctx.shared.config.archive.codec();
     let (member, trailer_len) =
         with_request(codec, private, (&revisit, r.http_head), (&req, r.sent));
     let mut cdx = cdx_entry(

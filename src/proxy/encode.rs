@@ -223,7 +223,7 @@ pub(super) async fn encode_spilled(
     let storage = |e: std::io::Error| Error::Storage(e.to_string());
     let payload = s.spill.reader().map_err(storage)?;
     let len = s.spill.len();
-    let codec = ctx.shared.config.codec();
+    let codec = ctx.shared.config.archive.codec();
     let dir = ctx.spill.dir.clone();
     monoio::spawn_blocking(move || {
         let source = Payload {

@@ -134,7 +134,7 @@ pub(super) fn reply_for(
     }
     let content_type = match &file {
         Some(f) => f.content_type,
-        None => ctx.shared.config.reply_content_type(),
+        None => ctx.shared.config.archive.reply_content_type(),
     };
     let head = record_head(
         &record.status,

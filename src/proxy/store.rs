@@ -161,7 +161,7 @@ async fn archive_response(
             ..stored
         });
     }
-    let encoded = encode(draft, config.codec(), private).await?;
+    let encoded = encode(draft, config.archive.codec(), private).await?;
     if let Some(dedup) = &dedup {
         if let Some(original) = dedup.lookup(&encoded.digest).await {
             let revisit = dedup.revisit(url, date, &original, &encoded.digest, code);
@@ -303,7 +303,7 @@ async fn archive_revisit(
     };
     let revisit = warc::revisit_not_modified(&target, refers);
     let req = warc::request(&target, &fetched.request, &revisit.id);
-    let codec = ctx.shared.config.codec();
+    let codec = ctx.shared.config.archive.codec();
     let (member, trailer_len) =
         with_request(codec, private, (&revisit, b""), (&req, &fetched.request));
     let digest = refers
@@ -373,7 +373,7 @@ pub async fn store_failure(
             code,
         },
     };
-    let encoded = encode(draft, config.codec(), false).await?;
+    let encoded = encode(draft, config.archive.codec(), false).await?;
     let mut cdx = cdx_entry(
         url,
         date.arc14(),

@@ -59,11 +59,11 @@ pub async fn write_record(
         warcinfo: &warcinfo,
     };
     let record = warc::client_record(&target, kind, content_type, &block);
-    let member =
-        ctx.shared
-            .config
-            .codec()
-            .encode_parts(record.head.as_bytes(), &block, warc::RECORD_END);
+    let member = ctx.shared.config.archive.codec().encode_parts(
+        record.head.as_bytes(),
+        &block,
+        warc::RECORD_END,
+    );
     let cdx = CdxEntry {
         urlkey: surt(&req.target),
         date14: date.arc14(),

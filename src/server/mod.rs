@@ -170,7 +170,7 @@ impl Server {
     }
 
     fn start_in(config: Config, recovered: &dyn Fn()) -> io::Result<Server> {
-        let workers = config.worker_count();
+        let workers = config.ops.worker_count();
         let placement = worker_cpus(&config.ops.cpu_affinity, workers)?;
         // Before recovery: recovering a directory another instance writes would cut its
         // open files as torn.
@@ -201,12 +201,12 @@ impl Server {
         log::info!(
             "response bodies: up to {} KiB each in memory, {} KiB for all together (--spill-threshold, --transfer-memory); bigger ones go to disk as they arrive",
             shared.config.ops.spill_threshold >> 10,
-            shared.config.transfer_memory() >> 10
+            shared.config.ops.transfer_memory() >> 10
         );
         log::info!(
             "index: up to {} MiB (--index-memory), about {} URLs; past that the URLs closest to expiry leave the index, their records stay on disk",
-            shared.config.index_memory() >> 20,
-            shared.config.index_memory() / 49
+            shared.config.cache.index_memory() >> 20,
+            shared.config.cache.index_memory() / 49
         );
         // Per-worker request rates for the status page; the thread ends with the process's
         // shared state.
@@ -287,7 +287,7 @@ impl Server {
         };
 
         let limits = Arc::new(limits::ConnLimits::new(
-            config.connection_limit(),
+            config.clients.connection_limit(),
             config.clients.max_connections_per_client,
         ));
         let pool =
@@ -399,7 +399,7 @@ fn lock_startup(s: &Mutex<Startup>) -> std::sync::MutexGuard<'_, Startup> {
 /// ever replaces files whole, so it is redone from where it stopped at the next start).
 pub fn run(config: Config) -> io::Result<()> {
     let data_dir = config.archive.data_dir.clone();
-    let workers = config.worker_count();
+    let workers = config.ops.worker_count();
     let grace = config.ops.shutdown_timeout;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

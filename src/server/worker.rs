@@ -114,7 +114,7 @@ async fn serve(setup: WorkerSetup) {
         sealed_dir: config.archive.data_dir.join("sealed"),
         prefix: config.archive.prefix.clone(),
         worker: id,
-        codec: config.codec(),
+        codec: config.archive.codec(),
         format: config.archive.format,
         first_serial,
         max_size: config.archive.arc_max_size,
@@ -126,7 +126,7 @@ async fn serve(setup: WorkerSetup) {
     };
     let prefixed = PrefixWriters::new(writer_config.clone(), shared.files.clone());
     let writer = ArcWriter::spawn(writer_config, shared.files.clone());
-    let shard_bytes = (config.cache.mem_cache / config.worker_count().max(1) as u64) as usize;
+    let shard_bytes = (config.cache.mem_cache / config.ops.worker_count().max(1) as u64) as usize;
     let ctx = Rc::new(WorkerCtx {
         id,
         shared: shared.clone(),
