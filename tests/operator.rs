@@ -564,6 +564,52 @@ fn forward_mode_upstream_failures_are_counted_listed_and_logged() {
     proxy.finish();
 }
 
+/// In liveweb mode a failed fetch is answered from the failure record it archives; the
+/// recent errors still say what went wrong in words (not the code's name twice), and a
+/// later request answered from that stored failure says so.
+#[test]
+fn liveweb_mode_failures_list_what_went_wrong() {
+    let proxy = Proxy::start(&[]);
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/gone");
+    let recent = |proxy: &Proxy| {
+        let body = admin_get(proxy, "/_liveweb/status.json").body;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        json["recent_errors"].as_array().unwrap().clone()
+    };
+    let miss = get(proxy.addr, &url, "");
+    assert_eq!(miss.status, 502);
+    assert_eq!(miss.header("x-cache").as_deref(), Some("MISS"));
+    let errors = recent(&proxy);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["code"], "E30 connection refused");
+    let message = errors[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("E30 connection refused: ")
+            && message.contains("Connection refused (os error"),
+        "{message}"
+    );
+
+    let hit = get(proxy.addr, &url, "");
+    assert_eq!(hit.status, 502);
+    assert_eq!(hit.header("x-cache").as_deref(), Some("HIT"));
+    let errors = recent(&proxy);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let message = errors
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .find(|m| m.contains("stored failure"));
+    assert_eq!(
+        message,
+        Some("E30 connection refused: the stored failure of an earlier fetch, reused within --error-ttl"),
+        "{errors:?}"
+    );
+    proxy.finish();
+}
+
 /// A browser opening the proxy's own address gets a page saying what it is and where the
 /// status page is, not `400 absolute URL required`; other origin-form paths still get it.
 #[test]

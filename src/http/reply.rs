@@ -31,6 +31,11 @@ pub struct RecordStatus {
     pub reason: std::borrow::Cow<'static, str>,
     /// For archived failures, the liveweb code line sent as `X-Liveweb-Error`.
     pub error: Option<&'static str>,
+    /// For archived failures, what went wrong in words (`E37 certificate invalid: certificate
+    /// signed by an unknown issuer`), for the operator's recent errors; never sent. Only the
+    /// fetch that failed and the requests that joined it have it: the index keeps the code
+    /// alone, so that failures cost it no more memory than other records.
+    pub detail: Option<std::sync::Arc<str>>,
 }
 
 impl RecordStatus {
@@ -45,6 +50,7 @@ impl RecordStatus {
                 reason.into()
             },
             error,
+            detail: None,
         }
     }
 }

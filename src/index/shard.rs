@@ -101,6 +101,7 @@ impl Shard {
                 code,
                 reason,
                 error: extras.and_then(|e| e.error),
+                detail: None,
             },
             expires_at: ticks::instant(slot.expires()),
             born: slot.born(),

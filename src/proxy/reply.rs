@@ -12,7 +12,7 @@ use super::{hot, stored_reply, Body, ReplyTo, RequestState, Response, WorkerCtx}
 use crate::archive::ArcFile;
 use crate::fetch::{Tap, TapReader};
 use crate::http::cache::Reuse;
-use crate::http::reply::{record_head, text_reply};
+use crate::http::reply::{record_head, text_reply, RecordStatus};
 use crate::http::request::{Method, RequestHead};
 use crate::index::StoredRecord;
 
@@ -48,7 +48,7 @@ pub(super) fn reply_for(
                 body: Body::None,
                 state,
                 error: Some(code),
-                detail: None,
+                detail: failure_detail(s, state),
                 upstream,
             };
         }
@@ -157,9 +157,26 @@ pub(super) fn reply_for(
         body,
         state,
         error: record.status.error,
-        detail: None,
+        detail: record
+            .status
+            .error
+            .and_then(|_| failure_detail(&record.status, state)),
         upstream,
     }
+}
+
+/// What the operator's recent errors say of a reply from a stored failure: what went wrong,
+/// when this request's fetch (or the one it joined) failed; that it was the stored failure
+/// of an earlier fetch, when it is reused.
+fn failure_detail(status: &RecordStatus, state: RequestState) -> Option<String> {
+    let code = status.error?;
+    Some(match (&status.detail, state) {
+        (Some(detail), _) => detail.to_string(),
+        (None, RequestState::Hit) => {
+            format!("{code}: the stored failure of an earlier fetch, reused within --error-ttl")
+        }
+        (None, _) => code.to_string(),
+    })
 }
 
 /// A forward-mode miss: the reply streams from the fetch as it arrives.

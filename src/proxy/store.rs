@@ -382,7 +382,8 @@ pub async fn store_failure(
         encoded.digest,
     );
     cdx.failure = true;
-    let status = RecordStatus::new(status.code, status.reason, Some(code));
+    let mut status = RecordStatus::new(status.code, status.reason, Some(code));
+    status.detail = Some(failure.error.message().into());
     let error_ttl = ctx.shared.config.cache.error_ttl;
     // Not the origin's answer: shared by everyone asking for the URL within --error-ttl.
     let reuse = Reuse {
