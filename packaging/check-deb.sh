@@ -22,7 +22,8 @@ while at < len(data):
 PY
 )
 for path in usr/bin/liveweb lib/systemd/system/liveweb.service etc/default/liveweb \
-    usr/share/man/man1/liveweb.1.gz usr/share/bash-completion/completions/liveweb; do
+    usr/share/man/man1/liveweb.1.gz usr/share/bash-completion/completions/liveweb \
+    usr/share/doc/liveweb/README.md usr/share/doc/liveweb/docs/operating.md; do
   grep -q "$path" <<< "$listing" || { echo "deb: $path missing from $deb" >&2; echo "$listing" >&2; exit 1; }
 done
 echo "deb: contents ok"

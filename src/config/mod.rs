@@ -41,15 +41,15 @@ pub struct Config {
     #[command(flatten)]
     pub archive: Archive,
     #[command(flatten)]
-    pub ops: Operations,
+    pub fetch: Fetching,
     #[command(flatten)]
     pub cache: Cache,
     #[command(flatten)]
-    pub fetch: Fetching,
+    pub tls: Tls,
     #[command(flatten)]
     pub sched: Scheduling,
     #[command(flatten)]
-    pub tls: Tls,
+    pub ops: Operations,
 }
 
 /// Listening, who may connect, and the client connections.
