@@ -6,6 +6,8 @@
 //!   values derived from it (per section, checks, summary) in `config::derived`.
 //! - [`error`]: the one error type, its codes and the status mapping.
 //! - [`clock`]: ARC timestamps.
+//! - [`cert_words`]: what a failed certificate check means, in words (upstream TLS, the
+//!   MITM CA's self-check).
 //! - [`blocking`]: small thread pools with bounded queues (DNS, bcrypt) apart from the
 //!   runtime's blocking pool.
 //! - [`http`]: pure HTTP/1.x: request/response heads, chunked framing, URLs, reply heads,
@@ -33,6 +35,7 @@
 pub mod admin;
 pub mod archive;
 pub mod blocking;
+pub mod cert_words;
 pub mod clock;
 pub mod config;
 pub mod crawl_log;

@@ -152,8 +152,16 @@ fn certificate_failures_have_their_own_code_and_say_which_check_failed() {
         let (cert, key) = stranger.leaf(&["localhost"], (-1, 30));
         TlsOrigin::start(&cert, &key)
     };
+    let ca_as_leaf = {
+        let (cert, key) = ca.own();
+        TlsOrigin::start(&cert, &key)
+    };
     let cases = [
         (expired.url("localhost", "/x"), "expired"),
+        (
+            ca_as_leaf.url("localhost", "/x"),
+            "E37 certificate invalid: the server presented a CA certificate as its own",
+        ),
         (
             wrong_host.url("localhost", "/x"),
             "not valid for this host name",

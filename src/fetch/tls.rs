@@ -89,7 +89,9 @@ pub async fn handshake(
 /// handshake itself (alerts, protocol, the origin closing).
 fn classify(e: monoio_rustls::TlsError) -> Error {
     match rustls_error(&e) {
-        Some(rustls::Error::InvalidCertificate(cert)) => Error::TlsCertificate(describe(&cert)),
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            Error::TlsCertificate(crate::cert_words::describe(&cert))
+        }
         Some(other) => Error::TlsHandshake(other.to_string()),
         None => Error::TlsHandshake(failure_text(&e)),
     }
@@ -112,22 +114,6 @@ pub fn failure_text(e: &monoio_rustls::TlsError) -> String {
     match e {
         monoio_rustls::TlsError::Io(io) => io.to_string(),
         monoio_rustls::TlsError::Rustls(r) => r.to_string(),
-    }
-}
-
-/// Which certificate check failed, in words an operator acts on.
-fn describe(e: &rustls::CertificateError) -> String {
-    use rustls::CertificateError as C;
-    match e {
-        C::Expired | C::ExpiredContext { .. } => "certificate expired".into(),
-        C::NotValidYet | C::NotValidYetContext { .. } => "certificate not valid yet".into(),
-        C::UnknownIssuer => "certificate signed by an unknown issuer".into(),
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            "certificate not valid for this host name".into()
-        }
-        C::Revoked => "certificate revoked".into(),
-        C::BadSignature => "certificate signature invalid".into(),
-        other => format!("certificate invalid: {other:?}"),
     }
 }
 

@@ -140,8 +140,8 @@ impl Authority {
                 key,
                 &format!(
                     "is not the private key of {}: certificates signed with it do not verify \
-                     against that CA certificate (a key of another CA, or of another type); \
-                     give --mitm-key the key made with --mitm-ca ({e})",
+                     against that CA certificate ({e}: a key of another CA, or of another \
+                     type); give --mitm-key the key made with --mitm-ca",
                     cert.display()
                 ),
             )
@@ -171,7 +171,10 @@ impl Authority {
         verifier
             .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], UnixTime::now())
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(c) => crate::cert_words::describe(&c),
+                other => other.to_string(),
+            })
     }
 
     /// The leaf for `host` (a DNS name or an IP address), issued on first use and cached
@@ -310,10 +313,26 @@ mod tests {
         // Another CA's key with this certificate.
         let other = tempfile::tempdir().unwrap();
         let (_, other_key) = init_ca(other.path()).unwrap();
-        let err = Authority::load(&cert, &other_key).err().unwrap();
+        let err = Authority::load(&cert, &other_key)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is not the private key of"), "{err}");
         assert!(
-            err.to_string().contains("is not the private key of"),
+            err.contains("(certificate signature invalid: a key of another CA"),
             "{err}"
         );
+        // A key of another curve (P-384 for a P-256 certificate): said in words, not in the
+        // library's names for it (`cert_words` has the words for the other mismatches).
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let p384_path = other.path().join("p384.key");
+        std::fs::write(&p384_path, p384.serialize_pem()).unwrap();
+        let err = Authority::load(&cert, &p384_path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is not the private key of"), "{err}");
+        assert!(err.contains("(certificate signature invalid: "), "{err}");
+        assert!(!err.contains('{') && !err.contains("BadSignature"), "{err}");
     }
 }

@@ -46,6 +46,11 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// The CA's own certificate and key, for an origin that (wrongly) serves them.
+    pub fn own(&self) -> (String, String) {
+        (self.pem.clone(), self.key.serialize_pem())
+    }
+
     pub fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join("ca.pem");
         std::fs::write(&path, &self.pem).unwrap();
