@@ -340,6 +340,16 @@ fn start_up_mistakes_are_named() {
         err.contains("not-a-dir") && err.contains("is a file"),
         "{err}"
     );
+    // A file where a worker's directory goes: named, and nothing made before the refusal.
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("1"), b"x").unwrap();
+    let err = refused_start(&["--data-dir", data.to_str().unwrap(), "--workers", "2"]);
+    assert!(
+        err.contains("data/1 is not a directory") && err.contains("move it away"),
+        "{err}"
+    );
+    assert!(!data.join("0").exists(), "worker 0's directory was made");
     let err = refused_start(&["--on-seal", "no-such-uploader-xyz --bucket b"]);
     assert!(
         err.contains("no-such-uploader-xyz") && err.contains("not on PATH"),

@@ -58,6 +58,21 @@ pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
     Ok(DataDirLock { _file: file })
 }
 
+/// Fails, naming `dir`, when something other than a directory has its name (liveweb would
+/// otherwise fail to make it with a bare "File exists").
+pub fn check_not_a_file(dir: &Path) -> io::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} is not a directory: liveweb keeps archive files there; move it away",
+                dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Fails, naming `dir`, unless a file can be created in it.
 pub fn check_writable(dir: &Path) -> io::Result<()> {
     let probe = dir.join(format!(".liveweb-write-check-{}", std::process::id()));
@@ -142,6 +157,20 @@ mod tests {
         let missing = dir.path().join("gone");
         let err = check_writable(&missing).unwrap_err();
         assert!(err.to_string().contains("gone is not writable"), "{err}");
+    }
+
+    #[test]
+    fn a_file_where_a_directory_goes_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_not_a_file(dir.path()).is_ok());
+        assert!(check_not_a_file(&dir.path().join("absent")).is_ok());
+        let file = dir.path().join("0");
+        std::fs::write(&file, b"x").unwrap();
+        let err = check_not_a_file(&file).unwrap_err().to_string();
+        assert!(
+            err.ends_with("/0 is not a directory: liveweb keeps archive files there; move it away"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -179,11 +179,18 @@ impl Server {
         // Every directory liveweb writes, checked now: a worker directory it cannot write
         // would otherwise start, say ok, and fail every miss.
         let sealed = config.archive.data_dir.join("sealed");
-        let dirs = (0..workers).map(|w| config.archive.data_dir.join(w.to_string()));
-        for dir in dirs.chain([sealed]) {
-            std::fs::create_dir_all(&dir)
+        let dirs: Vec<_> = (0..workers)
+            .map(|w| config.archive.data_dir.join(w.to_string()))
+            .chain([sealed])
+            .collect();
+        // All looked at before any is made, so a bad one leaves nothing new behind.
+        for dir in &dirs {
+            lock::check_not_a_file(dir)?;
+        }
+        for dir in &dirs {
+            std::fs::create_dir_all(dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-            lock::check_writable(&dir)?;
+            lock::check_writable(dir)?;
         }
         if let Some(command) = &config.archive.on_seal {
             check_command(command)?;
