@@ -7,7 +7,9 @@
 # 5 s; at the end checks that the last restart recovered, stops liveweb cleanly and reads
 # every sealed ARC file with `warcio index`. Loopback only; bounded in time; everything
 # started here is stopped at the end. Results: loadtest/results/soak-<time>/.
-# Usage: loadtest/soak.sh [minutes] ; needs wrk, nginx, python3 with warcio, a release build.
+# Usage: [SOAK_FLAGS="--format warc --mode forward"] loadtest/soak.sh [minutes]
+# (SOAK_FLAGS: more liveweb flags, e.g. WARC output in forward mode, where dedup writes
+# revisits); needs wrk, nginx, python3 with warcio, a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-30}
@@ -32,7 +34,8 @@ start_origin 'location /u/ { default_type text/plain; return 200 "unique $reques
 
 LW_NAME=soak
 LW_START_WAIT=300
-LW_FLAGS=(--connect-ports "$ORIGIN_PORT" --ttl 60s --arc-max-size 16MB --request-head-timeout 2s)
+# shellcheck disable=SC2206 # SOAK_FLAGS is split into words on purpose
+LW_FLAGS=(--connect-ports "$ORIGIN_PORT" --ttl 60s --arc-max-size 16MB --request-head-timeout 2s ${SOAK_FLAGS:-})
 echo "minutes=$MINUTES cycle=${CYCLE}s flags=${LW_FLAGS[*]}" | tee "$OUT/summary.txt"
 printf 't_s\tcycle\trss_kib\n' > "$OUT/rss.tsv"
 START=$SECONDS
@@ -88,7 +91,7 @@ else
 fi
 
 files=0; records=0; bad_files=0
-for arc in "$WORK"/soak/sealed/*.arc.gz; do
+for arc in "$WORK"/soak/sealed/*.arc.gz "$WORK"/soak/sealed/*.warc.gz; do
   [ -e "$arc" ] || continue
   files=$((files + 1))
   if out=$(warcio index "$arc" 2>&1); then
