@@ -103,7 +103,7 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     let line_len = cdx_sizes
         .iter()
         .max_by(|a, b| a.0.cmp(&b.0))
-        .and_then(|(newest, _)| fs::read(newest).ok())
+        .and_then(|(newest, _)| read_start(newest, LINE_SAMPLE).ok())
         .map(|text| {
             let lines = text.iter().filter(|&&b| b == b'\n').count().max(1);
             (text.len() / lines).max(64) as u64
@@ -121,7 +121,17 @@ pub fn recover(data_dir: &Path, files: &FileTable, sink: &dyn RecordSink) -> io:
     let results: Vec<io::Result<Loaded>> = std::thread::scope(|scope| {
         let handles: Vec<_> = sealed
             .chunks(chunk)
-            .map(|paths| scope.spawn(move || load_sealed(paths, sealed_dir, files, sink, progress)))
+            .map(|paths| {
+                scope.spawn(move || {
+                    let loaded = load_sealed(paths, sealed_dir, files, sink, progress);
+                    // What the thread read and parsed goes back to the system, not into the
+                    // RSS of a process that runs for weeks.
+                    // SAFETY: mi_collect only walks and frees the calling thread's own
+                    // allocator state.
+                    unsafe { libmimalloc_sys::mi_collect(true) };
+                    loaded
+                })
+            })
             .collect();
         // A long recovery says how far it got, at least every PROGRESS_EVERY.
         scope.spawn(move || progress.report_until_done(total));
@@ -219,9 +229,9 @@ fn load_sealed(
     let mut out = Loaded::default();
     let kept_from = sink.kept_from();
     let mut reported = 0;
-    // One buffer for every CDX this thread reads: freed buffers of each file's size stayed
-    // resident in the exited thread's heap after start-up.
-    let mut read = String::new();
+    // One line buffer for every CDX this thread reads: a CDX is read a line at a time,
+    // twice (checked, then indexed), never held whole (a big file's is hundreds of MB).
+    let mut line = String::new();
     for (i, path) in paths.iter().enumerate() {
         // The files before this one are done (whichever way their iteration ended).
         if i > 0 {
@@ -259,17 +269,13 @@ fn load_sealed(
                 None
             }
         };
-        read.clear();
-        let readable = fs::File::open(&cdx_path)
-            .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut read))
-            .is_ok();
+        let mut check = CdxCheck::new(&name, size, gzip);
+        // Unreadable (or not UTF-8) counts as invalid: the CDX is rebuilt from the file.
+        let valid = each_line(&cdx_path, &mut line, |l| check.line(l)).is_ok() && check.finish();
         let mut rebuilt_text = None;
-        let valid = readable
-            .then(|| valid_cdx(&read, &name, size, gzip))
-            .flatten();
         let private = match valid {
-            Some(_) => listed,
-            None => {
+            true => listed,
+            false => {
                 // Private records are those the members mark and those the old list names
                 // (plain records carry no mark).
                 let none = HashSet::new();
@@ -287,18 +293,18 @@ fn load_sealed(
         let Some(private) = private else {
             continue;
         };
-        let refs = valid.unwrap_or_else(|| {
-            let text = rebuilt_text.as_deref().unwrap_or_default();
-            text.lines().skip(1).filter_map(CdxRef::parse).collect()
-        });
-        for e in refs {
+        let mut indexed = 0;
+        let mut index_line = |line: &str| {
+            let Some(e) = CdxRef::parse(line) else {
+                return;
+            };
             // A revisit holds no body to answer with: the URL's entry stays the capture
             // that does (a 304's) or none (another URL's payload).
             if private.contains(&e.offset) || e.mime == REVISIT_MIME {
-                continue;
+                return;
             }
             let Some(archived_at) = parse_arc14(e.date14) else {
-                continue;
+                return;
             };
             let found = FoundRecord {
                 url: e.url,
@@ -311,9 +317,29 @@ fn load_sealed(
                 archived_at,
             };
             if sink.found(found) {
-                out.indexed += 1;
+                indexed += 1;
+            }
+        };
+        match &rebuilt_text {
+            Some(text) => text.lines().skip(1).for_each(&mut index_line),
+            None => {
+                // Checked just now; a read failing this time leaves the file unindexed.
+                let mut header = true;
+                let read = each_line(&cdx_path, &mut line, |l| {
+                    if !std::mem::take(&mut header) {
+                        index_line(l);
+                    }
+                    true
+                });
+                if let Err(e) = read {
+                    log::warn!(
+                        "{}: {e}: {name} stays on disk but is not indexed",
+                        cdx_path.display()
+                    );
+                }
             }
         }
+        out.indexed += indexed;
     }
     if !paths.is_empty() {
         progress.add(1, out.indexed - reported);
@@ -360,33 +386,99 @@ fn repair_open_file(path: &Path, sealed_dir: &Path, out: &mut Recovered) -> io::
 /// the last check where its records touch, so it is rebuilt; where blank-line padding
 /// (`--fsync always`) separates them it passes, and such a record is served with one padding
 /// newline after it (still a whole record; `liveweb reindex` rewrites those CDX files).
-/// The lines of a CDX file that belongs to this ARC file, parsed; `None` unless every line
-/// parses, names the file and points at a distinct part of it (each line is parsed once:
-/// start-up reads millions).
-fn valid_cdx<'t>(
-    text: &'t str,
-    arc_name: &str,
+/// Fed a line at a time (`line`, then `finish`), so a CDX is never held whole; what it keeps
+/// is each record's span, 16 bytes a line.
+struct CdxCheck<'n> {
+    arc_name: &'n str,
     arc_size: u64,
     gzip: bool,
-) -> Option<Vec<CdxRef<'t>>> {
-    let mut lines = text.lines();
-    if lines.next() != Some(CDX_HEADER) {
-        return None;
-    }
-    let mut refs = Vec::new();
-    let mut spans = Vec::new();
-    for line in lines {
-        let e = CdxRef::parse(line)?;
-        // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
-        let end = e.offset.checked_add(stored_length(e.length, gzip))?;
-        if e.file != arc_name || end > arc_size {
-            return None;
+    header_seen: bool,
+    /// A line was refused.
+    refused: bool,
+    spans: Vec<(u64, u64)>,
+}
+
+impl<'n> CdxCheck<'n> {
+    fn new(arc_name: &'n str, arc_size: u64, gzip: bool) -> Self {
+        CdxCheck {
+            arc_name,
+            arc_size,
+            gzip,
+            header_seen: false,
+            refused: false,
+            spans: Vec::new(),
         }
-        spans.push((e.offset, end));
-        refs.push(e);
     }
-    spans.sort_unstable();
-    spans.windows(2).all(|w| w[0].1 <= w[1].0).then_some(refs)
+
+    /// Takes the next line; `false` once the CDX is known to be invalid.
+    fn line(&mut self, line: &str) -> bool {
+        let ok = self.accepts(line);
+        self.refused |= !ok;
+        ok
+    }
+
+    fn accepts(&mut self, line: &str) -> bool {
+        if !self.header_seen {
+            self.header_seen = true;
+            return line == CDX_HEADER;
+        }
+        let Some(e) = CdxRef::parse(line) else {
+            return false;
+        };
+        // Offsets from a file are checked, not trusted: a sum that wraps is invalid.
+        let Some(end) = e.offset.checked_add(stored_length(e.length, self.gzip)) else {
+            return false;
+        };
+        if e.file != self.arc_name || end > self.arc_size {
+            return false;
+        }
+        self.spans.push((e.offset, end));
+        true
+    }
+
+    /// Whether every line taken was accepted, after a header, and no two records overlap.
+    fn finish(mut self) -> bool {
+        self.spans.sort_unstable();
+        !self.refused && self.header_seen && self.spans.windows(2).all(|w| w[0].1 <= w[1].0)
+    }
+}
+
+/// `CdxCheck` over a whole text.
+#[cfg(test)]
+fn valid_cdx(text: &str, arc_name: &str, arc_size: u64, gzip: bool) -> bool {
+    let mut check = CdxCheck::new(arc_name, arc_size, gzip);
+    text.lines().all(|l| check.line(l)) && check.finish()
+}
+
+/// How much of the newest CDX start-up reads to learn the length of a line.
+const LINE_SAMPLE: usize = 64 << 10;
+
+/// The first `limit` bytes of a file.
+fn read_start(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut start = Vec::with_capacity(limit);
+    fs::File::open(path)?
+        .take(limit as u64)
+        .read_to_end(&mut start)?;
+    Ok(start)
+}
+
+/// Calls `each` with every line of the file at `path` (without its line end) until it
+/// returns `false`, through `buf`. A file that is not UTF-8 is an error.
+fn each_line(path: &Path, buf: &mut String, mut each: impl FnMut(&str) -> bool) -> io::Result<()> {
+    use std::io::BufRead;
+    let mut reader = io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+    loop {
+        buf.clear();
+        if reader.read_line(buf)? == 0 {
+            return Ok(());
+        }
+        let line = buf.strip_suffix('\n').unwrap_or(buf);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !each(line) {
+            return Ok(());
+        }
+    }
 }
 
 fn worker_dirs(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -611,12 +703,12 @@ mod tests {
         let line = |offset: u64, length: u64| {
             format!("{CDX_HEADER}\nk 20261122000000 http://a/ text/plain 200 D - - {length} {offset} F.arc.gz\n")
         };
-        assert!(valid_cdx(&line(10, 20), "F.arc.gz", 30, true).is_some());
-        assert!(valid_cdx(&line(10, 21), "F.arc.gz", 30, true).is_none());
-        assert!(valid_cdx(&line(u64::MAX, 2), "F.arc.gz", 30, true).is_none());
+        assert!(valid_cdx(&line(10, 20), "F.arc.gz", 30, true));
+        assert!(!valid_cdx(&line(10, 21), "F.arc.gz", 30, true));
+        assert!(!valid_cdx(&line(u64::MAX, 2), "F.arc.gz", 30, true));
         // A plain record is served with its newline, one byte past what the CDX counts.
-        assert!(valid_cdx(&line(10, 19), "F.arc.gz", 30, false).is_some());
-        assert!(valid_cdx(&line(10, 20), "F.arc.gz", 30, false).is_none());
+        assert!(valid_cdx(&line(10, 19), "F.arc.gz", 30, false));
+        assert!(!valid_cdx(&line(10, 20), "F.arc.gz", 30, false));
     }
 
     #[test]
@@ -631,9 +723,9 @@ mod tests {
             t
         };
         // Today: 10 bytes counted, 11 stored (the newline), next record right after.
-        assert!(valid_cdx(&lines(&[(0, 10), (11, 10)]), "F.arc", 22, false).is_some());
+        assert!(valid_cdx(&lines(&[(0, 10), (11, 10)]), "F.arc", 22, false));
         // An older version counted the newline: the records would overlap by a byte.
-        assert!(valid_cdx(&lines(&[(0, 11), (11, 11)]), "F.arc", 22, false).is_none());
+        assert!(!valid_cdx(&lines(&[(0, 11), (11, 11)]), "F.arc", 22, false));
     }
 
     #[test]
