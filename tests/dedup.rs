@@ -1,7 +1,9 @@
-//! Dedup as warcprox does it: a forward-mode WARC capture whose payload was already stored
-//! whole is archived as a `revisit` record (profile identical-payload-digest) naming that
-//! capture, while its client gets the whole response; buckets from `Warcprox-Meta` scope it,
-//! the digest store survives a restart, and `--dedup off` and the size floors turn it off.
+//! Dedup as warcprox does it: a crawler's forward-mode WARC capture whose payload was already
+//! stored whole is archived as a `revisit` record (profile identical-payload-digest) naming
+//! that capture, while its client gets the whole response; buckets from `Warcprox-Meta`
+//! scope it, the digest store survives a restart, and `--dedup off` and the size floors turn
+//! it off. Other clients' captures are stored whole, so the forward cache keeps serving a
+//! page that did not change.
 
 mod common;
 
@@ -55,6 +57,9 @@ fn record<'a>(all: &'a [(String, Vec<u8>)], kind: &str, url: &str) -> Vec<&'a (S
         .collect()
 }
 
+/// What a crawler sends with each request: `Warcprox-Meta`, here naming nothing.
+const CRAWLER: &str = "Warcprox-Meta: {}\r\n";
+
 fn meta(buckets: &str) -> String {
     format!("Warcprox-Meta: {{\"dedup-buckets\":{buckets}}}\r\n")
 }
@@ -68,9 +73,10 @@ fn an_identical_payload_is_archived_as_a_revisit_naming_the_first_capture() {
     let r = fwd(&proxy, &first, "");
     assert_eq!((r.status, &r.body[..]), (200, PAGE.as_bytes()));
     wait_stored(&proxy, &first, "");
-    // Another URL with the same payload: the client gets it whole, the archive a revisit.
+    // Another URL with the same payload, asked for by a crawler: the client gets it whole,
+    // the archive a revisit.
     for _ in 0..2 {
-        let r = fwd(&proxy, &again, "");
+        let r = fwd(&proxy, &again, CRAWLER);
         assert_eq!(
             (r.status, &r.body[..]),
             (200, PAGE.as_bytes()),
@@ -81,6 +87,11 @@ fn an_identical_payload_is_archived_as_a_revisit_naming_the_first_capture() {
     }
     // A revisit holds no body: the URL is not kept in the cache, each request fetches it.
     assert_eq!(origin.requests_for("/again").len(), 2);
+    // A browser's capture of it is stored whole, and then answered from the cache.
+    assert_eq!(cache(&fwd(&proxy, &again, "")), "MISS");
+    wait_stored(&proxy, &again, "");
+    assert_eq!(cache(&fwd(&proxy, &again, "")), "HIT");
+    assert_eq!(origin.requests_for("/again").len(), 3);
 
     // Buckets: "other" has nothing yet, so its first capture is stored whole and recorded
     // there; a read-only lookup in "other" finds it; "third" is only read, never recorded.
@@ -103,7 +114,16 @@ fn an_identical_payload_is_archived_as_a_revisit_naming_the_first_capture() {
     assert_eq!(original.len(), 1);
     let (orig_head, _) = original[0];
     let revisits = record(&all, "revisit", &again);
-    assert_eq!(revisits.len(), 2, "both fetches of /again are revisits");
+    assert_eq!(
+        revisits.len(),
+        2,
+        "both of the crawler's fetches are revisits"
+    );
+    assert_eq!(
+        record(&all, "response", &again).len(),
+        1,
+        "the browser's, whole"
+    );
     for (head, block) in revisits {
         let field = |name| header_in(head, name).unwrap_or_else(|| panic!("{name} in {head}"));
         assert_eq!(
@@ -129,8 +149,8 @@ fn an_identical_payload_is_archived_as_a_revisit_naming_the_first_capture() {
         assert!(text.ends_with("\r\n\r\n") && !text.contains(PAGE), "{text}");
         assert_eq!(field("content-length"), block.len().to_string());
     }
-    // Its request record is there too, pointing at it.
-    assert_eq!(record(&all, "request", &again).len(), 2);
+    // Their request records are there too (and the browser's capture's).
+    assert_eq!(record(&all, "request", &again).len(), 3);
     let kinds = |path: &str| -> Vec<String> {
         let url = origin.url(path);
         all.iter()
@@ -155,20 +175,22 @@ fn an_identical_payload_is_archived_as_a_revisit_naming_the_first_capture() {
         .collect();
     let line = cdx
         .lines()
-        .find(|l| l.split(' ').nth(2) == Some(again.as_str()))
+        .find(|l| l.split(' ').nth(2) == Some(again.as_str()) && l.contains(" warc/revisit "))
         .unwrap_or_else(|| panic!("{cdx}"));
     let fields: Vec<&str> = line.split(' ').collect();
     assert_eq!((fields[3], fields[4]), ("warc/revisit", "200"), "{line}");
     let digest = header_in(orig_head, "warc-payload-digest").unwrap();
     assert_eq!(Some(fields[5]), digest.strip_prefix("sha1:"));
 
-    // The digest store survives a restart, and the revisit lines do not become the URL's
-    // entry (a revisit has no body to answer with).
+    // The digest store survives a restart, and revisit lines do not become a URL's entry
+    // (a revisit has no body to answer with): /d has only a revisit, /again its whole copy.
     let proxy = Proxy::start_in(&data, &["--format", "warc", "--mode", "forward"]);
-    let r = fwd(&proxy, &origin.url("/after-restart"), "");
+    let r = fwd(&proxy, &origin.url("/after-restart"), CRAWLER);
     assert_eq!(&r.body[..], PAGE.as_bytes());
-    let r = fwd(&proxy, &again, "");
+    let r = fwd(&proxy, &origin.url("/d"), "");
     assert_eq!((cache(&r).as_str(), &r.body[..]), ("MISS", PAGE.as_bytes()));
+    let r = fwd(&proxy, &again, "");
+    assert_eq!((cache(&r).as_str(), &r.body[..]), ("HIT", PAGE.as_bytes()));
     let _ = proxy.finish();
     let all = records(&data);
     assert_eq!(
@@ -193,7 +215,7 @@ fn dedup_off_and_the_size_floors_store_payloads_whole() {
         let a = origin.url("/one");
         fwd(&proxy, &a, "");
         wait_stored(&proxy, &a, "");
-        let r = fwd(&proxy, &origin.url("/two"), "");
+        let r = fwd(&proxy, &origin.url("/two"), CRAWLER);
         assert_eq!(&r.body[..], PAGE.as_bytes());
         let data = proxy.data_dir.clone();
         let _keep = proxy.finish();
@@ -206,4 +228,31 @@ fn dedup_off_and_the_size_floors_store_payloads_whole() {
         assert_eq!(kinds.len(), revisits, "{flags:?}");
         assert_eq!(data.join("dedup").exists(), flags[1] != "off");
     }
+}
+
+/// A browser's page that did not change stays cached: once its copy expires it is fetched
+/// again and stored whole (not as a revisit, which holds no body to answer from), and the
+/// next request is a hit again.
+#[test]
+fn an_unchanged_page_stays_cached_for_browsers_after_it_expires() {
+    let origin = origin();
+    // Forward-mode freshness counts whole seconds (Date, Age, max-age).
+    let proxy = Proxy::start(&["--format", "warc", "--mode", "forward", "--ttl", "2s"]);
+    let page = origin.url("/page");
+    assert_eq!(cache(&fwd(&proxy, &page, "")), "MISS");
+    wait_stored(&proxy, &page, "");
+    assert_eq!(cache(&fwd(&proxy, &page, "")), "HIT");
+    // Past --ttl the copy is stale (the passing of time is the event waited for).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let r = fwd(&proxy, &page, "");
+    assert_eq!((cache(&r).as_str(), &r.body[..]), ("MISS", PAGE.as_bytes()));
+    wait_stored(&proxy, &page, "");
+    let r = fwd(&proxy, &page, "");
+    assert_eq!((cache(&r).as_str(), &r.body[..]), ("HIT", PAGE.as_bytes()));
+    assert_eq!(origin.requests_for("/page").len(), 2);
+    let data = proxy.data_dir.clone();
+    let _keep = proxy.finish();
+    let all = records(&data);
+    assert_eq!(record(&all, "response", &page).len(), 2);
+    assert_eq!(record(&all, "revisit", &page).len(), 0);
 }

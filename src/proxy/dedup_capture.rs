@@ -37,13 +37,15 @@ pub(super) struct Dedup<'a> {
     /// The request as sent, for the revisit's request record.
     sent: Bytes,
     ip: std::net::IpAddr,
+    /// The capture may be archived as a revisit (`Dedup::of`).
+    revisits: bool,
 }
 
 impl<'a> Dedup<'a> {
-    /// For a forward-mode WARC capture that may be deduplicated: not private (a revisit
-    /// would name a record only its owner may see), a payload above the size floor, and
-    /// either in memory or streamed to its client already (a revisit holds no body to
-    /// answer from).
+    /// For a forward-mode WARC capture whose digest is recorded, and which may become a
+    /// revisit: not private (a revisit would name a record only its owner may see), a
+    /// payload above the size floor, and either in memory or streamed to its client
+    /// already (a revisit holds no body to answer from).
     /// `body_at`: where the body starts in `fetched.raw`.
     pub(super) fn of(
         ctx: &'a WorkerCtx,
@@ -81,12 +83,21 @@ impl<'a> Dedup<'a> {
             http_head: fetched.raw[..body_at].to_vec(),
             sent: fetched.request.clone(),
             ip: fetched.ip,
+            // Only a crawler's (its request sent `Warcprox-Meta`). Other clients' captures
+            // are what the forward cache answers from, and a revisit holds no body to
+            // answer with: as revisits, a page that did not change would be fetched again
+            // on every request once its first copy expired. They are recorded all the same,
+            // so a crawler's later capture of the payload can name them.
+            revisits: asked.capture.tallied,
         })
     }
 
     /// The stored response with this payload digest (the CDX's, base32), if any; a store
     /// that cannot be read means no revisit (logged).
     pub(super) async fn lookup(&self, digest: &str) -> Option<Original> {
+        if !self.revisits {
+            return None;
+        }
         let key = format!("sha1:{digest}");
         let max_age = self.max_age;
         let now = unix_now();
