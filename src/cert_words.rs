@@ -42,31 +42,31 @@ pub fn describe(e: &C) -> String {
     }
 }
 
-/// The checks rustls leaves to webpki and passes on as "other".
+/// The checks rustls passes on as webpki's own error ("other"); the rest it names itself.
 fn webpki_words(e: &W) -> String {
     match e {
         W::CaUsedAsEndEntity => "the server presented a CA certificate as its own".into(),
         W::EndEntityUsedAsCa => "a server certificate signed another certificate".into(),
-        W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) | W::SignatureAlgorithmMismatch => {
-            "certificate signed with a key of another type than its issuer's".into()
+        W::SignatureAlgorithmMismatch => {
+            "certificate malformed: its two signature algorithm fields disagree".into()
         }
-        W::UnsupportedSignatureAlgorithmContext(_) => {
-            "certificate signed with an unsupported algorithm".into()
-        }
-        W::InvalidSignatureForPublicKey => "certificate signature invalid".into(),
-        W::RequiredEkuNotFoundContext(_) => {
-            "certificate not meant for a TLS server (its extended key usage)".into()
+        W::UnsupportedCriticalExtension => {
+            "certificate has a critical extension this client does not understand".into()
         }
         W::NameConstraintViolation | W::PathLenConstraintViolated => {
             "certificate chain breaks its CA's constraints".into()
         }
-        W::MaximumPathDepthExceeded
-        | W::MaximumPathBuildCallsExceeded
-        | W::MaximumSignatureChecksExceeded => "certificate chain too long".into(),
-        W::BadDer | W::BadDerTime | W::TrailingData(_) | W::MalformedExtensions => {
+        W::MaximumPathDepthExceeded => "certificate chain too long".into(),
+        W::MaximumPathBuildCallsExceeded
+        | W::MaximumSignatureChecksExceeded
+        | W::MaximumNameConstraintComparisonsExceeded => {
+            "certificate chain too complex to check".into()
+        }
+        W::MalformedExtensions | W::ExtensionValueInvalid | W::MalformedDnsIdentifier => {
             "certificate malformed".into()
         }
         W::UnsupportedCertVersion => "certificate of an unsupported version".into(),
+        W::CertDistrusted => "certificate distrusted".into(),
         other => format!("certificate invalid: {other:?}"),
     }
 }
@@ -87,9 +87,19 @@ mod tests {
             describe(&ca_as_leaf),
             "the server presented a CA certificate as its own"
         );
-        let wrong_type = C::Other(rustls::OtherError(Arc::new(W::SignatureAlgorithmMismatch)));
+        let critical = C::Other(rustls::OtherError(Arc::new(
+            W::UnsupportedCriticalExtension,
+        )));
         assert_eq!(
-            describe(&wrong_type),
+            describe(&critical),
+            "certificate has a critical extension this client does not understand"
+        );
+        let key_type = C::UnsupportedSignatureAlgorithmForPublicKeyContext {
+            signature_algorithm_id: vec![1, 2],
+            public_key_algorithm_id: vec![3, 4],
+        };
+        assert_eq!(
+            describe(&key_type),
             "certificate signed with a key of another type than its issuer's"
         );
         for e in [
@@ -97,7 +107,9 @@ mod tests {
             C::BadSignature,
             C::BadEncoding,
             ca_as_leaf,
-            wrong_type,
+            critical,
+            key_type,
+            C::Other(rustls::OtherError(Arc::new(W::SignatureAlgorithmMismatch))),
         ] {
             let text = describe(&e);
             assert!(!text.contains('{') && !text.contains('('), "{text}");
