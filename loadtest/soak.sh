@@ -9,7 +9,8 @@
 # started here is stopped at the end. Results: loadtest/results/soak-<time>/.
 # Usage: [SOAK_FLAGS="--format warc --mode forward"] loadtest/soak.sh [minutes]
 # (SOAK_FLAGS: more liveweb flags, e.g. WARC output in forward mode, where dedup writes
-# revisits); needs wrk, nginx, python3 with warcio, a release build.
+# revisits; not the ones set here or in lib.sh, which liveweb would refuse twice: workers
+# through LW_WORKERS); needs wrk, nginx, python3 with warcio, a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-30}

@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
-# cargo-deb reads the `target/release/` assets of Cargo.toml from the real target directory.
-TARGET=${CARGO_TARGET_DIR:-target}
+# cargo-deb reads the `target/release/` assets of Cargo.toml from the real target directory
+# (CARGO_TARGET_DIR, or build.target-dir of a cargo config), as cargo metadata says.
+TARGET=$(cargo metadata --no-deps --format-version 1 |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 cargo build --release --quiet
 "$TARGET/release/liveweb" man | gzip -9n > "$TARGET/release/liveweb.1.gz"
 "$TARGET/release/liveweb" completions bash > "$TARGET/release/liveweb.bash"

@@ -183,7 +183,7 @@ impl Server {
             .map(|w| config.archive.data_dir.join(w.to_string()))
             .chain([sealed])
             .collect();
-        // All looked at before any is made, so a bad one leaves nothing new behind.
+        // All looked at before any is made, so a file in the way leaves nothing new behind.
         for dir in &dirs {
             lock::check_not_a_file(dir)?;
         }
