@@ -241,9 +241,9 @@ fn a_revalidated_page_replays_as_its_stored_response() {
     }
 }
 
-/// A payload fetched again at another URL is archived as an identical-payload `revisit`
-/// naming the first capture (`--dedup`): pywb, reading liveweb's own CDX, replays the revisit
-/// with that capture's body.
+/// A payload a crawler fetches again at another URL is archived as an identical-payload
+/// `revisit` naming the first capture (`--dedup`): pywb, reading liveweb's own CDX, replays
+/// the revisit with that capture's body.
 #[test]
 fn a_deduplicated_page_replays_with_the_first_capture_s_body() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,7 +259,7 @@ fn a_deduplicated_page_replays_with_the_first_capture_s_body() {
     fwd(&proxy, &first, "");
     wait_stored(&proxy, &first, "");
     assert_eq!(
-        &fwd(&proxy, &again, "").body[..],
+        &fwd(&proxy, &again, "Warcprox-Meta: {}\r\n").body[..],
         b"<p>one payload, two URLs</p>"
     );
     let data = proxy.data_dir.clone();

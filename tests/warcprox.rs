@@ -332,7 +332,8 @@ fn the_crawl_log_has_a_line_per_capture() {
         &format!("Referer: http://seed.example/\r\n{meta}\r\n"),
     );
     wait_stored(&proxy, &first, "");
-    fwd(&proxy, &origin.url("/again"), "");
+    // A crawler's capture of the same payload: a revisit (`duplicate:digest`).
+    fwd(&proxy, &origin.url("/again"), "Warcprox-Meta: {}\r\n");
     fwd(
         &proxy,
         &origin.url("/job"),
