@@ -3,6 +3,7 @@
 
 pub mod aligned;
 pub mod cdx;
+mod cdx_check;
 pub mod cdx_query;
 mod cdx_spool;
 mod compressibility;
