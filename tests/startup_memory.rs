@@ -43,7 +43,7 @@ fn a_big_cdx_is_not_held_in_memory_at_start_up() {
 
     let proxy = Proxy::start_in(data.path(), &["--workers", "1"]);
     let peak = peak_rss(proxy.pid());
-    let now = rss_anon(proxy.pid());
+    let now = proc_status_bytes(proxy.pid(), "RssAnon");
     let status = send_raw(
         proxy.addr,
         b"GET /_liveweb/status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -63,15 +63,4 @@ fn a_big_cdx_is_not_held_in_memory_at_start_up() {
         "{now} bytes resident after start-up"
     );
     drop(proxy);
-}
-
-/// Anonymous resident memory of a process (RssAnon), in bytes.
-fn rss_anon(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("RssAnon");
-    kb * 1024
 }

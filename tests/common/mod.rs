@@ -781,12 +781,17 @@ impl Drop for Service {
 
 /// The peak resident memory of a process (VmHWM), in bytes.
 pub fn peak_rss(pid: u32) -> u64 {
+    proc_status_bytes(pid, "VmHWM")
+}
+
+/// A memory field of `/proc/PID/status` (`VmHWM`, `RssAnon`, ...), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     kb * 1024
 }
 
