@@ -76,19 +76,24 @@ impl<'a> Dedup<'a> {
         if payload <= floor {
             return None;
         }
+        // Only a crawler's capture (its request sent `Warcprox-Meta`) may become a revisit.
+        // Other clients' captures are what the forward cache answers from, and a revisit
+        // holds no body to answer with: as revisits, a page that did not change would be
+        // fetched again on every request once its first copy expired. They are recorded all
+        // the same, so a crawler's later capture of the payload can name them.
+        let revisits = asked.capture.tallied;
         Some(Dedup {
             store,
             capture: asked.capture,
             max_age: config.archive.dedup_max_age(),
-            http_head: fetched.raw[..body_at].to_vec(),
+            // The revisit's block: copied only for a capture that may become one.
+            http_head: match revisits {
+                true => fetched.raw[..body_at].to_vec(),
+                false => Vec::new(),
+            },
             sent: fetched.request.clone(),
             ip: fetched.ip,
-            // Only a crawler's (its request sent `Warcprox-Meta`). Other clients' captures
-            // are what the forward cache answers from, and a revisit holds no body to
-            // answer with: as revisits, a page that did not change would be fetched again
-            // on every request once its first copy expired. They are recorded all the same,
-            // so a crawler's later capture of the payload can name them.
-            revisits: asked.capture.tallied,
+            revisits,
         })
     }
 
