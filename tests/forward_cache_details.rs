@@ -269,3 +269,79 @@ fn ranges_are_answered_from_stored_full_responses_and_stored_partials_never_hit(
         .iter()
         .all(|r| header_in(r, "range").is_none()));
 }
+
+/// Requests that arrive together for a page to be validated before every reuse each get it
+/// through a conditional request (a `304`), never by fetching it whole again: a busy page
+/// would otherwise be fetched, and archived, once per request.
+#[test]
+fn requests_joining_a_revalidation_validate_rather_than_fetch_whole() {
+    use std::sync::{Arc, Condvar, Mutex};
+    // The origin holds its first 304 until the test lets it go, so the other requests join
+    // that revalidation while it is in flight.
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let held = gate.clone();
+    let origin = FnOrigin::start(move |head| {
+        if header_in(head, "if-none-match").as_deref() == Some("\"v1\"") {
+            let (open, opened) = &*held;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            return response(
+                "304 Not Modified",
+                "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
+                "",
+            );
+        }
+        response(
+            "200 OK",
+            "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
+            "the page",
+        )
+    });
+    let proxy = forward_proxy();
+    let url = origin.url("/busy");
+    assert_eq!(&fwd(&proxy, &url, "").body[..], b"the page");
+    wait_stored(&proxy, &url, "");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, url) = (proxy.addr, url.clone());
+            std::thread::spawn(move || {
+                let r = get(addr, &url, "X-Liveweb-Mode: forward\r\n");
+                (r.status, r.body)
+            })
+        })
+        .collect();
+    // All six are connected (and so asking) before the origin answers the first.
+    loop {
+        let metrics = send_raw(
+            proxy.addr,
+            b"GET /_liveweb/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let text = String::from_utf8(metrics.body).unwrap();
+        let connected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("liveweb_client_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if connected >= 7.0 {
+            break; // six clients and this request
+        }
+        std::thread::yield_now();
+    }
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for client in clients {
+        let (status, body) = client.join().unwrap();
+        assert_eq!((status, &body[..]), (200, &b"the page"[..]));
+    }
+    let received = origin.requests_for("/busy");
+    let whole: Vec<_> = received
+        .iter()
+        .skip(1)
+        .filter(|r| header_in(r, "if-none-match").is_none())
+        .collect();
+    assert!(whole.is_empty(), "fetched whole again: {whole:?}");
+    assert!(received.len() >= 2, "{received:?}");
+    proxy.finish();
+}

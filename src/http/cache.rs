@@ -234,6 +234,9 @@ pub struct Reuse {
     pub forward_private: bool,
     /// Freshness lifetime in seconds (already capped by `--ttl`).
     pub lifetime: u64,
+    /// `lifetime` is heuristic (RFC 9111 4.2.2: the origin gave none, and the status allows
+    /// one), so a `304` without freshness of its own works it out again from its `Date`.
+    pub heuristic: bool,
     /// Age when stored, in seconds (RFC 9111 4.2.3 `corrected_initial_age`).
     pub initial_age: u64,
     /// The response said `no-cache`: validate before every reuse.
@@ -285,23 +288,13 @@ pub fn reuse_for(
         .s_maxage
         .or(d.max_age)
         .or_else(|| facts.expires.map(|e| secs(e, date)));
-    let heuristic = || {
-        let allowed = HEURISTIC_STATUSES.contains(&status) || d.public;
-        if !allowed {
-            return 0;
-        }
-        // No Last-Modified at all: the operator's --ttl is the heuristic (as Varnish's
-        // default_ttl); with one, a tenth of how long it had not changed.
-        match facts
-            .last_modified
-            .as_deref()
-            .map(httpdate::parse_http_date)
-        {
-            Some(Ok(modified)) => secs(date, modified) / HEURISTIC_FRACTION,
-            Some(Err(_)) | None => u64::MAX,
-        }
-    };
-    let lifetime = explicit.unwrap_or_else(heuristic).min(ttl.as_secs());
+    let heuristic = explicit.is_none() && (HEURISTIC_STATUSES.contains(&status) || d.public);
+    let lifetime = match explicit {
+        Some(lifetime) => lifetime,
+        None if heuristic => heuristic_lifetime(facts.last_modified.as_deref(), date),
+        None => 0,
+    }
+    .min(ttl.as_secs());
     let apparent_age = facts.date.map_or(0, |date| secs(now, date));
     let initial_age = apparent_age.max(facts.age.unwrap_or(0));
     let vary = facts.vary.as_ref().map(|names| {
@@ -318,6 +311,7 @@ pub fn reuse_for(
         credentialed: has_credentials(request),
         forward_private: false,
         lifetime,
+        heuristic,
         initial_age,
         validate_always: d.no_cache,
         etag: facts.etag.as_deref().map(Box::from),
@@ -340,6 +334,18 @@ fn request_value(request: &[Header], name: &str) -> Option<Vec<u8>> {
         v.extend_from_slice(h.value.trim_ascii());
     }
     out
+}
+
+/// A heuristic freshness lifetime for a response dated `date`. No Last-Modified at all: the
+/// operator's --ttl is the heuristic (as Varnish's default_ttl; the caller caps it); with
+/// one, a tenth of how long it had not changed.
+fn heuristic_lifetime(last_modified: Option<&str>, date: SystemTime) -> u64 {
+    match last_modified.map(httpdate::parse_http_date) {
+        Some(Ok(modified)) => date
+            .duration_since(modified)
+            .map_or(0, |d| d.as_secs() / HEURISTIC_FRACTION),
+        Some(Err(_)) | None => u64::MAX,
+    }
 }
 
 /// Whether a stored response `age` seconds old, fresh for `lifetime`, may answer a request
@@ -404,19 +410,28 @@ impl Reuse {
         let has_freshness = facts.directives.max_age.is_some()
             || facts.directives.s_maxage.is_some()
             || facts.expires.is_some();
+        let last_modified = fresh.last_modified.or_else(|| self.last_modified.clone());
+        let lifetime = if has_freshness {
+            fresh.lifetime
+        } else if self.heuristic {
+            // The stored fields, updated by the 304's, are dated now: a heuristic kept from
+            // the first fetch would stay as short as the resource was young then, and every
+            // later request would have to be validated again.
+            let date = facts.date.unwrap_or(now);
+            heuristic_lifetime(last_modified.as_deref(), date).min(ttl.as_secs())
+        } else {
+            self.lifetime
+        };
         Reuse {
             shareable: self.shareable && fresh.shareable,
             credentialed: self.credentialed,
             forward_private: self.forward_private,
-            lifetime: if has_freshness {
-                fresh.lifetime
-            } else {
-                self.lifetime
-            },
+            lifetime,
+            heuristic: self.heuristic && !has_freshness,
             initial_age: fresh.initial_age,
             validate_always: self.validate_always || fresh.validate_always,
             etag: fresh.etag.or_else(|| self.etag.clone()),
-            last_modified: fresh.last_modified.or_else(|| self.last_modified.clone()),
+            last_modified,
             // A 304 that says Vary re-keys the response (its variant is the revalidating
             // request's); one that does not keeps the stored list.
             vary: fresh.vary.or_else(|| self.vary.clone()),
@@ -663,5 +678,65 @@ mod tests {
             !old.refreshed(304, &facts("Cache-Control: no-store\r\n"), &[], at(0), TTL)
                 .shareable
         );
+    }
+
+    #[test]
+    fn a_304_works_a_heuristic_lifetime_out_again_from_its_date() {
+        // Fetched 5 s after it last changed: a tenth of that is no freshness at all.
+        let young = reuse(
+            &format!("Date: {}\r\nLast-Modified: {}\r\n", date(5), date(0)),
+            &[],
+        );
+        assert_eq!((young.lifetime, young.heuristic), (0, true));
+        // Validated 200 s later: unchanged for 200 s, so fresh for 20 (the 304 need not
+        // repeat Last-Modified).
+        let later = young.refreshed(
+            304,
+            &facts(&format!("Date: {}\r\n", date(200))),
+            &[],
+            at(200),
+            TTL,
+        );
+        assert_eq!((later.lifetime, later.heuristic), (20, true));
+        // A 304 with freshness of its own gives that, and it is no longer heuristic.
+        let told = young.refreshed(
+            304,
+            &facts(&format!(
+                "Date: {}\r\nCache-Control: max-age=7\r\n",
+                date(200)
+            )),
+            &[],
+            at(200),
+            TTL,
+        );
+        assert_eq!((told.lifetime, told.heuristic), (7, false));
+        // An explicit lifetime stored is kept by a 304 that gives none.
+        let explicit = reuse("Cache-Control: max-age=60\r\n", &[]);
+        assert!(!explicit.heuristic);
+        let kept = explicit.refreshed(
+            304,
+            &facts(&format!("Date: {}\r\n", date(900))),
+            &[],
+            at(900),
+            TTL,
+        );
+        assert_eq!(kept.lifetime, 60);
+        // A status without heuristic freshness never gets one from a 304 either.
+        let gone = reuse_for(
+            302,
+            &facts(&format!("Last-Modified: {}\r\n", date(0))),
+            &[],
+            at(5),
+            TTL,
+        );
+        assert!(!gone.heuristic);
+        let still = gone.refreshed(
+            304,
+            &facts(&format!("Date: {}\r\n", date(900))),
+            &[],
+            at(900),
+            TTL,
+        );
+        assert_eq!(still.lifetime, 0);
     }
 }

@@ -48,7 +48,7 @@ pub(super) async fn lookup_or_fetch(
                 true => Settle::Offer(key),
                 false => Settle::Alone,
             };
-            return fetch_alone(ctx, req, url, to, client, settle, capture).await;
+            return fetch_alone(ctx, req, url, to, client, settle, capture, None).await;
         }
         Plan::Shared { respond_async } => respond_async,
     };
@@ -107,7 +107,19 @@ pub(super) async fn lookup_or_fetch(
                         if req.only_if_cached {
                             return Err(Error::NotCached);
                         }
-                        fetch_alone(ctx, req, url, to, client, Settle::Alone, capture).await
+                        // A record to be validated before each reuse (or fresh for no time)
+                        // is validated again for this request, with a conditional request,
+                        // not fetched whole: requests arriving together for such a page
+                        // would each fetch, and archive, all of it.
+                        let revalidate = Some(d.record.clone()).filter(|r| {
+                            !d.revisit
+                                && view.revalidates(r, Instant::now())
+                                && d.reuse.as_ref().map_or(!r.facts.varies(), |reuse| {
+                                    reuse.shareable && reuse.matches_variant(&req.headers)
+                                })
+                        });
+                        let settle = Settle::Alone;
+                        fetch_alone(ctx, req, url, to, client, settle, capture, revalidate).await
                     }
                     outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to).await,
                 };
@@ -126,7 +138,9 @@ fn check_archiving(ctx: &WorkerCtx) -> Result<(), Error> {
     Ok(())
 }
 
-/// A fetch outside the index's coalescing (its own flight, nobody else waits on it).
+/// A fetch outside the index's coalescing (its own flight, nobody else waits on it), of the
+/// whole response or, given a stored record, a revalidation of it.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_alone(
     ctx: &Rc<WorkerCtx>,
     req: &RequestHead,
@@ -135,11 +149,12 @@ async fn fetch_alone(
     client: IpAddr,
     settle: Settle,
     capture: Capture,
+    revalidate: Option<Arc<StoredRecord>>,
 ) -> Result<Response, Error> {
     let claimed = Claimed {
         flight: Arc::new(Flight::new()),
         settle,
-        revalidate: None,
+        revalidate,
     };
     fetch(ctx, req, url, to, client, claimed, capture).await
 }

@@ -391,6 +391,7 @@ pub async fn store_failure(
         credentialed: false,
         forward_private: false,
         lifetime: error_ttl.as_secs(),
+        heuristic: false,
         initial_age: 0,
         validate_always: false,
         etag: None,
