@@ -212,12 +212,26 @@ fn min_free_pauses_archiving_before_the_disk_is_full() {
     let origin = Origin::start();
     let mnt = TmpfsMount::new("1m");
     let data = mnt.path.join("data");
+    let started = std::time::Instant::now();
     let proxy = Proxy::start_in(&data, &["--workers", "1", "--min-free", "2MB"]);
     let r = wait_for_status(&proxy, &origin.url("/echo/before-"), 503, true);
     assert_eq!(r.status, 503);
     assert_eq!(
         r.header("x-liveweb-error").as_deref(),
         Some("E50 storage failure")
+    );
+    // Every miss is refused while paused; the log says so about once a second, not once
+    // per request.
+    for i in 0..60 {
+        let r = get(proxy.addr, &origin.url(&format!("/echo/flood-{i}")), "");
+        assert_eq!(r.status, 503);
+    }
+    let logged = proxy.log_text().matches("E50 storage failure").count();
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        logged <= seconds + 2,
+        "{logged} E50 lines in {seconds} s:\n{}",
+        proxy.log_text()
     );
     mnt.resize("8m");
     let r = wait_for_status(&proxy, &origin.url("/echo/after-"), 200, true);

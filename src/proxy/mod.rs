@@ -154,14 +154,24 @@ pub async fn handle(
     result.unwrap_or_else(|e| error_response(&e, conn, head_only))
 }
 
+thread_local! {
+    static STORAGE_FAILURE_LOG: crate::logging::LogLimit =
+        const { crate::logging::LogLimit::new() };
+}
+
 /// A text reply for an error that produced no record; logs liveweb's own failures (storage,
 /// internal). Upstream failures are logged with their URL where the fetch failed.
 pub fn error_response(e: &Error, conn: ConnState, head_only: bool) -> Response {
-    if matches!(
-        e.side(),
-        crate::error::Side::Storage | crate::error::Side::Internal
-    ) {
-        log::error!("{}", LogLine(e));
+    match e.side() {
+        // Storage failures repeat for every request while they last (a full disk refuses
+        // every miss): once a second per worker, with how many were not logged.
+        crate::error::Side::Storage => {
+            crate::logging::log_limited_at(log::Level::Error, &STORAGE_FAILURE_LOG, || {
+                LogLine(e).to_string()
+            })
+        }
+        crate::error::Side::Internal => log::error!("{}", LogLine(e)),
+        _ => {}
     }
     let status = e.status();
     let mut extra = String::new();

@@ -2,6 +2,7 @@
 //! `/_liveweb/...`, and proxy authentication when `--proxy-auth` is set. The tables are read
 //! from the shared state on every check, so a reload (SIGHUP) applies to the next request.
 
+pub(super) use crate::logging::{log_limited, LogLimit};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -36,48 +37,9 @@ pub(super) fn may_connect(ctx: &WorkerCtx, peer: IpAddr, balancer: bool) -> bool
     allowed
 }
 
-/// A log line at most once a second per worker thread; the lines dropped meanwhile are
-/// counted in the next one.
-pub(super) struct LogLimit {
-    last: std::cell::Cell<Option<std::time::Instant>>,
-    dropped: std::cell::Cell<u64>,
-}
-
-impl LogLimit {
-    pub(super) const fn new() -> LogLimit {
-        LogLimit {
-            last: std::cell::Cell::new(None),
-            dropped: std::cell::Cell::new(0),
-        }
-    }
-}
-
 thread_local! {
     static REFUSED_LOG: LogLimit = const { LogLimit::new() };
     pub(super) static BUSY_LOG: LogLimit = const { LogLimit::new() };
-}
-
-pub(super) fn log_limited(
-    limit: &'static std::thread::LocalKey<LogLimit>,
-    line: impl FnOnce() -> String,
-) {
-    limit.with(|l| {
-        let now = std::time::Instant::now();
-        if l.last
-            .get()
-            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
-        {
-            l.dropped.set(l.dropped.get() + 1);
-            return;
-        }
-        let dropped = l.dropped.replace(0);
-        l.last.set(Some(now));
-        if dropped > 0 {
-            log::warn!("{} ({dropped} more like it in the last second)", line());
-        } else {
-            log::warn!("{}", line());
-        }
-    });
 }
 
 /// Whether `req` from `peer` may be served; the error is the reply (403 or 407).
