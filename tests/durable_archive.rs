@@ -397,3 +397,27 @@ fn during_recovery_connections_are_refused_and_sigterm_exits_cleanly() {
     assert!(hit.body.len() > body.len(), "the record holds the response");
     let _keep = proxy.finish();
 }
+
+/// The file sealed at shutdown is handed to the hook even with an access log, whose flush
+/// timer once kept the hand-off referenced so that shutdown skipped it.
+#[test]
+fn shutdown_hands_off_the_last_file_with_an_access_log_on() {
+    let origin = Origin::start();
+    origin.ok("/a", "text/plain", b"a");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hook.log");
+    let script = dir.path().join("hook.sh");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\necho ok \"$1\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    let hook = format!("sh {}", script.display());
+    let access = dir.path().join("access.log");
+    let access = access.to_str().unwrap();
+    let mut proxy = Proxy::start(&["--workers", "1", "--access-log", access, "--on-seal", &hook]);
+    assert_eq!(get(proxy.addr, &origin.url("/a"), "").status, 200);
+    assert!(proxy.terminate().success());
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(text.lines().count(), 1, "{text}\n{}", proxy.log_text());
+}

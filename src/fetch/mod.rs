@@ -21,5 +21,5 @@ pub use client::{fetch, FetchError, FetchLimits, Fetched};
 pub use connect::{connect_origin, connect_upstream, Upstream};
 pub use dns::DnsCache;
 pub use origin_conn::OriginConn;
-pub use pool::UpstreamPool;
+pub use pool::{UpstreamPool, SWEEP_EVERY as POOL_SWEEP_EVERY};
 pub use tap::{Tap, TapItem, TapReader};

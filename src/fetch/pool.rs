@@ -25,11 +25,19 @@ const MAX_IDLE: usize = 1024;
 /// An idle connection older than this is not reused (origins close idle ones; nginx after
 /// 75 s by default).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
+/// How often a worker sweeps its pool (`UpstreamPool::sweep`).
+pub const SWEEP_EVERY: Duration = MAX_IDLE_AGE;
 
 struct Idle {
     stream: OriginConn,
     ip: IpAddr,
     since: Instant,
+}
+
+impl Idle {
+    fn is_reusable(&self) -> bool {
+        self.since.elapsed() < MAX_IDLE_AGE && self.stream.is_quiet()
+    }
 }
 
 /// Where a pooled connection may go: the origin, and who the requests on it were for.
@@ -99,13 +107,41 @@ impl UpstreamPool {
             identity: identity.0,
         };
         let list = idle.get_mut(&key)?;
+        let mut found = None;
         while let Some(c) = list.pop() {
             self.count.set(self.count.get() - 1);
-            if c.since.elapsed() < MAX_IDLE_AGE && c.stream.is_quiet() {
-                return Some((c.stream, c.ip));
+            if c.is_reusable() {
+                found = Some((c.stream, c.ip));
+                break;
             }
         }
-        None
+        if list.is_empty() {
+            // A key is a host and a credential hash: keys left empty would pile up with every
+            // origin and every Cookie value ever pooled.
+            idle.remove(&key);
+        }
+        found
+    }
+
+    /// Closes every idle connection too old or no longer quiet, and forgets keys left with
+    /// none: without it a connection to an origin nobody asks for again would hold its
+    /// descriptor for good. The worker calls it every `SWEEP_EVERY`.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.borrow_mut();
+        idle.retain(|_, list| {
+            list.retain(Idle::is_reusable);
+            !list.is_empty()
+        });
+        // A burst of many keys would otherwise keep its table's memory after they leave.
+        if idle.capacity() > 64 && idle.len() < idle.capacity() / 4 {
+            idle.shrink_to_fit();
+        }
+        self.count.set(idle.values().map(Vec::len).sum());
+    }
+
+    /// Idle connections held now, over all keys.
+    pub fn idle_count(&self) -> usize {
+        self.count.get()
     }
 
     /// Returns a connection after a clean, complete response.
@@ -119,7 +155,11 @@ impl UpstreamPool {
         ip: IpAddr,
     ) {
         if self.count.get() >= MAX_IDLE {
-            return;
+            // Stale connections may fill the count between sweeps; only live ones refuse.
+            self.sweep();
+            if self.count.get() >= MAX_IDLE {
+                return;
+            }
         }
         let mut idle = self.idle.borrow_mut();
         let key = PoolKey {
@@ -150,6 +190,55 @@ mod tests {
             name: name.into(),
             value: value.as_bytes().to_vec(),
         }
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::LegacyDriver> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A connected pair: the pooled side, and the origin's side to write to or close.
+    async fn pair() -> (OriginConn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let ours = monoio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        let (theirs, _) = listener.accept().expect("accept");
+        (OriginConn::Plain(ours), theirs)
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn keys_left_empty_are_forgotten_and_closed_connections_are_swept() {
+        runtime().block_on(async {
+            let pool = UpstreamPool::new();
+            let anonymous = Identity(0);
+            // One connection per credential value: each its own key.
+            let mut origins = Vec::new();
+            for n in 0..3u64 {
+                let (conn, origin) = pair().await;
+                pool.checkin(Scheme::Http, "a.test", 80, Identity(n + 1), conn, LOCAL);
+                origins.push(origin);
+            }
+            assert_eq!(pool.idle.borrow().len(), 3);
+            assert!(pool
+                .checkout(Scheme::Http, "a.test", 80, Identity(1))
+                .is_some());
+            assert_eq!(pool.idle.borrow().len(), 2, "the emptied key stays");
+            // The origin closes one idle connection: the sweep drops it and its key.
+            drop(origins.remove(1));
+            pool.sweep();
+            assert_eq!(pool.idle.borrow().len(), 1);
+            assert_eq!(pool.idle_count(), 1);
+            // A miss on an unknown key leaves nothing behind either.
+            assert!(pool
+                .checkout(Scheme::Http, "b.test", 80, anonymous)
+                .is_none());
+            assert_eq!(pool.idle.borrow().len(), 1);
+        });
     }
 
     #[test]

@@ -38,12 +38,15 @@ impl PrefixWriters {
             open.push(entry);
             return writer;
         }
-        if open.len() >= MAX_OPEN {
-            // A writer some capture still holds keeps its file open a little longer.
-            if let Some(at) = open.iter().position(|(_, w)| w.handles() == 1) {
-                let (_, idle) = open.remove(at);
-                monoio::spawn(async move { idle.close().await });
-            }
+        // A writer some capture still holds keeps its file open a little longer, so the list
+        // may pass MAX_OPEN while captures run; it comes back down as soon as they end,
+        // instead of staying at its high-water mark.
+        while open.len() >= MAX_OPEN {
+            let Some(at) = open.iter().position(|(_, w)| w.handles() == 1) else {
+                break;
+            };
+            let (_, idle) = open.remove(at);
+            monoio::spawn(async move { idle.close().await });
         }
         let config = WriterConfig {
             prefix: prefix.to_string(),
@@ -61,5 +64,52 @@ impl PrefixWriters {
         for (_, writer) in open {
             writer.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::writer::FsyncPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn writers_over_the_cap_close_once_their_captures_end() {
+        let dir = std::env::temp_dir().join(format!("lw-prefix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let template = WriterConfig {
+            dir: dir.clone(),
+            sealed_dir: dir.join("sealed"),
+            prefix: "L".into(),
+            worker: 0,
+            codec: crate::archive::record::Codec::Plain,
+            format: crate::archive::format::Format::Warc,
+            first_serial: 0,
+            max_size: 1 << 20,
+            max_idle: Duration::from_secs(600),
+            fsync: FsyncPolicy::Never,
+            min_free: 0,
+            handoff: None,
+            stats: Default::default(),
+        };
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .attach_thread_pool(Box::new(monoio::blocking::DefaultThreadPool::new(1)))
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let writers = PrefixWriters::new(template, Arc::new(FileTable::new()));
+            // Captures hold every writer, so none may close: the list passes the cap.
+            let held: Vec<ArcWriter> = (0..MAX_OPEN + 8)
+                .map(|n| writers.get(&format!("p{n}")))
+                .collect();
+            assert_eq!(writers.open.borrow().len(), MAX_OPEN + 8);
+            drop(held);
+            // The captures ended: the next new prefix brings the list back under the cap.
+            let _next = writers.get("next");
+            assert_eq!(writers.open.borrow().len(), MAX_OPEN);
+            writers.close_all().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
