@@ -4,8 +4,10 @@
 //! capture is archived and checked before the next request is fetched, so a limit holds at
 //! once (warcprox checks its batch-written numbers, 30-60 s late). Kept in memory for every
 //! worker and saved to `DATA/crawl-stats.json` at least every second and at shutdown;
-//! after kill -9 the last second of tallies is lost.
+//! after kill -9 the last second of tallies is lost. A bucket name longer than
+//! `MAX_BUCKET_NAME` is kept under a shortened name (`stored_name`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,9 @@ pub const ALL: &str = "__all__";
 pub const UNSPECIFIED: &str = "__unspecified__";
 /// Buckets tallied at most; a capture's new buckets past this are not tallied (logged).
 pub const MAX_BUCKETS: usize = 100_000;
+/// Longest bucket name kept as is, in bytes; a longer one is kept as its first bytes, `#`
+/// and the base32 SHA-1 of the whole name (`stored_name`).
+pub const MAX_BUCKET_NAME: usize = 256;
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// One sub-bucket's numbers.
@@ -130,12 +135,14 @@ impl CrawlStats {
     pub fn tally(&self, buckets: &[String], kind: Kind, wire_bytes: u64) {
         let mut all = lock(&self.buckets);
         for name in buckets {
-            if !all.contains_key(name) && all.len() >= MAX_BUCKETS {
+            // Names come from request headers: shortened, so MAX_BUCKETS bounds the memory.
+            let name = stored_name(name);
+            if !all.contains_key(&*name) && all.len() >= MAX_BUCKETS {
                 log::warn!("crawl stats: {MAX_BUCKETS} buckets already, {name:?} is not tallied");
                 continue;
             }
-            let b = all.entry(name.clone()).or_insert_with(|| BucketStats {
-                bucket: name.clone(),
+            let b = all.entry(name.to_string()).or_insert_with(|| BucketStats {
+                bucket: name.into_owned(),
                 ..Default::default()
             });
             let add = |t: &mut Tally| {
@@ -154,11 +161,12 @@ impl CrawlStats {
 
     /// A bucket's numbers (zero for one never tallied).
     pub fn bucket(&self, name: &str) -> BucketStats {
+        let name = stored_name(name);
         lock(&self.buckets)
-            .get(name)
+            .get(&*name)
             .cloned()
             .unwrap_or_else(|| BucketStats {
-                bucket: name.to_string(),
+                bucket: name.into_owned(),
                 ..Default::default()
             })
     }
@@ -184,7 +192,7 @@ impl CrawlStats {
             if *limit == 0 || !buckets.iter().any(|b| b == bucket) {
                 continue;
             }
-            let Some(stats) = all.get(bucket) else {
+            let Some(stats) = all.get(&*stored_name(bucket)) else {
                 continue;
             };
             if stats.value(sub, stat).is_some_and(|v| v >= *limit) {
@@ -218,7 +226,10 @@ impl CrawlStats {
         if !self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let text = match serde_json::to_vec(&*lock(&self.buckets)) {
+        // Encoded from a copy: workers take this lock on every request, and encoding
+        // every bucket is slower than copying them.
+        let snapshot = lock(&self.buckets).clone();
+        let text = match serde_json::to_vec(&snapshot) {
             Ok(text) => text,
             Err(e) => {
                 log::error!("crawl stats: {e}");
@@ -242,6 +253,22 @@ impl CrawlStats {
         }
         self.save_if_dirty();
     }
+}
+
+/// The name `name` is tallied under: itself, or if longer than `MAX_BUCKET_NAME` its
+/// first bytes, `#` and the base32 SHA-1 of the whole (distinct long names stay apart, and
+/// the same name maps to the same bucket after a restart).
+fn stored_name(name: &str) -> Cow<'_, str> {
+    use sha1::{Digest, Sha1};
+    if name.len() <= MAX_BUCKET_NAME {
+        return Cow::Borrowed(name);
+    }
+    let digest = data_encoding::BASE32.encode(&Sha1::digest(name.as_bytes()));
+    let mut end = MAX_BUCKET_NAME - digest.len() - 1;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}#{digest}", &name[..end]))
 }
 
 #[cfg(test)]
@@ -292,5 +319,35 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         let e = CrawlStats::open(&path).err().unwrap();
         assert!(e.to_string().contains("crawl-stats.json"), "{e}");
+    }
+
+    #[test]
+    fn a_long_bucket_name_is_kept_short_and_apart_and_its_limits_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crawl-stats.json");
+        let stats = CrawlStats::open(&path).unwrap();
+        // As long as a request head allows, differing only at the end; multibyte, so the
+        // cut must fall on a character boundary.
+        let long = |last: &str| format!("{}{last}", "é".repeat(8 * 1024));
+        let (a, b) = (long("a"), long("b"));
+        stats.tally(&names(&[&a]), Kind::New, 10);
+        stats.tally(&names(&[&a, &b]), Kind::New, 10);
+        {
+            let all = lock(&stats.buckets);
+            assert_eq!(all.len(), 2);
+            for (key, b) in all.iter() {
+                assert!(key.len() <= MAX_BUCKET_NAME && *key == b.bucket, "{key}");
+            }
+        }
+        assert_eq!(stats.bucket(&a).total.urls, 2);
+        assert_eq!(stats.bucket(&b).total.urls, 1);
+        let limit = vec![(format!("{a}/total/urls"), 2)];
+        assert!(stats.reached(&names(&[&a]), &limit, &[]).is_some());
+        assert_eq!(stats.bucket("short").bucket, "short");
+        stats.close();
+        drop(stats);
+        let again = CrawlStats::open(&path).unwrap();
+        assert_eq!(again.bucket(&a).total.wire_bytes, 20);
+        again.close();
     }
 }

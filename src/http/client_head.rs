@@ -173,7 +173,8 @@ fn keeps_stored(name: &str) -> bool {
 
 /// The header fields a `304` (its head as received, `head_304`) brings to the stored
 /// response, on top of those `earlier` revalidations brought, as `Name: value\r\n` lines;
-/// `None` when there are none.
+/// `None` when there are none. When the two together would exceed a response head's limits
+/// (`MAX_RESPONSE_HEAD` bytes, `MAX_RESPONSE_HEADERS` fields), this `304`'s fields alone.
 pub fn update_fields(head_304: &[u8], earlier: Option<&[u8]>) -> Option<std::sync::Arc<[u8]>> {
     let mut storage = [httparse::EMPTY_HEADER; super::response::MAX_RESPONSE_HEADERS];
     let mut parsed = httparse::Response::new(&mut storage);
@@ -184,7 +185,15 @@ pub fn update_fields(head_304: &[u8], earlier: Option<&[u8]>) -> Option<std::syn
         .iter()
         .filter(|h| !keeps_stored(h.name) && !named.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
         .collect();
+    let mut latest = Vec::new();
+    for h in &fresh {
+        latest.extend_from_slice(h.name.as_bytes());
+        latest.extend_from_slice(b": ");
+        latest.extend_from_slice(h.value);
+        latest.extend_from_slice(b"\r\n");
+    }
     let mut out = Vec::new();
+    let mut fields = fresh.len();
     // Earlier updates stay unless this 304 replaces them.
     for line in earlier.unwrap_or_default().split_inclusive(|&b| b == b'\n') {
         let name = line.split(|&b| b == b':').next().unwrap_or_default();
@@ -193,19 +202,24 @@ pub fn update_fields(head_304: &[u8], earlier: Option<&[u8]>) -> Option<std::syn
             .any(|h| h.name.as_bytes().eq_ignore_ascii_case(name));
         if !replaced {
             out.extend_from_slice(line);
+            fields += 1;
         }
     }
-    for h in fresh {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+    // New names on every 304 would grow the update (and the index's copy) without end; the
+    // latest 304 is kept whole, as the freshness computed from it is.
+    if out.len() + latest.len() > super::response::MAX_RESPONSE_HEAD
+        || fields > super::response::MAX_RESPONSE_HEADERS
+    {
+        out.clear();
     }
+    out.extend_from_slice(&latest);
     (!out.is_empty()).then(|| out.into())
 }
 
 /// The stored head (status line to blank line) with `update` applied: every field it names
-/// replaces all of the stored fields of that name.
+/// replaces all of the stored fields of that name. A result over a response head's limits
+/// (`MAX_RESPONSE_HEAD` bytes, `MAX_RESPONSE_HEADERS` fields) is not made: the stored head
+/// as it is.
 pub fn apply_update(raw_head: &[u8], update: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw_head.len() + update.len());
     let mut lines = raw_head.split_inclusive(|&b| b == b'\n');
@@ -216,6 +230,7 @@ pub fn apply_update(raw_head: &[u8], update: &[u8]) -> Vec<u8> {
         .split_inclusive(|&b| b == b'\n')
         .map(|l| l.split(|&b| b == b':').next().unwrap_or_default())
         .collect();
+    let mut fields = updated.len();
     for line in lines {
         if line == b"\r\n" || line == b"\n" {
             break;
@@ -226,10 +241,17 @@ pub fn apply_update(raw_head: &[u8], update: &[u8]) -> Vec<u8> {
             .any(|u| u.eq_ignore_ascii_case(name.trim_ascii()))
         {
             out.extend_from_slice(line);
+            fields += 1;
         }
     }
     out.extend_from_slice(update);
     out.extend_from_slice(b"\r\n");
+    // A head past these limits would not parse (`kept_head`) nor be accepted from an origin.
+    if out.len() > super::response::MAX_RESPONSE_HEAD
+        || fields > super::response::MAX_RESPONSE_HEADERS
+    {
+        return raw_head.to_vec();
+    }
     out
 }
 
@@ -542,5 +564,50 @@ mod tests {
             update_fields(b"HTTP/1.1 304 Not Modified\r\nAge: 1\r\n\r\n", None),
             None
         );
+    }
+
+    #[test]
+    fn new_names_on_every_304_do_not_grow_the_update_and_the_latest_304_is_applied() {
+        use super::super::response::{MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+        let stored = "HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nContent-Length: 4\r\n\r\n";
+        let mut update: Option<std::sync::Arc<[u8]>> = None;
+        for i in 0..2 * MAX_RESPONSE_HEADERS {
+            let head_304 = format!(
+                "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age={i}\r\nX-New-{i}: {}\r\n\r\n",
+                "v".repeat(1024)
+            );
+            update = update_fields(head_304.as_bytes(), update.as_deref());
+            let u = update.as_deref().unwrap();
+            let fields = u.split_inclusive(|&b| b == b'\n').count();
+            assert!(u.len() <= MAX_RESPONSE_HEAD && fields <= MAX_RESPONSE_HEADERS);
+            let c = ClientSide {
+                update: update.clone(),
+                ..client(1)
+            };
+            let (head, plan, _) = head_for(stored, None, &c);
+            assert_eq!(plan, BodyPlan::Length(4));
+            assert!(
+                head.contains(&format!("Cache-Control: max-age={i}\r\n")),
+                "{head}"
+            );
+            assert!(head.contains(&format!("X-New-{i}: ")));
+        }
+    }
+
+    #[test]
+    fn an_update_that_would_make_the_head_too_big_leaves_the_stored_head_as_it_is() {
+        use super::super::response::MAX_RESPONSE_HEADERS;
+        let mut stored = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..MAX_RESPONSE_HEADERS - 1 {
+            stored.push_str(&format!("X-Stored-{i}: s\r\n"));
+        }
+        stored.push_str("\r\n");
+        let small = b"X-Stored-0: u\r\n";
+        let applied = apply_update(stored.as_bytes(), small);
+        assert!(String::from_utf8(applied)
+            .unwrap()
+            .contains("X-Stored-0: u\r\n"));
+        let more = b"X-Update-1: u\r\nX-Update-2: u\r\n";
+        assert_eq!(apply_update(stored.as_bytes(), more), stored.as_bytes());
     }
 }
