@@ -243,15 +243,11 @@ impl DedupStore {
         for bucket in buckets {
             let key = key(digest, bucket);
             self.recent.insert(key.clone(), value.as_str().into());
-            let msg = Msg::Put(key.clone(), value.clone());
-            match self.queue.try_send(msg) {
-                Ok(()) => {
-                    lock(&self.pending).insert(key, value.clone());
-                }
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+            if !queue_put(&self.pending, key, value.clone(), |m| {
+                self.queue.try_send(m)
+            }) {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -267,6 +263,39 @@ impl DedupStore {
         if let Some(writer) = writer {
             let _ = self.queue.send(Msg::Close);
             let _ = writer.join();
+        }
+    }
+}
+
+/// Marks `key` pending and hands it to the writer through `send`; whether it was queued.
+fn queue_put(
+    pending: &Mutex<HashMap<String, String>>,
+    key: String,
+    value: String,
+    send: impl FnOnce(Msg) -> Result<(), TrySendError<Msg>>,
+) -> bool {
+    // Pending before it is sent: the writer may commit it and clear `pending` before `send`
+    // returns, and an entry marked after that would never be cleared.
+    lock(pending).insert(key.clone(), value.clone());
+    match send(Msg::Put(key.clone(), value.clone())) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            let mut waiting = lock(pending);
+            if waiting.get(&key) == Some(&value) {
+                waiting.remove(&key);
+            }
+            false
+        }
+    }
+}
+
+/// Takes the entries of a batch committed (or lost) out of `pending`, unless a newer value
+/// for the key is still waiting for its own batch.
+fn forget_written(pending: &Mutex<HashMap<String, String>>, batch: &[(String, String)]) {
+    let mut waiting = lock(pending);
+    for (k, v) in batch {
+        if waiting.get(k) == Some(v) {
+            waiting.remove(k);
         }
     }
 }
@@ -324,14 +353,8 @@ fn write_loop(
                 }
                 Err(e) => log::error!("dedup store: {} entries not written: {e}", batch.len()),
             }
-            // Committed or lost: either way no longer waiting (a newer value for the same
-            // key stays until its own batch).
-            let mut waiting = lock(pending);
-            for (k, v) in &batch {
-                if waiting.get(k) == Some(v) {
-                    waiting.remove(k);
-                }
-            }
+            // Committed or lost: either way no longer waiting.
+            forget_written(pending, &batch);
         }
         if closing {
             return;
@@ -436,6 +459,24 @@ mod tests {
         ready(&store);
         assert!(store.may_hold("sha1:AAAA"), "read back from the table");
         assert!(!store.may_hold("sha1:BBBB"));
+    }
+
+    #[test]
+    fn an_entry_the_writer_commits_before_the_send_returns_leaves_pending() {
+        let pending = Mutex::new(HashMap::new());
+        // The writer takes the entry, commits it and clears it before `send` returns.
+        let queued = queue_put(&pending, "d|b".into(), "v".into(), |msg| {
+            if let Msg::Put(k, v) = msg {
+                forget_written(&pending, &[(k, v)]);
+            }
+            Ok(())
+        });
+        assert!(queued);
+        assert!(lock(&pending).is_empty(), "{:?}", lock(&pending));
+        // A refused send leaves nothing pending either.
+        let full = |msg| Err(TrySendError::Full(msg));
+        assert!(!queue_put(&pending, "d|b".into(), "w".into(), full));
+        assert!(lock(&pending).is_empty(), "{:?}", lock(&pending));
     }
 
     #[test]

@@ -170,6 +170,11 @@ pub(super) async fn seal_in_background(
     let files = files.clone();
     let view = entries.view();
     if entries.is_empty() {
+        // Registered at open like any file's: left in the stats it would hold its spool's
+        // descriptor for the life of the process.
+        if let Some(view) = &view {
+            config.stats.remove_open_cdx(view);
+        }
         files.remove(id);
         let _ = monoio::spawn_blocking(move || std::fs::remove_file(path)).await;
         return None;
@@ -222,4 +227,45 @@ fn path_name(path: &Path) -> String {
 /// served from the dentry cache and does not wait on the disk.
 fn open_reader(path: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(std::fs::File::open(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::stats::ArchiveStats;
+
+    #[test]
+    fn an_empty_file_s_spool_leaves_the_stats_when_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(ArchiveStats::default());
+        let config = WriterConfig {
+            dir: dir.path().to_path_buf(),
+            sealed_dir: dir.path().join("sealed"),
+            prefix: "T".into(),
+            worker: 0,
+            codec: Codec::Plain,
+            format: Format::Arc,
+            first_serial: 0,
+            max_size: 1 << 20,
+            max_idle: std::time::Duration::from_secs(60),
+            fsync: super::super::writer::FsyncPolicy::Never,
+            min_free: 0,
+            handoff: None,
+            stats: stats.clone(),
+        };
+        let files = Arc::new(FileTable::new());
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .with_blocking_strategy(monoio::blocking::BlockingStrategy::ExecuteLocal)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let open = FileMaker::new(&config).open_next(&files).await.unwrap();
+            let view = open.entries.view().expect("a spool file in a temp dir");
+            stats.add_open_cdx(view);
+            let path = open.path.clone();
+            assert!(seal_in_background(open, &files, &config).await.is_none());
+            assert!(!path.exists());
+        });
+        assert!(stats.open_cdx().is_empty());
+    }
 }
