@@ -2,14 +2,14 @@
 //! writes it, in `PREFIX-HOST-PORT.log` (`PREFIX` the capture's `warc-prefix`, else
 //! `crawl`). Lines are formatted on the worker and handed over a bounded channel to one
 //! thread that appends them to the files; when it falls behind, lines are dropped and
-//! counted, never waited for.
+//! counted, never waited for. The thread reopens the files on SIGHUP (logrotate's way).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -108,7 +108,13 @@ pub fn failure_status(code: &str) -> i32 {
 }
 
 enum Msg {
-    Line { prefix: String, line: String },
+    Line {
+        prefix: String,
+        line: String,
+    },
+    /// Wakes the thread to look at `reopen` (the flag carries the request, so a full queue
+    /// cannot lose it).
+    Reopen,
     Close,
 }
 
@@ -116,6 +122,7 @@ enum Msg {
 pub struct CrawlLog {
     queue: Sender<Msg>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    reopen: Arc<AtomicBool>,
     /// Lines dropped because the log thread fell behind.
     pub dropped: AtomicU64,
 }
@@ -132,12 +139,15 @@ impl CrawlLog {
             suffix: format!("-{host}-{port}.log"),
             open: HashMap::new(),
         };
+        let reopen = Arc::new(AtomicBool::new(false));
+        let asked = reopen.clone();
         let thread = std::thread::Builder::new()
             .name("liveweb-crawl-log".into())
-            .spawn(move || run(files, rx))?;
+            .spawn(move || run(files, rx, &asked))?;
         Ok(CrawlLog {
             queue,
             thread: Mutex::new(Some(thread)),
+            reopen,
             dropped: AtomicU64::new(0),
         })
     }
@@ -150,6 +160,12 @@ impl CrawlLog {
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Reopens the files (after logrotate moved them) before the next line is written.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+        let _ = self.queue.try_send(Msg::Reopen);
     }
 
     /// Writes every line handed over and stops the thread (at shutdown).
@@ -199,16 +215,23 @@ impl LogFiles {
 }
 
 /// The log thread: writes what arrives, flushing whenever the queue runs dry.
-fn run(mut files: LogFiles, rx: Receiver<Msg>) {
+fn run(mut files: LogFiles, rx: Receiver<Msg>, reopen: &AtomicBool) {
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
+            if reopen.swap(false, Ordering::Relaxed) {
+                // A file logrotate renamed would otherwise keep growing under its new name:
+                // closed here, each is opened again by path at its next line.
+                files.flush();
+                files.open.clear();
+            }
             match msg {
                 Msg::Line { prefix, line } => {
                     if let Err(e) = files.write(&prefix, &line) {
                         log::error!("crawl log: {e}");
                     }
                 }
+                Msg::Reopen => {}
                 Msg::Close => {
                     files.flush();
                     return;
@@ -289,5 +312,27 @@ mod tests {
             |name: &str| std::fs::read_to_string(dir.path().join("logs").join(name)).unwrap();
         assert_eq!(read("crawl-node-8080.log"), "a\nc\n");
         assert_eq!(read("job1-node-8080.log"), "b\n");
+    }
+
+    #[test]
+    fn a_reopen_sends_the_next_lines_to_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CrawlLog::start(dir.path(), "node", 8080).unwrap();
+        let path = dir.path().join("crawl-node-8080.log");
+        log.log(None, "a\n".into());
+        // The thread flushes once the queue runs dry.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(&path).unwrap_or_default() != "a\n" {
+            assert!(std::time::Instant::now() < deadline, "a never written");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // logrotate: move the file, then ask for a reopen.
+        let rotated = dir.path().join("crawl-node-8080.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        log.log(None, "b\n".into());
+        log.close();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "a\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
     }
 }

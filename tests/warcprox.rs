@@ -398,6 +398,56 @@ fn the_crawl_log_has_a_line_per_capture() {
     assert!(!crawl.contains("/job "), "{crawl}");
 }
 
+/// logrotate: move the crawl log, SIGHUP, and the next line goes to a new file.
+#[test]
+fn sighup_reopens_the_crawl_log() {
+    let origin = path_origin();
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().join("crawl");
+    let proxy = Proxy::start(&[
+        "--format",
+        "warc",
+        "--mode",
+        "forward",
+        "--crawl-log-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim().split('.').next().unwrap().to_string();
+    let path = dir.join(format!("crawl-{host}-{}.log", proxy.addr.port()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wait_for = |path: &std::path::Path, text: &str| {
+        while !std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(text)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text} in {path:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let before = origin.url("/before");
+    fwd(&proxy, &before, "");
+    wait_for(&path, &before);
+    let rotated = dir.join("rotated.log");
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(proxy.pid() as i32, libc::SIGHUP) };
+    // The signal thread, then the log thread act on it: fetch until a line lands anew.
+    let mut n = 0;
+    while !path.exists() {
+        n += 1;
+        fwd(&proxy, &origin.url(&format!("/after{n}")), "");
+        assert!(std::time::Instant::now() < deadline, "never reopened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    wait_for(&path, "/after");
+    let _ = proxy.finish();
+    assert!(std::fs::read_to_string(&rotated).unwrap().contains(&before));
+}
+
 /// `stats` buckets and `limits` / `soft-limits`: each capture is tallied as it is archived,
 /// and the next request over a limit is refused at once (`420 Reached limit`, `430 Reached
 /// soft limit`) with the bucket's numbers in `Warcprox-Meta`, nothing fetched; the numbers

@@ -21,6 +21,16 @@ pub struct ArcFile {
     pub content_type: &'static str,
 }
 
+/// Whether the file behind `fd` has no name left. A descriptor that cannot be checked
+/// counts as linked: forgetting a file is only for files known to be gone.
+fn is_unlinked(fd: &OwnedFd) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fd.try_clone()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.nlink() == 0)
+}
+
 fn is_gzip(path: &std::path::Path) -> bool {
     super::record::sealed_name(&path.to_string_lossy()).ends_with(".gz")
 }
@@ -85,6 +95,23 @@ impl FileTable {
         }
     }
 
+    /// Forgets the files whose every name is gone (deleted by something other than the
+    /// `--on-seal` hook, e.g. an operator's upload-and-delete job) and returns how many: the
+    /// table's descriptor would otherwise keep each one's disk space for the life of the
+    /// process, and a deleted file's records cannot be hits after a restart either.
+    pub fn forget_unlinked(&self) -> usize {
+        let map = self.files.pin();
+        let gone: Vec<u32> = map
+            .iter()
+            .filter(|(_, file)| is_unlinked(&file.fd))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            map.remove(id);
+        }
+        gone.len()
+    }
+
     pub fn get(&self, id: u32) -> Option<Arc<ArcFile>> {
         self.files.pin().get(&id).cloned()
     }
@@ -101,6 +128,26 @@ impl FileTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_deleted_behind_its_back_are_forgotten_and_others_kept() {
+        let dir = std::env::temp_dir().join(format!("lw-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let table = FileTable::new();
+        let mut ids = Vec::new();
+        for name in ["a.arc.gz", "b.arc.gz"] {
+            let path = dir.join(name);
+            std::fs::write(&path, b"x").expect("write");
+            let fd = OwnedFd::from(std::fs::File::open(&path).expect("open"));
+            ids.push(table.insert(path, fd));
+        }
+        assert_eq!(table.forget_unlinked(), 0);
+        std::fs::remove_file(dir.join("a.arc.gz")).expect("remove");
+        assert_eq!(table.forget_unlinked(), 1);
+        assert!(table.get(ids[0]).is_none());
+        assert!(table.get(ids[1]).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_codec_is_read_from_the_name_with_or_without_the_open_suffix() {

@@ -1,7 +1,8 @@
 //! Connection limits: at most `--max-connections` client connections at once, and at most
 //! `--max-connections-per-client` from one address, counted across all workers. A permit is
 //! taken when a connection is accepted and given back when it closes; a load balancer's
-//! connection counts against the client its PROXY header names.
+//! connection counts against the client its PROXY header names. Also the process's
+//! open-file limit, which the default `--max-connections` is derived from.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +23,26 @@ pub struct ConnLimits {
     max_per_client: usize,
     total: CachePadded<AtomicUsize>,
     per_client: Box<[CachePadded<Counts>]>,
+}
+
+/// Raises the soft open-file limit to the hard one and returns `(before, after)` when it
+/// changed. Every archive file in the data dir keeps a read descriptor (hits are sent from
+/// it), so a shell's usual soft limit of 1024 would run out after days of rolls and seals.
+pub fn raise_open_file_limit() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and fill the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return None;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some((before, limit.rlim_cur))
+    }
 }
 
 /// Which limit refused a connection.

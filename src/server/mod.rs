@@ -112,6 +112,13 @@ fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle
                     break;
                 }
                 shared.index.sweep(Instant::now(), shared.config.cache.ttl);
+                let forgotten = shared.files.forget_unlinked();
+                if forgotten > 0 {
+                    log::info!(
+                        "{forgotten} archive file(s) deleted outside liveweb: their records \
+                         are no longer hits, and their disk space is released"
+                    );
+                }
             }
         })?;
     Ok((stop, handle))
@@ -405,6 +412,9 @@ fn lock_startup(s: &Mutex<Startup>) -> std::sync::MutexGuard<'_, Startup> {
 /// start: a stop signal during start-up recovery exits at once with status 0 (recovery only
 /// ever replaces files whole, so it is redone from where it stopped at the next start).
 pub fn run(config: Config) -> io::Result<()> {
+    if let Some((before, after)) = limits::raise_open_file_limit() {
+        log::info!("open-file limit raised from {before} to {after} (the hard limit)");
+    }
     let data_dir = config.archive.data_dir.clone();
     let workers = config.ops.worker_count();
     let grace = config.ops.shutdown_timeout;
@@ -442,10 +452,14 @@ pub fn run(config: Config) -> io::Result<()> {
                 };
                 drop(state);
                 if hup {
-                    // A bad file is reported with its line; the tables in force stay.
+                    // logrotate moves the logs before it signals: write on in new files.
                     if let Some(log) = &server.shared().access_log {
                         log.reopen();
                     }
+                    if let Some(log) = server.shared().crawl_log.get() {
+                        log.reopen();
+                    }
+                    // A bad file is reported with its line; the tables in force stay.
                     match server.shared().reload() {
                         Ok(summary) => log::info!("reloaded ({summary})"),
                         Err(e) => log::warn!("reload refused, keeping the old tables: {e}"),
