@@ -6,7 +6,7 @@
 # `--index-memory 32MB`: RSS must stay within the warm-up's plus the budget plus a few MB,
 # with `liveweb_index_evictions_total` counting what left. `--mem-cache 8MB` in both, so
 # the hot shard does not count. Results: loadtest/results/index-live-<time>.txt.
-# Usage: loadtest/index_live.sh [seconds] [budget_seconds] ; needs wrk, nginx, curl.
+# Usage: [VARY=1] loadtest/index_live.sh [seconds] [budget_seconds] ; needs wrk, nginx, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-130}
@@ -17,10 +17,15 @@ done
 cargo build --release --quiet
 . loadtest/lib.sh
 
-start_origin 'location /u/ { default_type text/plain; return 200 "unique $request_uri\n"; }'
+# VARY=1: every response says `Vary: Accept-Encoding`, as most of the web's text does.
+if [ -n "${VARY:-}" ]; then
+  start_origin 'location /u/ { default_type text/plain; add_header Vary Accept-Encoding; return 200 "unique $request_uri\n"; }'
+else
+  start_origin 'location /u/ { default_type text/plain; return 200 "unique $request_uri\n"; }'
+fi
 
 OUT=loadtest/results/index-live-$(date -u +%Y%m%dT%H%M%SZ).txt.partial
-echo "# loadtest/index_live.sh secs=$SECS budget_secs=$BUDGET_SECS $(date -u); wrk -t1 -c50 on CPU 1; unique small misses; --mem-cache 8MB" > "$OUT"
+echo "# loadtest/index_live.sh secs=$SECS budget_secs=$BUDGET_SECS VARY=${VARY:-} $(date -u); wrk -t1 -c50 on CPU 1; unique small misses; --mem-cache 8MB" > "$OUT"
 
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$LW_PID/status"; }
 metric() { curl -s "http://$LW_ADDR/_liveweb/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

@@ -109,7 +109,7 @@ fn metrics_and_status_count_hits_misses_and_errors() {
         "prometheus_client rejected the metrics (pip install prometheus_client): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "25");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "26");
 
     // As above: the metrics request just answered counts once it lands.
     let (status, json) = loop {

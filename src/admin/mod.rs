@@ -165,7 +165,7 @@ pub fn metrics_text(s: &Snapshot) -> String {
         t.fetch_latency_sum_us,
     );
     let a = &s.archive;
-    let scalars: [(&str, &str, &str, u64); 21] = [
+    let scalars: [(&str, &str, &str, u64); 22] = [
         (
             "liveweb_request_bytes_total",
             "counter",
@@ -263,6 +263,12 @@ pub fn metrics_text(s: &Snapshot) -> String {
             s.index.evictions,
         ),
         (
+            "liveweb_index_vary_lists",
+            "gauge",
+            "URLs whose Vary list is remembered (for --ttl, outside --index-memory).",
+            s.index.vary_lists as u64,
+        ),
+        (
             "liveweb_spilled_responses_total",
             "counter",
             "Responses that went to disk as they arrived instead of being held in memory.",
@@ -349,6 +355,7 @@ mod tests {
                 table_bytes: 880,
                 budget: 1 << 20,
                 evictions: 0,
+                vary_lists: 0,
             },
             spilled_responses: 0,
             transfer_memory_bytes: 0,

@@ -60,6 +60,8 @@ pub struct IndexMemory {
     pub budget: usize,
     /// Entries that left to keep within the budget, since start.
     pub evictions: u64,
+    /// URLs whose `Vary` list is remembered (for `--ttl`, outside the budget).
+    pub vary_lists: usize,
 }
 
 /// Key -> entry, shared by all workers. A key is the normalized URL, or for forward-mode
@@ -135,7 +137,8 @@ impl Index {
             shard_slots: (budget / SHARDS / std::mem::size_of::<Slot>()).max(16),
             budget,
             evictions: AtomicU64::new(0),
-            vary: VaryLists::default(),
+            // The Vary lists may take an eighth of the budget again, outside it.
+            vary: VaryLists::with_limit(budget / 8 / vary::BYTES_PER_LIST),
             epochs: (0..EPOCH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: Default::default(),
         }
@@ -325,6 +328,12 @@ impl Index {
         removed
     }
 
+    /// Drops the Vary lists learnt longest ago when there are more than their share of the
+    /// budget allows; the sweeper calls it between sweeps.
+    pub fn trim_vary_lists(&self) {
+        self.vary.trim();
+    }
+
     /// Replaces `flight` with its result: the stored record, or nothing (so the next request
     /// fetches again). Leaves the key alone if someone else claimed it meanwhile.
     pub fn settle(&self, key: &str, flight: &Arc<Flight>, stored: Option<Arc<StoredRecord>>) {
@@ -458,6 +467,7 @@ impl Index {
             table_bytes,
             budget: self.budget,
             evictions: self.evictions.load(Ordering::Relaxed),
+            vary_lists: self.vary.len(),
         }
     }
 }

@@ -106,11 +106,18 @@ fn start_sweeper(shared: Arc<Shared>) -> io::Result<(Arc<AtomicBool>, JoinHandle
     let handle = std::thread::Builder::new()
         .name("liveweb-sweep".into())
         .spawn(move || {
+            let mut swept = Instant::now();
             while !flag.load(Ordering::Acquire) {
-                std::thread::park_timeout(every);
+                // Vary lists can arrive faster than a sweep apart allows: trimmed each second.
+                std::thread::park_timeout(every.min(Duration::from_secs(1)));
                 if flag.load(Ordering::Acquire) {
                     break;
                 }
+                if swept.elapsed() < every {
+                    shared.index.trim_vary_lists();
+                    continue;
+                }
+                swept = Instant::now();
                 shared.index.sweep(Instant::now(), shared.config.cache.ttl);
                 let forgotten = shared.files.forget_unlinked();
                 if forgotten > 0 {
