@@ -54,6 +54,11 @@ pub(super) async fn lookup_or_fetch(
     };
     // A record whose ARC file was handed off and deleted is fetched again like a stale one.
     let gone = Cell::new(false);
+    // Nor is it revalidated: a 304 would confirm a response nobody can read any more (and a
+    // stale record refreshed that way would fail every request for its URL).
+    let readable = |r: &StoredRecord| {
+        ctx.shared.files.get(r.loc.file_id).is_some() || ctx.hot.borrow().get(&r.loc).is_some()
+    };
     let usable = |r: &StoredRecord| !gone.get() && view.usable(r, Instant::now());
     for _ in 0..8 {
         let found = index.lookup(&key, usable);
@@ -67,9 +72,9 @@ pub(super) async fn lookup_or_fetch(
                 check_archiving(ctx)?;
                 match index.claim(&key, usable) {
                     Ok(claim) => {
-                        let revalidate = claim
-                            .previous
-                            .filter(|p| !gone.get() && view.revalidates(p, Instant::now()));
+                        let revalidate = claim.previous.filter(|p| {
+                            !gone.get() && view.revalidates(p, Instant::now()) && readable(p)
+                        });
                         let claimed = Claimed {
                             flight: claim.flight,
                             settle: Settle::Claimed(key),
@@ -114,6 +119,7 @@ pub(super) async fn lookup_or_fetch(
                         let revalidate = Some(d.record.clone()).filter(|r| {
                             !d.revisit
                                 && view.revalidates(r, Instant::now())
+                                && readable(r)
                                 && d.reuse.as_ref().map_or(!r.facts.varies(), |reuse| {
                                     reuse.shareable && reuse.matches_variant(&req.headers)
                                 })
