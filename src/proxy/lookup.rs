@@ -105,7 +105,7 @@ pub(super) async fn lookup_or_fetch(
             }
             Lookup::Wait(_) if respond_async => return Ok(accepted(ctx, to)),
             Lookup::Wait(flight) => {
-                return match flight.wait().await {
+                match flight.wait().await {
                     // The response is not for this request (private, another variant, or
                     // to be validated before any reuse): fetch its own.
                     Ok(d) if !view.accepts_delivery(&d) => {
@@ -125,10 +125,18 @@ pub(super) async fn lookup_or_fetch(
                                 })
                         });
                         let settle = Settle::Alone;
-                        fetch_alone(ctx, req, url, to, client, settle, capture, revalidate).await
+                        return fetch_alone(ctx, req, url, to, client, settle, capture, revalidate)
+                            .await;
                     }
-                    outcome => delivered(ctx, outcome, RequestState::Coalesced, req, to).await,
-                };
+                    outcome => {
+                        match delivered(ctx, outcome, RequestState::Coalesced, req, to).await {
+                            // The record a 304 confirmed went away meanwhile (handed off and
+                            // deleted): look again, and fetch it whole.
+                            Err(Error::Internal(REVALIDATED_FILE_GONE)) => gone.set(true),
+                            answered => return answered,
+                        }
+                    }
+                }
             }
             Lookup::Absent => continue,
         }
@@ -197,6 +205,9 @@ async fn fetch(
         settle,
         revalidate: revalidate.clone(),
     };
+    // A revalidation may confirm a record whose file goes away meanwhile: then it is
+    // fetched whole after all.
+    let again = revalidate.is_some().then(|| (url.clone(), capture.clone()));
     let job = JobFor {
         client,
         forward: to.forward,
@@ -211,7 +222,13 @@ async fn fetch(
         (Some(old), Ok(d)) if d.record.loc == old.loc => RequestState::Revalidated,
         _ => RequestState::Miss,
     };
-    delivered(ctx, outcome, state, req, to).await
+    match (delivered(ctx, outcome, state, req, to).await, again) {
+        (Err(Error::Internal(REVALIDATED_FILE_GONE)), Some((url, capture))) => {
+            let whole = fetch_alone(ctx, req, url, to, client, Settle::Alone, capture, None);
+            Box::pin(whole).await
+        }
+        (answered, _) => answered,
+    }
 }
 
 /// Who a fetch is for: the client (the fair queue's key), whether in forward mode (its
@@ -278,6 +295,9 @@ fn accepted(ctx: &WorkerCtx, to: ReplyTo) -> Response {
     }
 }
 
+/// Why a revalidated record could not be answered from: its file went away meanwhile.
+const REVALIDATED_FILE_GONE: &str = "revalidated record's file is gone";
+
 async fn delivered(
     ctx: &Rc<WorkerCtx>,
     outcome: Outcome,
@@ -290,7 +310,7 @@ async fn delivered(
         // A revalidated record not in memory: read like a hit.
         return stored(ctx, d.record, d.reuse, state, req, to)
             .await
-            .ok_or(Error::Internal("revalidated record's file is gone"));
+            .ok_or(Error::Internal(REVALIDATED_FILE_GONE));
     };
     // A record is kept from its second request on (see `hot`): a coalesced request is one,
     // the miss that fetched it is not.
