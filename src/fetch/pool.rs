@@ -139,11 +139,6 @@ impl UpstreamPool {
         self.count.set(idle.values().map(Vec::len).sum());
     }
 
-    /// Idle connections held now, over all keys.
-    pub fn idle_count(&self) -> usize {
-        self.count.get()
-    }
-
     /// Returns a connection after a clean, complete response.
     pub fn checkin(
         &self,
@@ -232,7 +227,7 @@ mod tests {
             drop(origins.remove(1));
             pool.sweep();
             assert_eq!(pool.idle.borrow().len(), 1);
-            assert_eq!(pool.idle_count(), 1);
+            assert_eq!(pool.count.get(), 1);
             // A miss on an unknown key leaves nothing behind either.
             assert!(pool
                 .checkout(Scheme::Http, "b.test", 80, anonymous)

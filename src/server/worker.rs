@@ -143,30 +143,14 @@ async fn serve(setup: WorkerSetup) {
             budget: shared.transfer_budget.clone(),
         },
     });
-    // Timers hold the worker's context weakly: a strong one would keep its writers (and the
-    // on-seal hand-off they share) alive past the worker's end, and shutdown waits for them.
-    {
-        // Idle upstream connections to origins nobody asks for again are closed even when
-        // no request comes to look at them.
-        let ctx = Rc::downgrade(&ctx);
-        monoio::spawn(async move {
-            loop {
-                monoio::time::sleep(crate::fetch::POOL_SWEEP_EVERY).await;
-                let Some(ctx) = ctx.upgrade() else { break };
-                ctx.pool.sweep();
-            }
-        });
-    }
+    // Idle upstream connections to origins nobody asks for again are closed even when no
+    // request comes to look at them.
+    every(&ctx, crate::fetch::POOL_SWEEP_EVERY, |ctx| ctx.pool.sweep());
     if shared.access_log.is_some() {
         // Lines reach the file within a second even when traffic is light.
-        let ctx = Rc::downgrade(&ctx);
-        monoio::spawn(async move {
-            loop {
-                monoio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let Some(ctx) = ctx.upgrade() else { break };
-                if let Some(log) = &ctx.shared.access_log {
-                    ctx.access.flush(log);
-                }
+        every(&ctx, std::time::Duration::from_secs(1), |ctx| {
+            if let Some(log) = &ctx.shared.access_log {
+                ctx.access.flush(log);
             }
         });
     }
@@ -292,4 +276,18 @@ impl AcceptBackoff {
     fn reset(&mut self) {
         self.in_a_row = 0;
     }
+}
+
+/// Runs `tick` every `period` for as long as the worker's context lives. The timer holds the
+/// context weakly: a strong hold would keep its writers (and the on-seal hand-off they share)
+/// alive past the worker's end, and shutdown waits for them.
+fn every(ctx: &Rc<WorkerCtx>, period: std::time::Duration, tick: impl Fn(&WorkerCtx) + 'static) {
+    let ctx = Rc::downgrade(ctx);
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(period).await;
+            let Some(ctx) = ctx.upgrade() else { break };
+            tick(&ctx);
+        }
+    });
 }
