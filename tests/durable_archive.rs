@@ -131,17 +131,14 @@ fn on_seal_hook_runs_once_per_file_and_is_retried() {
     let log = dir.path().join("hook.log");
     let flag = dir.path().join("failed-once");
     // Fails the first time it sees any file, then logs the path and deletes the file.
-    let script = dir.path().join("hook.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}; echo fail \"$1\" >> {log}; exit 1; fi\nrm -f \"$1\"\necho ok \"$1\" >> {log}\n",
+    let hook = hook(
+        dir.path(),
+        &format!(
+            "if [ ! -e {flag} ]; then touch {flag}; echo fail \"$1\" >> {log}; exit 1; fi\nrm -f \"$1\"\necho ok \"$1\" >> {log}",
             flag = flag.display(),
             log = log.display()
         ),
-    )
-    .unwrap();
-    let hook = format!("sh {}", script.display());
+    );
     let proxy = Proxy::start(&[
         "--workers",
         "1",
@@ -406,13 +403,7 @@ fn shutdown_hands_off_the_last_file_with_an_access_log_on() {
     origin.ok("/a", "text/plain", b"a");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("hook.log");
-    let script = dir.path().join("hook.sh");
-    fs::write(
-        &script,
-        format!("#!/bin/sh\necho ok \"$1\" >> {}\n", log.display()),
-    )
-    .unwrap();
-    let hook = format!("sh {}", script.display());
+    let hook = hook(dir.path(), &format!("echo ok \"$1\" >> {}", log.display()));
     let access = dir.path().join("access.log");
     let access = access.to_str().unwrap();
     let mut proxy = Proxy::start(&["--workers", "1", "--access-log", access, "--on-seal", &hook]);
@@ -426,32 +417,13 @@ fn shutdown_hands_off_the_last_file_with_an_access_log_on() {
 /// fetched whole again: a 304 for it would confirm a response nobody can read any more.
 #[test]
 fn a_stale_record_whose_file_was_handed_off_is_fetched_again_not_revalidated() {
-    let origin = FnOrigin::start(|head| {
-        if header_in(head, "if-none-match").is_some() {
-            return response(
-                "304 Not Modified",
-                "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
-                "",
-            );
-        }
-        response(
-            "200 OK",
-            "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
-            "the page",
-        )
-    });
+    let origin = FnOrigin::start(no_cache_page);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("hook.log");
-    let script = dir.path().join("hook.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nrm -f \"$1\"\necho ok \"$1\" >> {}\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let hook = format!("sh {}", script.display());
+    let hook = hook(
+        dir.path(),
+        &format!("rm -f \"$1\"\necho ok \"$1\" >> {}", log.display()),
+    );
     let proxy = Proxy::start(&[
         "--workers",
         "1",
@@ -490,4 +462,12 @@ fn a_stale_record_whose_file_was_handed_off_is_fetched_again_not_revalidated() {
         proxy.log_text()
     );
     proxy.finish();
+}
+
+/// An `--on-seal` command running the shell `body` (the sealed file is `$1`), written to
+/// `dir/hook.sh`.
+fn hook(dir: &Path, body: &str) -> String {
+    let script = dir.join("hook.sh");
+    fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+    format!("sh {}", script.display())
 }

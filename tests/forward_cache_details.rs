@@ -287,17 +287,8 @@ fn requests_joining_a_revalidation_validate_rather_than_fetch_whole() {
             while !*open {
                 open = opened.wait(open).unwrap();
             }
-            return response(
-                "304 Not Modified",
-                "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
-                "",
-            );
         }
-        response(
-            "200 OK",
-            "ETag: \"v1\"\r\nCache-Control: no-cache\r\n",
-            "the page",
-        )
+        no_cache_page(head)
     });
     let proxy = forward_proxy();
     let url = origin.url("/busy");

@@ -222,6 +222,16 @@ pub fn response(status: &str, headers: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An origin's answer for a page to be validated before every reuse (`ETag: "v1"`,
+/// `no-cache`): `304` to a request that sends `If-None-Match`, else the page.
+pub fn no_cache_page(head: &str) -> Vec<u8> {
+    const FIELDS: &str = "ETag: \"v1\"\r\nCache-Control: no-cache\r\n";
+    match header_in(head, "if-none-match") {
+        Some(_) => response("304 Not Modified", FIELDS, ""),
+        None => response("200 OK", FIELDS, "the page"),
+    }
+}
+
 /// Reads one request head byte by byte (so nothing after it is consumed); `None` if the
 /// connection ends first.
 pub fn read_request_head(conn: &mut TcpStream) -> Option<String> {
